@@ -1,0 +1,118 @@
+"""Datasets for the pruning experiments: the bundled default, TFDS by name, user embedding files.
+
+Every loader returns a :class:`Dataset` whose rows are in the dataset's original order, with an
+``ids`` array so that scores can always be mapped back to examples.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+DEFAULT = "digits"
+
+
+class Dataset(NamedTuple):
+  name: str
+  ids: np.ndarray  # N, the example ids (int or str)
+  labels: np.ndarray | None = None  # N int
+  images: np.ndarray | None = None  # N x H x W x C uint8
+  embeddings: np.ndarray | None = None  # N x D float (may be a memory map)
+
+  @property
+  def size(self) -> int:
+    return len(self.ids)
+
+
+def load_digits() -> Dataset:
+  """scikit-learn's bundled digits: 1,797 real 8x8 grey images (0..16 scaled to 0..255), 10 classes."""
+  from sklearn.datasets import load_digits as _load
+  d = _load()
+  images = np.clip(d.images * 16, 0, 255).astype(np.uint8)[..., None]
+  return Dataset("digits", np.arange(len(images)), d.target.astype(np.int32), images)
+
+
+def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None,
+              image_key: str = "image", label_key: str = "label",
+              max_examples: int | None = None, batch: int = 1024,
+              progress: bool = False) -> Dataset:
+  """Any TFDS image-classification dataset through ``tfds.data_source`` (ArrayRecord, no TF).
+
+  The dataset must already be prepared in ``data_dir`` (``tfds build NAME --file_format
+  array_record``); nothing is downloaded here.
+  """
+  import tensorflow_datasets as tfds
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(f"unknown TFDS dataset {name!r}: {str(e).splitlines()[0]}") from e
+  except Exception as e:  # not prepared, wrong file format, missing split ...
+    raise FileNotFoundError(
+        f"TFDS dataset {name!r} (split {split!r}) is not available in data_dir={data_dir!r}: "
+        f"prepare it first with `tfds build {name} --file_format=array_record` ({e})") from e
+  n = len(source) if max_examples is None else min(len(source), max_examples)
+  if n == 0:
+    raise ValueError(f"TFDS dataset {name!r} split {split!r} is empty")
+  first = source[0]
+  for k in (image_key, label_key):
+    if k not in first:
+      raise ValueError(f"TFDS dataset {name!r} has no feature {k!r}; features: {sorted(first)}")
+  images = np.empty((n,) + np.shape(first[image_key]), np.uint8)
+  labels = np.empty((n,), np.int32)
+  for start in tqdm(range(0, n, batch), desc=f"loading {name}", disable=not progress):
+    rows = source.__getitems__(list(range(start, min(n, start + batch))))
+    for j, ex in enumerate(rows):
+      images[start + j] = ex[image_key]
+      labels[start + j] = ex[label_key]
+  return Dataset(f"tfds:{name}/{split}", np.arange(n), labels, images)
+
+
+def load_embeddings(path: str) -> Dataset:
+  """A user file: ``.npy`` (N x D, memory-mapped) or ``.npz`` with ``embeddings`` and optional
+  ``labels``, ``ids`` and ``images``."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"embeddings file not found: {path}")
+  if path.endswith(".npy"):
+    emb = np.load(path, mmap_mode="r")
+    extra = {}
+  elif path.endswith(".npz"):
+    with np.load(path, allow_pickle=False) as z:
+      if "embeddings" not in z:
+        raise ValueError(f"{path} has no 'embeddings' array; it has {sorted(z.files)}")
+      emb = z["embeddings"]
+      extra = {k: z[k] for k in ("labels", "ids", "images") if k in z}
+  else:
+    raise ValueError(f"embeddings file must be .npy or .npz, got {path}")
+  if emb.ndim != 2:
+    raise ValueError(f"embeddings in {path} must be 2-D (N, D), got shape {emb.shape}")
+  n = emb.shape[0]
+  for k, v in extra.items():
+    if len(v) != n:
+      raise ValueError(f"{k} in {path} has {len(v)} entries but embeddings have {n} rows")
+  labels = extra.get("labels")
+  if labels is not None:
+    from jaxprune.select import check_labels
+    labels = check_labels(labels, n)
+  return Dataset(os.path.basename(path), extra.get("ids", np.arange(n)), labels,
+                 extra.get("images"), emb)
+
+
+def load(name: str, *, data_dir: str | None = None, split: str = "train",
+         max_examples: int | None = None, progress: bool = False) -> Dataset:
+  """``digits`` (bundled), a path to ``.npy``/``.npz`` embeddings, or a TFDS name (``tfds:`` prefix
+  optional)."""
+  if name == DEFAULT:
+    return load_digits()
+  if name.endswith((".npy", ".npz")):
+    return load_embeddings(name)
+  return load_tfds(name.removeprefix("tfds:"), split=split, data_dir=data_dir,
+                   max_examples=max_examples, progress=progress)
+
+
+def pixel_embeddings(images: np.ndarray) -> np.ndarray:
+  """Standardised flattened pixels (each feature zero mean, unit variance; constant ones 0)."""
+  x = images.reshape(len(images), -1).astype(np.float32)
+  mean, std = x.mean(0), x.std(0)
+  return (x - mean) / np.where(std > 0, std, 1.0)

@@ -1,0 +1,74 @@
+"""Atomic output files: written to a temporary file in the same directory, then renamed.
+
+An interrupted run never leaves a half-written result behind: a reader sees the old file or the
+new one.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+  """Yield a temporary path; on success it replaces ``path`` atomically."""
+  d = os.path.dirname(os.path.abspath(path))
+  os.makedirs(d, exist_ok=True)
+  suffix = os.path.splitext(path)[1]
+  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=suffix)
+  os.close(fd)
+  try:
+    yield tmp
+    with open(tmp, "rb") as f:
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def save_npz(path: str, **arrays) -> None:
+  with atomic_path(path) as tmp:
+    np.savez(tmp, **arrays)
+
+
+def save_npy(path: str, array) -> None:
+  with atomic_path(path) as tmp:
+    np.save(tmp, np.asarray(array))
+
+
+def save_json(path: str, obj) -> None:
+  if dataclasses.is_dataclass(obj):
+    obj = dataclasses.asdict(obj)
+  with atomic_path(path) as tmp, open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, default=_jsonable)
+    f.write("\n")
+
+
+def save_csv(path: str, columns: dict) -> None:
+  """Columns of equal length -> a CSV with a header row."""
+  names = list(columns)
+  cols = [np.asarray(columns[k]) for k in names]
+  with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(names)
+    w.writerows(zip(*(c.tolist() for c in cols)))
+
+
+def save_figure(path: str, fig) -> None:
+  with atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+
+
+def _jsonable(o):
+  if isinstance(o, np.generic):
+    return o.item()
+  if isinstance(o, np.ndarray):
+    return o.tolist()
+  return str(o)

@@ -1,0 +1,445 @@
+"""k-means in JAX: greedy k-means++, Lloyd iterations in ``lax.while_loop``, chunked assignment.
+
+Shapes: ``x_NxD`` points, ``c_KxD`` centroids. Two metrics:
+
+* ``"euclidean"``: squared euclidean distance, the usual k-means objective.
+* ``"cosine"``: spherical k-means; distance ``1 - cos(x, c)``. Points are normalised on the fly
+  (chunk by chunk, so no normalised copy of the data is held) and centroids are renormalised
+  after every update.
+
+Memory: distances are computed for one chunk of points at a time (``chunk_size`` x K), never the
+full N x K matrix. The centroid update is a segment sum per chunk.
+
+Sharding: given a ``jax.sharding.Mesh``, points are sharded along N over ``axis_name``; every
+device runs the chunked pass over its own points and partial sums are ``psum``-reduced.
+
+Speed note: ``jnp.argmin`` lowers to a variadic reduce that is slow on XLA:CPU (it halves the
+throughput of a Lloyd iteration); we take the min and then the first index that attains it.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+METRICS = ("euclidean", "cosine")
+_N_FAR = 8  # far-point candidates kept per chunk for re-seeding empty clusters
+
+
+class KMeansResult(NamedTuple):
+  """Result of :func:`kmeans`. ``centroids`` is K x D; ``inertia`` sums distances under the metric."""
+
+  centroids: jax.Array
+  inertia: jax.Array
+  n_iter: jax.Array
+  converged: jax.Array
+
+
+class LloydStats(NamedTuple):
+  """Additive statistics of one assignment pass (mergeable across chunks, blocks and devices)."""
+
+  sums_KxD: jax.Array
+  counts_K: jax.Array
+  inertia: jax.Array
+  far_d_M: jax.Array  # distances of the farthest points seen so far
+  far_x_MxD: jax.Array  # and the (prepared) points themselves
+
+
+# ---------------------------------------------------------------------------------------------
+# validation (host side, at the public boundary)
+
+
+def check_metric(metric: str) -> None:
+  if metric not in METRICS:
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def check_points(x, *, name: str = "embeddings", check_finite: bool = True) -> None:
+  """Raise ``ValueError`` unless ``x`` is a non-empty, finite N x D float array."""
+  shape = getattr(x, "shape", None)
+  if shape is None or len(shape) != 2:
+    raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {shape}")
+  if shape[0] == 0 or shape[1] == 0:
+    raise ValueError(f"{name} is empty: shape {tuple(shape)}; need at least one point and one feature")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"{name} must be floating point, got dtype {x.dtype}")
+  if check_finite:
+    bad = int(_count_nonfinite(x))
+    if bad:
+      raise ValueError(f"{name} contains {bad} NaN or inf values; clean or drop those rows first")
+
+
+def _count_nonfinite(x) -> int:
+  if isinstance(x, np.ndarray):  # numpy / memmap: count block by block, bounded memory
+    step = max(1, (1 << 26) // max(1, x.shape[1]))
+    return sum(int(np.count_nonzero(~np.isfinite(x[i:i + step]))) for i in range(0, x.shape[0], step))
+  return int(jnp.sum(~jnp.isfinite(x)))
+
+
+def check_k(k, n: int) -> None:
+  if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+    raise ValueError(f"k must be an integer, got {k!r}")
+  if k < 1 or k > n:
+    raise ValueError(f"k must satisfy 1 <= k <= N (number of points = {n}), got k={k}")
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk kernels
+
+
+def _prepare(x_CxD: jax.Array, metric: str) -> jax.Array:
+  x_CxD = x_CxD.astype(jnp.float32)
+  if metric == "cosine":
+    return _normalise(x_CxD)
+  return x_CxD
+
+
+def _normalise(v: jax.Array) -> jax.Array:
+  norm = jnp.linalg.norm(v, axis=-1, keepdims=True)
+  return v / jnp.where(norm > 0, norm, 1.0)
+
+
+def _nearest(xp_CxD: jax.Array, c_KxD: jax.Array, metric: str):
+  """Nearest centroid of each (prepared) point: ``(labels_C int32, dist_C float32)``."""
+  k = c_KxD.shape[0]
+  # K x C layout: the reduction over K then runs across rows, which vectorises over C.
+  dot_KxC = c_KxD @ xp_CxD.T
+  if metric == "cosine":
+    score_KxC = -dot_KxC
+  else:
+    score_KxC = jnp.sum(c_KxD * c_KxD, axis=1)[:, None] - 2.0 * dot_KxC
+  best_C = jnp.min(score_KxC, axis=0)
+  k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
+  labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, k), axis=0)
+  if metric == "cosine":
+    dist_C = 1.0 + best_C
+  else:
+    dist_C = best_C + jnp.sum(xp_CxD * xp_CxD, axis=1)
+  return labels_C, jnp.maximum(dist_C, 0.0)
+
+
+def _scan_chunks(f: Callable, x_NxD: jax.Array, carry, *, chunk_size: int, offset=0):
+  """Fold ``f(carry, x_chunk, start) -> (carry, y_chunk)`` over row chunks of ``x``.
+
+  Chunks are dynamic slices of ``x`` (no padded copy); a shorter tail chunk is handled with the
+  same ``f``. Returns ``(carry, ys)`` with ``ys`` concatenated back to N rows.
+  """
+  n = x_NxD.shape[0]
+  c = min(chunk_size, n)
+  n_full, tail = divmod(n, c)
+
+  def body(carry, i):
+    start = i * c
+    return f(carry, lax.dynamic_slice_in_dim(x_NxD, start, c), offset + start)
+
+  carry, ys = lax.scan(body, carry, jnp.arange(n_full))
+  ys = jax.tree.map(lambda y: y.reshape((n_full * c,) + y.shape[2:]), ys)
+  if tail:
+    carry, y_tail = f(carry, x_NxD[n_full * c:], offset + n_full * c)
+    ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, y_tail)
+  return carry, ys
+
+
+def _empty_stats(k: int, d: int) -> LloydStats:
+  return LloydStats(jnp.zeros((k, d), jnp.float32), jnp.zeros((k,), jnp.float32),
+                    jnp.zeros((), jnp.float32), jnp.full((_N_FAR,), -1.0, jnp.float32),
+                    jnp.zeros((_N_FAR, d), jnp.float32))
+
+
+def _merge_far(d_a, x_a, d_b, x_b):
+  d = jnp.concatenate([d_a, d_b])
+  top_d, idx = lax.top_k(d, _N_FAR)
+  return top_d, jnp.concatenate([x_a, x_b])[idx]
+
+
+def merge_stats(a: LloydStats, b: LloydStats) -> LloydStats:
+  """Combine the statistics of two disjoint sets of points."""
+  far_d, far_x = _merge_far(a.far_d_M, a.far_x_MxD, b.far_d_M, b.far_x_MxD)
+  return LloydStats(a.sums_KxD + b.sums_KxD, a.counts_K + b.counts_K, a.inertia + b.inertia,
+                    far_d, far_x)
+
+
+def lloyd_stats(x_NxD: jax.Array, c_KxD: jax.Array, *, metric: str, chunk_size: int,
+                n_valid=None, offset=0) -> LloydStats:
+  """One assignment pass over ``x`` in chunks: per-cluster sums and counts, inertia, far points.
+
+  Rows with global index ``offset + i >= n_valid`` (padding) are ignored.
+  """
+  k, d = c_KxD.shape
+
+  def f(stats, x_CxD, start):
+    xp = _prepare(x_CxD, metric)
+    labels, dist = _nearest(xp, c_KxD, metric)
+    if n_valid is not None:
+      w = (start + jnp.arange(xp.shape[0]) < n_valid).astype(jnp.float32)
+      xp, dist = xp * w[:, None], dist * w
+    else:
+      w = jnp.ones_like(dist)
+    m = min(_N_FAR, xp.shape[0])
+    top_d, top_i = lax.top_k(jnp.where(w > 0, dist, -1.0), m)
+    chunk = LloydStats(jax.ops.segment_sum(xp, labels, k), jax.ops.segment_sum(w, labels, k),
+                       jnp.sum(dist), top_d, xp[top_i])
+    far_d, far_x = _merge_far(stats.far_d_M, stats.far_x_MxD, chunk.far_d_M, chunk.far_x_MxD)
+    return LloydStats(stats.sums_KxD + chunk.sums_KxD, stats.counts_K + chunk.counts_K,
+                      stats.inertia + chunk.inertia, far_d, far_x), None
+
+  stats, _ = _scan_chunks(f, x_NxD, _empty_stats(k, d), chunk_size=chunk_size, offset=offset)
+  return stats
+
+
+def update_centroids(c_KxD: jax.Array, stats: LloydStats, *, metric: str) -> jax.Array:
+  """Centroids = cluster means; an empty cluster is re-seeded with one of the farthest points."""
+  counts = stats.counts_K
+  means = stats.sums_KxD / jnp.maximum(counts, 1.0)[:, None]
+  empty = counts == 0
+  rank = jnp.cumsum(empty) - 1  # i-th empty cluster takes the i-th farthest point
+  usable = empty & (rank < _N_FAR) & (stats.far_d_M[jnp.clip(rank, 0, _N_FAR - 1)] >= 0)
+  reseed = stats.far_x_MxD[jnp.clip(rank, 0, _N_FAR - 1)]
+  new = jnp.where(empty[:, None], jnp.where(usable[:, None], reseed, c_KxD), means)
+  if metric == "cosine":
+    new = _normalise(new)
+  return new
+
+
+# ---------------------------------------------------------------------------------------------
+# sharding
+
+
+def _stats_fn(metric: str, chunk_size: int, n_valid: int, mesh: Mesh | None, axis_name: str):
+  """``(x, c) -> LloydStats`` on one device, or sharded over ``mesh`` with psum reductions."""
+  if mesh is None:  # unpadded: no row mask needed
+    return partial(lloyd_stats, metric=metric, chunk_size=chunk_size)
+
+  def local(x_local, c):
+    offset = lax.axis_index(axis_name) * x_local.shape[0]
+    s = lloyd_stats(x_local, c, metric=metric, chunk_size=chunk_size, n_valid=n_valid,
+                    offset=offset)
+    far_d = lax.all_gather(s.far_d_M, axis_name, tiled=True)
+    far_x = lax.all_gather(s.far_x_MxD, axis_name, tiled=True)
+    top_d, idx = lax.top_k(far_d, _N_FAR)
+    return LloydStats(lax.psum(s.sums_KxD, axis_name), lax.psum(s.counts_K, axis_name),
+                      lax.psum(s.inertia, axis_name), top_d, far_x[idx])
+
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(axis_name), P()), out_specs=P(),
+                       check_vma=False)
+
+
+def shard_points(x_NxD, mesh: Mesh, axis_name: str = "data") -> jax.Array:
+  """Pad N to a multiple of the mesh axis (zero rows, masked later) and shard along N."""
+  n_dev = mesh.shape[axis_name]
+  n = x_NxD.shape[0]
+  pad = (-n) % n_dev
+  x = jnp.asarray(x_NxD, jnp.float32)
+  if pad:
+    x = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)])
+  return jax.device_put(x, NamedSharding(mesh, P(axis_name)))
+
+
+# ---------------------------------------------------------------------------------------------
+# k-means++
+
+
+def _dists_to(x_NxD, xsq_N, c_MxD, metric: str) -> jax.Array:
+  """M x N distances from a few centres to all points (memory M x N; M is small)."""
+  dot = c_MxD @ x_NxD.T
+  if metric == "cosine":
+    d = 1.0 - dot * lax.rsqrt(jnp.maximum(xsq_N, 1e-30))[None, :]
+  else:
+    d = xsq_N[None, :] - 2.0 * dot + jnp.sum(c_MxD * c_MxD, axis=1)[:, None]
+  return jnp.maximum(d, 0.0)
+
+
+def _kmeanspp(key, x_NxD, *, k: int, metric: str, n_local_trials: int, n_valid: int):
+  n, dim = x_NxD.shape
+  x_NxD = x_NxD.astype(jnp.float32)
+  xsq_N = jnp.sum(x_NxD * x_NxD, axis=1)
+  valid_N = (jnp.arange(n) < n_valid).astype(jnp.float32)
+  first_key, key = jax.random.split(key)
+  first = jax.random.randint(first_key, (), 0, n_valid)
+
+  def centre(i):
+    c = x_NxD[i]
+    return _normalise(c) if metric == "cosine" else c
+
+  c0 = centre(first)
+  d_N = _dists_to(x_NxD, xsq_N, c0[None], metric)[0] * valid_N
+  centres = jnp.zeros((k, dim), jnp.float32).at[0].set(c0)
+
+  def body(i, carry):
+    centres, d_N = carry
+    cum = jnp.cumsum(d_N)
+    r = jax.random.uniform(jax.random.fold_in(key, i), (n_local_trials,)) * cum[-1]
+    cand = jnp.clip(jnp.searchsorted(cum, r), 0, n_valid - 1)
+    cand_c = jax.vmap(centre)(cand)
+    new_d = jnp.minimum(d_N[None, :], _dists_to(x_NxD, xsq_N, cand_c, metric) * valid_N)
+    best = jnp.argmin(jnp.sum(new_d, axis=1))
+    return centres.at[i].set(cand_c[best]), new_d[best]
+
+  centres, _ = lax.fori_loop(1, k, body, (centres, d_N))
+  return centres
+
+
+def default_local_trials(k: int) -> int:
+  return 2 + int(math.log(k))
+
+
+def kmeans_plusplus(x, *, k: int, key: jax.Array, metric: str = "euclidean",
+                    n_local_trials: int | None = None) -> jax.Array:
+  """Greedy k-means++ seeding (``2 + log k`` local trials per centre). Returns K x D."""
+  check_metric(metric)
+  check_points(x)
+  check_k(k, x.shape[0])
+  trials = default_local_trials(k) if n_local_trials is None else int(n_local_trials)
+  return _kmeanspp_jit(key, jnp.asarray(x), k=k, metric=metric, n_local_trials=trials,
+                       n_valid=x.shape[0])
+
+
+_kmeanspp_jit = jax.jit(_kmeanspp, static_argnames=("k", "metric", "n_local_trials", "n_valid"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Lloyd
+
+
+def _mean_variance(x_NxD, metric: str, n_valid: int, chunk_size: int):
+  """Mean per-feature variance of the (prepared) points, in one chunked pass."""
+  d = x_NxD.shape[1]
+
+  def f(carry, x_CxD, start):
+    w = (start + jnp.arange(x_CxD.shape[0]) < n_valid).astype(jnp.float32)[:, None]
+    xp = _prepare(x_CxD, metric) * w
+    return (carry[0] + xp.sum(0), carry[1] + (xp * xp).sum(0)), None
+
+  zeros = jnp.zeros((d,), jnp.float32)
+  (s1, s2), _ = _scan_chunks(f, x_NxD, (zeros, zeros), chunk_size=chunk_size)
+  mean = s1 / n_valid
+  return jnp.mean(jnp.maximum(s2 / n_valid - mean * mean, 0.0))
+
+
+def lloyd(x_NxD, c0_KxD, *, stats_fn: Callable, metric: str, max_iter: int, tol_abs):
+  """Lloyd iterations in a ``lax.while_loop`` until the total squared centre shift <= tol_abs.
+
+  Returns ``(centroids, n_iter, converged)``; matches scikit-learn's lloyd loop step for step.
+  """
+
+  def cond(carry):
+    _, i, shift = carry
+    return (i < max_iter) & (shift > tol_abs)
+
+  def body(carry):
+    c, i, _ = carry
+    new = update_centroids(c, stats_fn(x_NxD, c), metric=metric)
+    return new, i + 1, jnp.sum((new - c) ** 2)
+
+  c, n_iter, shift = lax.while_loop(cond, body, (c0_KxD, jnp.int32(0), jnp.float32(jnp.inf)))
+  return c, n_iter, shift <= tol_abs
+
+
+@partial(jax.jit, static_argnames=("k", "metric", "n_init", "max_iter", "chunk_size", "n_valid",
+                                   "mesh", "axis_name", "n_local_trials", "given_init"))
+def _fit(x, init, key, tol, *, k, metric, n_init, max_iter, chunk_size, n_valid, mesh, axis_name,
+         n_local_trials, given_init):
+  stats_fn = _stats_fn(metric, chunk_size, n_valid, mesh, axis_name)
+  tol_abs = tol * _mean_variance(x, metric, n_valid, chunk_size)
+
+  def one(key):
+    if given_init:
+      c0 = init.astype(jnp.float32)
+      c0 = _normalise(c0) if metric == "cosine" else c0
+    else:
+      c0 = _kmeanspp(key, x, k=k, metric=metric, n_local_trials=n_local_trials, n_valid=n_valid)
+    c, n_iter, converged = lloyd(x, c0, stats_fn=stats_fn, metric=metric, max_iter=max_iter,
+                                 tol_abs=tol_abs)
+    return KMeansResult(c, stats_fn(x, c).inertia, n_iter, converged)
+
+  runs = jax.vmap(one)(jax.random.split(key, n_init))
+  best = jnp.argmin(runs.inertia)
+  return jax.tree.map(lambda a: a[best], runs)
+
+
+def kmeans(x, *, k: int, key: jax.Array, metric: str = "euclidean", n_init: int = 1,
+           max_iter: int = 100, tol: float = 1e-4, init=None, chunk_size: int = 1024,
+           mesh: Mesh | None = None, axis_name: str = "data",
+           n_local_trials: int | None = None) -> KMeansResult:
+  """k-means of ``x`` (N x D) with ``k`` clusters.
+
+  ``init``: None for greedy k-means++ (``n_init`` restarts, vmapped, best inertia kept) or a
+  K x D array of initial centroids. ``tol`` is relative to the mean feature variance, as in
+  scikit-learn: stop when the total squared centre shift is <= ``tol * mean(var(x, axis=0))``.
+  With ``mesh``, points are sharded along N over ``axis_name``.
+  Deterministic for a given ``key``.
+  """
+  check_metric(metric)
+  check_points(x)
+  n, d = x.shape
+  check_k(k, n)
+  if n_init < 1:
+    raise ValueError(f"n_init must be >= 1, got {n_init}")
+  if max_iter < 1:
+    raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  if init is not None:
+    init = jnp.asarray(init)
+    if init.shape != (k, d):
+      raise ValueError(f"init must have shape (k, D) = {(k, d)}, got {init.shape}")
+    check_points(init, name="init")
+  xs = shard_points(x, mesh, axis_name) if mesh is not None else jnp.asarray(x)
+  trials = default_local_trials(k) if n_local_trials is None else int(n_local_trials)
+  return _fit(xs, init if init is not None else jnp.zeros((k, d), jnp.float32), key,
+              jnp.float32(tol), k=k, metric=metric, n_init=1 if init is not None else n_init,
+              max_iter=max_iter, chunk_size=chunk_size, n_valid=n, mesh=mesh,
+              axis_name=axis_name, n_local_trials=trials, given_init=init is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# assignment
+
+
+def _assign(x_NxD, c_KxD, *, metric: str, chunk_size: int):
+  def f(carry, x_CxD, start):
+    return carry, _nearest(_prepare(x_CxD, metric), c_KxD, metric)
+
+  _, (labels, dist) = _scan_chunks(f, x_NxD, None, chunk_size=chunk_size)
+  return labels, dist
+
+
+@partial(jax.jit, static_argnames=("metric", "chunk_size", "mesh", "axis_name"))
+def _assign_jit(x, c, *, metric, chunk_size, mesh, axis_name):
+  if mesh is None:
+    return _assign(x, c, metric=metric, chunk_size=chunk_size)
+  fn = jax.shard_map(partial(_assign, metric=metric, chunk_size=chunk_size), mesh=mesh,
+                     in_specs=(P(axis_name), P()), out_specs=(P(axis_name), P(axis_name)),
+                     check_vma=False)
+  return fn(x, c)
+
+
+def assign(x, centroids, *, metric: str = "euclidean", chunk_size: int = 1024,
+           mesh: Mesh | None = None, axis_name: str = "data"):
+  """Nearest centroid of every point: ``(labels_N int32, dist_N float32)``.
+
+  ``dist`` is the squared euclidean distance, or ``1 - cos`` for ``metric="cosine"``.
+  """
+  check_metric(metric)
+  check_points(x)
+  centroids = jnp.asarray(centroids, jnp.float32)
+  if centroids.ndim != 2 or centroids.shape[1] != x.shape[1]:
+    raise ValueError(f"centroids must have shape (K, {x.shape[1]}), got {centroids.shape}")
+  if metric == "cosine":
+    centroids = _normalise(centroids)
+  n = x.shape[0]
+  xs = shard_points(x, mesh, axis_name) if mesh is not None else jnp.asarray(x)
+  labels, dist = _assign_jit(xs, centroids, metric=metric, chunk_size=chunk_size, mesh=mesh,
+                             axis_name=axis_name)
+  return labels[:n], dist[:n]
+
+
+def inertia(x, centroids, *, metric: str = "euclidean", chunk_size: int = 1024) -> jax.Array:
+  """Sum over points of the distance to the nearest centroid."""
+  return jnp.sum(assign(x, centroids, metric=metric, chunk_size=chunk_size)[1])

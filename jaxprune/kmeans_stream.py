@@ -1,0 +1,128 @@
+"""Out-of-core k-means for embeddings larger than memory (e.g. ImageNet: 1.28M x 2048 float32).
+
+The data stays on the host (a ``.npy`` memory map or any numpy array) and is streamed to the
+device in blocks; each block is reduced with the same chunked kernels as :func:`kmeans.kmeans`
+(:func:`kmeans.lloyd_stats`, :func:`kmeans.update_centroids`). Blocks of a memory-mapped file are
+read with ``readinto`` so that the file's pages never count towards this process's memory:
+peak memory is a few blocks plus K x D, whatever N is.
+
+k-means++ seeding runs on a random sample of ``init_sample`` rows (all rows when None), and the
+convergence tolerance is scaled by that sample's feature variance.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxprune import kmeans as km
+
+
+def _file_view(x):
+  """(path, byte offset) when ``x`` is a whole, C-contiguous memory-mapped array, else None."""
+  if isinstance(x, np.memmap) and getattr(x, "filename", None) and x.flags.c_contiguous:
+    return x.filename, int(x.offset)
+  return None
+
+
+def iter_blocks(x, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
+  """Yield ``(start, block)`` with every block exactly ``block_size`` rows (the last zero-padded)."""
+  n, d = x.shape
+  view = _file_view(x)
+  f = open(view[0], "rb") if view else None
+  try:
+    for start in range(0, n, block_size):
+      rows = min(block_size, n - start)
+      blk = np.zeros((block_size, d), np.float32)
+      if f is not None and x.dtype == np.float32:
+        f.seek(view[1] + start * d * 4)
+        f.readinto(memoryview(blk[:rows]).cast("B"))
+      else:
+        blk[:rows] = x[start:start + rows]
+      yield start, blk
+  finally:
+    if f is not None:
+      f.close()
+
+
+def read_rows(x, idx: np.ndarray) -> np.ndarray:
+  """Rows ``idx`` (sorted) of ``x`` as float32, read without mapping the whole file."""
+  view = _file_view(x)
+  if view is None or x.dtype != np.float32:
+    return np.asarray(x[idx], np.float32)
+  d = x.shape[1]
+  out = np.empty((len(idx), d), np.float32)
+  with open(view[0], "rb") as f:
+    for j, i in enumerate(idx):
+      f.seek(view[1] + int(i) * d * 4)
+      f.readinto(memoryview(out[j]).cast("B"))
+  return out
+
+
+@partial(jax.jit, static_argnames=("metric", "chunk_size", "n_valid"), donate_argnums=(0,))
+def _block_stats(stats, blk, c, start, *, metric, chunk_size, n_valid):
+  s = km.lloyd_stats(blk, c, metric=metric, chunk_size=chunk_size, n_valid=n_valid, offset=start)
+  return km.merge_stats(stats, s)
+
+
+@partial(jax.jit, static_argnames=("metric",))
+def _update(c, stats, *, metric):
+  new = km.update_centroids(c, stats, metric=metric)
+  return new, jnp.sum((new - c) ** 2)
+
+
+def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max_iter: int = 100,
+                    tol: float = 1e-4, init_sample: int | None = None, block_size: int = 65536,
+                    chunk_size: int = 1024, progress: bool = False):
+  """k-means over a host array streamed in blocks.
+
+  Returns ``(KMeansResult, labels_N, dist_N)``; labels and distances (as in :func:`kmeans.assign`)
+  are numpy arrays computed against the final centroids.
+  """
+  km.check_metric(metric)
+  km.check_points(x)
+  n, d = x.shape
+  km.check_k(k, n)
+  block_size = min(block_size, n)
+  m = n if init_sample is None else max(k, min(n, int(init_sample)))
+  key_sample, key_init = jax.random.split(key)
+  idx = np.arange(n) if m == n else np.sort(np.asarray(
+      jax.random.choice(key_sample, n, (m,), replace=False)))
+  sample = jnp.asarray(read_rows(x, idx))
+  c = km._kmeanspp_jit(key_init, sample, k=k, metric=metric,
+                       n_local_trials=km.default_local_trials(k), n_valid=m)
+  tol_abs = float(tol * km._mean_variance(sample, metric, m, chunk_size))
+  del sample
+
+  n_blocks = -(-n // block_size)
+  bar = tqdm(total=max_iter * n_blocks, desc="k-means (streamed)", unit="block",
+             disable=not progress)
+  n_iter, converged = 0, False
+  for n_iter in range(1, max_iter + 1):
+    stats = km._empty_stats(k, d)
+    for start, blk in iter_blocks(x, block_size):
+      stats = _block_stats(stats, blk, c, start, metric=metric, chunk_size=chunk_size, n_valid=n)
+      bar.update(1)
+    c, shift = _update(c, stats, metric=metric)
+    shift = float(shift)
+    bar.set_postfix(shift=f"{shift:.3g}", inertia=f"{float(stats.inertia):.4g}")
+    if shift <= tol_abs:
+      converged = True
+      break
+  bar.close()
+
+  labels = np.empty(n, np.int32)
+  dist = np.empty(n, np.float32)
+  for start, blk in iter_blocks(x, block_size):
+    lab, dst = km._assign_jit(blk, c, metric=metric, chunk_size=chunk_size, mesh=None,
+                              axis_name="data")
+    rows = min(block_size, n - start)
+    labels[start:start + rows] = np.asarray(lab[:rows])
+    dist[start:start + rows] = np.asarray(dst[:rows])
+  result = km.KMeansResult(c, jnp.float32(dist.sum(dtype=np.float64)), jnp.int32(n_iter),
+                           jnp.bool_(converged))
+  return result, labels, dist

@@ -1,0 +1,73 @@
+"""Hardness metrics. Every function returns one float per example (higher = harder).
+
+Self-supervised prototypes (Sorscher et al. 2022): k-means in embedding space, hardness = distance
+to the nearest centroid. Supervised prototypes: distance to the example's own class centroid.
+Random: i.i.d. uniform scores (the baseline).
+
+Distances: ``"cosine"`` gives ``1 - cos`` (the paper's choice, the default); ``"euclidean"`` gives
+the euclidean distance (the square root of the k-means objective's term).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprune import kmeans as km
+from jaxprune.kmeans_stream import kmeans_streamed
+from jaxprune.select import check_labels
+
+
+def _to_distance(dist, metric: str):
+  return jnp.sqrt(dist) if metric == "euclidean" else dist
+
+
+def self_supervised_prototypes(x, *, k: int, key: jax.Array, metric: str = "cosine",
+                               n_init: int = 1, max_iter: int = 100, tol: float = 1e-4,
+                               chunk_size: int = 1024, mesh=None, streamed: bool = False,
+                               init_sample: int | None = None, progress: bool = False):
+  """Hardness = distance to the nearest k-means centroid of the embeddings ``x`` (N x D).
+
+  Returns ``(scores_N, cluster_N, result)``. ``streamed=True`` keeps ``x`` on the host (a memory
+  map, say) and streams it in blocks: memory stays bounded for embeddings larger than RAM.
+  """
+  if streamed:
+    result, labels, dist = kmeans_streamed(x, k=k, key=key, metric=metric, max_iter=max_iter,
+                                           tol=tol, init_sample=init_sample,
+                                           chunk_size=chunk_size, progress=progress)
+    return np.asarray(_to_distance(jnp.asarray(dist), metric)), labels, result
+  result = km.kmeans(x, k=k, key=key, metric=metric, n_init=n_init, max_iter=max_iter, tol=tol,
+                     chunk_size=chunk_size, mesh=mesh)
+  labels, dist = km.assign(x, result.centroids, metric=metric, chunk_size=chunk_size, mesh=mesh)
+  return _to_distance(dist, metric), labels, result
+
+
+@partial(jax.jit, static_argnames=("num_classes", "metric"))
+def _supervised(x, labels, *, num_classes, metric):
+  xp = km._prepare(x, metric)
+  sums = jax.ops.segment_sum(xp, labels, num_classes)
+  counts = jax.ops.segment_sum(jnp.ones(labels.shape, jnp.float32), labels, num_classes)
+  centroids = sums / jnp.maximum(counts, 1.0)[:, None]
+  if metric == "cosine":
+    centroids = km._normalise(centroids)
+    return 1.0 - jnp.sum(xp * centroids[labels], axis=1)
+  return jnp.linalg.norm(xp - centroids[labels], axis=1)
+
+
+def supervised_prototypes(x, labels, *, metric: str = "cosine",
+                          num_classes: int | None = None) -> jax.Array:
+  """Hardness = distance of each example to the centroid of its own class."""
+  km.check_metric(metric)
+  km.check_points(x)
+  labels = check_labels(labels, x.shape[0])
+  num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+  return _supervised(jnp.asarray(x), jnp.asarray(labels), num_classes=num_classes, metric=metric)
+
+
+def random_scores(n: int, *, key: jax.Array) -> jax.Array:
+  """The random baseline: i.i.d. uniform scores in [0, 1)."""
+  if n < 1:
+    raise ValueError(f"n must be >= 1, got {n}")
+  return jax.random.uniform(key, (n,))
