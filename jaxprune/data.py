@@ -62,7 +62,11 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None,
   images = np.empty((n,) + np.shape(first[image_key]), np.uint8)
   labels = np.empty((n,), np.int32)
   for start in tqdm(range(0, n, batch), desc=f"loading {name}", disable=not progress):
-    rows = source.__getitems__(list(range(start, min(n, start + batch))))
+    keys = list(range(start, min(n, start + batch)))
+    try:
+      rows = source.__getitems__(keys)  # batched ArrayRecord reads
+    except TypeError:  # tfds.testing.mock_data's source only supports single reads
+      rows = [source[i] for i in keys]
     for j, ex in enumerate(rows):
       images[start + j] = ex[image_key]
       labels[start + j] = ex[label_key]

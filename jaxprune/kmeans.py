@@ -93,19 +93,19 @@ def check_k(k, n: int) -> None:
 # chunk kernels
 
 
-def _prepare(x_CxD: jax.Array, metric: str) -> jax.Array:
+def prepare(x_CxD: jax.Array, metric: str) -> jax.Array:
   x_CxD = x_CxD.astype(jnp.float32)
   if metric == "cosine":
-    return _normalise(x_CxD)
+    return normalise(x_CxD)
   return x_CxD
 
 
-def _normalise(v: jax.Array) -> jax.Array:
+def normalise(v: jax.Array) -> jax.Array:
   norm = jnp.linalg.norm(v, axis=-1, keepdims=True)
   return v / jnp.where(norm > 0, norm, 1.0)
 
 
-def _nearest(xp_CxD: jax.Array, c_KxD: jax.Array, metric: str):
+def nearest(xp_CxD: jax.Array, c_KxD: jax.Array, metric: str):
   """Nearest centroid of each (prepared) point: ``(labels_C int32, dist_C float32)``."""
   k = c_KxD.shape[0]
   # K x C layout: the reduction over K then runs across rows, which vectorises over C.
@@ -124,7 +124,7 @@ def _nearest(xp_CxD: jax.Array, c_KxD: jax.Array, metric: str):
   return labels_C, jnp.maximum(dist_C, 0.0)
 
 
-def _scan_chunks(f: Callable, x_NxD: jax.Array, carry, *, chunk_size: int, offset=0):
+def scan_chunks(f: Callable, x_NxD: jax.Array, carry, *, chunk_size: int, offset=0):
   """Fold ``f(carry, x_chunk, start) -> (carry, y_chunk)`` over row chunks of ``x``.
 
   Chunks are dynamic slices of ``x`` (no padded copy); a shorter tail chunk is handled with the
@@ -146,7 +146,7 @@ def _scan_chunks(f: Callable, x_NxD: jax.Array, carry, *, chunk_size: int, offse
   return carry, ys
 
 
-def _empty_stats(k: int, d: int) -> LloydStats:
+def empty_stats(k: int, d: int) -> LloydStats:
   return LloydStats(jnp.zeros((k, d), jnp.float32), jnp.zeros((k,), jnp.float32),
                     jnp.zeros((), jnp.float32), jnp.full((_N_FAR,), -1.0, jnp.float32),
                     jnp.zeros((_N_FAR, d), jnp.float32))
@@ -174,8 +174,8 @@ def lloyd_stats(x_NxD: jax.Array, c_KxD: jax.Array, *, metric: str, chunk_size: 
   k, d = c_KxD.shape
 
   def f(stats, x_CxD, start):
-    xp = _prepare(x_CxD, metric)
-    labels, dist = _nearest(xp, c_KxD, metric)
+    xp = prepare(x_CxD, metric)
+    labels, dist = nearest(xp, c_KxD, metric)
     if n_valid is not None:
       w = (start + jnp.arange(xp.shape[0]) < n_valid).astype(jnp.float32)
       xp, dist = xp * w[:, None], dist * w
@@ -189,7 +189,7 @@ def lloyd_stats(x_NxD: jax.Array, c_KxD: jax.Array, *, metric: str, chunk_size: 
     return LloydStats(stats.sums_KxD + chunk.sums_KxD, stats.counts_K + chunk.counts_K,
                       stats.inertia + chunk.inertia, far_d, far_x), None
 
-  stats, _ = _scan_chunks(f, x_NxD, _empty_stats(k, d), chunk_size=chunk_size, offset=offset)
+  stats, _ = scan_chunks(f, x_NxD, empty_stats(k, d), chunk_size=chunk_size, offset=offset)
   return stats
 
 
@@ -203,7 +203,7 @@ def update_centroids(c_KxD: jax.Array, stats: LloydStats, *, metric: str) -> jax
   reseed = stats.far_x_MxD[jnp.clip(rank, 0, _N_FAR - 1)]
   new = jnp.where(empty[:, None], jnp.where(usable[:, None], reseed, c_KxD), means)
   if metric == "cosine":
-    new = _normalise(new)
+    new = normalise(new)
   return new
 
 
@@ -265,7 +265,7 @@ def _kmeanspp(key, x_NxD, *, k: int, metric: str, n_local_trials: int, n_valid: 
 
   def centre(i):
     c = x_NxD[i]
-    return _normalise(c) if metric == "cosine" else c
+    return normalise(c) if metric == "cosine" else c
 
   c0 = centre(first)
   d_N = _dists_to(x_NxD, xsq_N, c0[None], metric)[0] * valid_N
@@ -296,28 +296,28 @@ def kmeans_plusplus(x, *, k: int, key: jax.Array, metric: str = "euclidean",
   check_points(x)
   check_k(k, x.shape[0])
   trials = default_local_trials(k) if n_local_trials is None else int(n_local_trials)
-  return _kmeanspp_jit(key, jnp.asarray(x), k=k, metric=metric, n_local_trials=trials,
+  return kmeanspp_jit(key, jnp.asarray(x), k=k, metric=metric, n_local_trials=trials,
                        n_valid=x.shape[0])
 
 
-_kmeanspp_jit = jax.jit(_kmeanspp, static_argnames=("k", "metric", "n_local_trials", "n_valid"))
+kmeanspp_jit = jax.jit(_kmeanspp, static_argnames=("k", "metric", "n_local_trials", "n_valid"))
 
 
 # ---------------------------------------------------------------------------------------------
 # Lloyd
 
 
-def _mean_variance(x_NxD, metric: str, n_valid: int, chunk_size: int):
+def mean_variance(x_NxD, metric: str, n_valid: int, chunk_size: int):
   """Mean per-feature variance of the (prepared) points, in one chunked pass."""
   d = x_NxD.shape[1]
 
   def f(carry, x_CxD, start):
     w = (start + jnp.arange(x_CxD.shape[0]) < n_valid).astype(jnp.float32)[:, None]
-    xp = _prepare(x_CxD, metric) * w
+    xp = prepare(x_CxD, metric) * w
     return (carry[0] + xp.sum(0), carry[1] + (xp * xp).sum(0)), None
 
   zeros = jnp.zeros((d,), jnp.float32)
-  (s1, s2), _ = _scan_chunks(f, x_NxD, (zeros, zeros), chunk_size=chunk_size)
+  (s1, s2), _ = scan_chunks(f, x_NxD, (zeros, zeros), chunk_size=chunk_size)
   mean = s1 / n_valid
   return jnp.mean(jnp.maximum(s2 / n_valid - mean * mean, 0.0))
 
@@ -346,12 +346,12 @@ def lloyd(x_NxD, c0_KxD, *, stats_fn: Callable, metric: str, max_iter: int, tol_
 def _fit(x, init, key, tol, *, k, metric, n_init, max_iter, chunk_size, n_valid, mesh, axis_name,
          n_local_trials, given_init):
   stats_fn = _stats_fn(metric, chunk_size, n_valid, mesh, axis_name)
-  tol_abs = tol * _mean_variance(x, metric, n_valid, chunk_size)
+  tol_abs = tol * mean_variance(x, metric, n_valid, chunk_size)
 
   def one(key):
     if given_init:
       c0 = init.astype(jnp.float32)
-      c0 = _normalise(c0) if metric == "cosine" else c0
+      c0 = normalise(c0) if metric == "cosine" else c0
     else:
       c0 = _kmeanspp(key, x, k=k, metric=metric, n_local_trials=n_local_trials, n_valid=n_valid)
     c, n_iter, converged = lloyd(x, c0, stats_fn=stats_fn, metric=metric, max_iter=max_iter,
@@ -404,14 +404,14 @@ def kmeans(x, *, k: int, key: jax.Array, metric: str = "euclidean", n_init: int 
 
 def _assign(x_NxD, c_KxD, *, metric: str, chunk_size: int):
   def f(carry, x_CxD, start):
-    return carry, _nearest(_prepare(x_CxD, metric), c_KxD, metric)
+    return carry, nearest(prepare(x_CxD, metric), c_KxD, metric)
 
-  _, (labels, dist) = _scan_chunks(f, x_NxD, None, chunk_size=chunk_size)
+  _, (labels, dist) = scan_chunks(f, x_NxD, None, chunk_size=chunk_size)
   return labels, dist
 
 
 @partial(jax.jit, static_argnames=("metric", "chunk_size", "mesh", "axis_name"))
-def _assign_jit(x, c, *, metric, chunk_size, mesh, axis_name):
+def assign_jit(x, c, *, metric, chunk_size, mesh, axis_name):
   if mesh is None:
     return _assign(x, c, metric=metric, chunk_size=chunk_size)
   fn = jax.shard_map(partial(_assign, metric=metric, chunk_size=chunk_size), mesh=mesh,
@@ -432,10 +432,10 @@ def assign(x, centroids, *, metric: str = "euclidean", chunk_size: int = 1024,
   if centroids.ndim != 2 or centroids.shape[1] != x.shape[1]:
     raise ValueError(f"centroids must have shape (K, {x.shape[1]}), got {centroids.shape}")
   if metric == "cosine":
-    centroids = _normalise(centroids)
+    centroids = normalise(centroids)
   n = x.shape[0]
   xs = shard_points(x, mesh, axis_name) if mesh is not None else jnp.asarray(x)
-  labels, dist = _assign_jit(xs, centroids, metric=metric, chunk_size=chunk_size, mesh=mesh,
+  labels, dist = assign_jit(xs, centroids, metric=metric, chunk_size=chunk_size, mesh=mesh,
                              axis_name=axis_name)
   return labels[:n], dist[:n]
 

@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune import kmeans as km
+from jaxprune.kmeans import (KMeansResult, assign_jit, empty_stats, kmeanspp_jit, mean_variance,
+                              check_k, check_metric, check_points, default_local_trials,
+                              lloyd_stats, merge_stats, update_centroids)
 
 
 def _file_view(x):
@@ -65,13 +67,13 @@ def read_rows(x, idx: np.ndarray) -> np.ndarray:
 
 @partial(jax.jit, static_argnames=("metric", "chunk_size", "n_valid"), donate_argnums=(0,))
 def _block_stats(stats, blk, c, start, *, metric, chunk_size, n_valid):
-  s = km.lloyd_stats(blk, c, metric=metric, chunk_size=chunk_size, n_valid=n_valid, offset=start)
-  return km.merge_stats(stats, s)
+  s = lloyd_stats(blk, c, metric=metric, chunk_size=chunk_size, n_valid=n_valid, offset=start)
+  return merge_stats(stats, s)
 
 
 @partial(jax.jit, static_argnames=("metric",))
 def _update(c, stats, *, metric):
-  new = km.update_centroids(c, stats, metric=metric)
+  new = update_centroids(c, stats, metric=metric)
   return new, jnp.sum((new - c) ** 2)
 
 
@@ -83,19 +85,19 @@ def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max
   Returns ``(KMeansResult, labels_N, dist_N)``; labels and distances (as in :func:`kmeans.assign`)
   are numpy arrays computed against the final centroids.
   """
-  km.check_metric(metric)
-  km.check_points(x)
+  check_metric(metric)
+  check_points(x)
   n, d = x.shape
-  km.check_k(k, n)
+  check_k(k, n)
   block_size = min(block_size, n)
   m = n if init_sample is None else max(k, min(n, int(init_sample)))
   key_sample, key_init = jax.random.split(key)
   idx = np.arange(n) if m == n else np.sort(np.asarray(
       jax.random.choice(key_sample, n, (m,), replace=False)))
   sample = jnp.asarray(read_rows(x, idx))
-  c = km._kmeanspp_jit(key_init, sample, k=k, metric=metric,
-                       n_local_trials=km.default_local_trials(k), n_valid=m)
-  tol_abs = float(tol * km._mean_variance(sample, metric, m, chunk_size))
+  c = kmeanspp_jit(key_init, sample, k=k, metric=metric,
+                       n_local_trials=default_local_trials(k), n_valid=m)
+  tol_abs = float(tol * mean_variance(sample, metric, m, chunk_size))
   del sample
 
   n_blocks = -(-n // block_size)
@@ -103,7 +105,7 @@ def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max
              disable=not progress)
   n_iter, converged = 0, False
   for n_iter in range(1, max_iter + 1):
-    stats = km._empty_stats(k, d)
+    stats = empty_stats(k, d)
     for start, blk in iter_blocks(x, block_size):
       stats = _block_stats(stats, blk, c, start, metric=metric, chunk_size=chunk_size, n_valid=n)
       bar.update(1)
@@ -118,11 +120,11 @@ def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max
   labels = np.empty(n, np.int32)
   dist = np.empty(n, np.float32)
   for start, blk in iter_blocks(x, block_size):
-    lab, dst = km._assign_jit(blk, c, metric=metric, chunk_size=chunk_size, mesh=None,
+    lab, dst = assign_jit(blk, c, metric=metric, chunk_size=chunk_size, mesh=None,
                               axis_name="data")
     rows = min(block_size, n - start)
     labels[start:start + rows] = np.asarray(lab[:rows])
     dist[start:start + rows] = np.asarray(dst[:rows])
-  result = km.KMeansResult(c, jnp.float32(dist.sum(dtype=np.float64)), jnp.int32(n_iter),
+  result = KMeansResult(c, jnp.float32(dist.sum(dtype=np.float64)), jnp.int32(n_iter),
                            jnp.bool_(converged))
   return result, labels, dist

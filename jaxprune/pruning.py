@@ -21,6 +21,7 @@ import numpy as np
 from jaxprune import data as data_lib
 from jaxprune import io, scores as scores_lib
 from jaxprune.select import select
+from jaxprune.sharding import data_mesh
 
 SCORES = ("ssl_prototypes", "supervised_prototypes", "random")
 
@@ -70,7 +71,7 @@ def _embeddings(cfg: PruneConfig, ds: data_lib.Dataset):
 
 def _mesh(cfg: PruneConfig):
   if cfg.shard and jax.device_count() > 1:
-    return jax.make_mesh((jax.device_count(),), ("data",))
+    return data_mesh()
   return None
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune import kmeans as km
+from jaxprune.kmeans import (normalise, prepare, assign, check_metric, check_points, kmeans)
 from jaxprune.kmeans_stream import kmeans_streamed
 from jaxprune.select import check_labels
 
@@ -38,20 +38,20 @@ def self_supervised_prototypes(x, *, k: int, key: jax.Array, metric: str = "cosi
                                            tol=tol, init_sample=init_sample,
                                            chunk_size=chunk_size, progress=progress)
     return np.asarray(_to_distance(jnp.asarray(dist), metric)), labels, result
-  result = km.kmeans(x, k=k, key=key, metric=metric, n_init=n_init, max_iter=max_iter, tol=tol,
+  result = kmeans(x, k=k, key=key, metric=metric, n_init=n_init, max_iter=max_iter, tol=tol,
                      chunk_size=chunk_size, mesh=mesh)
-  labels, dist = km.assign(x, result.centroids, metric=metric, chunk_size=chunk_size, mesh=mesh)
+  labels, dist = assign(x, result.centroids, metric=metric, chunk_size=chunk_size, mesh=mesh)
   return _to_distance(dist, metric), labels, result
 
 
 @partial(jax.jit, static_argnames=("num_classes", "metric"))
 def _supervised(x, labels, *, num_classes, metric):
-  xp = km._prepare(x, metric)
+  xp = prepare(x, metric)
   sums = jax.ops.segment_sum(xp, labels, num_classes)
   counts = jax.ops.segment_sum(jnp.ones(labels.shape, jnp.float32), labels, num_classes)
   centroids = sums / jnp.maximum(counts, 1.0)[:, None]
   if metric == "cosine":
-    centroids = km._normalise(centroids)
+    centroids = normalise(centroids)
     return 1.0 - jnp.sum(xp * centroids[labels], axis=1)
   return jnp.linalg.norm(xp - centroids[labels], axis=1)
 
@@ -59,8 +59,8 @@ def _supervised(x, labels, *, num_classes, metric):
 def supervised_prototypes(x, labels, *, metric: str = "cosine",
                           num_classes: int | None = None) -> jax.Array:
   """Hardness = distance of each example to the centroid of its own class."""
-  km.check_metric(metric)
-  km.check_points(x)
+  check_metric(metric)
+  check_points(x)
   labels = check_labels(labels, x.shape[0])
   num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
   return _supervised(jnp.asarray(x), jnp.asarray(labels), num_classes=num_classes, metric=metric)

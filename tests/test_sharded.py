@@ -1,0 +1,49 @@
+"""8 fake CPU devices give the same k-means as 1 (run in a subprocess: XLA_FLAGS must be set
+before JAX starts)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROG = r"""
+import json, jax, numpy as np
+from sklearn.datasets import make_blobs
+from jaxprune.kmeans import assign, kmeans
+assert jax.device_count() == 8, jax.devices()
+x, _ = make_blobs(2003, n_features=10, centers=12, random_state=0)  # 2003: not divisible by 8
+x = x.astype(np.float32)
+from jaxprune.sharding import data_mesh
+mesh = data_mesh(8)
+out = {}
+for metric in ("euclidean", "cosine"):
+  for init in ("given", "kmeans++"):
+    c0 = x[:12] if init == "given" else None
+    kw = dict(k=12, key=jax.random.key(3), metric=metric, init=c0, chunk_size=64, n_init=2)
+    one, eight = kmeans(x, **kw), kmeans(x, mesh=mesh, **kw)
+    l1, d1 = assign(x, one.centroids, metric=metric, chunk_size=64)
+    l8, d8 = assign(x, eight.centroids, metric=metric, chunk_size=64, mesh=mesh)
+    out[metric + "/" + init] = dict(
+        dc=float(np.abs(np.asarray(one.centroids) - np.asarray(eight.centroids)).max()),
+        inertia=[float(one.inertia), float(eight.inertia)],
+        iters=[int(one.n_iter), int(eight.n_iter)],
+        labels_equal=bool((np.asarray(l1) == np.asarray(l8)).all()), n_labels=int(l8.shape[0]),
+        dd=float(np.abs(np.asarray(d1) - np.asarray(d8)).max()))
+print(json.dumps(out))
+"""
+
+
+def test_eight_devices_equal_one():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  r = subprocess.run([sys.executable, "-c", PROG], capture_output=True, text=True, env=env,
+                     timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  res = json.loads(r.stdout.strip().splitlines()[-1])
+  for name, v in res.items():
+    assert v["dc"] < 1e-4, (name, v)
+    assert abs(v["inertia"][0] - v["inertia"][1]) <= 1e-4 * abs(v["inertia"][0]) + 1e-4, (name, v)
+    assert v["iters"][0] == v["iters"][1], (name, v)
+    assert v["labels_equal"] and v["n_labels"] == 2003, (name, v)
+    assert v["dd"] < 1e-3, (name, v)
