@@ -364,7 +364,7 @@ def _fit(x, init, key, tol, *, k, metric, n_init, max_iter, chunk_size, n_valid,
 
 
 def kmeans(x, *, k: int, key: jax.Array, metric: str = "euclidean", n_init: int = 1,
-           max_iter: int = 100, tol: float = 1e-4, init=None, chunk_size: int = 1024,
+           max_iter: int = 100, tol: float = 1e-4, init=None, chunk_size: int = 512,
            mesh: Mesh | None = None, axis_name: str = "data",
            n_local_trials: int | None = None) -> KMeansResult:
   """k-means of ``x`` (N x D) with ``k`` clusters.
@@ -420,7 +420,7 @@ def assign_jit(x, c, *, metric, chunk_size, mesh, axis_name):
   return fn(x, c)
 
 
-def assign(x, centroids, *, metric: str = "euclidean", chunk_size: int = 1024,
+def assign(x, centroids, *, metric: str = "euclidean", chunk_size: int = 512,
            mesh: Mesh | None = None, axis_name: str = "data"):
   """Nearest centroid of every point: ``(labels_N int32, dist_N float32)``.
 
@@ -440,6 +440,6 @@ def assign(x, centroids, *, metric: str = "euclidean", chunk_size: int = 1024,
   return labels[:n], dist[:n]
 
 
-def inertia(x, centroids, *, metric: str = "euclidean", chunk_size: int = 1024) -> jax.Array:
+def inertia(x, centroids, *, metric: str = "euclidean", chunk_size: int = 512) -> jax.Array:
   """Sum over points of the distance to the nearest centroid."""
   return jnp.sum(assign(x, centroids, metric=metric, chunk_size=chunk_size)[1])

@@ -65,7 +65,14 @@ def read_rows(x, idx: np.ndarray) -> np.ndarray:
   return out
 
 
-@partial(jax.jit, static_argnames=("metric", "chunk_size", "n_valid"), donate_argnums=(0,))
+def _check_finite(rows_BxD: np.ndarray, row_ids: np.ndarray) -> None:
+  bad = ~np.isfinite(rows_BxD).all(axis=1)
+  if bad.any():
+    raise ValueError(f"embeddings contain NaN or inf values (first bad row: "
+                     f"{int(row_ids[np.argmax(bad)])}); clean or drop those rows first")
+
+
+@partial(jax.jit, static_argnames=("metric", "chunk_size", "n_valid"))
 def _block_stats(stats, blk, c, start, *, metric, chunk_size, n_valid):
   s = lloyd_stats(blk, c, metric=metric, chunk_size=chunk_size, n_valid=n_valid, offset=start)
   return merge_stats(stats, s)
@@ -78,23 +85,28 @@ def _update(c, stats, *, metric):
 
 
 def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max_iter: int = 100,
-                    tol: float = 1e-4, init_sample: int | None = None, block_size: int = 65536,
-                    chunk_size: int = 1024, progress: bool = False):
+                    tol: float = 1e-4, init_sample: int | None = None,
+                    block_size: int | None = None,
+                    chunk_size: int = 512, progress: bool = False):
   """k-means over a host array streamed in blocks.
 
   Returns ``(KMeansResult, labels_N, dist_N)``; labels and distances (as in :func:`kmeans.assign`)
   are numpy arrays computed against the final centroids.
   """
   check_metric(metric)
-  check_points(x)
+  check_points(x, check_finite=False)  # finiteness is checked block by block in the first pass
   n, d = x.shape
   check_k(k, n)
+  if block_size is None:  # about 128 MiB of float32 per block
+    block_size = max(1024, (128 << 20) // (4 * d))
   block_size = min(block_size, n)
   m = n if init_sample is None else max(k, min(n, int(init_sample)))
   key_sample, key_init = jax.random.split(key)
   idx = np.arange(n) if m == n else np.sort(np.asarray(
       jax.random.choice(key_sample, n, (m,), replace=False)))
-  sample = jnp.asarray(read_rows(x, idx))
+  sample = read_rows(x, idx)
+  _check_finite(sample, idx)
+  sample = jnp.asarray(sample)
   c = kmeanspp_jit(key_init, sample, k=k, metric=metric,
                        n_local_trials=default_local_trials(k), n_valid=m)
   tol_abs = float(tol * mean_variance(sample, metric, m, chunk_size))
@@ -107,7 +119,13 @@ def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max
   for n_iter in range(1, max_iter + 1):
     stats = empty_stats(k, d)
     for start, blk in iter_blocks(x, block_size):
+      if n_iter == 1:
+        _check_finite(blk, np.arange(start, start + len(blk)))
+      prev = stats
       stats = _block_stats(stats, blk, c, start, metric=metric, chunk_size=chunk_size, n_valid=n)
+      # back-pressure: at most one block computing while the next is read, so memory stays at
+      # a few blocks instead of async dispatch queueing the whole file
+      jax.block_until_ready(prev)
       bar.update(1)
     c, shift = _update(c, stats, metric=metric)
     shift = float(shift)

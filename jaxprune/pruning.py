@@ -48,11 +48,11 @@ class PruneConfig:
   n_init: int = 1
   max_iter: int = 100
   tol: float = 1e-4
-  chunk_size: int = 1024
+  chunk_size: int = 512
   stream: bool | None = field(default=None, metadata={
       "help": "stream embeddings from disk (default: when the file is larger than 2 GiB)"})
   init_sample: int | None = field(default=None, metadata={
-      "help": "rows used for k-means++ seeding when streaming (default 256 * k)"})
+      "help": "rows used for k-means++ seeding when streaming (default 64 * k)"})
   shard: bool = field(default=True, metadata={"help": "shard over all local devices if > 1"})
   workdir: str = "runs/prune"
   progress: bool = True
@@ -94,7 +94,7 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
   stream = cfg.stream
   if stream is None:
     stream = isinstance(emb, np.memmap) and emb.nbytes > (2 << 30)
-  init_sample = cfg.init_sample if cfg.init_sample is not None else 256 * k
+  init_sample = cfg.init_sample if cfg.init_sample is not None else 64 * k
   t0 = time.perf_counter()
   if cfg.progress and not stream:
     print(f"k-means: N={n} D={emb.shape[1]} K={k} metric={cfg.metric} (jitted, one dispatch)")

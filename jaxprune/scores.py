@@ -26,7 +26,7 @@ def _to_distance(dist, metric: str):
 
 def self_supervised_prototypes(x, *, k: int, key: jax.Array, metric: str = "cosine",
                                n_init: int = 1, max_iter: int = 100, tol: float = 1e-4,
-                               chunk_size: int = 1024, mesh=None, streamed: bool = False,
+                               chunk_size: int = 512, mesh=None, streamed: bool = False,
                                init_sample: int | None = None, progress: bool = False):
   """Hardness = distance to the nearest k-means centroid of the embeddings ``x`` (N x D).
 

@@ -152,7 +152,7 @@ def main():
   p.add_argument("--d", type=int, default=256)
   p.add_argument("--k", type=int, default=1000)
   p.add_argument("--iters", type=int, default=10)
-  p.add_argument("--chunk", type=int, default=1024)
+  p.add_argument("--chunk", type=int, default=512)
   p.add_argument("--only", choices=["jaxprune", "sklearn", "faiss", "matmul"])
   p.add_argument("--imagenet", action="store_true")
   p.add_argument("--path", default="bench_data/in1k_embeddings.npy")
