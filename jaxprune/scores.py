@@ -13,6 +13,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from jaxprune.kmeans import (normalise, prepare, assign, check_metric, check_points, kmeans)
@@ -71,3 +72,71 @@ def random_scores(n: int, *, key: jax.Array) -> jax.Array:
   if n < 1:
     raise ValueError(f"n must be >= 1, got {n}")
   return jax.random.uniform(key, (n,))
+
+
+# ---------------------------------------------------------------------------------------------
+# supervised metrics: pure functions of trained params (see jaxprune/supervised.py for training)
+
+
+def _check_images_labels(images, labels):
+  if images.shape[0] == 0:
+    raise ValueError("images are empty")
+  return check_labels(labels, images.shape[0])
+
+
+def el2n(apply_fn, params_S, images, labels, *, num_classes: int, batch_size: int = 512):
+  """EL2N: ``|| softmax(f(x)) - onehot(y) ||_2`` averaged over S models (params stacked on a
+  leading axis), computed in batches. ``apply_fn(params, images_float) -> logits``."""
+  labels = _check_images_labels(images, labels)
+
+  def batch(params_S, x, y):
+    err = lambda p: jnp.linalg.norm(jax.nn.softmax(apply_fn(p, x)) - jax.nn.one_hot(
+        y, num_classes), axis=-1)
+    return jnp.mean(jax.vmap(err)(params_S), axis=0)
+
+  return _map_batches(batch, params_S, images, labels, batch_size)
+
+
+def grand(loss_single, params_S, images, labels, *, chunk_size: int = 32):
+  """GraNd: ``|| grad_params loss(x, y) ||_2`` per example, averaged over S models.
+
+  ``loss_single(params, image_HxWxC, label) -> scalar``. Gradients are formed for one chunk of
+  ``chunk_size`` examples at a time and reduced to norms at once, so memory is bounded by
+  chunk_size x parameters, never batch x parameters.
+  """
+  labels = _check_images_labels(images, labels)
+
+  def norms(p, x, y):
+    g = jax.vmap(jax.grad(loss_single), in_axes=(None, 0, 0))(p, x, y)
+    sq = sum(jnp.sum(l.reshape(l.shape[0], -1) ** 2, axis=1) for l in jax.tree.leaves(g))
+    return jnp.sqrt(sq)
+
+  def chunk(params_S, x, y):  # models one after another: S x chunk x params is never held
+    return lax.map(lambda p: norms(p, x, y), params_S).mean(0)
+
+  return _map_batches(chunk, params_S, images, labels, chunk_size)
+
+
+def forgetting(forgets_N, learned_N):
+  """Forgetting score: number of correct -> incorrect transitions; examples never learned rank
+  as hardest (one more than the most-forgotten example)."""
+  forgets = jnp.asarray(forgets_N, jnp.float32)
+  return jnp.where(jnp.asarray(learned_N), forgets, jnp.max(forgets) + 1.0)
+
+
+def _map_batches(fn, params, x, y, batch_size: int):
+  """``fn(params, x_batch, y_batch) -> per-example values`` over batches of ``x`` (lax.map)."""
+  x, y = jnp.asarray(x), jnp.asarray(np.asarray(y, np.int32))
+  b = min(batch_size, x.shape[0])
+
+  @jax.jit
+  def run(params, x, y):
+    n_full = x.shape[0] // b
+    xs = x[:n_full * b].reshape((n_full, b) + x.shape[1:])
+    ys = y[:n_full * b].reshape(n_full, b)
+    out = lax.map(lambda xy: fn(params, *xy), (xs, ys)).reshape(-1)
+    if x.shape[0] % b:
+      out = jnp.concatenate([out, fn(params, x[n_full * b:], y[n_full * b:])])
+    return out
+
+  return run(params, x, y)

@@ -140,6 +140,10 @@ def make_data_step(update: Callable, *, batch_size: int, preprocess: Callable,
 # the driver
 
 
+def _current_step(state) -> int:
+  return int(np.max(jax.device_get(state.step)))  # vmapped states carry one step per model
+
+
 class NonFiniteError(FloatingPointError):
   """A metric became NaN or inf."""
 
@@ -165,6 +169,9 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
         meta: dict | None = None, stop_at: int | None = None, desc: str = "train"):
   """Run ``step(state, data)`` until ``state.step == num_steps``; returns ``(state, records)``.
 
+  ``state`` is any pytree with a ``step`` field (a :class:`TrainState`, a state carrying extra
+  trackers, or a stack of states for models vmapped over seeds).
+
   * One jitted dispatch runs ``steps_per_dispatch`` steps (``lax.scan``), state donated.
   * Metrics (a dict of scalars per step) stay on device until a log interval; then every
     step's metrics are appended to ``workdir/metrics.jsonl`` and checked: NaN or inf raises
@@ -183,7 +190,7 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
     restored = ckpt.restore_latest(state)
     if restored is not None:
       state = restored[0]
-      _truncate_metrics(metrics_path, int(state.step))
+      _truncate_metrics(metrics_path, _current_step(state))
     elif os.path.exists(metrics_path):
       _truncate_metrics(metrics_path, 0)
   if mesh is not None:
@@ -193,7 +200,7 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
     return run_steps(lambda s, _: step(s, data), state, length=length)
 
   dispatch = jax.jit(dispatch, static_argnums=2, donate_argnums=0)
-  start = int(state.step)
+  start = _current_step(state)
   pending: list[tuple[int, dict]] = []  # (first step, stacked metrics) not yet fetched
   records: list[dict] = []
   t0 = time.perf_counter()
@@ -206,7 +213,8 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
     for first, m in fetched:
       k = len(next(iter(m.values()))) if m else 0
       for i in range(k):
-        row = {"step": first + i + 1, **{name: float(v[i]) for name, v in m.items()}}
+        # metrics of vmapped models (a leading model axis) are logged as their mean
+        row = {"step": first + i + 1, **{name: float(np.mean(v[i])) for name, v in m.items()}}
         bad = [name for name, v in row.items() if not np.isfinite(v)]
         if bad:
           raise NonFiniteError(f"non-finite {', '.join(bad)} at step {row['step']} "

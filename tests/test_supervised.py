@@ -1,0 +1,114 @@
+"""EL2N, GraNd and forgetting on tiny hand-checkable cases."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxprune.scores import el2n, forgetting, grand
+from jaxprune.supervised import make_tracked_step, supervised_scores, track, train_ensemble
+from jaxprune.train import TrainState, create_state, epoch_batch_indices, to_device
+
+
+def linear_apply(p, x):
+  return x.reshape(x.shape[0], -1) @ p["w"]
+
+
+def test_el2n_hand_checked():
+  # one-pixel images; w maps x -> logits (x, 0): softmax = (s, 1-s) with s = sigmoid(x)
+  x = np.array([[0.0], [np.log(3.0)]], np.float32)  # s = 0.5 and 0.75
+  y = np.array([0, 1])
+  w = jnp.array([[1.0, 0.0]])
+  params = {"w": jnp.stack([w, 2 * w])}  # two models: second has logits (2x, 0)
+  got = np.asarray(el2n(linear_apply, params, x, y, num_classes=2))
+  def e(s, label):
+    p = np.array([s, 1 - s])
+    return np.linalg.norm(p - np.eye(2)[label])
+  s1 = 1 / (1 + np.exp(-np.array([0.0, np.log(3)])))
+  s2 = 1 / (1 + np.exp(-np.array([0.0, 2 * np.log(3)])))
+  want = [(e(s1[i], y[i]) + e(s2[i], y[i])) / 2 for i in range(2)]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert abs(want[0] - np.sqrt(0.5)) < 1e-6  # s = 0.5 -> ||(0.5, 0.5) - (1, 0)|| = sqrt(0.5)
+
+
+def test_grand_equals_norm_of_jax_grad_per_example():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((37, 5)).astype(np.float32)  # 37: not a multiple of the chunk
+  y = rng.integers(0, 3, 37)
+  params = {"w": jnp.asarray(rng.standard_normal((2, 5, 3)), jnp.float32),
+            "b": jnp.asarray(rng.standard_normal((2, 3)), jnp.float32)}
+  apply = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
+  loss = lambda p, xi, yi: optax.softmax_cross_entropy_with_integer_labels(apply(p, xi[None])[0], yi)
+  got = np.asarray(grand(loss, params, x, y, chunk_size=8))
+  for i in (0, 17, 36):
+    norms = []
+    for m in range(2):
+      p = jax.tree.map(lambda a: a[m], params)
+      g = jax.grad(loss)(p, jnp.asarray(x[i]), y[i])
+      norms.append(np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(g))))
+    np.testing.assert_allclose(got[i], np.mean(norms), rtol=1e-5)
+  np.testing.assert_allclose(got, np.asarray(grand(loss, params, x, y, chunk_size=37)), rtol=1e-5)
+
+
+def test_forgetting_score_never_learned_is_hardest():
+  s = np.asarray(forgetting(np.array([0, 2, 1, 0]), np.array([True, True, True, False])))
+  np.testing.assert_array_equal(s, [0, 2, 1, 3])
+
+
+def test_forgetting_tracker_against_python_loop():
+  n, b, steps = 6, 3, 8
+  rng = np.random.default_rng(1)
+  pattern = rng.random((steps, n)) < 0.6  # is example i correct at step t?
+  images = np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1)
+  data = to_device(images, np.zeros(n, np.int32))
+
+  def apply_fn(p, x):  # label 0 is predicted iff pattern[step, id]
+    ids = x.reshape(-1).astype(jnp.int32)
+    ok = jnp.asarray(pattern)[p["t"], ids]
+    return jnp.stack([jnp.where(ok, 1.0, 0.0), jnp.where(ok, 0.0, 1.0)], -1)
+
+  def fake_step(state, data):  # no learning: just advance the step
+    return state.replace(step=state.step + 1, params={"t": state.params["t"] + 1}), {}
+
+  st = TrainState(params={"t": jnp.int32(0)}, opt_state=(), step=jnp.int32(0),
+                  key=jax.random.key(4))
+  t = track(st, n)
+  step = jax.jit(make_tracked_step(fake_step, apply_fn, batch_size=b,
+                                   preprocess_eval=lambda im: im.astype(jnp.float32)))
+  prev, forgets, learned = np.zeros(n, bool), np.zeros(n, int), np.zeros(n, bool)
+  for s in range(steps):
+    idx = np.asarray(epoch_batch_indices(st.key, s, n=n, batch_size=b))
+    c = pattern[s, idx]
+    forgets[idx] += prev[idx] & ~c
+    prev[idx] = c
+    learned[idx] |= c
+    t, _ = step(t, data)
+  np.testing.assert_array_equal(np.asarray(t.forgets), forgets)
+  np.testing.assert_array_equal(np.asarray(t.learned), learned)
+  assert forgets.sum() > 0  # the case exercises real transitions
+
+
+def test_train_ensemble_end_to_end_on_separable_data():
+  rng = np.random.default_rng(0)
+  n = 96
+  labels = rng.integers(0, 2, n)
+  images = (rng.integers(0, 100, (n, 2, 2, 1)) + 120 * labels[:, None, None, None]).astype(np.uint8)
+  images[0], labels[0] = 250, 0  # a mislabelled example: hard for every metric
+  data = to_device(images, labels)
+  pre = lambda im, key=None: im.astype(jnp.float32) / 255.0
+  apply = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
+  init = lambda k: {"w": 0.01 * jax.random.normal(k, (4, 2)), "b": jnp.zeros(2)}
+
+  def loss(p, batch, key):
+    logits = apply(p, batch["image"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean(), {}
+
+  ens = train_ensemble(init, apply, loss, optax.adam(0.1), data, seeds=[0, 1, 2], epochs=15,
+                       batch_size=16, preprocess=pre, preprocess_eval=pre, progress=False)
+  assert ens.train.params["w"].shape == (3, 4, 2)
+  assert not np.allclose(ens.train.params["w"][0], ens.train.params["w"][1])  # distinct seeds
+  sc = supervised_scores(ens, apply, data, num_classes=2, preprocess_eval=pre)
+  for name in ("el2n", "grand", "forgetting"):
+    assert sc[name].shape == (n,) and np.isfinite(sc[name]).all()
+  assert int(np.argmax(sc["el2n"])) == 0
+  assert int(np.argmax(sc["grand"])) == 0
+  assert sc["forgetting"][0] == sc["forgetting"].max()
