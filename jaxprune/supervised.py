@@ -61,8 +61,11 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
                    optimizer: optax.GradientTransformation, data: DeviceData, *, seeds,
                    epochs: int, batch_size: int, preprocess: Callable, preprocess_eval: Callable,
                    steps_per_dispatch: int = 10, workdir: str | None = None,
-                   progress: bool = True) -> Tracked:
-  """S = len(seeds) models trained side by side (vmapped) for ``epochs`` epochs; resumable.
+                   progress: bool = True, track_forgetting: bool = True,
+                   num_steps: int | None = None):
+  """S = len(seeds) models trained side by side (vmapped) for ``epochs`` epochs (or exactly
+  ``num_steps`` steps); resumable with ``workdir``. Returns the stacked :class:`Tracked` states
+  (or plain stacked :class:`TrainState` with ``track_forgetting=False``).
 
   ``init_fn(key) -> params``; ``loss_fn(params, batch, key) -> (loss, metrics)``.
   """
@@ -71,15 +74,18 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
 
   def init_one(key):
     k_init, k_run = jax.random.split(key)
-    return track(create_state(init_fn(k_init), optimizer, k_run), n)
+    state = create_state(init_fn(k_init), optimizer, k_run)
+    return track(state, n) if track_forgetting else state
 
   states = jax.jit(jax.vmap(init_one))(keys)
   step = make_data_step(make_update(loss_fn, optimizer), batch_size=batch_size,
                         preprocess=preprocess)
-  tracked = make_tracked_step(step, apply_fn, batch_size=batch_size,
-                              preprocess_eval=preprocess_eval)
-  num_steps = epochs * steps_per_epoch(n, batch_size)
-  states, _ = fit(jax.vmap(tracked, in_axes=(0, None)), states, data, num_steps=num_steps,
+  if track_forgetting:
+    step = make_tracked_step(step, apply_fn, batch_size=batch_size,
+                             preprocess_eval=preprocess_eval)
+  if num_steps is None:
+    num_steps = epochs * steps_per_epoch(n, batch_size)
+  states, _ = fit(jax.vmap(step, in_axes=(0, None)), states, data, num_steps=num_steps,
                   workdir=workdir, steps_per_dispatch=steps_per_dispatch,
                   log_every=max(1, num_steps // 20), ckpt_every=max(1, num_steps // 4),
                   progress=progress, desc=f"ensemble of {len(seeds)}")
