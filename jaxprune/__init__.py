@@ -2,17 +2,72 @@
 
 The public API, re-exported here.
 """
-from jaxprune.data import Dataset, load, load_digits, load_embeddings, load_tfds, pixel_embeddings
+from jaxprune.checkpoint import CheckpointError, Checkpointer
+from jaxprune.classify import ClassifierConfig, accuracy, supervised_metrics
+from jaxprune.classify import train as train_classifiers
+from jaxprune.curve import CurveConfig
+from jaxprune.data import (Dataset, load, load_digits, load_embeddings, load_tfds,
+                           load_train_test, pixel_embeddings)
+from jaxprune.embeddings import SSLConfig, ssl_embeddings
 from jaxprune.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
 from jaxprune.kmeans_stream import kmeans_streamed
 from jaxprune.pruning import PruneConfig, run as run_prune
-from jaxprune.scores import random_scores, self_supervised_prototypes, supervised_prototypes
+from jaxprune.scores import (el2n, forgetting, grand, random_scores, self_supervised_prototypes,
+                             supervised_prototypes)
 from jaxprune.select import num_kept, select
-from jaxprune.sharding import data_mesh
+from jaxprune.sharding import data_mesh, initialize_distributed
+from jaxprune.supervised import Tracked, make_tracked_step, supervised_scores, train_ensemble
+from jaxprune.train import (DeviceData, NonFiniteError, TrainState, create_state, fit,
+                            make_data_step, make_update, run_steps, to_device)
+from jaxprune.trainer import TrainConfig
 
 __all__ = [
-    "Dataset", "KMeansResult", "PruneConfig", "assign", "data_mesh", "inertia", "kmeans", "kmeans_plusplus",
-    "kmeans_streamed", "load", "load_digits", "load_embeddings", "load_tfds", "num_kept",
-    "pixel_embeddings", "random_scores", "run_prune", "select", "self_supervised_prototypes",
+    "CheckpointError",
+    "Checkpointer",
+    "ClassifierConfig",
+    "CurveConfig",
+    "Dataset",
+    "DeviceData",
+    "KMeansResult",
+    "NonFiniteError",
+    "PruneConfig",
+    "SSLConfig",
+    "Tracked",
+    "TrainConfig",
+    "TrainState",
+    "accuracy",
+    "assign",
+    "create_state",
+    "data_mesh",
+    "el2n",
+    "fit",
+    "forgetting",
+    "grand",
+    "inertia",
+    "initialize_distributed",
+    "kmeans",
+    "kmeans_plusplus",
+    "kmeans_streamed",
+    "load",
+    "load_digits",
+    "load_embeddings",
+    "load_tfds",
+    "load_train_test",
+    "make_data_step",
+    "make_tracked_step",
+    "make_update",
+    "num_kept",
+    "pixel_embeddings",
+    "random_scores",
+    "run_prune",
+    "run_steps",
+    "select",
+    "self_supervised_prototypes",
+    "ssl_embeddings",
+    "supervised_metrics",
     "supervised_prototypes",
+    "supervised_scores",
+    "to_device",
+    "train_classifiers",
+    "train_ensemble",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from jaxprune.models import ResNet18, SmallCNN, classifier_loss, random_crop_flip, to_float
-from jaxprune.supervised import train_ensemble
+from jaxprune.supervised import supervised_scores, train_ensemble
 from jaxprune.train import to_device
 
 MODELS = ("cnn", "resnet18")
@@ -64,17 +64,17 @@ def build(cfg: ClassifierConfig, *, num_classes: int, image_shape: tuple[int, ..
 
 
 def train(cfg: ClassifierConfig, images, labels, *, num_classes: int, seeds,
-          workdir: str | None = None, progress: bool = False):
-  """Train ``len(seeds)`` classifiers side by side for ``cfg.steps`` steps; returns
-  ``(classifier, stacked params)``."""
+          workdir: str | None = None, progress: bool = False, mesh=None):
+  """Train ``len(seeds)`` classifiers side by side for ``cfg.steps`` steps (batches sharded over
+  ``mesh`` when given); resumable with ``workdir``. Returns ``(classifier, stacked params)``."""
   clf = build(cfg, num_classes=num_classes, image_shape=images.shape[1:])
-  data = to_device(images, labels)
+  data = to_device(images, labels, mesh)
   bs = min(cfg.batch_size, len(labels))
   states = train_ensemble(clf.init_fn, clf.apply_fn, clf.loss_fn, clf.optimizer, data,
                           seeds=seeds, epochs=0, num_steps=cfg.steps, batch_size=bs,
                           preprocess=clf.preprocess, preprocess_eval=clf.preprocess_eval,
                           steps_per_dispatch=cfg.steps_per_dispatch, workdir=workdir,
-                          progress=progress, track_forgetting=False)
+                          progress=progress, track_forgetting=False, mesh=mesh)
   return clf, states.params
 
 
@@ -91,3 +91,19 @@ def accuracy(clf: Classifier, params_S, images, labels, *, batch_size: int = 100
                                  jnp.asarray(labels[i:i + batch_size])))
               for i in range(0, len(labels), batch_size))
   return total / len(labels)
+
+
+def supervised_metrics(cfg: ClassifierConfig, images, labels, *, num_classes: int, seeds,
+                       epochs: int, workdir: str | None = None,
+                       progress: bool = False) -> dict[str, np.ndarray]:
+  """EL2N, GraNd and forgetting scores of every training example from ``len(seeds)`` models
+  trained ``epochs`` epochs on all of it (see :mod:`jaxprune.supervised`)."""
+  clf = build(cfg, num_classes=num_classes, image_shape=images.shape[1:])
+  data = to_device(images, labels)
+  ens = train_ensemble(clf.init_fn, clf.apply_fn, clf.loss_fn, clf.optimizer, data,
+                       seeds=seeds, epochs=epochs, batch_size=min(cfg.batch_size, len(labels)),
+                       preprocess=clf.preprocess, preprocess_eval=clf.preprocess_eval,
+                       steps_per_dispatch=cfg.steps_per_dispatch, workdir=workdir,
+                       progress=progress)
+  return supervised_scores(ens, clf.apply_fn, data, num_classes=num_classes,
+                           preprocess_eval=clf.preprocess_eval)

@@ -105,10 +105,17 @@ def load_embeddings(path: str) -> Dataset:
 
 def load(name: str, *, data_dir: str | None = None, split: str = "train",
          max_examples: int | None = None, progress: bool = False) -> Dataset:
-  """``digits`` (bundled), a path to ``.npy``/``.npz`` embeddings, or a TFDS name (``tfds:`` prefix
-  optional)."""
+  """``digits`` (bundled; splits ``train`` (1,348), ``test`` (449), ``all``), a path to
+  ``.npy``/``.npz`` embeddings, or a TFDS name (``tfds:`` prefix optional).
+
+  Row ``i`` of the ``train`` split is row ``i`` of what ``scripts/train.py`` trains on, so kept
+  indices from ``scripts/prune.py`` carry over; ``ids`` hold the original example ids."""
   if name == DEFAULT:
-    return load_digits()
+    if split == "all":
+      return load_digits()
+    if split not in ("train", "test"):
+      raise ValueError(f"digits splits are train, test and all; got {split!r}")
+    return load_train_test(DEFAULT)[0 if split == "train" else 1]
   if name.endswith((".npy", ".npz")):
     return load_embeddings(name)
   return load_tfds(name.removeprefix("tfds:"), split=split, data_dir=data_dir,
@@ -120,3 +127,20 @@ def pixel_embeddings(images: np.ndarray) -> np.ndarray:
   x = images.reshape(len(images), -1).astype(np.float32)
   mean, std = x.mean(0), x.std(0)
   return (x - mean) / np.where(std > 0, std, 1.0)
+
+
+def load_train_test(name: str, *, data_dir: str | None = None, test_fraction: float = 0.25,
+                    max_examples: int | None = None, progress: bool = False):
+  """``(train, test)`` Datasets: TFDS ``train`` / ``test`` splits, or for the bundled digits a
+  fixed random split (``test_fraction`` held out, seed 0)."""
+  if name == DEFAULT:
+    ds = load_digits()
+    perm = np.random.default_rng(0).permutation(ds.size)
+    n_test = int(round(test_fraction * ds.size))
+    te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    pick = lambda idx: Dataset(ds.name + ("/test" if idx is te else "/train"), ds.ids[idx],
+                               ds.labels[idx], ds.images[idx])
+    return pick(tr), pick(te)
+  kw = dict(data_dir=data_dir, max_examples=max_examples, progress=progress)
+  name = name.removeprefix("tfds:")
+  return load_tfds(name, split="train", **kw), load_tfds(name, split="test", **kw)

@@ -23,7 +23,9 @@ from jaxprune import io, scores as scores_lib
 from jaxprune.select import select
 from jaxprune.sharding import data_mesh
 
-SCORES = ("ssl_prototypes", "supervised_prototypes", "random")
+SCORES = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting", "random")
+SUPERVISED = ("el2n", "grand", "forgetting")
+EMBEDDINGS = ("pixels", "ssl")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,15 @@ class PruneConfig:
   split: str = "train"
   max_examples: int | None = None
   embeddings: str | None = field(default=None, metadata={
-      "help": ".npy/.npz embeddings, one row per example (default: standardised pixels)"})
+      "help": ".npy/.npz embeddings, one row per example (overrides --embedding)"})
+  embedding: str = field(default="pixels", metadata={
+      "help": "embeddings when none are given: pixels (standardised) | ssl (SimCLR encoder "
+              "trained through the loop)"})
+  ssl_steps: int = field(default=400, metadata={"help": "SimCLR training steps (--embedding ssl)"})
+  score_epochs: int = field(default=10, metadata={
+      "help": "epochs the models behind el2n / grand / forgetting train"})
+  score_models: int = field(default=4, metadata={
+      "help": "models (seeds, vmapped) averaged by el2n / grand / forgetting"})
   score: str = field(default="ssl_prototypes", metadata={"help": " | ".join(SCORES)})
   metric: str = field(default="cosine", metadata={"help": "cosine | euclidean"})
   k: int | None = field(default=None, metadata={
@@ -66,6 +76,14 @@ def _embeddings(cfg: PruneConfig, ds: data_lib.Dataset):
     return emb_ds.embeddings
   if ds.embeddings is not None:
     return ds.embeddings
+  if cfg.embedding not in EMBEDDINGS:
+    raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {cfg.embedding!r}")
+  if ds.images is None:
+    raise ValueError(f"{ds.name} has no images to embed; give --embeddings")
+  if cfg.embedding == "ssl":
+    from jaxprune.embeddings import SSLConfig, ssl_embeddings
+    return ssl_embeddings(ds.images, cfg=SSLConfig(steps=cfg.ssl_steps), seed=cfg.seed,
+                          workdir=cfg.workdir, progress=cfg.progress)
   return data_lib.pixel_embeddings(ds.images)
 
 
@@ -86,6 +104,16 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
       raise ValueError("score=supervised_prototypes needs labels, and this dataset has none")
     return np.asarray(scores_lib.supervised_prototypes(emb, ds.labels, metric=cfg.metric)), \
         ds.labels, {}
+  if cfg.score in SUPERVISED:
+    if ds.labels is None or ds.images is None:
+      raise ValueError(f"score={cfg.score} trains classifiers: it needs images and labels")
+    from jaxprune.classify import ClassifierConfig, supervised_metrics
+    out = supervised_metrics(ClassifierConfig(), ds.images, ds.labels,
+                             num_classes=int(ds.labels.max()) + 1,
+                             seeds=range(cfg.seed, cfg.seed + cfg.score_models),
+                             epochs=cfg.score_epochs, progress=cfg.progress)
+    return out[cfg.score], ds.labels, {"score_models": cfg.score_models,
+                                        "score_epochs": cfg.score_epochs}
   if cfg.score != "ssl_prototypes":
     raise ValueError(f"score must be one of {SCORES}, got {cfg.score!r}")
   k = cfg.k
@@ -123,7 +151,8 @@ def run(cfg: PruneConfig) -> dict:
   io.save_json(os.path.join(cfg.workdir, "config.json"), cfg)
   ds = data_lib.load(cfg.data, data_dir=cfg.data_dir, split=cfg.split,
                      max_examples=cfg.max_examples, progress=cfg.progress)
-  emb = None if cfg.score == "random" else _embeddings(cfg, ds)
+  needs_emb = cfg.score in ("ssl_prototypes", "supervised_prototypes")
+  emb = _embeddings(cfg, ds) if needs_emb else None
   scores, cluster, info = compute_scores(cfg, ds, emb)
   kept = select(scores, fraction=cfg.fraction, mode=cfg.mode,
                 key=jax.random.fold_in(jax.random.key(cfg.seed), 1),

@@ -15,3 +15,10 @@ def data_mesh(num_devices: int | None = None, axis_name: str = DATA_AXIS) -> Mes
   if not 1 <= n <= len(devices):
     raise ValueError(f"num_devices must be in [1, {len(devices)}], got {num_devices}")
   return jax.make_mesh((n,), (axis_name,), axis_types=(AxisType.Auto,), devices=devices[:n])
+
+
+def initialize_distributed(enabled: bool) -> None:
+  """Multi-host runs: ``jax.distributed.initialize()`` (coordinator from the environment, e.g.
+  on Cloud TPU or SLURM) before any other JAX call. A no-op when ``enabled`` is False."""
+  if enabled:
+    jax.distributed.initialize()

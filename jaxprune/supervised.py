@@ -62,7 +62,7 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
                    epochs: int, batch_size: int, preprocess: Callable, preprocess_eval: Callable,
                    steps_per_dispatch: int = 10, workdir: str | None = None,
                    progress: bool = True, track_forgetting: bool = True,
-                   num_steps: int | None = None):
+                   num_steps: int | None = None, mesh=None):
   """S = len(seeds) models trained side by side (vmapped) for ``epochs`` epochs (or exactly
   ``num_steps`` steps); resumable with ``workdir``. Returns the stacked :class:`Tracked` states
   (or plain stacked :class:`TrainState` with ``track_forgetting=False``).
@@ -79,7 +79,7 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
 
   states = jax.jit(jax.vmap(init_one))(keys)
   step = make_data_step(make_update(loss_fn, optimizer), batch_size=batch_size,
-                        preprocess=preprocess)
+                        preprocess=preprocess, mesh=mesh)
   if track_forgetting:
     step = make_tracked_step(step, apply_fn, batch_size=batch_size,
                              preprocess_eval=preprocess_eval)
@@ -88,7 +88,7 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
   states, _ = fit(jax.vmap(step, in_axes=(0, None)), states, data, num_steps=num_steps,
                   workdir=workdir, steps_per_dispatch=steps_per_dispatch,
                   log_every=max(1, num_steps // 20), ckpt_every=max(1, num_steps // 4),
-                  progress=progress, desc=f"ensemble of {len(seeds)}")
+                  progress=progress, desc=f"ensemble of {len(seeds)}", mesh=mesh)
   return states
 
 

@@ -33,14 +33,14 @@ def test_script_on_default_data(tmp_path):
                       "--fraction", "0.3", "--mode", "hard", "--progress", "false"],
                      capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
-  assert "kept 539 of 1797" in r.stdout and "class: before -> after" in r.stdout
-  z, kept = _check_outputs(wd, 1797, 539)
+  assert "kept 404 of 1348" in r.stdout and "class: before -> after" in r.stdout
+  z, kept = _check_outputs(wd, 1348, 404)
   # hard mode keeps exactly the highest scores
   assert z["score"][kept].min() >= np.delete(z["score"], kept).max()
   assert os.path.getsize(os.path.join(wd, "extremes.png")) > 0
   summary = json.load(open(os.path.join(wd, "summary.json")))
   assert summary["k"] == 10 and summary["kmeans_converged"]
-  assert sum(a for _, a in summary["per_class_before_after"].values()) == 539
+  assert sum(a for _, a in summary["per_class_before_after"].values()) == 404
 
 
 def test_tfds_mock_data(tmp_path):

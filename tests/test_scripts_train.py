@@ -1,0 +1,99 @@
+"""End-to-end smoke tests of scripts/train.py, scripts/prune_curve.py and prune --embedding ssl,
+on the bundled digits and on TFDS mock data."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxprune import curve, trainer
+from jaxprune.pruning import PruneConfig, run as run_prune
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_prune_then_train_on_digits(tmp_path):
+  run_prune(PruneConfig(fraction=0.5, workdir=str(tmp_path / "p"), progress=False))
+  res = trainer.run(trainer.TrainConfig(kept=str(tmp_path / "p" / "kept_indices.npy"), steps=60,
+                                        seeds=2, workdir=str(tmp_path / "t"), progress=False))
+  assert res["n_train"] == 674 and res["n_test"] == 449
+  assert len(res["test_accuracy"]) == 2 and res["test_accuracy_mean"] > 0.5  # chance is 0.1
+  for f in ("result.json", "metrics.jsonl", "training_curves.png", "config.json"):
+    assert os.path.getsize(tmp_path / "t" / f) > 0
+  with pytest.raises(ValueError, match="row indices"):
+    np.save(tmp_path / "bad.npy", np.array([0, 5000]))
+    trainer.run(trainer.TrainConfig(kept=str(tmp_path / "bad.npy"), workdir=str(tmp_path / "b"),
+                                    progress=False))
+
+
+def test_train_script_resumes_after_kill(tmp_path):
+  wd = str(tmp_path / "run")
+  cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--workdir", wd,
+         "--steps", "400", "--steps_per_dispatch", "10", "--progress", "false"]
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  ckpt = os.path.join(wd, "checkpoints")
+  deadline = time.time() + 240
+  while time.time() < deadline:  # wait for the first checkpoint (step 100), then kill hard
+    if os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt)):
+      break
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()]
+  assert steps and max(steps) < 400
+  r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  res = json.load(open(os.path.join(wd, "result.json")))
+  assert res["test_accuracy_mean"] > 0.8
+  rows = [json.loads(l)["step"] for l in open(os.path.join(wd, "metrics.jsonl"))]
+  assert rows == sorted(set(rows)) and rows[-1] == 400  # no step logged twice
+
+
+def test_prune_curve_tiny_and_resume(tmp_path):
+  wd = str(tmp_path / "curve")
+  cfg = curve.CurveConfig(fractions="0.3", metrics="supervised_prototypes,forgetting",
+                          embedding="pixels", seeds=2, steps=30, score_epochs=1,
+                          score_models=2, workdir=wd, progress=False)
+  rows = curve.run(cfg)
+  keys = {(r["metric"], r["mode"], r["fraction"]) for r in rows}
+  assert keys == {("full", "-", 1.0), ("random", "random", 0.3),
+                  ("supervised_prototypes", "hard", 0.3), ("supervised_prototypes", "easy", 0.3),
+                  ("forgetting", "hard", 0.3), ("forgetting", "easy", 0.3)}
+  assert all(len(r["acc_seeds"]) == 2 for r in rows)
+  assert all(r["n_kept"] == 404 for r in rows if r["fraction"] == 0.3)
+  for f in ("results.csv", "table.txt", "accuracy_vs_fraction.png", "scores_forgetting.npy"):
+    assert os.path.getsize(os.path.join(wd, f)) > 0
+  # a second run finds everything done and trains nothing
+  t = time.time()
+  rows2 = curve.run(cfg)
+  assert len(rows2) == len(rows) and time.time() - t < 30
+  assert "supervised_prototypes" in curve.table(rows)
+
+
+def test_prune_curve_script_on_tfds_mock(tmp_path):
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=64):
+    rows = curve.run(curve.CurveConfig(data="mnist", fractions="0.5", metrics="el2n,grand",
+                                       modes="hard", seeds=2, steps=10, score_epochs=1,
+                                       score_models=2, batch_size=16,
+                                       workdir=str(tmp_path / "c"), progress=False))
+    assert {(r["metric"], r["fraction"]) for r in rows} == {
+        ("full", 1.0), ("random", 0.5), ("el2n", 0.5), ("grand", 0.5)}
+    res = trainer.run(trainer.TrainConfig(data="mnist", steps=10, batch_size=16,
+                                          workdir=str(tmp_path / "t"), progress=False))
+    assert res["n_train"] == 64 and res["n_test"] == 64
+
+
+def test_prune_with_ssl_embeddings(tmp_path):
+  s = run_prune(PruneConfig(embedding="ssl", ssl_steps=20, fraction=0.4,
+                            workdir=str(tmp_path / "ssl"), progress=False))
+  assert s["kept"] == 539 and s["n"] == 1348
+  assert os.path.isdir(tmp_path / "ssl" / "ssl" / "checkpoints")
+  for score in ("el2n", "grand", "forgetting"):
+    s = run_prune(PruneConfig(score=score, score_epochs=1, score_models=2, fraction=0.5,
+                              workdir=str(tmp_path / score), progress=False))
+    assert s["kept"] == 674
