@@ -88,7 +88,9 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
   states, _ = fit(jax.vmap(step, in_axes=(0, None)), states, data, num_steps=num_steps,
                   workdir=workdir, steps_per_dispatch=steps_per_dispatch,
                   log_every=max(1, num_steps // 20), ckpt_every=max(1, num_steps // 4),
-                  progress=progress, desc=f"ensemble of {len(seeds)}", mesh=mesh)
+                  progress=progress, desc=f"ensemble of {len(seeds)}", mesh=mesh,
+                  meta={"batch_size": batch_size, "steps_per_epoch":
+                        steps_per_epoch(n, batch_size), "seeds": [int(s) for s in seeds]})
   return states
 
 
