@@ -173,7 +173,8 @@ def run(cfg: PruneConfig) -> dict:
 
   q = np.quantile(scores, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
   summary = {"data": ds.name, "n": ds.size, "kept": int(len(kept)), "fraction": cfg.fraction,
-             "mode": cfg.mode, "score": cfg.score, "metric": cfg.metric,
+             "mode": cfg.mode, "score": cfg.score,
+             "metric": cfg.metric if cfg.score.endswith("prototypes") else "-",
              "hardness_quantiles": dict(zip(["min", "q10", "q25", "median", "q75", "q90", "max"],
                                             map(float, q))),
              "per_class_before_after": _class_table(ds.labels, kept), **info}
