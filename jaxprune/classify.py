@@ -2,6 +2,7 @@
 the shared loop), evaluate."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -42,6 +43,13 @@ class Classifier(NamedTuple):
 
 
 def build(cfg: ClassifierConfig, *, num_classes: int, image_shape: tuple[int, ...]) -> Classifier:
+  """The model's pure functions (cached: the same config gives the same function objects, so
+  trainings that share it share compilations)."""
+  return _build(cfg, int(num_classes), tuple(int(d) for d in image_shape))
+
+
+@functools.lru_cache(maxsize=32)
+def _build(cfg: ClassifierConfig, num_classes: int, image_shape: tuple[int, ...]) -> Classifier:
   if cfg.model not in MODELS:
     raise ValueError(f"model must be one of {MODELS}, got {cfg.model!r}")
   model = SmallCNN(num_classes, cfg.width) if cfg.model == "cnn" else ResNet18(num_classes)
@@ -81,16 +89,19 @@ def train(cfg: ClassifierConfig, images, labels, *, num_classes: int, seeds,
 def accuracy(clf: Classifier, params_S, images, labels, *, batch_size: int = 1000) -> np.ndarray:
   """Test accuracy of each of the S stacked models: an array of S floats."""
   labels = np.asarray(labels)
-
-  @jax.jit
-  def correct(params_S, x, y):
-    logits = jax.vmap(clf.apply_fn, in_axes=(0, None))(params_S, clf.preprocess_eval(x))
-    return jnp.sum(jnp.argmax(logits, -1) == y[None], axis=1)
-
+  correct = _correct_fn(clf)
   total = sum(np.asarray(correct(params_S, jnp.asarray(images[i:i + batch_size]),
                                  jnp.asarray(labels[i:i + batch_size])))
               for i in range(0, len(labels), batch_size))
   return total / len(labels)
+
+
+@functools.lru_cache(maxsize=32)
+def _correct_fn(clf: Classifier):
+  def correct(params_S, x, y):
+    logits = jax.vmap(clf.apply_fn, in_axes=(0, None))(params_S, clf.preprocess_eval(x))
+    return jnp.sum(jnp.argmax(logits, -1) == y[None], axis=1)
+  return jax.jit(correct)
 
 
 def supervised_metrics(cfg: ClassifierConfig, images, labels, *, num_classes: int, seeds,

@@ -9,6 +9,7 @@ an early epoch: choose E accordingly).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -71,27 +72,37 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
   """
   n = int(data.labels.shape[0])
   keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-
-  def init_one(key):
-    k_init, k_run = jax.random.split(key)
-    state = create_state(init_fn(k_init), optimizer, k_run)
-    return track(state, n) if track_forgetting else state
-
-  states = jax.jit(jax.vmap(init_one))(keys)
-  step = make_data_step(make_update(loss_fn, optimizer), batch_size=batch_size,
-                        preprocess=preprocess, mesh=mesh)
-  if track_forgetting:
-    step = make_tracked_step(step, apply_fn, batch_size=batch_size,
-                             preprocess_eval=preprocess_eval)
+  init, step = _ensemble_fns(init_fn, apply_fn, loss_fn, optimizer, n, batch_size, preprocess,
+                             preprocess_eval, track_forgetting, mesh)
+  states = init(keys)
   if num_steps is None:
     num_steps = epochs * steps_per_epoch(n, batch_size)
-  states, _ = fit(jax.vmap(step, in_axes=(0, None)), states, data, num_steps=num_steps,
+  states, _ = fit(step, states, data, num_steps=num_steps,
                   workdir=workdir, steps_per_dispatch=steps_per_dispatch,
                   log_every=max(1, num_steps // 20), ckpt_every=max(1, num_steps // 4),
                   progress=progress, desc=f"ensemble of {len(seeds)}", mesh=mesh,
                   meta={"batch_size": batch_size, "steps_per_epoch":
                         steps_per_epoch(n, batch_size), "seeds": [int(s) for s in seeds]})
   return states
+
+
+@functools.lru_cache(maxsize=64)
+def _ensemble_fns(init_fn, apply_fn, loss_fn, optimizer, n, batch_size, preprocess,
+                  preprocess_eval, track_forgetting, mesh):
+  """The jitted vmapped init and the vmapped step of an ensemble, cached so that repeated
+  trainings with the same model and shapes (a pruning curve) compile once."""
+
+  def init_one(key):
+    k_init, k_run = jax.random.split(key)
+    state = create_state(init_fn(k_init), optimizer, k_run)
+    return track(state, n) if track_forgetting else state
+
+  step = make_data_step(make_update(loss_fn, optimizer), batch_size=batch_size,
+                        preprocess=preprocess, mesh=mesh)
+  if track_forgetting:
+    step = make_tracked_step(step, apply_fn, batch_size=batch_size,
+                             preprocess_eval=preprocess_eval)
+  return jax.jit(jax.vmap(init_one)), jax.vmap(step, in_axes=(0, None))
 
 
 def supervised_scores(ensemble: Tracked, apply_fn: Callable, data: DeviceData, *,

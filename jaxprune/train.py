@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import weakref
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -140,6 +141,19 @@ def make_data_step(update: Callable, *, batch_size: int, preprocess: Callable,
 # the driver
 
 
+_DISPATCH = weakref.WeakKeyDictionary()  # step function -> its jitted K-step dispatch
+
+
+def jitted_dispatch(step: Callable) -> Callable:
+  """``dispatch(state, data, length) -> (state, stacked metrics)``, jitted once per ``step``
+  object (state donated): fits that reuse a step reuse its compilations."""
+  if step not in _DISPATCH:
+    def dispatch(state, data, length):
+      return run_steps(lambda s, _: step(s, data), state, length=length)
+    _DISPATCH[step] = jax.jit(dispatch, static_argnums=2, donate_argnums=0)
+  return _DISPATCH[step]
+
+
 def _current_step(state) -> int:
   return int(np.max(jax.device_get(state.step)))  # vmapped states carry one step per model
 
@@ -195,11 +209,7 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
       _truncate_metrics(metrics_path, 0)
   if mesh is not None:
     state = jax.device_put(state, NamedSharding(mesh, P()))
-
-  def dispatch(state, data, length):
-    return run_steps(lambda s, _: step(s, data), state, length=length)
-
-  dispatch = jax.jit(dispatch, static_argnums=2, donate_argnums=0)
+  dispatch = jitted_dispatch(step)
   start = _current_step(state)
   pending: list[tuple[int, dict]] = []  # (first step, stacked metrics) not yet fetched
   records: list[dict] = []
