@@ -216,9 +216,11 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
   t0 = time.perf_counter()
   bar = tqdm(total=num_steps, initial=start, desc=desc, unit="step", disable=not progress)
 
-  def flush():
-    fetched = jax.device_get(pending)
-    pending.clear()
+  def flush(keep_newest: bool = False):
+    # keep_newest: leave the dispatch just issued running; its metrics are read next time
+    n_take = len(pending) - 1 if keep_newest else len(pending)
+    fetched = jax.device_get(pending[:n_take])
+    del pending[:n_take]
     rows = []
     for first, m in fetched:
       k = len(next(iter(m.values()))) if m else 0
@@ -247,12 +249,12 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
     prev, cur = cur, cur + length
     bar.update(length)
     crossed = lambda every: every and (cur // every > prev // every)
-    if crossed(log_every) or cur >= num_steps:
-      flush()
+    if crossed(log_every):
+      flush(keep_newest=True)
     if ckpt is not None and (crossed(ckpt_every) or cur >= num_steps):
       flush()
       ckpt.save(cur, state, {"step": cur, **(meta or {})})
-  if pending and (stop_at is None or cur >= num_steps):
+  if pending and cur >= num_steps:
     flush()
   bar.close()
   if ckpt is not None:
