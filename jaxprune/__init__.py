@@ -1,7 +1,9 @@
 """jaxprune: data pruning with self-supervised prototypes, and Denoised MDPs, in JAX.
 
-The public API, re-exported here.
+The public API, re-exported here. The Denoised MDP world model lives in ``jaxprune.dmdp``
+(re-exported there: ``from jaxprune import dmdp``).
 """
+from jaxprune import dmdp
 from jaxprune.checkpoint import CheckpointError, Checkpointer
 from jaxprune.classify import ClassifierConfig, accuracy, supervised_metrics
 from jaxprune.classify import train as train_classifiers
@@ -22,6 +24,7 @@ from jaxprune.train import (DeviceData, NonFiniteError, TrainState, create_state
 from jaxprune.trainer import TrainConfig
 
 __all__ = [
+    "dmdp",
     "CheckpointError",
     "Checkpointer",
     "ClassifierConfig",
