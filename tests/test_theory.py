@@ -1,0 +1,141 @@
+"""Perceptron theory of pruning: the max-margin solver, the replica theory and the simulation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+from jaxprune import theory
+
+# (alpha_tot, f, mode) shared by the theory and simulation fixtures (theta = 0)
+POINTS = [(3.0, 1.0, "hard"), (1.0, 0.5, "hard"), (1.0, 0.5, "easy"), (16.0, 0.25, "hard"),
+          (16.0, 0.25, "easy"), (200.0, 1.0, "hard"), (400.0, 1.0, "hard")]
+N_SIM, SEEDS = 100, 8
+
+
+@pytest.fixture(scope="module")
+def th():
+  a, f, m = (np.array(v) for v in zip(*POINTS))
+  return theory.theory(alpha_tot=a, f=f, mode=m)
+
+
+@pytest.fixture(scope="module")
+def sim():
+  a, f, m = (np.array(v) for v in zip(*POINTS[:5]))
+  return theory.simulate(jax.random.key(0), n=N_SIM, alpha_tot=a, f=f, mode=m, seeds=SEEDS)
+
+
+def _separable(p, n, seed):
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((p, n))
+  y = np.sign(x @ rng.standard_normal(n))
+  return x, y
+
+
+@pytest.mark.parametrize("p,n,seed", [(40, 20, 0), (150, 30, 1)])
+def test_max_margin_matches_sklearn_svm(p, n, seed):
+  x, y = _separable(p, n, seed)
+  with jax.enable_x64(True):
+    res = jax.jit(theory.max_margin)(jnp.asarray(y[:, None] * x))
+  w, a = np.asarray(res.w), np.asarray(res.a)
+  # scikit-learn's SVC has an intercept; on the mirrored set {(x, y), (-x, -y)} the max-margin
+  # hyperplane is symmetric, so its intercept is 0 and it is the SVM through the origin
+  svc = SVC(kernel="linear", C=1e6, tol=1e-10).fit(np.concatenate([x, -x]), np.concatenate([y, -y]))
+  ref = svc.coef_.ravel()
+  assert abs(svc.intercept_[0]) < 1e-6
+  cos = w @ ref / np.linalg.norm(w) / np.linalg.norm(ref)
+  assert cos > 1 - 1e-9
+  np.testing.assert_allclose(np.linalg.norm(w), np.linalg.norm(ref), rtol=1e-4)
+  g = y * (x @ w)
+  assert g.min() >= 1 - 1e-9  # all margins >= 1
+  assert (a >= 0).all()
+  sv = a > 1e-6 * a.max()
+  np.testing.assert_allclose(g[sv], 1.0, atol=1e-6)  # support vectors on the margin
+  np.testing.assert_allclose(w, (a * y) @ x, rtol=1e-6, atol=1e-8)  # w = sum_i a_i y_i x_i
+  assert float(res.gap) < 1e-9 and int(res.n_iter) < 100
+
+
+def test_max_margin_padding_is_ignored():
+  x, y = _separable(60, 20, 2)
+  z = y[:, None] * x
+  with jax.enable_x64(True):
+    full = theory.max_margin(jnp.asarray(z))
+    junk = np.random.default_rng(0).standard_normal((20, 20)) * 5
+    padded = theory.max_margin(jnp.asarray(np.concatenate([z, junk])),
+                               jnp.asarray(np.arange(80) < 60))
+  np.testing.assert_allclose(np.asarray(padded.w), np.asarray(full.w), rtol=1e-6, atol=1e-8)
+
+
+def test_theory_converges_and_matches_the_asymptote(th):
+  assert th.converged.all(), (th.grad_norm, th.residual)
+  # optimal stability without pruning: error -> 0.50 / alpha (0.5005 / alpha in the literature)
+  big = th.error[-2:] * np.array([200.0, 400.0])
+  np.testing.assert_allclose(big, 0.5005, atol=0.003)
+  # theta = 0: the probe is the teacher, so the student-probe overlap is R
+  np.testing.assert_allclose(th.rho, th.R)
+
+
+def test_threshold_keeps_fraction():
+  rng = np.random.default_rng(0)
+  t, u = rng.standard_normal((2, 400_000))
+  for theta, mode, f in [(0.0, "hard", 0.3), (0.0, "easy", 0.3), (0.4, "hard", 0.2),
+                         (0.4, "easy", 0.6)]:
+    gamma = theory.threshold(f, theta, mode)
+    m = np.sign(t) * (np.cos(theta) * t + np.sin(theta) * u)
+    kept = np.mean(m < gamma) if mode == "hard" else np.mean(m > gamma)
+    assert abs(kept - f) < 3e-3
+  # theta = 0, hard: keep |t| < gamma with 2 Phi(gamma) - 1 = f
+  from scipy.stats import norm
+  np.testing.assert_allclose(theory.threshold(0.3, 0.0, "hard"), norm.ppf(0.65), atol=1e-8)
+
+
+def test_keep_easy_wins_small_keep_hard_wins_large(th, sim):
+  # theory: alpha_tot = 1 (points 1, 2) easy better; alpha_tot = 16 (points 3, 4) hard better
+  assert th.error[2] < th.error[1] and th.error[3] < th.error[4]
+  e = sim.error.mean(-1)
+  sem = sim.error.std(-1, ddof=1) / np.sqrt(SEEDS)
+  assert e[2] + 2 * np.hypot(sem[1], sem[2]) < e[1]
+  assert e[3] + 2 * np.hypot(sem[3], sem[4]) < e[4]
+
+
+def test_simulation_matches_theory(th, sim):
+  # N = 100, 8 seeds: agreement within 3 standard errors plus 10% (finite-size effects)
+  assert sim.gap.max() < 1e-8 and sim.n_iter.max() < 100
+  np.testing.assert_array_equal(sim.n_total, [300, 100, 100, 1600, 1600])
+  np.testing.assert_array_equal(sim.n_kept, [300, 50, 50, 400, 400])
+  e = sim.error.mean(-1)
+  sem = sim.error.std(-1, ddof=1) / np.sqrt(SEEDS)
+  t = th.error[:5]
+  assert np.all(np.abs(e - t) < 3 * sem + 0.1 * t), (e, sem, t)
+  np.testing.assert_allclose(sim.kappa.mean(-1), th.kappa[:5], rtol=0.15)
+
+
+def test_simulation_same_key_same_result():
+  kw = dict(n=20, alpha_tot=np.array([2.0, 3.0]), f=0.5, mode="hard", seeds=2)
+  a = theory.simulate(jax.random.key(3), **kw)
+  b = theory.simulate(jax.random.key(3), **kw)
+  np.testing.assert_array_equal(a.error, b.error)
+  assert a.error.shape == (2, 2)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(alpha_tot=1.0, f=0.0), "f"),
+    (dict(alpha_tot=1.0, f=1.5), "f"),
+    (dict(alpha_tot=1.0, f=np.nan), "f"),
+    (dict(alpha_tot=0.0), "alpha_tot"),
+    (dict(alpha_tot=-2.0), "alpha_tot"),
+    (dict(alpha_tot=1.0, mode="random"), "mode"),
+    (dict(alpha_tot=1.0, theta=2.0), "theta"),
+])
+def test_bad_input(kw, msg):
+  with pytest.raises(ValueError, match=msg):
+    theory.theory(**kw)
+  with pytest.raises(ValueError, match=msg):
+    theory.simulate(jax.random.key(0), n=10, **kw)
+
+
+def test_bad_simulation_sizes():
+  with pytest.raises(ValueError, match="n"):
+    theory.simulate(jax.random.key(0), n=2, alpha_tot=1.0)
+  with pytest.raises(ValueError, match="seeds"):
+    theory.simulate(jax.random.key(0), n=10, alpha_tot=1.0, seeds=0)
