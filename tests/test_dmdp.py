@@ -7,7 +7,8 @@ import pytest
 
 from jaxprune import dmdp
 from jaxprune.dmdp import config as dcfg
-from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv, ValidConv
+from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv
+from jaxprune.models.layers import PatchConv
 from jaxprune.dmdp.model import WorldModel
 from jaxprune.train import create_state, make_update, run_steps
 
@@ -63,9 +64,9 @@ def test_matmul_conv_transpose_equals_flax(h, w, k, method):
 
 def test_valid_conv_equals_flax_conv():
   x = jax.random.normal(KEY, (2, 6, 5, 4))
-  p = _perturb(ValidConv(3, 3).init(KEY, x))
+  p = _perturb(PatchConv(3, 3, padding="VALID").init(KEY, x))
   ref = nn.Conv(3, (3, 3), padding="VALID").apply(p, x)
-  np.testing.assert_allclose(ValidConv(3, 3).apply(p, x), ref, atol=1e-5)
+  np.testing.assert_allclose(PatchConv(3, 3, padding="VALID").apply(p, x), ref, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------

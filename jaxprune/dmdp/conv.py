@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxprune.dmdp.config import WorldModelConfig, decoder_channels
+from jaxprune.models.layers import PatchConv
 
 
 def space_to_depth(x_NxHxWxC):
@@ -116,26 +117,6 @@ class MatmulConvTranspose(nn.Module):
     return y + bias
 
 
-class ValidConv(nn.Module):
-  """``k x k`` stride-1 VALID convolution as im2col + matmul (= ``nn.Conv(padding="VALID")``)."""
-
-  features: int
-  kernel_size: int = 3
-  kernel_init: Callable = nn.initializers.lecun_normal()
-
-  @nn.compact
-  def __call__(self, x_NxHxWxC):
-    n, h, w, c = x_NxHxWxC.shape
-    k = self.kernel_size
-    kernel = self.param("kernel", self.kernel_init, (k, k, c, self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    ho, wo = h - k + 1, w - k + 1
-    patches = jnp.concatenate([x_NxHxWxC[:, i:i + ho, j:j + wo] for i in range(k)
-                               for j in range(k)], axis=-1)
-    y = patches.reshape(n * ho * wo, k * k * c) @ kernel.reshape(k * k * c, self.features)
-    return y.reshape(n, ho, wo, self.features) + bias
-
-
 class Encoder(nn.Module):
   """Pixels N x H x W x C in [-0.5, 0.5] -> embedding N x embed_size: stride-2 convs (ReLU),
   an optional 3x3 conv (ReLU), flatten, dense (no activation)."""
@@ -148,7 +129,8 @@ class Encoder(nn.Module):
     for i, k in enumerate(c.encoder_kernels):
       x_NxHxWxC = nn.relu(S2DConv(c.cnn_depth * 2 ** i, k, name=f"conv{i}")(x_NxHxWxC))
     if c.encoder_final_3x3:
-      x_NxHxWxC = nn.relu(ValidConv(x_NxHxWxC.shape[-1], 3, name="conv_final")(x_NxHxWxC))
+      x_NxHxWxC = nn.relu(PatchConv(x_NxHxWxC.shape[-1], 3, padding="VALID",
+                                        name="conv_final")(x_NxHxWxC))
     return nn.Dense(c.embed_size, name="dense")(x_NxHxWxC.reshape(x_NxHxWxC.shape[0], -1))
 
 
