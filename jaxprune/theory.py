@@ -256,16 +256,14 @@ def _kappa_derivatives(x, kappa, setting):
   return grad, hess, residual
 
 
-def _solve_one(setting, *, two_d: bool, iters: int = 60):
-  """Maximise kappa over the student angles for one setting (damped Newton ascent).
-
-  ``two_d=False`` (theta = 0): the student stays in the teacher's plane (s = 0, by the u -> -u
-  symmetry of the kept set) and only phi is searched.
+def _solve_one(setting, *, iters: int = 60):
+  """Maximise kappa over the student angles for one setting with theta > 0 (damped Newton
+  ascent in ``(log phi, psi)``). Theta = 0 has its own scaled solver, :func:`_solve_plane`.
   """
   theta = setting[3]
-  # start: the best point of a coarse scan (phi log-spaced; psi too when two_d)
+  # start: the best point of a coarse scan in (phi log-spaced, psi)
   phis = jnp.log(jnp.geomspace(1e-4, 1.5, 20))
-  psis = jnp.linspace(0.3, jnp.pi - 0.3, 8) if two_d else jnp.array([jnp.pi / 2])
+  psis = jnp.linspace(0.3, jnp.pi - 0.3, 8)
   grid = jnp.stack(jnp.meshgrid(psis, phis, indexing="ij"), -1)[..., ::-1]  # psi x phi x 2
 
   def scan_phi(row):  # along phi, each solve warm-started from the previous one
@@ -275,14 +273,10 @@ def _solve_one(setting, *, two_d: bool, iters: int = 60):
   kap = jax.vmap(scan_phi)(grid).ravel()
   grid = grid.reshape(-1, 2)
   x0 = grid[jnp.argmax(kap)]
-  free = jnp.array([1.0, 1.0 if two_d else 0.0])
 
   def body(carry):
     x, k, _, i = carry
     grad, hess, _ = _kappa_derivatives(x, k, setting)
-    grad = grad * free
-    if not two_d:
-      hess = jnp.diag(jnp.stack([hess[0, 0], -1.0]))
     # Newton ascent step, with the Hessian shifted to be negative definite where it is not
     # (Levenberg-Marquardt), inside a trust region of 0.5 in (log phi, psi)
     lam, vec = jnp.linalg.eigh(0.5 * (hess + hess.T))
@@ -312,19 +306,118 @@ def _solve_one(setting, *, two_d: bool, iters: int = 60):
 
   x, k, _, n_iter = lax.while_loop(cond, body, (x0, _solve_kappa(x0, setting), jnp.inf, 0))
   grad, _, residual = _kappa_derivatives(x, k, setting)
-  gnorm = jnp.linalg.norm(grad * free) / (jnp.abs(k) + 1e-3)
+  gnorm = jnp.linalg.norm(grad) / (jnp.abs(k) + 1e-3)
   R, s, _ = _angles(x)
   rho = R * jnp.cos(theta) + s * jnp.sin(theta)
   return jnp.exp(x[0]) / jnp.pi, R, rho, k, gnorm, residual, n_iter
 
 
+# ---------------------------------------------------------------------------------------------
+# perfect probe (theta = 0): the scaled one-angle solver
+
+
+def _h1(a):
+  """``E_z[(a + z)_+^2] = (a^2 + 1) Phi(a) + a phi(a)`` (``h`` at ``Q = 1``)."""
+  return (a * a + 1.0) * ndtr(a) + a * jnp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+
+
+def _plane_kept(gamma, hard):
+  """The kept interval of ``t > 0`` (the y = +1 half) for the perfect probe."""
+  gamma = jnp.clip(gamma, 0.0, _W)
+  return jnp.where(hard > 0, 0.0, gamma), jnp.where(hard > 0, gamma, _W)
+
+
+def _plane_capacity(k, r, setting):
+  """``F(k, r) = alpha_tot E[1{kept} h1(k - r |t|)] - 1`` for the perfect probe (theta = 0).
+
+  The capacity equation ``G = 0`` divided by ``Q^2``, in the scaled unknowns ``k = kappa / Q``
+  and ``r = R / Q = cot(phi)``: nothing in it shrinks with the error, so it stays well
+  conditioned for f -> 0 and errors down to 1e-12 (the kept band ``|t| < gamma`` is resolved
+  however thin it is). Kept ``t > 0``: ``[0, gamma]`` (hard) or ``[gamma, W]`` (easy); the
+  ``y = -1`` half doubles it.
+  """
+  alpha_tot, _, gamma, _, hard = setting
+  lo, hi = _plane_kept(gamma, hard)
+  t0, dt = k / r, 8.0 / r  # h1(k - r t) goes from ~(k - r t)^2 to ~0 around t0 over +-dt
+  breaks = jnp.stack([lo, hi, t0 - dt, t0, t0 + dt, lo + 1.0, lo + 2.0, lo + 3.0, lo + 5.0])
+  breaks = jnp.sort(jnp.clip(breaks, lo, hi))
+  xg, wg = _gl_nodes(24)
+  a, b = breaks[:-1, None], breaks[1:, None]
+  t = (0.5 * (b - a) * xg + 0.5 * (b + a)).ravel()
+  wt = (0.5 * (b - a) * wg).ravel()
+  dens = jnp.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+  return 2.0 * alpha_tot * jnp.sum(wt * dens * _h1(k - r * t)) - 1.0
+
+
+def _plane_kappa(u, setting, iters=200):
+  """``(kappa, k, r)`` at the student angle ``u = log r``: Newton on ``F(., r) = 0`` from the
+  right (F is convex and increasing in k: monotone convergence), then ``kappa = k / sqrt(1 + r^2)``."""
+  alpha_tot, f, gamma, _, hard = setting
+  r = jnp.exp(u)
+  # Jensen: E_kept[h1(k - r t)] >= (k - r E_kept[t])_+^2, so F > 0 right of this start
+  lo, hi = _plane_kept(gamma, hard)
+  pdf = lambda x: jnp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+  mean_t = (pdf(lo) - pdf(hi)) / jnp.maximum(ndtr(hi) - ndtr(lo), _EPS)
+  k0 = r * mean_t + 1.0 / jnp.sqrt(alpha_tot * f) + 1.0
+  fk = jax.value_and_grad(_plane_capacity)
+
+  def body(c):
+    k, _, i = c
+    g, dg = fk(k, r, setting)
+    step = g / jnp.maximum(dg, _EPS)
+    return k - step, jnp.abs(step), i + 1
+
+  def cond(c):
+    k, step, i = c
+    return (i < iters) & (step > 1e-15 * (1.0 + jnp.abs(k)))
+
+  k, _, _ = lax.while_loop(cond, body, (k0, jnp.inf, 0))
+  return k / jnp.sqrt(1.0 + r * r), k, r
+
+
+def _solve_plane(setting, *, grid=(-16.0, 26.0, 85), golden_iters=50):
+  """Maximise ``kappa`` over ``u = log cot(phi)`` for theta = 0: a scan of ``u`` (global), then
+  golden-section search in the bracket around the best grid point."""
+  us = jnp.linspace(*grid)
+  kap = jax.vmap(lambda u: _plane_kappa(u, setting)[0])(us)
+  i = jnp.clip(jnp.argmax(kap), 1, us.size - 2)
+  g = (math.sqrt(5.0) - 1.0) / 2.0
+  kappa_of = lambda u: _plane_kappa(u, setting)[0]
+
+  def body(_, c):
+    a, b, x1, x2, f1, f2 = c
+    left = f1 >= f2  # the max is in [a, x2]
+    a, b = jnp.where(left, a, x1), jnp.where(left, x2, b)
+    x1n, x2n = b - g * (b - a), a + g * (b - a)
+    xn = jnp.where(left, x1n, x2n)
+    fn = kappa_of(xn)
+    x1, x2 = jnp.where(left, x1n, x2), jnp.where(left, x1, x2n)
+    f1, f2 = jnp.where(left, fn, f2), jnp.where(left, f1, fn)
+    return a, b, x1, x2, f1, f2
+
+  a, b = us[i - 1], us[i + 1]
+  x1, x2 = b - g * (b - a), a + g * (b - a)
+  a, b, *_ = lax.fori_loop(0, golden_iters, body, (a, b, x1, x2, kappa_of(x1), kappa_of(x2)))
+  u = 0.5 * (a + b)
+  kappa, k, r = _plane_kappa(u, setting)
+  # stationarity by the implicit function theorem: dk/du = -r F_r / F_k
+  dF = jax.grad(_plane_capacity, argnums=(0, 1))(k, r, setting)
+  dk_du = -r * dF[1] / dF[0]
+  dkappa_du = (dk_du - k * r * r / (1.0 + r * r)) / jnp.sqrt(1.0 + r * r)
+  gnorm = jnp.abs(dkappa_du) / (jnp.abs(kappa) + 1e-3)
+  residual = _plane_capacity(k, r, setting)
+  R = r / jnp.sqrt(1.0 + r * r)
+  error = jnp.arctan2(1.0, r) / jnp.pi
+  return error, R, R, kappa, gnorm, residual, jnp.asarray(golden_iters)
+
+
 _CHUNK = 16  # settings vmapped together; chunks run one after another (lax.map)
 
 
-@partial(jax.jit, static_argnames="two_d")
-def _solve_batch(settings, *, two_d: bool):
+@partial(jax.jit, static_argnames="plane")
+def _solve_batch(settings, *, plane: bool):
   # In small vmapped chunks, so that one slow setting holds back only its chunk's while-loops.
-  return lax.map(partial(_solve_one, two_d=two_d), settings, batch_size=_CHUNK)
+  return lax.map(_solve_plane if plane else _solve_one, settings, batch_size=_CHUNK)
 
 
 def _bucket(n: int, least: int = _CHUNK) -> int:
@@ -348,12 +441,12 @@ def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> Th
   flat = np.stack([a.ravel() for a in (alpha_tot, f, gamma, theta, hard)], -1)
   out = np.zeros((flat.shape[0], 7))
   with jax.enable_x64(True):
-    for two_d in (False, True):
-      idx = np.flatnonzero((flat[:, 3] > 0) == two_d)
+    for plane in (True, False):
+      idx = np.flatnonzero((flat[:, 3] == 0) == plane)
       if idx.size == 0:
         continue
       rows = np.concatenate([flat[idx], np.repeat(flat[idx[:1]], _bucket(idx.size) - idx.size, 0)])
-      res = _solve_batch(tuple(jnp.asarray(c) for c in rows.T), two_d=two_d)
+      res = _solve_batch(tuple(jnp.asarray(c) for c in rows.T), plane=plane)
       out[idx] = np.stack([np.asarray(r) for r in res], -1)[:idx.size]
   error, R, rho, kappa, gnorm, residual, n_iter = (out[:, i].reshape(shape) for i in range(7))
   converged = (gnorm < tol) & (np.abs(residual) < tol)

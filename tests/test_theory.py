@@ -139,3 +139,39 @@ def test_bad_simulation_sizes():
     theory.simulate(jax.random.key(0), n=2, alpha_tot=1.0)
   with pytest.raises(ValueError, match="seeds"):
     theory.simulate(jax.random.key(0), n=10, alpha_tot=1.0, seeds=0)
+
+
+def test_perfect_probe_solver_matches_the_two_angle_solver():
+  # theta = 0 has its own scaled one-angle solver; the general (R, s) solver at a probe angle
+  # of 1e-4 rad is an independent computation of (nearly) the same point
+  a = np.array([1.0, 3.0, 16.0, 16.0, 50.0])
+  f = np.array([0.5, 1.0, 0.25, 0.25, 0.1])
+  m = np.array(["hard", "hard", "hard", "easy", "hard"])
+  plane = theory.theory(alpha_tot=a, f=f, mode=m)
+  general = theory.theory(alpha_tot=a, f=f, mode=m, theta=1e-4)
+  assert plane.converged.all() and general.converged.all()
+  np.testing.assert_allclose(plane.error, general.error, rtol=1e-5)
+  np.testing.assert_allclose(plane.kappa, general.kappa, rtol=1e-5)
+
+
+def test_keep_hard_from_a_pool_reaches_the_full_pool_error():
+  # a perfect probe keeps every support vector once alpha_prune is past ~2.5, so the pruned
+  # student IS the full-pool student: error 0.50 / alpha_tot even at f = 1e-5 (the scaled
+  # solver stays converged down there); below alpha_prune ~ 2 it is at chance
+  pool = np.array([20.0, 1e3, 3e5])
+  full = theory.theory(alpha_tot=pool).error
+  pruned = theory.theory(alpha_tot=pool, f=4.0 / pool, mode="hard")
+  assert pruned.converged.all()
+  np.testing.assert_allclose(pruned.error, full, rtol=0.02)
+  assert pruned.error[-1] < 2e-6
+  chance = theory.theory(alpha_tot=pool, f=1.5 / pool, mode="hard").error
+  assert np.all(chance[1:] > 0.45)
+
+
+def test_simulated_pool_pruning_keeps_the_same_student():
+  # common random numbers: f = 0.2 keeps a subset of the same examples as f = 1; when that
+  # subset holds every support vector, the max-margin student is the same to solver precision
+  res = theory.simulate(jax.random.key(5), n=100, alpha_tot=20.0, f=np.array([1.0, 0.2]),
+                        mode="hard", seeds=3)
+  np.testing.assert_allclose(res.error[1], res.error[0], atol=1e-6)
+  np.testing.assert_allclose(res.kappa[1], res.kappa[0], rtol=1e-6)
