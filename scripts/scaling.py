@@ -133,7 +133,8 @@ def main(argv=None):
         cfg.seeds, bool(bsim.gap[j].max() < 1e-6))
   for (th_, bud), e in env_err.items():
     for j, ap in enumerate(th_alpha):  # alpha_tot column = the budget (inf: none)
-      add(f"envelope_budget_{bud:g}", th_, "best", ap / bud, ap, e[j], 0.0, e[j], 0, True)
+      add(f"envelope_budget_{bud:g}", th_, "best", ap / bud if np.isfinite(bud) else np.nan, ap,
+          e[j], 0.0, e[j], 0, True)
   io.save_csv(os.path.join(cfg.workdir, "points.csv"), cols)
 
   # exponents and the shape of the envelopes

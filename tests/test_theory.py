@@ -175,3 +175,26 @@ def test_simulated_pool_pruning_keeps_the_same_student():
                         mode="hard", seeds=3)
   np.testing.assert_allclose(res.error[1], res.error[0], atol=1e-6)
   np.testing.assert_allclose(res.kappa[1], res.kappa[0], rtol=1e-6)
+
+
+def test_scaling_script_smoke(tmp_path, capsys):
+  import csv
+  import importlib.util
+  import os
+  spec = importlib.util.spec_from_file_location(
+      "scaling_script", os.path.join(os.path.dirname(__file__), "..", "scripts", "scaling.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  mod.main(["--n", "20", "--seeds", "2", "--alphas", "1,4", "--fractions", "1,0.4",
+            "--theory_points", "4", "--envelope_fractions", "4", "--budgets", "100",
+            "--workdir", str(tmp_path)])
+  out = capsys.readouterr().out
+  assert "alpha^" in out and "envelope within alpha_tot <= 100" in out
+  for name in ("scaling.png", "points.csv", "config.json"):
+    assert os.path.getsize(tmp_path / name) > 0
+  rows = list(csv.DictReader(open(tmp_path / "points.csv")))
+  kinds = {r["kind"] for r in rows}
+  assert {"theory", "simulation", "simulation_pool", "envelope_budget_100"} <= kinds
+  sim = [r for r in rows if r["kind"] == "simulation"]
+  assert len(sim) == 2 * 4  # curves (f = 1, hard 0.4, easy 0.4, theta 0.4) x 2 alphas
+  assert all(0.0 <= float(r["error"]) <= 0.5 for r in sim)
