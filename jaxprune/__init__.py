@@ -1,9 +1,9 @@
 """jaxprune: data pruning with self-supervised prototypes, and Denoised MDPs, in JAX.
 
 The public API, re-exported here. The Denoised MDP world model lives in ``jaxprune.dmdp``
-(re-exported there: ``from jaxprune import dmdp``).
+(re-exported there: ``from jaxprune import dmdp``); episode replay in ``jaxprune.replay``.
 """
-from jaxprune import dmdp
+from jaxprune import dmdp, replay
 from jaxprune.checkpoint import CheckpointError, Checkpointer
 from jaxprune.classify import ClassifierConfig, accuracy, supervised_metrics
 from jaxprune.classify import train as train_classifiers
@@ -14,6 +14,7 @@ from jaxprune.embeddings import SSLConfig, ssl_embeddings
 from jaxprune.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
 from jaxprune.kmeans_stream import kmeans_streamed
 from jaxprune.pruning import PruneConfig, run as run_prune
+from jaxprune.replay import ReplayBuffer
 from jaxprune.scores import (el2n, forgetting, grand, random_scores, self_supervised_prototypes,
                              supervised_prototypes)
 from jaxprune.select import num_kept, select
@@ -25,6 +26,7 @@ from jaxprune.trainer import TrainConfig
 
 __all__ = [
     "dmdp",
+    "replay",
     "CheckpointError",
     "Checkpointer",
     "ClassifierConfig",
@@ -34,6 +36,7 @@ __all__ = [
     "KMeansResult",
     "NonFiniteError",
     "PruneConfig",
+    "ReplayBuffer",
     "SSLConfig",
     "Tracked",
     "TrainConfig",

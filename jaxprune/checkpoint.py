@@ -42,6 +42,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """Steps of the checkpoints kept on disk."""
+    return list(self._mngr.all_steps())
+
   def save(self, step: int, state, meta: dict | None = None) -> None:
     self._mngr.save(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardSave(_unwrap_keys(state)),

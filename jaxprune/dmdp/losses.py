@@ -57,6 +57,13 @@ def check_batch(cfg: WorldModelConfig, batch: dict) -> tuple[int, int]:
 def world_model_loss(cfg: WorldModelConfig, params, batch: dict, key: jax.Array):
   """``(loss, metrics)`` for a batch of sequences (see :func:`check_batch` for the layout;
   ``action[:, t]`` is a_{t-1}, ``reward[:, t]`` is r_t received with o_t)."""
+  loss, metrics, _ = world_model_terms(cfg, params, batch, key)
+  return loss, metrics
+
+
+def world_model_terms(cfg: WorldModelConfig, params, batch: dict, key: jax.Array):
+  """``(loss, metrics, latents)``: :func:`world_model_loss` plus the posterior samples it used
+  (a ``Latent`` with leading T x B), e.g. as the start states of imagination."""
   b, t = check_batch(cfg, batch)
   image = wm.to_float(batch["image"])
   e_TxBxE = jnp.swapaxes(wm.embed(cfg, params, image), 0, 1)
@@ -74,7 +81,7 @@ def world_model_loss(cfg: WorldModelConfig, params, batch: dict, key: jax.Array)
   metrics = {"recon_nll": nll_o, "reward_nll": nll_r,
              "reward_mse": jnp.mean(jnp.square(r - r_pred)),
              "denoised_reward_mse": jnp.mean(jnp.square(r - r_denoised)), **kls}
-  return loss, metrics
+  return loss, metrics, latents
 
 
 def make_loss_fn(cfg: WorldModelConfig):
