@@ -52,8 +52,11 @@ def test_outputs_written(runs):
                "summary.json"):
     assert os.path.getsize(os.path.join(full, name)) > 0, name
   pics = sorted(os.listdir(os.path.join(full, "pictures")))
-  assert pics == ["eval_00000400.png", "eval_00000600.png", "factors_00000400.png",
-                  "factors_00000600.png"]
+  assert pics == ["eval_00000400.gif", "eval_00000400.png", "eval_00000600.gif",
+                  "eval_00000600.png", "factors_00000400.png", "factors_00000600.png"]
+  import imageio.v2 as imageio
+  gif = imageio.mimread(os.path.join(full, "pictures", "eval_00000600.gif"))
+  assert len(gif) == 50 and gif[0].shape[:2] == (64, 64)  # 50 agent steps, 32 px x 2
   summary = json.load(open(os.path.join(full, "summary.json")))
   assert summary["env_steps"] == 600 and summary["episodes"] == 6
   assert summary["updates"] == 2 * 5  # trained at 200 (end of the prefill), 300, ..., 600

@@ -19,7 +19,8 @@
 Env steps count physics-control steps (the paper's unit): one agent step = ``action_repeat``.
 Presets: ``full`` = the refs' settings (64x64, 1e6 env steps, batch 50 x 50, 100 updates per
 1000 env steps, horizon 15, full model sizes) for accelerators; ``small`` = a CPU run of minutes
-(32x32 pixels, short episodes, small networks).
+(32x32 pixels, 100-step episodes, small networks, 5x the refs' learning rates, 20 updates of
+16 x 16 per 100 env steps).
 """
 from __future__ import annotations
 
@@ -51,12 +52,12 @@ PRESETS = {
                  prefill=5000, train_every=1000, updates=100, updates_per_dispatch=10,
                  batch=50, seq_len=50, eval_every=10_000, eval_episodes=10,
                  checkpoint_every=10_000, replay_capacity=1_000_000, horizon=15, net_hidden=400,
-                 model_size="full"),
-    "small": dict(image_size=32, action_repeat=2, episode_length=200, env_steps=20_000,
-                  prefill=1000, train_every=100, updates=10, updates_per_dispatch=10,
-                  batch=16, seq_len=16, eval_every=2000, eval_episodes=2,
+                 model_size="full", model_lr=6e-4, actor_lr=8e-5),
+    "small": dict(image_size=32, action_repeat=2, episode_length=200, env_steps=16_000,
+                  prefill=1000, train_every=100, updates=20, updates_per_dispatch=10,
+                  batch=16, seq_len=16, eval_every=2000, eval_episodes=3,
                   checkpoint_every=2000, replay_capacity=100_000, horizon=10, net_hidden=128,
-                  model_size="small"),
+                  model_size="small", model_lr=1e-3, actor_lr=4e-4),
 }
 
 
@@ -92,6 +93,8 @@ class RunConfig:
   horizon: Optional[int] = None
   net_hidden: Optional[int] = field(default=None, metadata={"help": "actor / value width"})
   model_size: Optional[str] = field(default=None, metadata={"help": "full | small"})
+  model_lr: Optional[float] = None
+  actor_lr: Optional[float] = field(default=None, metadata={"help": "actor and value rate"})
   progress: bool = True
 
 
@@ -145,7 +148,8 @@ def agent_config(cfg: RunConfig) -> agent_lib.AgentConfig:
   layers = {"full": (4, 3), "small": (2, 2)}[cfg.model_size]
   return agent_lib.AgentConfig(horizon=cfg.horizon, actor_hidden=cfg.net_hidden,
                                value_hidden=cfg.net_hidden, actor_layers=layers[0],
-                               value_layers=layers[1])
+                               value_layers=layers[1], model_lr=cfg.model_lr,
+                               actor_lr=cfg.actor_lr, value_lr=cfg.actor_lr)
 
 
 class _Metrics:
@@ -352,6 +356,7 @@ def _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, metrics, k_ac
                  "returns": [float(r) for r in returns]})
   pic = os.path.join(cfg.workdir, "pictures")
   _save_strip(os.path.join(pic, f"eval_{step:08d}.png"), frames[::max(1, len(frames) // 16)][:16])
+  _save_gif(os.path.join(pic, f"eval_{step:08d}.gif"), frames)
   if buf.num_episodes:
     ep = buf.episode(buf.episode_ids[-1])
     n = min(16, ep["image"].shape[0])
@@ -366,6 +371,14 @@ def _save_strip(path: str, frames) -> None:
   img = Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST)
   with io.atomic_path(path) as tmp:
     img.save(tmp, format="PNG")
+
+
+def _save_gif(path: str, frames) -> None:
+  """The evaluation episode as an animated GIF (every agent step, 2x upscaled)."""
+  import imageio.v2 as imageio
+  big = [np.repeat(np.repeat(f, 2, 0), 2, 1) for f in frames]
+  with io.atomic_path(path) as tmp:
+    imageio.mimsave(tmp, big, format="GIF", duration=0.05, loop=0)
 
 
 def _checkpoint(cfg, ckpt, state, buf, counters) -> None:
