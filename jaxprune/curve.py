@@ -7,7 +7,6 @@ row is appended to ``results.jsonl``; a restarted run skips what is done.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -114,10 +113,7 @@ def run(cfg: CurveConfig) -> list[dict]:
     if f < 1.0:
       jobs += [(m, mode, f) for m in scores for mode in modes] + [("random", "random", f)]
   results_path = os.path.join(cfg.workdir, "results.jsonl")
-  rows = []
-  if os.path.exists(results_path):
-    with open(results_path) as fh:
-      rows = [json.loads(line) for line in fh if line.strip()]
+  rows = io.read_jsonl(results_path)
   done = {(r["metric"], r["mode"], r["fraction"]) for r in rows}
   seeds = list(range(cfg.seeds))
   for metric, mode, f in tqdm(jobs, desc="prune curve", unit="run", disable=not cfg.progress):
@@ -137,8 +133,7 @@ def run(cfg: CurveConfig) -> list[dict]:
     row = {"metric": metric, "mode": mode, "fraction": f, "n_kept": int(len(kept)),
            "acc_mean": float(acc.mean()), "acc_std": float(acc.std()),
            "acc_seeds": [float(a) for a in acc], "seconds": time.perf_counter() - t0}
-    with open(results_path, "a") as fh:
-      fh.write(json.dumps(row) + "\n")
+    io.append_jsonl(results_path, [row])
     rows.append(row)
   write_outputs(cfg.workdir, rows, title=f"{train.name}: {cfg.model}, {cfg.steps} steps, "
                                          f"{cfg.seeds} seeds")

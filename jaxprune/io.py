@@ -33,6 +33,28 @@ def atomic_path(path: str):
       os.remove(tmp)
 
 
+def read_jsonl(path: str) -> list[dict]:
+  """The records of a JSON-lines file (``[]`` when it does not exist)."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def append_jsonl(path: str, rows) -> None:
+  """Append records (dicts) to a JSON-lines file, one per line."""
+  with open(path, "a") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def truncate_jsonl(path: str, upto, key: str = "step") -> None:
+  """Keep only the records with ``record[key] <= upto`` (atomically): what a run resumed from
+  the checkpoint at ``upto`` has not logged yet goes, so nothing is logged twice."""
+  rows = [r for r in read_jsonl(path) if r[key] <= upto]
+  with atomic_path(path) as tmp, open(tmp, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
 def save_npz(path: str, **arrays) -> None:
   with atomic_path(path) as tmp:
     np.savez(tmp, **arrays)

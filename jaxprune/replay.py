@@ -84,6 +84,11 @@ class ReplayBuffer:
     return 0 if self._current is None else len(self._current) - 1
 
   @property
+  def longest(self) -> int:
+    """Observations in the longest held episode (0 when none): chunks up to this length exist."""
+    return max((len(e["image"]) for e in self._episodes), default=0)
+
+  @property
   def episode_ids(self) -> list[int]:
     """Ids of the held episodes, oldest first (the i-th finished episode has id i)."""
     return [e["id"] for e in self._episodes]
@@ -194,9 +199,8 @@ class ReplayBuffer:
     starts_per_ep = np.maximum(starts_per_ep, 0)
     total = int(starts_per_ep.sum())
     if total == 0:
-      longest = max((len(e["image"]) for e in self._episodes), default=0)
       raise ValueError(f"no finished episode holds a chunk of {length} observations (held: "
-                       f"{self.num_episodes} episodes, the longest {longest} observations; an "
+                       f"{self.num_episodes} episodes, the longest {self.longest} observations; an "
                        f"episode of T steps has T + 1)")
     n = batch_size * (num_batches or 1)
     flat = rng.integers(0, total, size=n)

@@ -143,11 +143,22 @@ def _gl_nodes(n):
   return jnp.asarray(x), jnp.asarray(w)
 
 
+def _pdf(x):
+  """Standard normal density."""
+  return jnp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _gl_segments(breaks, n):
+  """Gauss-Legendre nodes and weights, ``n`` per segment between consecutive sorted ``breaks``."""
+  xg, wg = _gl_nodes(n)
+  lo, hi = breaks[:-1, None], breaks[1:, None]
+  return (0.5 * (hi - lo) * xg + 0.5 * (hi + lo)).ravel(), (0.5 * (hi - lo) * wg).ravel()
+
+
 def _h(a, q):
   """``E_z[(a - q z)_+^2]`` for ``z ~ N(0, 1)``, ``q > 0``."""
   x = a / q
-  pdf = jnp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-  return (a * a + q * q) * ndtr(x) + a * q * pdf
+  return (a * a + q * q) * ndtr(x) + a * q * _pdf(x)
 
 
 def _kept_moment(kappa, R, s, Q, gamma, theta, hard):
@@ -184,11 +195,7 @@ def _kept_moment(kappa, R, s, Q, gamma, theta, hard):
   # The split points move with the parameters, so each segment's pulled-back integrand stays
   # smooth and autodiff of the rule is accurate to second order (the Newton solver needs it):
   # a transition of width ~|s| stays inside its own segment as s -> 0.
-  breaks = jnp.sort(jnp.clip(breaks, -_W, _W))
-  xg, wg = _gl_nodes(_N_GL)
-  lo, hi = breaks[:-1, None], breaks[1:, None]
-  w = (0.5 * (hi - lo) * xg + 0.5 * (hi + lo)).ravel()
-  wt = (0.5 * (hi - lo) * wg).ravel()
+  w, wt = _gl_segments(jnp.sort(jnp.clip(breaks, -_W, _W)), _N_GL)
   bound = (b[:, None] - c1s[:, None] * w[None, :]) / c2s[:, None]  # 2 x nodes
   # Elementwise max / min of the two constraints, not jnp.max(axis=0): under jit on XLA:CPU the
   # reverse-mode derivative of that reduction came out wrong here (eager and jacfwd were right).
@@ -198,8 +205,7 @@ def _kept_moment(kappa, R, s, Q, gamma, theta, hard):
   # P(lower < v < upper), computed on the side of the tails that keeps precision
   mass = jnp.where(lower > 0, ndtr(-lower) - ndtr(-upper), ndtr(upper) - ndtr(lower))
   mass = jnp.maximum(mass, 0.0)
-  dens = jnp.exp(-0.5 * w * w) / math.sqrt(2 * math.pi)
-  return 2.0 * jnp.sum(wt * dens * mass * _h(kappa - r * w, Q))
+  return 2.0 * jnp.sum(wt * _pdf(w) * mass * _h(kappa - r * w, Q))
 
 
 def _angles(x):
@@ -226,20 +232,26 @@ def _solve_kappa(x, setting, kappa0=None, iters=60):
   if kappa0 is None:
     # Jensen: <(kappa - X)_+^2> >= (kappa - <X>)^2 with <X> <= sqrt(2/f), so G(kappa0) > 0.
     kappa0 = jnp.sqrt(2.0 / f) + 1.0 / jnp.sqrt(alpha_tot * f) + 0.1
-  g_and_dg = jax.value_and_grad(lambda k: _capacity(jnp.stack([x[0], x[1], k]), setting))
+  g = lambda k: _capacity(jnp.stack([x[0], x[1], k]), setting)
+  return _newton_from_right(g, kappa0, iters=iters, rtol=1e-14)
+
+
+def _newton_from_right(g, k0, *, iters: int, rtol: float):
+  """Root of ``g`` (convex and increasing) by Newton's method from ``k0``: monotone from a start
+  right of the root. Stops when a step is below ``rtol (1 + |k|)`` or after ``iters`` steps."""
+  g_and_dg = jax.value_and_grad(g)
 
   def body(carry):
     k, _, i = carry
-    g, dg = g_and_dg(k)
-    step = g / jnp.maximum(dg, _EPS)
+    val, dval = g_and_dg(k)
+    step = val / jnp.maximum(dval, _EPS)
     return k - step, jnp.abs(step), i + 1
 
   def cond(carry):
     k, step, i = carry
-    return (i < iters) & (step > 1e-14 * (1.0 + jnp.abs(k)))
+    return (i < iters) & (step > rtol * (1.0 + jnp.abs(k)))
 
-  k, _, _ = lax.while_loop(cond, body, (kappa0, jnp.inf, 0))
-  return k
+  return lax.while_loop(cond, body, (k0, jnp.inf, 0))[0]
 
 
 def _kappa_derivatives(x, kappa, setting):
@@ -316,11 +328,6 @@ def _solve_one(setting, *, iters: int = 60):
 # perfect probe (theta = 0): the scaled one-angle solver
 
 
-def _h1(a):
-  """``E_z[(a + z)_+^2] = (a^2 + 1) Phi(a) + a phi(a)`` (``h`` at ``Q = 1``)."""
-  return (a * a + 1.0) * ndtr(a) + a * jnp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
-
-
 def _plane_kept(gamma, hard):
   """The kept interval of ``t > 0`` (the y = +1 half) for the perfect probe."""
   gamma = jnp.clip(gamma, 0.0, _W)
@@ -340,13 +347,8 @@ def _plane_capacity(k, r, setting):
   lo, hi = _plane_kept(gamma, hard)
   t0, dt = k / r, 8.0 / r  # h1(k - r t) goes from ~(k - r t)^2 to ~0 around t0 over +-dt
   breaks = jnp.stack([lo, hi, t0 - dt, t0, t0 + dt, lo + 1.0, lo + 2.0, lo + 3.0, lo + 5.0])
-  breaks = jnp.sort(jnp.clip(breaks, lo, hi))
-  xg, wg = _gl_nodes(24)
-  a, b = breaks[:-1, None], breaks[1:, None]
-  t = (0.5 * (b - a) * xg + 0.5 * (b + a)).ravel()
-  wt = (0.5 * (b - a) * wg).ravel()
-  dens = jnp.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
-  return 2.0 * alpha_tot * jnp.sum(wt * dens * _h1(k - r * t)) - 1.0
+  t, wt = _gl_segments(jnp.sort(jnp.clip(breaks, lo, hi)), 24)
+  return 2.0 * alpha_tot * jnp.sum(wt * _pdf(t) * _h(k - r * t, 1.0)) - 1.0  # h1 = h at Q = 1
 
 
 def _plane_kappa(u, setting, iters=200):
@@ -356,22 +358,9 @@ def _plane_kappa(u, setting, iters=200):
   r = jnp.exp(u)
   # Jensen: E_kept[h1(k - r t)] >= (k - r E_kept[t])_+^2, so F > 0 right of this start
   lo, hi = _plane_kept(gamma, hard)
-  pdf = lambda x: jnp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-  mean_t = (pdf(lo) - pdf(hi)) / jnp.maximum(ndtr(hi) - ndtr(lo), _EPS)
+  mean_t = (_pdf(lo) - _pdf(hi)) / jnp.maximum(ndtr(hi) - ndtr(lo), _EPS)
   k0 = r * mean_t + 1.0 / jnp.sqrt(alpha_tot * f) + 1.0
-  fk = jax.value_and_grad(_plane_capacity)
-
-  def body(c):
-    k, _, i = c
-    g, dg = fk(k, r, setting)
-    step = g / jnp.maximum(dg, _EPS)
-    return k - step, jnp.abs(step), i + 1
-
-  def cond(c):
-    k, step, i = c
-    return (i < iters) & (step > 1e-15 * (1.0 + jnp.abs(k)))
-
-  k, _, _ = lax.while_loop(cond, body, (k0, jnp.inf, 0))
+  k = _newton_from_right(lambda k: _plane_capacity(k, r, setting), k0, iters=iters, rtol=1e-15)
   return k / jnp.sqrt(1.0 + r * r), k, r
 
 

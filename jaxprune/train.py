@@ -17,7 +17,6 @@ step, a progress bar, and Orbax checkpoints with automatic resume from the work 
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import weakref
@@ -32,6 +31,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from jaxprune import io
 from jaxprune.checkpoint import Checkpointer
 from jaxprune.sharding import DATA_AXIS
 
@@ -162,21 +162,6 @@ class NonFiniteError(FloatingPointError):
   """A metric became NaN or inf."""
 
 
-def _read_jsonl(path: str) -> list[dict]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def _truncate_metrics(path: str, step: int) -> None:
-  """Drop records past ``step`` (logged after the checkpoint a resumed run restarts from)."""
-  from jaxprune.io import atomic_path
-  rows = [r for r in _read_jsonl(path) if r["step"] <= step]
-  with atomic_path(path) as tmp, open(tmp, "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
-
-
 def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
         workdir: str | None = None, steps_per_dispatch: int = 10, log_every: int = 10,
         ckpt_every: int | None = None, mesh: Mesh | None = None, progress: bool = True,
@@ -204,9 +189,9 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
     restored = ckpt.restore_latest(state)
     if restored is not None:
       state = restored[0]
-      _truncate_metrics(metrics_path, _current_step(state))
+      io.truncate_jsonl(metrics_path, _current_step(state))
     elif os.path.exists(metrics_path):
-      _truncate_metrics(metrics_path, 0)
+      io.truncate_jsonl(metrics_path, 0)
   if mesh is not None:
     state = jax.device_put(state, NamedSharding(mesh, P()))
   dispatch = jitted_dispatch(step)
@@ -233,8 +218,7 @@ def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
                                f"(values: { {b: row[b] for b in bad} })")
         rows.append(row)
     if metrics_path and rows:
-      with open(metrics_path, "a") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+      io.append_jsonl(metrics_path, rows)
     records.extend(rows)
     if rows:
       shown = {k: v for k, v in rows[-1].items() if k != "step"}

@@ -2,7 +2,6 @@
 split, through the shared loop, and report test accuracy. Resumable from its work directory."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -81,8 +80,7 @@ def _plot_curves(workdir: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = io.read_jsonl(path)
   if not rows:
     return
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))

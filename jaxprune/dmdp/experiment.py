@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -156,31 +155,6 @@ def agent_config(cfg: RunConfig) -> agent_lib.AgentConfig:
                                actor_lr=cfg.actor_lr, value_lr=cfg.actor_lr)
 
 
-class _Metrics:
-  """``metrics.jsonl``: one JSON record per line; on resume, records past the checkpoint go."""
-
-  def __init__(self, path: str, resume_env_steps: int | None):
-    self.path = path
-    if resume_env_steps is not None and os.path.exists(path):
-      with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-      keep = [r for r in rows if r["env_steps"] <= resume_env_steps]
-      with io.atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in keep)
-    elif resume_env_steps is None and os.path.exists(path):
-      os.remove(path)
-
-  def write(self, record: dict) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-
-  def read(self) -> list[dict]:
-    if not os.path.exists(self.path):
-      return []
-    with open(self.path) as f:
-      return [json.loads(line) for line in f if line.strip()]
-
-
 def _replay_path(workdir: str, step: int) -> str:
   return os.path.join(workdir, "replay", f"{step:010d}.npz")
 
@@ -225,8 +199,11 @@ def run(cfg: RunConfig) -> dict:
     buf = replay_lib.ReplayBuffer(capacity=cfg.replay_capacity // cfg.action_repeat,
                                   obs_shape=env.observation_shape, action_dim=env.action_dim,
                                   seed=cfg.seed)
-  metrics = _Metrics(os.path.join(cfg.workdir, "metrics.jsonl"),
-                     counters["env_steps"] if restored is not None else None)
+  metrics_path = os.path.join(cfg.workdir, "metrics.jsonl")
+  if os.path.exists(metrics_path):  # records past the checkpoint (or of an earlier run) go
+    io.truncate_jsonl(metrics_path, counters["env_steps"] if restored is not None else -1,
+                      key="env_steps")
+  log = lambda record: io.append_jsonl(metrics_path, [record])
 
   bar = None
   if cfg.progress:
@@ -235,6 +212,7 @@ def run(cfg: RunConfig) -> dict:
                desc=f"{cfg.model} {cfg.env} {cfg.variant}", smoothing=0.05)
   t_env = t_train = 0.0
   n_updates_run = 0
+  env_steps_start = counters["env_steps"]  # rates count this process's work only
   last_return = float("nan")
   while counters["env_steps"] < cfg.env_steps:
     # one episode ---------------------------------------------------------------------------
@@ -262,7 +240,7 @@ def run(cfg: RunConfig) -> dict:
         bar.update(cfg.action_repeat)
       # train every train_every env steps once past the prefill (and once data exists)
       due = counters["env_steps"] - counters["trained_until"] >= cfg.train_every
-      if due and counters["env_steps"] >= cfg.prefill and _can_sample(buf, cfg.seq_len):
+      if due and counters["env_steps"] >= cfg.prefill and buf.longest >= cfg.seq_len:
         t_env += time.perf_counter() - t0
         t1 = time.perf_counter()
         counters["trained_until"] = counters["env_steps"]
@@ -273,24 +251,24 @@ def run(cfg: RunConfig) -> dict:
         n_updates_run += cfg.updates
         t_train += time.perf_counter() - t1
         t0 = time.perf_counter()
-        metrics.write({"kind": "train", "env_steps": counters["env_steps"],
-                       "update": int(state.step), **m})
+        log({"kind": "train", "env_steps": counters["env_steps"],
+             "update": int(state.step), **m})
         if bar is not None:
           bar.set_postfix(ret=f"{last_return:.1f}", loss=f"{m['loss']:.1f}",
-                          env_sps=f"{_rate(counters, t_env):.0f}",
+                          env_sps=f"{(counters['env_steps'] - env_steps_start) / t_env:.0f}",
                           upd_s=f"{n_updates_run / max(t_train, 1e-9):.1f}")
     t_env += time.perf_counter() - t0
     counters["episodes"] += 1
     last_return = ep_return
-    metrics.write({"kind": "episode", "env_steps": counters["env_steps"],
-                   "episode": counters["episodes"], "return": ep_return,
-                   "clean_return": ep_clean})
+    log({"kind": "episode", "env_steps": counters["env_steps"],
+         "episode": counters["episodes"], "return": ep_return,
+         "clean_return": ep_clean})
 
     # evaluation, pictures, checkpoint at episode ends ---------------------------------------
     if counters["env_steps"] >= counters["next_eval"] or counters["env_steps"] >= cfg.env_steps:
       counters["next_eval"] += cfg.eval_every
-      _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, metrics, k_act)
-      _plot_returns(cfg.workdir, metrics.read())
+      _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, log, k_act)
+      _plot_returns(cfg.workdir, io.read_jsonl(metrics_path))
     if counters["env_steps"] >= counters["next_ckpt"] or counters["env_steps"] >= cfg.env_steps:
       counters["next_ckpt"] += cfg.checkpoint_every
       _checkpoint(cfg, ckpt, state, buf, counters)
@@ -298,7 +276,7 @@ def run(cfg: RunConfig) -> dict:
     bar.close()
   ckpt.close()
 
-  rows = metrics.read()
+  rows = io.read_jsonl(metrics_path)
   evals = [r for r in rows if r["kind"] == "eval"]
   episodes = [r for r in rows if r["kind"] == "episode"]
   summary = {
@@ -309,7 +287,7 @@ def run(cfg: RunConfig) -> dict:
       "eval_return": [r["return_mean"] for r in evals],
       "eval_clean_return": [r["clean_return_mean"] for r in evals],
       "train_return": [r["return"] for r in episodes],
-      "env_steps_per_s": _rate(counters, t_env) if t_env > 0 else None,
+      "env_steps_per_s": (counters["env_steps"] - env_steps_start) / t_env if t_env else None,
       "updates_per_s": n_updates_run / t_train if t_train > 0 else None,
   }
   io.save_json(os.path.join(cfg.workdir, "summary.json"), summary)
@@ -324,15 +302,7 @@ def _train_fn(wm_cfg, ag_cfg):
   return jax.jit(lambda s, b: run_steps(update, s, b), donate_argnums=0)
 
 
-def _rate(counters, t_env):
-  return counters["env_steps"] / max(t_env, 1e-9) if t_env else 0.0
-
-
-def _can_sample(buf, length: int) -> bool:
-  return any(buf.episode(i)["image"].shape[0] >= length for i in buf.episode_ids)
-
-
-def _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, metrics, k_act):
+def _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, log, k_act):
   """Eval episodes with the policy's mode; a frame strip of the first; factor pictures."""
   returns, clean, frames = [], [], []
   for e in range(cfg.eval_episodes):
@@ -355,14 +325,14 @@ def _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, metrics, k_ac
     returns.append(total)
     clean.append(total_clean)
   step = counters["env_steps"]
-  metrics.write({"kind": "eval", "env_steps": step, "return_mean": float(np.mean(returns)),
-                 "return_std": float(np.std(returns)), "clean_return_mean": float(np.mean(clean)),
-                 "returns": [float(r) for r in returns]})
+  log({"kind": "eval", "env_steps": step, "return_mean": float(np.mean(returns)),
+       "return_std": float(np.std(returns)), "clean_return_mean": float(np.mean(clean)),
+       "returns": [float(r) for r in returns]})
   pic = os.path.join(cfg.workdir, "pictures")
   _save_strip(os.path.join(pic, f"eval_{step:08d}.png"), frames[::max(1, len(frames) // 16)][:16])
   _save_gif(os.path.join(pic, f"eval_{step:08d}.gif"), frames)
   if buf.num_episodes:
-    ep = buf.episode(buf.episode_ids[-1])
+    ep = buf.episode(-1)  # the newest (episode ids are not positions once old ones are evicted)
     n = min(16, ep["image"].shape[0])
     save_factor_pictures(os.path.join(pic, f"factors_{step:08d}.png"), wm_cfg,
                          state.params["model"], ep["image"][:n], ep["action"][:n],
