@@ -3,26 +3,27 @@
 The public API, re-exported here. The Denoised MDP world model lives in ``jaxprune.dmdp``
 (re-exported there: ``from jaxprune import dmdp``); episode replay in ``jaxprune.replay``.
 """
-from jaxprune import dmdp, replay
-from jaxprune.checkpoint import CheckpointError, Checkpointer
-from jaxprune.classify import ClassifierConfig, accuracy, supervised_metrics
-from jaxprune.classify import train as train_classifiers
-from jaxprune.curve import CurveConfig
-from jaxprune.data import (Dataset, load, load_digits, load_embeddings, load_tfds,
+from jaxprune import dmdp
+from jaxprune.dmdp import replay
+from jaxprune.core.checkpoint import CheckpointError, Checkpointer
+from jaxprune.pruning.classifiers import ClassifierConfig, accuracy, supervised_metrics
+from jaxprune.pruning.classifiers import train as train_classifiers
+from jaxprune.pruning.curve import CurveConfig
+from jaxprune.pruning.data import (Dataset, load, load_digits, load_embeddings, load_tfds,
                            load_train_test, pixel_embeddings)
-from jaxprune.embeddings import SSLConfig, ssl_embeddings
-from jaxprune.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
-from jaxprune.kmeans_stream import kmeans_streamed
-from jaxprune.pruning import PruneConfig, run as run_prune
-from jaxprune.replay import ReplayBuffer
-from jaxprune.scores import (el2n, forgetting, grand, random_scores, self_supervised_prototypes,
+from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
+from jaxprune.pruning.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
+from jaxprune.pruning.kmeans_streamed import kmeans_streamed
+from jaxprune.pruning.prune import PruneConfig, run as run_prune
+from jaxprune.dmdp.replay import ReplayBuffer
+from jaxprune.pruning.scores import (el2n, forgetting, grand, random_scores, self_supervised_prototypes,
                              supervised_prototypes)
-from jaxprune.select import num_kept, select
-from jaxprune.sharding import data_mesh, initialize_distributed
-from jaxprune.supervised import Tracked, make_tracked_step, supervised_scores, train_ensemble
-from jaxprune.train import (DeviceData, NonFiniteError, TrainState, create_state, fit,
+from jaxprune.pruning.select import num_kept, select
+from jaxprune.core.sharding import data_mesh, initialize_distributed
+from jaxprune.pruning.supervised import Tracked, make_tracked_step, supervised_scores, train_ensemble
+from jaxprune.core.loop import (DeviceData, NonFiniteError, TrainState, create_state, fit,
                             make_data_step, make_update, run_steps, to_device)
-from jaxprune.trainer import TrainConfig
+from jaxprune.pruning.train_subset import TrainConfig
 
 __all__ = [
     "dmdp",

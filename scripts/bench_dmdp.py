@@ -27,7 +27,7 @@ def run_one(preset: str, b: int, t: int, repeats: int, method: str) -> dict:
   import numpy as np
 
   from jaxprune import dmdp
-  from jaxprune.train import create_state, make_update
+  from jaxprune.core.loop import create_state, make_update
 
   cfg = dmdp.preset(preset, deconv_method=method)
   opt = dmdp.make_optimizer()

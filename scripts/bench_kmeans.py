@@ -45,7 +45,7 @@ def child(args):
   if args.only == "jaxprune":
     import jax
     import jax.numpy as jnp
-    from jaxprune.kmeans import kmeans
+    from jaxprune.pruning.kmeans import kmeans
     xj, cj = jnp.asarray(x), jnp.asarray(c0)
     del x
     for iters in (WARM, WARM + args.iters):

@@ -14,8 +14,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxprune import classify, data as data_lib  # noqa: E402
-from jaxprune.train import create_state, make_data_step, make_update, run_steps, to_device  # noqa
+from jaxprune.pruning import classifiers as classify  # noqa: E402
+from jaxprune.pruning import data as data_lib  # noqa: E402
+from jaxprune.core.loop import create_state, make_data_step, make_update, run_steps, to_device  # noqa
 
 
 def main():

@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jaxprune import config, pruning  # noqa: E402
+from jaxprune import config  # noqa: E402
+from jaxprune.pruning import prune as pruning  # noqa: E402
 
 
 def main(argv=None):

@@ -10,7 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jaxprune import config, curve  # noqa: E402
+from jaxprune import config  # noqa: E402
+from jaxprune.pruning import curve  # noqa: E402
 
 
 def main(argv=None):

@@ -17,7 +17,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxprune import config, io, theory  # noqa: E402
+from jaxprune import config  # noqa: E402
+from jaxprune.core import io  # noqa: E402
+from jaxprune.theory import perceptron as theory  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jaxprune import config, trainer  # noqa: E402
+from jaxprune import config  # noqa: E402
+from jaxprune.pruning import train_subset as trainer  # noqa: E402
 
 
 def main(argv=None):

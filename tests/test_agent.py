@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from jaxprune import dmdp
-from jaxprune.train import create_state, make_update, run_steps
+from jaxprune.core.loop import create_state, make_update, run_steps
 
 KEY = jax.random.key(0)
 CFG = dmdp.tiny()  # 2b: x and y

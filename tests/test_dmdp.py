@@ -10,7 +10,7 @@ from jaxprune.dmdp import config as dcfg
 from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv
 from jaxprune.models.layers import PatchConv
 from jaxprune.dmdp.model import WorldModel
-from jaxprune.train import create_state, make_update, run_steps
+from jaxprune.core.loop import create_state, make_update, run_steps
 
 KEY = jax.random.key(0)
 TINY = {name: dmdp.tiny(dmdp.preset(name)) for name in ("2b", "2c", "dreamer")}

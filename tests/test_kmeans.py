@@ -6,8 +6,8 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from jaxprune.kmeans import assign, inertia, kmeans, kmeans_plusplus, lloyd_stats, update_centroids
-from jaxprune.kmeans_stream import kmeans_streamed
+from jaxprune.pruning.kmeans import assign, inertia, kmeans, kmeans_plusplus, lloyd_stats, update_centroids
+from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 
 
 @pytest.fixture(scope="module")

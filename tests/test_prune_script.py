@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxprune.data import load_embeddings, load_tfds
-from jaxprune.pruning import PruneConfig, run
+from jaxprune.pruning.data import load_embeddings, load_tfds
+from jaxprune.pruning.prune import PruneConfig, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from jaxprune.replay import ReplayBuffer
+from jaxprune.dmdp.replay import ReplayBuffer
 
 OBS = (2, 2, 3)  # pixels: channel 0 = episode id, channel 1 = step index, channel 2 = 7
 A = 2

@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from jaxprune import curve, trainer
-from jaxprune.pruning import PruneConfig, run as run_prune
+from jaxprune.pruning import curve
+from jaxprune.pruning import train_subset as trainer
+from jaxprune.pruning.prune import PruneConfig, run as run_prune
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,8 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxprune.scores import random_scores, self_supervised_prototypes, supervised_prototypes
-from jaxprune.select import num_kept, select
+from jaxprune.pruning.scores import random_scores, self_supervised_prototypes, supervised_prototypes
+from jaxprune.pruning.select import num_kept, select
 
 
 def test_hard_easy_and_original_order():

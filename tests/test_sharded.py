@@ -10,11 +10,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROG = r"""
 import json, jax, numpy as np
 from sklearn.datasets import make_blobs
-from jaxprune.kmeans import assign, kmeans
+from jaxprune.pruning.kmeans import assign, kmeans
 assert jax.device_count() == 8, jax.devices()
 x, _ = make_blobs(2003, n_features=10, centers=12, random_state=0)  # 2003: not divisible by 8
 x = x.astype(np.float32)
-from jaxprune.sharding import data_mesh
+from jaxprune.core.sharding import data_mesh
 mesh = data_mesh(8)
 out = {}
 for metric in ("euclidean", "cosine"):

@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprune.scores import el2n, forgetting, grand
-from jaxprune.supervised import make_tracked_step, supervised_scores, track, train_ensemble
-from jaxprune.train import TrainState, create_state, epoch_batch_indices, to_device
+from jaxprune.pruning.scores import el2n, forgetting, grand
+from jaxprune.pruning.supervised import make_tracked_step, supervised_scores, track, train_ensemble
+from jaxprune.core.loop import TrainState, create_state, epoch_batch_indices, to_device
 
 
 def linear_apply(p, x):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from jaxprune import theory
+from jaxprune.theory import perceptron as theory
 
 # (alpha_tot, f, mode) shared by the theory and simulation fixtures (theta = 0)
 POINTS = [(3.0, 1.0, "hard"), (1.0, 0.5, "hard"), (1.0, 0.5, "easy"), (16.0, 0.25, "hard"),

@@ -10,8 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxprune.checkpoint import CheckpointError
-from jaxprune.train import (DeviceData, NonFiniteError, create_state, fit, make_data_step,
+from jaxprune.core.checkpoint import CheckpointError
+from jaxprune.core.loop import (DeviceData, NonFiniteError, create_state, fit, make_data_step,
                             make_update, run_steps, to_device)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +84,7 @@ def test_data_step_epochs_are_permutations():
   s = tiny_state(opt)
   for _ in range(10):  # 2 epochs of 5 steps
     s2, _ = step(s, data)
-    from jaxprune.train import epoch_batch_indices
+    from jaxprune.core.loop import epoch_batch_indices
     seen.append(np.asarray(epoch_batch_indices(s.key, s.step, n=40, batch_size=8)))
     s = s2
   e1, e2 = np.concatenate(seen[:5]), np.concatenate(seen[5:])
@@ -162,7 +162,7 @@ def test_nan_stops_the_run_naming_the_step(tmp_path):
 
 def test_bad_batch_size_raises():
   with pytest.raises(ValueError, match="larger than the dataset"):
-    from jaxprune.train import steps_per_epoch
+    from jaxprune.core.loop import steps_per_epoch
     steps_per_epoch(10, 16)
 
 
@@ -170,8 +170,8 @@ PROG = r"""
 import json, jax, jax.numpy as jnp, numpy as np, optax, sys
 sys.path.insert(0, "ROOT")
 from tests.test_train import linear_loss, tiny_data, tiny_state, preprocess
-from jaxprune.sharding import data_mesh
-from jaxprune.train import fit, make_data_step, make_update, to_device
+from jaxprune.core.sharding import data_mesh
+from jaxprune.core.loop import fit, make_data_step, make_update, to_device
 assert jax.device_count() == 8
 out = {}
 for n_dev in (1, 8):

@@ -37,12 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune import io, replay as replay_lib
-from jaxprune.checkpoint import Checkpointer
+from jaxprune.core import io
+from jaxprune.dmdp import replay as replay_lib
+from jaxprune.core.checkpoint import Checkpointer
 from jaxprune.dmdp import agent as agent_lib
 from jaxprune.dmdp import config as wm_config
 from jaxprune.dmdp.pictures import save_factor_pictures
-from jaxprune.train import create_state, make_update, run_steps
+from jaxprune.core.loop import create_state, make_update, run_steps
 
 MODELS = ("dmdp", "dmdp_2c", "dreamer")
 

@@ -59,7 +59,7 @@ def save_factor_pictures(path: str, cfg: WorldModelConfig, params, image_TxHxWxC
   """Write the grid as a PNG (temporary file + ``os.replace``); returns the row names."""
   from PIL import Image
 
-  from jaxprune.io import atomic_path
+  from jaxprune.core.io import atomic_path
   if not path.endswith(".png"):
     raise ValueError(f"path must end in .png, got {path!r}")
   rows = factor_reconstructions(cfg, params, image_TxHxWxC, action_TxA, key)

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from jaxprune import data as data_lib
-from jaxprune import io, scores as scores_lib
-from jaxprune.select import select
-from jaxprune.sharding import data_mesh
+from jaxprune.pruning import data as data_lib
+from jaxprune.core import io
+from jaxprune.pruning import scores as scores_lib
+from jaxprune.pruning.select import select
+from jaxprune.core.sharding import data_mesh
 
 SCORES = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting", "random")
 SUPERVISED = ("el2n", "grand", "forgetting")
@@ -81,7 +82,7 @@ def _embeddings(cfg: PruneConfig, ds: data_lib.Dataset):
   if ds.images is None:
     raise ValueError(f"{ds.name} has no images to embed; give --embeddings")
   if cfg.embedding == "ssl":
-    from jaxprune.embeddings import SSLConfig, ssl_embeddings
+    from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
     return ssl_embeddings(ds.images, cfg=SSLConfig(steps=cfg.ssl_steps), seed=cfg.seed,
                           workdir=cfg.workdir, progress=cfg.progress)
   return data_lib.pixel_embeddings(ds.images)
@@ -107,7 +108,7 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
   if cfg.score in SUPERVISED:
     if ds.labels is None or ds.images is None:
       raise ValueError(f"score={cfg.score} trains classifiers: it needs images and labels")
-    from jaxprune.classify import ClassifierConfig, supervised_metrics
+    from jaxprune.pruning.classifiers import ClassifierConfig, supervised_metrics
     out = supervised_metrics(ClassifierConfig(), ds.images, ds.labels,
                              num_classes=int(ds.labels.max()) + 1,
                              seeds=range(cfg.seed, cfg.seed + cfg.score_models),
@@ -146,7 +147,7 @@ def _class_table(labels, kept):
 
 def run(cfg: PruneConfig) -> dict:
   """Run the whole job; returns the summary dict (also written to ``summary.json``)."""
-  from jaxprune import plots
+  from jaxprune.pruning import plots
   os.makedirs(cfg.workdir, exist_ok=True)
   io.save_json(os.path.join(cfg.workdir, "config.json"), cfg)
   ds = data_lib.load(cfg.data, data_dir=cfg.data_dir, split=cfg.split,

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune.kmeans import (KMeansResult, assign_jit, empty_stats, kmeanspp_jit, mean_variance,
+from jaxprune.pruning.kmeans import (KMeansResult, assign_jit, empty_stats, kmeanspp_jit, mean_variance,
                               check_k, check_metric, check_points, default_local_trials,
                               lloyd_stats, merge_stats, update_centroids)
 

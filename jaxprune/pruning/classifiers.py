@@ -12,8 +12,8 @@ import numpy as np
 import optax
 
 from jaxprune.models import ResNet18, SmallCNN, classifier_loss, random_crop_flip, to_float
-from jaxprune.supervised import supervised_scores, train_ensemble
-from jaxprune.train import to_device
+from jaxprune.pruning.supervised import supervised_scores, train_ensemble
+from jaxprune.core.loop import to_device
 
 MODELS = ("cnn", "resnet18")
 

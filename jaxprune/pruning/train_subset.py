@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from jaxprune import classify, data as data_lib, io
-from jaxprune.sharding import data_mesh, initialize_distributed
+from jaxprune.pruning import classifiers as classify
+from jaxprune.pruning import data as data_lib
+from jaxprune.core import io
+from jaxprune.core.sharding import data_mesh, initialize_distributed
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxprune import scores as scores_lib
-from jaxprune.train import (DeviceData, TrainState, create_state, epoch_batch_indices, fit,
+from jaxprune.pruning import scores as scores_lib
+from jaxprune.core.loop import (DeviceData, TrainState, create_state, epoch_batch_indices, fit,
                             make_data_step, make_update, steps_per_epoch)
 
 

@@ -38,7 +38,7 @@ from collections import deque
 
 import numpy as np
 
-from jaxprune.io import atomic_path
+from jaxprune.core.io import atomic_path
 
 _FORMAT = 1
 _FIELDS = ("image", "action", "reward")

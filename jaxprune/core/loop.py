@@ -31,9 +31,9 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from jaxprune import io
-from jaxprune.checkpoint import Checkpointer
-from jaxprune.sharding import DATA_AXIS
+from jaxprune.core import io
+from jaxprune.core.checkpoint import Checkpointer
+from jaxprune.core.sharding import DATA_AXIS
 
 _DATA_SALT = 0x5EED  # key stream for data order / augmentation, separate from the loss's keys
 

@@ -97,7 +97,7 @@ def load_embeddings(path: str) -> Dataset:
       raise ValueError(f"{k} in {path} has {len(v)} entries but embeddings have {n} rows")
   labels = extra.get("labels")
   if labels is not None:
-    from jaxprune.select import check_labels
+    from jaxprune.pruning.select import check_labels
     labels = check_labels(labels, n)
   return Dataset(os.path.basename(path), extra.get("ids", np.arange(n)), labels,
                  extra.get("images"), emb)

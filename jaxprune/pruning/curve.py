@@ -15,10 +15,12 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune import classify, data as data_lib, io
-from jaxprune.kmeans import check_k
-from jaxprune.scores import self_supervised_prototypes, supervised_prototypes
-from jaxprune.select import check_fraction, select
+from jaxprune.pruning import classifiers as classify
+from jaxprune.pruning import data as data_lib
+from jaxprune.core import io
+from jaxprune.pruning.kmeans import check_k
+from jaxprune.pruning.scores import self_supervised_prototypes, supervised_prototypes
+from jaxprune.pruning.select import check_fraction, select
 
 METRICS = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting")
 
@@ -68,7 +70,7 @@ def compute_all_scores(cfg: CurveConfig, train: data_lib.Dataset, clf_cfg) -> di
   num_classes = int(train.labels.max()) + 1
   if {"ssl_prototypes", "supervised_prototypes"} & set(todo):
     if cfg.embedding == "ssl":
-      from jaxprune.embeddings import SSLConfig, ssl_embeddings
+      from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
       emb = ssl_embeddings(train.images, cfg=SSLConfig(steps=cfg.ssl_steps),
                            workdir=cfg.workdir, progress=cfg.progress)
     else:

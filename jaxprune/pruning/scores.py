@@ -16,9 +16,9 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
-from jaxprune.kmeans import (normalise, prepare, assign, check_metric, check_points, kmeans)
-from jaxprune.kmeans_stream import kmeans_streamed
-from jaxprune.select import check_labels
+from jaxprune.pruning.kmeans import (normalise, prepare, assign, check_metric, check_points, kmeans)
+from jaxprune.pruning.kmeans_streamed import kmeans_streamed
+from jaxprune.pruning.select import check_labels
 
 
 def _to_distance(dist, metric: str):

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from jaxprune.models import Encoder, embed, simclr_loss, to_float
-from jaxprune.train import create_state, fit, make_data_step, make_update, to_device
+from jaxprune.core.loop import create_state, fit, make_data_step, make_update, to_device
 
 
 @dataclass(frozen=True)
