@@ -21,14 +21,19 @@ from jaxprune.pruning.scores import (el2n, forgetting, grand, random_scores, sel
 from jaxprune.pruning.select import num_kept, select
 from jaxprune.core.sharding import data_mesh, initialize_distributed
 from jaxprune.pruning.supervised import Tracked, make_tracked_step, supervised_scores, train_ensemble
-from jaxprune.core.loop import (DeviceData, NonFiniteError, TrainState, create_state, fit,
-                            make_data_step, make_update, run_steps, to_device)
+from jaxprune.core.loop import (DeviceData, TrainState, create_state, make_data_step,
+                                make_update, run_steps, to_device)
+from jaxprune.core.run import (ConfigMismatchError, NonFiniteError, Run, WorkdirInUseError,
+                               fit)
 from jaxprune.pruning.train_subset import TrainConfig
 
 __all__ = [
     "dmdp",
     "replay",
     "CheckpointError",
+    "ConfigMismatchError",
+    "Run",
+    "WorkdirInUseError",
     "Checkpointer",
     "ClassifierConfig",
     "CurveConfig",

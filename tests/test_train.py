@@ -11,8 +11,9 @@ import optax
 import pytest
 
 from jaxprune.core.checkpoint import CheckpointError
-from jaxprune.core.loop import (DeviceData, NonFiniteError, create_state, fit, make_data_step,
-                            make_update, run_steps, to_device)
+from jaxprune.core.loop import (DeviceData, create_state, make_data_step, make_update, run_steps,
+                                to_device)
+from jaxprune.core.run import NonFiniteError, fit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -171,7 +172,8 @@ import json, jax, jax.numpy as jnp, numpy as np, optax, sys
 sys.path.insert(0, "ROOT")
 from tests.test_train import linear_loss, tiny_data, tiny_state, preprocess
 from jaxprune.core.sharding import data_mesh
-from jaxprune.core.loop import fit, make_data_step, make_update, to_device
+from jaxprune.core.loop import make_data_step, make_update, to_device
+from jaxprune.core.run import fit
 assert jax.device_count() == 8
 out = {}
 for n_dev in (1, 8):

@@ -52,6 +52,18 @@ class Checkpointer:
         meta=ocp.args.JsonSave(dict(meta or {}))), force=True)
     self._mngr.wait_until_finished()
 
+  def read_meta(self, step: int | None = None) -> dict | None:
+    """The JSON metadata of checkpoint ``step`` (the latest by default) without its arrays."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    try:
+      out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+      raise CheckpointError(f"checkpoint at step {step} in {self.directory} has unreadable "
+                            f"metadata ({type(e).__name__}: {str(e)[:300]})") from e
+    return dict(out.meta or {})
+
   def restore_latest(self, like_state):
     """``(state, meta)`` of the latest checkpoint, or ``None`` when there is none.
 

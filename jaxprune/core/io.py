@@ -11,8 +11,16 @@ import dataclasses
 import json
 import os
 import tempfile
+import warnings
 
 import numpy as np
+
+
+def _umask_mode() -> int:
+  """The mode a new file gets from ``open``: 0666 minus the umask (0644 by default)."""
+  mask = os.umask(0)
+  os.umask(mask)
+  return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -23,6 +31,7 @@ def atomic_path(path: str):
   suffix = os.path.splitext(path)[1]
   fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=suffix)
   os.close(fd)
+  os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; results are for everyone to read
   try:
     yield tmp
     with open(tmp, "rb") as f:
@@ -34,17 +43,35 @@ def atomic_path(path: str):
 
 
 def read_jsonl(path: str) -> list[dict]:
-  """The records of a JSON-lines file (``[]`` when it does not exist)."""
+  """The records of a JSON-lines file (``[]`` when it does not exist).
+
+  A last line without its newline that does not parse is what a kill during a write leaves: it
+  is dropped with a warning. Any other line that does not parse is an error naming the line.
+  """
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = f.read().split("\n")
+  rows = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if i == len(lines) - 1:  # no newline after it: an interrupted append
+        warnings.warn(f"{path}: dropping a partial last line ({len(line)} characters; an "
+                      "interrupted write)", stacklevel=2)
+        break
+      raise ValueError(f"{path}, line {i + 1}: not valid JSON ({e.msg}): {line[:80]!r}") from e
+  return rows
 
 
 def append_jsonl(path: str, rows) -> None:
   """Append records (dicts) to a JSON-lines file, one per line."""
+  text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
   with open(path, "a") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
+    f.write(text)
 
 
 def truncate_jsonl(path: str, upto, key: str = "step") -> None:

@@ -11,15 +11,11 @@ its own batch from ``(state.step, data)``: a fresh permutation per epoch from th
 batch gathered and augmented inside jit. Because the batch is a pure function of the step,
 resuming from a checkpoint resumes the data stream exactly.
 
-:func:`fit` drives any such step: one jitted dispatch of K scanned steps (state donated), metrics
-fetched only at log intervals and appended to ``metrics.jsonl``, a NaN/inf guard that names the
-step, a progress bar, and Orbax checkpoints with automatic resume from the work directory.
+:func:`jaxprune.core.run.fit` drives any such step under a :class:`jaxprune.core.run.Run`, the
+driver that owns the work directory (checkpoints, metrics, NaN guard, lock, progress).
 """
 from __future__ import annotations
 
-import os
-import time
-import weakref
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -29,10 +25,7 @@ import optax
 from flax import struct
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from tqdm.auto import tqdm
 
-from jaxprune.core import io
-from jaxprune.core.checkpoint import Checkpointer
 from jaxprune.core.sharding import DATA_AXIS
 
 _DATA_SALT = 0x5EED  # key stream for data order / augmentation, separate from the loss's keys
@@ -135,115 +128,3 @@ def make_data_step(update: Callable, *, batch_size: int, preprocess: Callable,
     return update(state, batch)
 
   return step
-
-
-# ---------------------------------------------------------------------------------------------
-# the driver
-
-
-_DISPATCH = weakref.WeakKeyDictionary()  # step function -> its jitted K-step dispatch
-
-
-def jitted_dispatch(step: Callable) -> Callable:
-  """``dispatch(state, data, length) -> (state, stacked metrics)``, jitted once per ``step``
-  object (state donated): fits that reuse a step reuse its compilations."""
-  if step not in _DISPATCH:
-    def dispatch(state, data, length):
-      return run_steps(lambda s, _: step(s, data), state, length=length)
-    _DISPATCH[step] = jax.jit(dispatch, static_argnums=2, donate_argnums=0)
-  return _DISPATCH[step]
-
-
-def _current_step(state) -> int:
-  return int(np.max(jax.device_get(state.step)))  # vmapped states carry one step per model
-
-
-class NonFiniteError(FloatingPointError):
-  """A metric became NaN or inf."""
-
-
-def fit(step: Callable, state: TrainState, data=None, *, num_steps: int,
-        workdir: str | None = None, steps_per_dispatch: int = 10, log_every: int = 10,
-        ckpt_every: int | None = None, mesh: Mesh | None = None, progress: bool = True,
-        meta: dict | None = None, stop_at: int | None = None, desc: str = "train"):
-  """Run ``step(state, data)`` until ``state.step == num_steps``; returns ``(state, records)``.
-
-  ``state`` is any pytree with a ``step`` field (a :class:`TrainState`, a state carrying extra
-  trackers, or a stack of states for models vmapped over seeds).
-
-  * One jitted dispatch runs ``steps_per_dispatch`` steps (``lax.scan``), state donated.
-  * Metrics (a dict of scalars per step) stay on device until a log interval; then every
-    step's metrics are appended to ``workdir/metrics.jsonl`` and checked: NaN or inf raises
-    :class:`NonFiniteError` naming the first bad step.
-  * With ``workdir``, checkpoints go to ``workdir/checkpoints`` every ``ckpt_every`` steps and
-    at the end, and a new call resumes from the latest one (state, hence data position).
-  * ``stop_at`` ends the run early without a final checkpoint, as a kill would (for tests).
-  """
-  if num_steps < 0 or steps_per_dispatch < 1 or log_every < 1:
-    raise ValueError("need num_steps >= 0, steps_per_dispatch >= 1 and log_every >= 1")
-  ckpt = metrics_path = None
-  if workdir is not None:
-    os.makedirs(workdir, exist_ok=True)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    restored = ckpt.restore_latest(state)
-    if restored is not None:
-      state = restored[0]
-      io.truncate_jsonl(metrics_path, _current_step(state))
-    elif os.path.exists(metrics_path):
-      io.truncate_jsonl(metrics_path, 0)
-  if mesh is not None:
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-  dispatch = jitted_dispatch(step)
-  start = _current_step(state)
-  pending: list[tuple[int, dict]] = []  # (first step, stacked metrics) not yet fetched
-  records: list[dict] = []
-  t0 = time.perf_counter()
-  bar = tqdm(total=num_steps, initial=start, desc=desc, unit="step", disable=not progress)
-
-  def flush(keep_newest: bool = False):
-    # keep_newest: leave the dispatch just issued running; its metrics are read next time
-    n_take = len(pending) - 1 if keep_newest else len(pending)
-    fetched = jax.device_get(pending[:n_take])
-    del pending[:n_take]
-    rows = []
-    for first, m in fetched:
-      k = len(next(iter(m.values()))) if m else 0
-      for i in range(k):
-        # metrics of vmapped models (a leading model axis) are logged as their mean
-        row = {"step": first + i + 1, **{name: float(np.mean(v[i])) for name, v in m.items()}}
-        bad = [name for name, v in row.items() if not np.isfinite(v)]
-        if bad:
-          raise NonFiniteError(f"non-finite {', '.join(bad)} at step {row['step']} "
-                               f"(values: { {b: row[b] for b in bad} })")
-        rows.append(row)
-    if metrics_path and rows:
-      io.append_jsonl(metrics_path, rows)
-    records.extend(rows)
-    if rows:
-      shown = {k: v for k, v in rows[-1].items() if k != "step"}
-      bar.set_postfix({k: f"{v:.4g}" for k, v in list(shown.items())[:4]})
-
-  cur = start
-  end = num_steps if stop_at is None else min(num_steps, stop_at)
-  while cur < end:
-    length = min(steps_per_dispatch, num_steps - cur)
-    state, metrics = dispatch(state, data, length)
-    pending.append((cur, metrics))
-    prev, cur = cur, cur + length
-    bar.update(length)
-    crossed = lambda every: every and (cur // every > prev // every)
-    if crossed(log_every):
-      flush(keep_newest=True)
-    if ckpt is not None and (crossed(ckpt_every) or cur >= num_steps):
-      flush()
-      ckpt.save(cur, state, {"step": cur, **(meta or {})})
-  if pending and cur >= num_steps:
-    flush()
-  bar.close()
-  if ckpt is not None:
-    ckpt.close()
-  if progress and cur > start:
-    dt = time.perf_counter() - t0
-    print(f"{desc}: steps {start} -> {cur} in {dt:.1f} s ({(cur - start) / dt:.1f} steps/s)")
-  return state, records

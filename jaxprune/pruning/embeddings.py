@@ -10,7 +10,8 @@ import numpy as np
 import optax
 
 from jaxprune.models import Encoder, embed, simclr_loss, to_float
-from jaxprune.core.loop import create_state, fit, make_data_step, make_update, to_device
+from jaxprune.core.loop import create_state, make_data_step, make_update, to_device
+from jaxprune.core.run import fit
 
 
 @dataclass(frozen=True)

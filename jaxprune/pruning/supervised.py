@@ -19,8 +19,9 @@ import optax
 from flax import struct
 
 from jaxprune.pruning import scores as scores_lib
-from jaxprune.core.loop import (DeviceData, TrainState, create_state, epoch_batch_indices, fit,
-                            make_data_step, make_update, steps_per_epoch)
+from jaxprune.core.loop import (DeviceData, TrainState, create_state, epoch_batch_indices,
+                                make_data_step, make_update, steps_per_epoch)
+from jaxprune.core.run import fit
 
 
 class Tracked(struct.PyTreeNode):
@@ -81,7 +82,7 @@ def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
                   workdir=workdir, steps_per_dispatch=steps_per_dispatch,
                   log_every=max(1, num_steps // 20), ckpt_every=max(1, num_steps // 4),
                   progress=progress, desc=f"ensemble of {len(seeds)}", mesh=mesh,
-                  meta={"batch_size": batch_size, "steps_per_epoch":
+                  config={"batch_size": batch_size, "steps_per_epoch":
                         steps_per_epoch(n, batch_size), "seeds": [int(s) for s in seeds]})
   return states
 

@@ -1,0 +1,126 @@
+"""The one config system: typed, frozen (nested) dataclasses, parsed from the command line by tyro.
+
+Conventions (every job config follows them):
+
+* help text is the field's docstring (a string literal on the line after the field);
+* choices are ``Literal[...]`` (a wrong value lists the choices), lists are tuples
+  (``--fractions 0.1 0.3 0.5``), booleans take ``true`` / ``false`` and nothing else;
+* nested configs are fields (``PruneConfig.classifier: ClassifierConfig``), reachable as
+  ``--classifier.model resnet18``;
+* presets are functions returning complete configs, chosen with ``--preset NAME``, which is
+  applied before every other flag;
+* ``__post_init__`` calls :func:`check_finite` and validates values, so a bad config fails before
+  any work (and before anything is written).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from typing import Callable, Mapping, Sequence, TypeVar
+
+import tyro
+from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec, PrimitiveTypeInfo
+
+T = TypeVar("T")
+
+_REGISTRY = ConstructorRegistry()
+
+
+@_REGISTRY.primitive_rule
+def _strict_bool(info: PrimitiveTypeInfo):
+  """``--flag true`` / ``--flag false`` (any case); a typo is an error naming the flag."""
+  if info.type is not bool:
+    return None
+  return PrimitiveConstructorSpec(
+      nargs=1, metavar="{true,false}", instance_from_str=lambda a: a[0].lower() == "true",
+      is_instance=lambda x: isinstance(x, bool), str_from_instance=lambda x: [str(x).lower()],
+      choices=("true", "false", "True", "False", "TRUE", "FALSE"))
+
+
+def check_finite(cfg) -> None:
+  """Raise ``ValueError`` naming the first float field (nested too) that is NaN or infinite."""
+  for f in dataclasses.fields(cfg):
+    v = getattr(cfg, f.name)
+    values = v if isinstance(v, tuple) else (v,)
+    for x in values:
+      if isinstance(x, float) and not math.isfinite(x):
+        raise ValueError(f"{type(cfg).__name__}.{f.name} must be a finite number, got {v}")
+
+
+def require(ok: bool, message: str) -> None:
+  """``ValueError(message)`` unless ``ok``: one-line checks in ``__post_init__``."""
+  if not ok:
+    raise ValueError(message)
+
+
+def to_dict(cfg) -> dict:
+  """A config as a JSON-ready dict (nested dataclasses become dicts, tuples lists)."""
+  return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(x):
+  if isinstance(x, dict):
+    return {k: _plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  return x
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict:
+  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (the flag names of nested fields)."""
+  out = {}
+  for k, v in d.items():
+    name = f"{prefix}{k}"
+    if isinstance(v, Mapping):
+      out.update(flatten(v, name + "."))
+    else:
+      out[name] = v
+  return out
+
+
+def _split_preset(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+  name, rest, i = None, [], 0
+  argv = list(argv)
+  while i < len(argv):
+    a = argv[i]
+    if a == "--preset":
+      if i + 1 >= len(argv):
+        raise SystemExit("error: --preset needs a value")
+      name, i = argv[i + 1], i + 2
+      continue
+    if a.startswith("--preset="):
+      name = a.split("=", 1)[1]
+    else:
+      rest.append(a)
+    i += 1
+  return name, rest
+
+
+def parse(cls: type[T], argv: Sequence[str] | None = None, *,
+          presets: Mapping[str, Callable[[], T]] | None = None,
+          default_preset: str | None = None, description: str | None = None) -> T:
+  """Build ``cls`` from the command line (``sys.argv[1:]`` by default).
+
+  With ``presets``, ``--preset NAME`` picks the defaults (a complete config) before the other
+  flags apply; an unknown name lists the choices. A config that fails its own validation exits
+  with the message, not a traceback.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  default = None
+  desc = description if description is not None else (cls.__doc__ or "")
+  if presets:
+    name, argv = _split_preset(argv)
+    name = name if name is not None else default_preset
+    if name is not None:
+      if name not in presets:
+        raise SystemExit(f"error: unknown --preset {name!r}; choose from {sorted(presets)}")
+      default = presets[name]()
+    desc += (f"\n\n--preset NAME (applied before the other flags): {', '.join(presets)}"
+             f" (default: {default_preset})")
+  with _REGISTRY:
+    try:
+      return tyro.cli(cls, args=argv, default=default, description=desc,
+                      config=(tyro.conf.FlagConversionOff,))
+    except ValueError as e:  # a config's own validation (__post_init__)
+      raise SystemExit(f"error: {e}") from None

@@ -1,0 +1,362 @@
+"""The driver every training loop runs under: :class:`Run` owns a work directory, :func:`fit`
+drives a pure step with it.
+
+``Run(workdir, config=...)`` gives, for any loop (epochs of on-device data, or an agent that
+interacts with an environment between updates):
+
+* a lock (``workdir/.lock`` holding the owner's pid): a second process on the same workdir
+  stops at once; a stale lock of a dead process is taken over with a warning;
+* checkpoints (Orbax) of a state pytree with JSON metadata: the run's config, its position
+  (the logging counter, e.g. the step or the env steps) and any counters the loop keeps;
+  files that belong to a checkpoint (an agent's replay) are written before it, named by its
+  step, restored with it and deleted with it;
+* resume: a config that differs from the checkpoint's (other than the fields that may change,
+  e.g. the number of steps) is an error listing the fields, before any work; ``overwrite``
+  starts afresh instead;
+* ``metrics.jsonl``: records appended at log time, records past the restored checkpoint
+  dropped on resume, and a NaN/Inf guard that names the first bad record and metric;
+* a progress bar and rates.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import socket
+import time
+import warnings
+from typing import Any, Callable, Iterable, Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxprune.core import config as config_lib
+from jaxprune.core import io
+from jaxprune.core.cache import memoize
+from jaxprune.core.checkpoint import Checkpointer
+from jaxprune.core.loop import run_steps
+
+
+class NonFiniteError(FloatingPointError):
+  """A logged metric became NaN or inf."""
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another live process holds the work directory's lock."""
+
+
+class ConfigMismatchError(ValueError):
+  """The work directory holds a checkpoint of a run with a different config."""
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, owned by someone else
+    return True
+  return True
+
+
+def _jsonable(config) -> dict:
+  if config is None:
+    return {}
+  if dataclasses.is_dataclass(config):
+    config = config_lib.to_dict(config)
+  return json.loads(json.dumps(config, default=str))  # tuples -> lists, numpy -> str
+
+
+def config_diff(old: Mapping, new: Mapping, may_change: Iterable[str] = ()) -> list[str]:
+  """``["name: old -> new", ...]`` over the flattened (dotted) fields, except ``may_change``."""
+  a, b = config_lib.flatten(old), config_lib.flatten(new)
+  skip = set(may_change)
+  return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+          for k in sorted(set(a) | set(b)) if k not in skip and a.get(k) != b.get(k)]
+
+
+def check_finite_record(record: Mapping, where: str) -> None:
+  """Raise :class:`NonFiniteError` when any number in ``record`` (lists too) is NaN or inf."""
+  bad = {}
+  for k, v in record.items():
+    vals = v if isinstance(v, (list, tuple)) else [v]
+    if any(isinstance(x, (float, int, np.number)) and not np.isfinite(x) for x in vals):
+      bad[k] = v
+  if bad:
+    raise NonFiniteError(f"non-finite {', '.join(bad)} at {where} (values: {bad})")
+
+
+class Run:
+  """A training run's work directory (see the module docstring). Use as a context manager.
+
+  ``position_key`` is the counter metrics are logged and truncated by (``"step"`` for
+  :func:`fit`, ``"env_steps"`` for the agent). ``may_change`` are config fields a resumed run
+  may change (e.g. the number of steps; dotted names for nested fields).
+  """
+
+  def __init__(self, workdir: str, *, config=None, may_change: Iterable[str] = (),
+               overwrite: bool = False, position_key: str = "step", max_to_keep: int = 2):
+    self.workdir = os.path.abspath(workdir)
+    self.config = _jsonable(config)
+    self.may_change = tuple(may_change)
+    self.position_key = position_key
+    self.metrics_path = os.path.join(self.workdir, "metrics.jsonl")
+    self._lock_path = os.path.join(self.workdir, ".lock")
+    self._bar = None
+    self._ckpt = None
+    os.makedirs(self.workdir, exist_ok=True)
+    self._lock()
+    try:
+      ckpt_dir = os.path.join(self.workdir, "checkpoints")
+      if overwrite:
+        self._wipe()
+      self._ckpt = Checkpointer(ckpt_dir, max_to_keep=max_to_keep)
+      self._check_config()
+    except BaseException:
+      self.close()
+      raise
+
+  # -- lock -------------------------------------------------------------------------------------
+  def _lock(self) -> None:
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    while True:
+      try:
+        fd = os.open(self._lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        try:
+          with open(self._lock_path) as f:
+            owner = json.load(f)
+        except (OSError, ValueError):
+          owner = {"pid": -1, "host": me["host"]}  # unreadable: a crash while writing it
+        pid = int(owner.get("pid", -1))
+        if pid == me["pid"]:
+          break  # re-entrant within one process (a job and the fit it drives)
+        if owner.get("host") == me["host"] and pid > 0 and _pid_alive(pid):
+          raise WorkdirInUseError(
+              f"{self.workdir} is in use by process {pid} (lock file {self._lock_path}); wait "
+              "for it to finish or choose another --workdir") from None
+        warnings.warn(f"{self.workdir}: taking over the stale lock of process {pid} on "
+                      f"{owner.get('host')}, which is no longer running", stacklevel=3)
+        os.remove(self._lock_path)
+        continue
+      with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+      break
+    self._owns_lock = True
+
+  def close(self) -> None:
+    """Close the progress bar and the checkpointer, release the lock."""
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+    if self._ckpt is not None:
+      self._ckpt.close()
+      self._ckpt = None
+    if getattr(self, "_owns_lock", False):
+      try:
+        with open(self._lock_path) as f:
+          if json.load(f).get("pid") == os.getpid():
+            os.remove(self._lock_path)
+      except (OSError, ValueError):
+        pass
+      self._owns_lock = False
+
+  def __enter__(self) -> "Run":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  # -- config ------------------------------------------------------------------------------------
+  def _wipe(self) -> None:
+    shutil.rmtree(os.path.join(self.workdir, "checkpoints"), ignore_errors=True)
+    for p in glob.glob(os.path.join(self.workdir, "files", "*")):
+      shutil.rmtree(p, ignore_errors=True)
+    if os.path.exists(self.metrics_path):
+      os.remove(self.metrics_path)
+
+  def _check_config(self) -> None:
+    meta = self._ckpt.read_meta()
+    if meta is None or "config" not in meta:
+      return
+    diff = config_diff(meta["config"], self.config, self.may_change)
+    if diff:
+      raise ConfigMismatchError(
+          f"{self.workdir} holds a checkpoint (step {self._ckpt.latest_step()}) of a run with "
+          "a different config:\n  " + "\n  ".join(diff) + "\nUse a new --workdir, or "
+          "--overwrite true to discard it" + (
+              f" (fields that may change on resume: {', '.join(self.may_change)})"
+              if self.may_change else ""))
+
+  # -- checkpoints -------------------------------------------------------------------------------
+  def file_path(self, name: str, step: int, ext: str = ".npz") -> str:
+    """Where file ``name`` of the checkpoint at ``step`` lives (``workdir/files/name/``)."""
+    return os.path.join(self.workdir, "files", name, f"{int(step):010d}{ext}")
+
+  def save(self, step: int, state, *, position: int, meta: Mapping | None = None,
+           files: Mapping[str, Callable[[str], None]] | None = None) -> None:
+    """Checkpoint ``state`` at ``step``; ``position`` is the logging counter it corresponds to.
+
+    ``files``: ``name -> write(path)`` for data that belongs to this checkpoint (written first,
+    atomically by the writer, and deleted when the checkpoint is).
+    """
+    for name, write in (files or {}).items():
+      path = self.file_path(name, step)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      write(path)
+    self._ckpt.save(int(step), state, {"config": self.config, "position": int(position),
+                                       **dict(meta or {})})
+    kept = set(self._ckpt.all_steps())
+    for name in files or {}:
+      for p in glob.glob(os.path.join(self.workdir, "files", name, "*")):
+        stem = os.path.splitext(os.path.basename(p))[0]
+        if stem.isdigit() and int(stem) not in kept:
+          os.remove(p)
+
+  def restore(self, like_state):
+    """``(state, meta)`` from the latest checkpoint, or ``None`` (a fresh start).
+
+    Either way, records of ``metrics.jsonl`` past the checkpoint's position go (all of them on
+    a fresh start), so a resumed run never logs a record twice. ``meta["files"]`` maps each file
+    name saved with the checkpoint to its path.
+    """
+    restored = self._ckpt.restore_latest(like_state)
+    position = -1 if restored is None else int(restored[1].get("position", -1))
+    if os.path.exists(self.metrics_path):
+      io.truncate_jsonl(self.metrics_path, position, key=self.position_key)
+    if restored is None:
+      return None
+    state, meta = restored
+    step = self._ckpt.latest_step()
+    names = [os.path.basename(d) for d in glob.glob(os.path.join(self.workdir, "files", "*"))]
+    meta["files"] = {n: self.file_path(n, step) for n in names
+                     if os.path.exists(self.file_path(n, step))}
+    return state, meta
+
+  def checkpoint_steps(self) -> list[int]:
+    return self._ckpt.all_steps()
+
+  # -- metrics and progress ----------------------------------------------------------------------
+  def log(self, records: Iterable[Mapping]) -> None:
+    """Check (NaN / inf -> :class:`NonFiniteError`, nothing written) and append records."""
+    records = list(records)
+    for r in records:
+      check_finite_record(r, f"{self.position_key} {r.get(self.position_key)}")
+    if records:
+      io.append_jsonl(self.metrics_path, records)
+
+  def records(self) -> list[dict]:
+    return io.read_jsonl(self.metrics_path)
+
+  def progress(self, *, total: int, initial: int, unit: str, desc: str,
+               enabled: bool = True) -> Any:
+    """The run's progress bar (closed with the run)."""
+    self._bar = tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=not enabled,
+                     smoothing=0.05)
+    return self._bar
+
+
+# ---------------------------------------------------------------------------------------------
+# fit: the loop for steps that draw their own data (or take fixed data)
+
+
+@memoize
+def jitted_dispatch(step: Callable, mesh: Mesh | None = None) -> Callable:
+  """``dispatch(state, data, length) -> (state, stacked metrics)``: ``length`` steps in one
+  ``lax.scan``, state donated. Memoised: fits that reuse a (memoised) step share compilations."""
+
+  def dispatch(state, data, length):
+    return run_steps(lambda s, _: step(s, data), state, length=length)
+
+  return jax.jit(dispatch, static_argnums=2, donate_argnums=0)
+
+
+def _current_step(state) -> int:
+  return int(np.max(jax.device_get(state.step)))  # vmapped states carry one step per model
+
+
+def fit(step: Callable, state, data=None, *, num_steps: int, run: Run | None = None,
+        workdir: str | None = None, config=None, steps_per_dispatch: int = 10,
+        log_every: int = 10, ckpt_every: int | None = None, mesh: Mesh | None = None,
+        progress: bool = True, stop_at: int | None = None, desc: str = "train"):
+  """Run ``step(state, data)`` until ``state.step == num_steps``; returns ``(state, records)``.
+
+  ``state`` is any pytree with a ``step`` field (a ``TrainState``, a state carrying trackers, or
+  a stack of states for models vmapped over seeds).
+
+  * One jitted dispatch runs ``steps_per_dispatch`` steps (``lax.scan``), state donated; the
+    metrics of a dispatch are read only after the next one is issued.
+  * Every step's metrics are logged through the :class:`Run` (``metrics.jsonl``) at log
+    intervals; NaN or inf raises :class:`NonFiniteError` naming the first bad step.
+  * With ``run`` (or ``workdir``, for which a :class:`Run` with ``config`` is opened and
+    closed here), checkpoints every ``ckpt_every`` steps and at the end; a new call resumes
+    from the latest one (state, hence data position). ``num_steps`` may change on resume.
+  * ``stop_at`` ends the run early without a final checkpoint, as a kill would (for tests).
+  """
+  if num_steps < 0 or steps_per_dispatch < 1 or log_every < 1:
+    raise ValueError("need num_steps >= 0, steps_per_dispatch >= 1 and log_every >= 1")
+  if run is None and workdir is not None:
+    with Run(workdir, config=config) as own:
+      return fit(step, state, data, num_steps=num_steps, run=own,
+                 steps_per_dispatch=steps_per_dispatch, log_every=log_every,
+                 ckpt_every=ckpt_every, mesh=mesh, progress=progress, stop_at=stop_at, desc=desc)
+  if run is not None:
+    restored = run.restore(state)
+    if restored is not None:
+      state = restored[0]
+  if mesh is not None:
+    state = jax.device_put(state, NamedSharding(mesh, P()))
+  dispatch = jitted_dispatch(step, mesh)
+  start = _current_step(state)
+  pending: list[tuple[int, dict]] = []  # (first step, stacked metrics) not yet fetched
+  records: list[dict] = []
+  t0 = time.perf_counter()
+  bar = tqdm(total=num_steps, initial=start, desc=desc, unit="step", disable=not progress)
+
+  def flush(keep_newest: bool = False):
+    # keep_newest: leave the dispatch just issued running; its metrics are read next time
+    n_take = len(pending) - 1 if keep_newest else len(pending)
+    fetched = jax.device_get(pending[:n_take])
+    del pending[:n_take]
+    rows = []
+    for first, m in fetched:
+      k = len(next(iter(m.values()))) if m else 0
+      for i in range(k):
+        # metrics of vmapped models (a leading model axis) are logged as their mean
+        row = {"step": first + i + 1, **{name: float(np.mean(v[i])) for name, v in m.items()}}
+        check_finite_record(row, f"step {row['step']}")
+        rows.append(row)
+    if run is not None:
+      run.log(rows)
+    records.extend(rows)
+    if rows:
+      shown = {k: v for k, v in rows[-1].items() if k != "step"}
+      bar.set_postfix({k: f"{v:.4g}" for k, v in list(shown.items())[:4]})
+
+  cur = start
+  end = num_steps if stop_at is None else min(num_steps, stop_at)
+  try:
+    while cur < end:
+      length = min(steps_per_dispatch, num_steps - cur)
+      state, metrics = dispatch(state, data, length)
+      pending.append((cur, metrics))
+      prev, cur = cur, cur + length
+      bar.update(length)
+      crossed = lambda every: every and (cur // every > prev // every)
+      if crossed(log_every):
+        flush(keep_newest=True)
+      if run is not None and (crossed(ckpt_every) or cur >= num_steps):
+        flush()
+        run.save(cur, state, position=cur)
+    if pending and cur >= num_steps:
+      flush()
+  finally:
+    bar.close()
+  if progress and cur > start:
+    dt = time.perf_counter() - t0
+    print(f"{desc}: steps {start} -> {cur} in {dt:.1f} s ({(cur - start) / dt:.1f} steps/s)")
+  return state, records
