@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from jaxprune.theory import perceptron as theory
+from jaxprune import theory
 
 # (alpha_tot, f, mode) shared by the theory and simulation fixtures (theta = 0)
 POINTS = [(3.0, 1.0, "hard"), (1.0, 0.5, "hard"), (1.0, 0.5, "easy"), (16.0, 0.25, "hard"),
@@ -185,7 +185,7 @@ def test_scaling_script_smoke(tmp_path, capsys):
       "scaling_script", os.path.join(os.path.dirname(__file__), "..", "scripts", "scaling.py"))
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
-  mod.main(["--n", "20", "--seeds", "2", "--alphas", "1,4", "--fractions", "1,0.4",
+  mod.main(["--n", "20", "--seeds", "2", "--alphas", "1", "4", "--fractions", "1", "0.4",
             "--theory_points", "4", "--envelope_fractions", "4", "--budgets", "100",
             "--workdir", str(tmp_path)])
   out = capsys.readouterr().out
@@ -198,3 +198,17 @@ def test_scaling_script_smoke(tmp_path, capsys):
   sim = [r for r in rows if r["kind"] == "simulation"]
   assert len(sim) == 2 * 4  # curves (f = 1, hard 0.4, easy 0.4, theta 0.4) x 2 alphas
   assert all(0.0 <= float(r["error"]) <= 0.5 for r in sim)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(seeds=0), "seeds"),
+    (dict(n=2), "n"),
+    (dict(fractions=(0.5, 0.2)), "fractions"),
+    (dict(fractions=(1.0, 1.5)), "fractions"),
+    (dict(alphas=(0.0, 1.0)), "alphas"),
+    (dict(alphas=(200.0,)), "budgets"),
+    (dict(theta_deg=float("nan")), "theta_deg"),
+])
+def test_scaling_config_rejects_bad_values(kw, msg):
+  with pytest.raises(ValueError, match=msg):
+    theory.ScalingConfig(**kw)

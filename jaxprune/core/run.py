@@ -111,11 +111,13 @@ class Run:
     os.makedirs(self.workdir, exist_ok=True)
     self._lock()
     try:
-      ckpt_dir = os.path.join(self.workdir, "checkpoints")
+      self._ckpt_dir = os.path.join(self.workdir, "checkpoints")
+      self._max_to_keep = max_to_keep
       if overwrite:
         self._wipe()
-      self._ckpt = Checkpointer(ckpt_dir, max_to_keep=max_to_keep)
-      self._check_config()
+      if os.path.isdir(self._ckpt_dir):  # created on the first save, not before
+        self._open_checkpointer()
+        self._check_config()
     except BaseException:
       self.close()
       raise
@@ -171,6 +173,11 @@ class Run:
   def __exit__(self, *exc) -> None:
     self.close()
 
+  def _open_checkpointer(self) -> Checkpointer:
+    if self._ckpt is None:
+      self._ckpt = Checkpointer(self._ckpt_dir, max_to_keep=self._max_to_keep)
+    return self._ckpt
+
   # -- config ------------------------------------------------------------------------------------
   def _wipe(self) -> None:
     shutil.rmtree(os.path.join(self.workdir, "checkpoints"), ignore_errors=True)
@@ -208,7 +215,7 @@ class Run:
       path = self.file_path(name, step)
       os.makedirs(os.path.dirname(path), exist_ok=True)
       write(path)
-    self._ckpt.save(int(step), state, {"config": self.config, "position": int(position),
+    self._open_checkpointer().save(int(step), state, {"config": self.config, "position": int(position),
                                        **dict(meta or {})})
     kept = set(self._ckpt.all_steps())
     for name in files or {}:
@@ -224,7 +231,7 @@ class Run:
     a fresh start), so a resumed run never logs a record twice. ``meta["files"]`` maps each file
     name saved with the checkpoint to its path.
     """
-    restored = self._ckpt.restore_latest(like_state)
+    restored = None if self._ckpt is None else self._ckpt.restore_latest(like_state)
     position = -1 if restored is None else int(restored[1].get("position", -1))
     if os.path.exists(self.metrics_path):
       io.truncate_jsonl(self.metrics_path, position, key=self.position_key)
@@ -238,7 +245,7 @@ class Run:
     return state, meta
 
   def checkpoint_steps(self) -> list[int]:
-    return self._ckpt.all_steps()
+    return [] if self._ckpt is None else self._ckpt.all_steps()
 
   # -- metrics and progress ----------------------------------------------------------------------
   def log(self, records: Iterable[Mapping]) -> None:

@@ -1,1 +1,24 @@
-"""Teacher-student perceptron theory of data pruning (Sorscher et al. 2022, Fig. 1)."""
+"""Teacher-student perceptron theory of data pruning (Sorscher et al. 2022, Fig. 1).
+
+``model`` (settings, probe margin, pruning threshold), ``replica`` (the N -> infinity theory),
+``simulation`` (max-margin students on pruned data) and ``scaling`` (the Fig. 1 sweep).
+"""
+from jaxprune.theory.model import MODES, threshold
+from jaxprune.theory.replica import TheoryResult, theory
+from jaxprune.theory.scaling import ScalingConfig
+from jaxprune.theory.scaling import run as run_scaling
+from jaxprune.theory.simulation import MaxMarginResult, SimResult, max_margin, prune_order, simulate
+
+__all__ = [
+    "MODES",
+    "MaxMarginResult",
+    "ScalingConfig",
+    "SimResult",
+    "TheoryResult",
+    "max_margin",
+    "prune_order",
+    "run_scaling",
+    "simulate",
+    "theory",
+    "threshold",
+]

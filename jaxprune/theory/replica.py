@@ -1,38 +1,22 @@
-"""Teacher-student perceptron theory of data pruning (Sorscher et al. 2022, Fig. 1).
+"""The replica-symmetric theory of the pruned teacher-student perceptron (N -> infinity).
 
-The model. A teacher ``T`` (unit vector in R^N) labels Gaussian inputs ``x ~ N(0, I_N)`` with
-``y = sign(T.x)``. A probe ``P`` at angle ``theta`` to ``T`` scores every example by its margin
+From ``P_tot = alpha_tot * N`` examples, the fraction ``f`` is kept by the probe margin (see
+:mod:`.model`), ``alpha_prune = f * alpha_tot``, and the max-margin student is trained on them.
+:func:`theory` predicts its test error ``arccos(R) / pi`` at fixed alphas, solved numerically in
+float64 JAX and vectorised over settings. The equations and their derivation are in
+``docs/theory.md``; in short, with the student field ``lambda = R t + s u + Q z``
+(``z ~ N(0, 1)``, ``R^2 + s^2 + Q^2 = 1``, ``rho = R cos(theta) + s sin(theta)`` the
+student-probe overlap), the largest stability ``kappa`` is
 
-    m = y * (P.x) / |P|          (theta = 0: m = |T.x|, the distance to the teacher's boundary)
+    kappa = max_{R, s} kappa(R, s),   Q^2 = alpha_tot * E_x[ 1{kept} * (kappa - y lambda)_+^2 ],
 
-and pruning keeps the fraction ``f`` with the smallest margins (``mode="hard"``) or the largest
-(``mode="easy"``). From ``P_tot = alpha_tot * N`` examples, ``alpha_prune * N`` are kept,
-``alpha_prune = f * alpha_tot``. A new student, the perceptron of optimal stability (hard-margin
-SVM through the origin), is trained on the kept set; its test error is ``arccos(R) / pi`` with
-``R`` the cosine between student and teacher.
-
-Two ways to get that error, both vectorised over settings:
-
-* :func:`simulate`: the experiment itself, jitted and vmapped over (alpha_tot, f, theta, mode)
-  settings and seeds. Only the 2-D projections ``t = T.x``, ``u = T_perp.x`` decide pruning, and
-  the other ``N - 2`` coordinates are independent of them, so those are drawn only for the kept
-  examples (an exact shortcut, not an approximation). The max-margin student comes from
-  :func:`max_margin`, a restarted FISTA on the SVM dual with a certified stopping rule.
-* :func:`theory`: the replica-symmetric prediction (N -> infinity at fixed alphas), solved
-  numerically in float64 JAX. The equations and their derivation are in ``docs/theory.md``;
-  in short, with the student field ``lambda = R t + s u + Q z`` (``z ~ N(0, 1)``,
-  ``R^2 + s^2 + Q^2 = 1``, ``rho = R cos(theta) + s sin(theta)`` the student-probe overlap),
-  the largest stability ``kappa`` is
-
-      kappa = max_{R, s} kappa(R, s),   Q^2 = alpha_tot * E_x[ 1{kept} * (kappa - y lambda)_+^2 ],
-
-  and stationarity in ``R`` and ``s`` are the other two saddle-point equations.
+and stationarity in ``R`` and ``s`` are the other two saddle-point equations.
 """
 from __future__ import annotations
 
 import math
 from functools import partial
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,81 +24,10 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import ndtr
 
-MODES = ("hard", "easy")
+from jaxprune.theory.model import W, as_settings, bucket, threshold
 
-_W = 9.0  # half-width of the integration domain in units of the input's standard deviation
 _N_GL = 16  # Gauss-Legendre nodes per quadrature segment
 _EPS = 1e-300
-
-
-# ---------------------------------------------------------------------------------------------
-# validation (host side)
-
-
-def _as_settings(alpha_tot, f, theta, mode):
-  """Broadcast the settings to one shape; raise ``ValueError`` for values outside the model."""
-  alpha_tot = np.asarray(alpha_tot, dtype=np.float64)
-  f = np.asarray(f, dtype=np.float64)
-  theta = np.asarray(theta, dtype=np.float64)
-  mode = np.asarray(mode)
-  if not np.all(np.isfinite(alpha_tot)) or np.any(alpha_tot <= 0):
-    raise ValueError(f"alpha_tot must be finite and > 0, got {alpha_tot.ravel()[:8]}")
-  if not np.all((f > 0) & (f <= 1)):  # also rejects NaN
-    raise ValueError(f"f (fraction kept) must be in (0, 1], got {f.ravel()[:8]}")
-  if not np.all((theta >= 0) & (theta < math.pi / 2)):
-    raise ValueError(f"theta (probe angle, radians) must be in [0, pi/2), got {theta.ravel()[:8]}")
-  if mode.dtype.kind not in "US":
-    raise ValueError(f"mode must be one of {MODES} (or an array of them), got {mode!r}")
-  bad = sorted(set(np.unique(mode).tolist()) - set(MODES))
-  if bad:
-    raise ValueError(f"mode must be one of {MODES}, got {bad}")
-  alpha_tot, f, theta, mode = np.broadcast_arrays(alpha_tot, f, theta, mode)
-  hard = (mode == "hard").astype(np.float64)
-  return alpha_tot, f, theta, hard
-
-
-# ---------------------------------------------------------------------------------------------
-# pruning threshold
-
-
-def _margin_cdf(gamma, theta):
-  """``P(m < gamma)`` for the probe margin ``m`` (numpy, float64, broadcasting)."""
-  gamma, theta = np.broadcast_arrays(np.asarray(gamma, np.float64), np.asarray(theta, np.float64))
-  c, s = np.cos(theta), np.sin(theta)
-  # P(m < g) = 2 P(t > 0, c t + s u < g) = 2 int_0^inf phi(t) Phi((g - c t) / s) dt, integrated
-  # with Gauss-Legendre on segments split where (g - c t) / s changes fast (a step at theta = 0).
-  s_safe = np.maximum(s, 1e-12)
-  t0 = gamma / c
-  breaks = np.stack([np.zeros_like(t0), t0 - 8 * s_safe / c, t0, t0 + 8 * s_safe / c,
-                     np.full_like(t0, _W)], -1)
-  breaks = np.sort(np.clip(breaks, 0.0, _W), -1)
-  xg, wg = np.polynomial.legendre.leggauss(48)
-  lo, hi = breaks[..., :-1, None], breaks[..., 1:, None]
-  t = 0.5 * (hi - lo) * xg + 0.5 * (hi + lo)
-  w = 0.5 * (hi - lo) * wg
-  from scipy.special import ndtr as np_ndtr
-  dens = np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
-  val = dens * np_ndtr((gamma[..., None, None] - c[..., None, None] * t) / s_safe[..., None, None])
-  return 2.0 * np.sum(w * val, axis=(-2, -1))
-
-
-def threshold(f, theta, mode):
-  """Margin threshold ``gamma``: keep ``m < gamma`` (hard) or ``m > gamma`` (easy) = fraction f.
-
-  Broadcasts over its arguments; numpy float64 out.
-  """
-  _, f, theta, hard = _as_settings(1.0, f, theta, mode)
-  target = np.where(hard > 0, f, 1.0 - f)  # P(m < gamma) = target
-  lo, hi = np.full(f.shape, -_W), np.full(f.shape, _W)
-  for _ in range(100):  # bisection: P(m < gamma) is increasing in gamma
-    mid = 0.5 * (lo + hi)
-    below = _margin_cdf(mid, theta) < target
-    lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-  return 0.5 * (lo + hi)
-
-
-# ---------------------------------------------------------------------------------------------
-# replica theory
 
 
 class TheoryResult(NamedTuple):
@@ -189,13 +102,13 @@ def _kept_moment(kappa, R, s, Q, gamma, theta, hard):
   w_k, d_k = b / c1s, 8.0 * jnp.abs(c2s / c1s)
   m = kappa / r
   dm = 8.0 * Q / r
-  breaks = jnp.stack([-_W, _W, m - dm, m, m + dm, w_cross,
+  breaks = jnp.stack([-W, W, m - dm, m, m + dm, w_cross,
                       w_k[0] - d_k[0], w_k[0], w_k[0] + d_k[0],
                       w_k[1] - d_k[1], w_k[1], w_k[1] + d_k[1]])
   # The split points move with the parameters, so each segment's pulled-back integrand stays
   # smooth and autodiff of the rule is accurate to second order (the Newton solver needs it):
   # a transition of width ~|s| stays inside its own segment as s -> 0.
-  w, wt = _gl_segments(jnp.sort(jnp.clip(breaks, -_W, _W)), _N_GL)
+  w, wt = _gl_segments(jnp.sort(jnp.clip(breaks, -W, W)), _N_GL)
   bound = (b[:, None] - c1s[:, None] * w[None, :]) / c2s[:, None]  # 2 x nodes
   # Elementwise max / min of the two constraints, not jnp.max(axis=0): under jit on XLA:CPU the
   # reverse-mode derivative of that reduction came out wrong here (eager and jacfwd were right).
@@ -209,13 +122,19 @@ def _kept_moment(kappa, R, s, Q, gamma, theta, hard):
 
 
 def _angles(x):
-  """Student angles ``(log phi, psi)`` -> ``(R, s, Q)``: R = cos phi, (s, Q) = sin phi (cos psi, sin psi)."""
+  """Student angles ``(log phi, psi)`` -> ``(R, s, Q)``.
+
+  ``R = cos phi``, ``(s, Q) = sin phi (cos psi, sin psi)``.
+  """
   phi = jnp.exp(x[0])
   return jnp.cos(phi), jnp.sin(phi) * jnp.cos(x[1]), jnp.sin(phi) * jnp.sin(x[1])
 
 
 def _capacity(y, setting):
-  """G(log phi, psi, kappa) = alpha_tot <(kappa - y lambda)_+^2>_kept - Q^2 (increasing in kappa)."""
+  """``G(log phi, psi, kappa) = alpha_tot <(kappa - y lambda)_+^2>_kept - Q^2``.
+
+  Increasing in kappa.
+  """
   alpha_tot, f, gamma, theta, hard = setting
   R, s, Q = _angles(y[:2])
   return alpha_tot * _kept_moment(y[2], R, s, Q, gamma, theta, hard) - Q * Q
@@ -330,8 +249,8 @@ def _solve_one(setting, *, iters: int = 60):
 
 def _plane_kept(gamma, hard):
   """The kept interval of ``t > 0`` (the y = +1 half) for the perfect probe."""
-  gamma = jnp.clip(gamma, 0.0, _W)
-  return jnp.where(hard > 0, 0.0, gamma), jnp.where(hard > 0, gamma, _W)
+  gamma = jnp.clip(gamma, 0.0, W)
+  return jnp.where(hard > 0, 0.0, gamma), jnp.where(hard > 0, gamma, W)
 
 
 def _plane_capacity(k, r, setting):
@@ -353,7 +272,8 @@ def _plane_capacity(k, r, setting):
 
 def _plane_kappa(u, setting, iters=200):
   """``(kappa, k, r)`` at the student angle ``u = log r``: Newton on ``F(., r) = 0`` from the
-  right (F is convex and increasing in k: monotone convergence), then ``kappa = k / sqrt(1 + r^2)``."""
+  right (F is convex and increasing in k: monotone convergence), then
+  ``kappa = k / sqrt(1 + r^2)``."""
   alpha_tot, f, gamma, _, hard = setting
   r = jnp.exp(u)
   # Jensen: E_kept[h1(k - r t)] >= (k - r E_kept[t])_+^2, so F > 0 right of this start
@@ -409,11 +329,6 @@ def _solve_batch(settings, *, plane: bool):
   return lax.map(_solve_plane if plane else _solve_one, settings, batch_size=_CHUNK)
 
 
-def _bucket(n: int, least: int = _CHUNK) -> int:
-  """Pad batch sizes to powers of two (at least ``least``) so repeated calls reuse compilations."""
-  return max(least, 1 << (n - 1).bit_length())
-
-
 def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> TheoryResult:
   """Replica prediction of the max-margin student's test error; broadcasts over all settings.
 
@@ -424,7 +339,7 @@ def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> Th
     mode: ``"hard"`` (keep the smallest probe margins) or ``"easy"`` (the largest).
     tol: a setting is ``converged`` when ``grad_norm`` and ``|residual|`` are below ``tol``.
   """
-  alpha_tot, f, theta, hard = _as_settings(alpha_tot, f, theta, mode)
+  alpha_tot, f, theta, hard = as_settings(alpha_tot, f, theta, mode)
   shape = alpha_tot.shape
   gamma = threshold(f, theta, np.where(hard > 0, "hard", "easy"))
   flat = np.stack([a.ravel() for a in (alpha_tot, f, gamma, theta, hard)], -1)
@@ -434,212 +349,11 @@ def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> Th
       idx = np.flatnonzero((flat[:, 3] == 0) == plane)
       if idx.size == 0:
         continue
-      rows = np.concatenate([flat[idx], np.repeat(flat[idx[:1]], _bucket(idx.size) - idx.size, 0)])
+      pad = bucket(idx.size, _CHUNK) - idx.size
+      rows = np.concatenate([flat[idx], np.repeat(flat[idx[:1]], pad, 0)])
       res = _solve_batch(tuple(jnp.asarray(c) for c in rows.T), plane=plane)
       out[idx] = np.stack([np.asarray(r) for r in res], -1)[:idx.size]
   error, R, rho, kappa, gnorm, residual, n_iter = (out[:, i].reshape(shape) for i in range(7))
   converged = (gnorm < tol) & (np.abs(residual) < tol)
-  return TheoryResult(error, R, rho, kappa, gamma.reshape(shape), gnorm, residual, n_iter, converged)
-
-
-# ---------------------------------------------------------------------------------------------
-# the max-margin student
-
-
-class MaxMarginResult(NamedTuple):
-  """Hard-margin SVM through the origin on rows ``z_i = y_i x_i`` (``mask`` marks real rows).
-
-  ``w`` (N) is the primal solution ``sum_i a_i z_i`` scaled so that ``min_i z_i.w = 1`` on the
-  real rows; ``a`` (K) the dual variables (>= 0). Convergence certificates: ``gap`` is the
-  relative gap ``1 - kappa_lo / kappa_hi`` between the margin reached, ``kappa_lo = min_i
-  z_i.w / |w|``, and the dual bound ``kappa_hi = 1 / sqrt(2 D(a))`` on the largest margin;
-  ``kkt`` the largest complementarity residual ``|min(a_i / max(a), z_i.w - 1)|``.
-  """
-
-  w: jax.Array
-  a: jax.Array
-  margin: jax.Array
-  gap: jax.Array
-  kkt: jax.Array
-  n_iter: jax.Array
-
-
-def max_margin(z_KxN: jax.Array, mask_K: jax.Array | None = None, *, tol: float = 1e-10,
-               max_iter: int = 100) -> MaxMarginResult:
-  """The perceptron of optimal stability: ``max_w min_i z_i.w / |w|`` over the masked rows.
-
-  Solves ``min |w|^2 / 2`` s.t. ``z_i.w >= 1`` with a primal-dual interior-point method
-  (Mehrotra predictor-corrector): every step is one N x N Cholesky solve, so the iteration
-  count (~20-40) does not depend on the conditioning of the data, and the dual variables come
-  out with it. Stops when the certified relative margin gap is below ``tol`` (or after
-  ``max_iter`` steps); run it in float64 for gaps below ~1e-6. Pure and jittable; vmap it.
-  """
-  k, n = z_KxN.shape
-  if mask_K is None:
-    mask_K = jnp.ones(k, bool)
-  valid = mask_K.astype(z_KxN.dtype)
-  z = z_KxN * valid[:, None]
-  b = 2.0 * valid - 1.0  # padding rows get the constraint 0 >= -1: always slack, dual -> 0
-  eye = jnp.eye(n, dtype=z.dtype)
-
-  def solve_dir(w, s, lam, chol, d, rc):
-    r_d = w - z.T @ lam
-    r_p = z @ w - s - b
-    rhs = -r_d - z.T @ (d * r_p + rc / s)
-    dw = jax.scipy.linalg.cho_solve((chol, True), rhs)
-    dlam = -d * (r_p + z @ dw) - rc / s
-    ds = (-rc - s * dlam) / lam
-    return dw, ds, dlam
-
-  def max_step(v, dv):
-    return jnp.minimum(1.0, jnp.min(jnp.where(dv < 0, -v / jnp.where(dv < 0, dv, -1.0), jnp.inf)))
-
-  def body(c):
-    w, s, lam, _, i = c
-    d = lam / s
-    chol = jnp.linalg.cholesky(eye + (z.T * d) @ z)
-    mu = jnp.mean(s * lam)
-    # predictor (affine scaling), then Mehrotra's centring-corrector
-    dw, ds, dlam = solve_dir(w, s, lam, chol, d, s * lam)
-    a_aff = jnp.minimum(max_step(s, ds), max_step(lam, dlam))
-    mu_aff = jnp.mean((s + a_aff * ds) * (lam + a_aff * dlam))
-    sigma = (mu_aff / mu) ** 3
-    dw, ds, dlam = solve_dir(w, s, lam, chol, d, s * lam + ds * dlam - sigma * mu)
-    step = 0.99 * jnp.minimum(max_step(s, ds), max_step(lam, dlam))
-    w, s, lam = w + step * dw, s + step * ds, lam + step * dlam
-    return w, s, lam, _certificate(z, mask_K, w, lam)[0], i + 1
-
-  def cond(c):
-    return (c[3] > tol) & (c[4] < max_iter)
-
-  init = (jnp.zeros(n, z.dtype), jnp.ones(k, z.dtype), jnp.ones(k, z.dtype),
-          jnp.asarray(jnp.inf, z.dtype), 0)
-  w, _, lam, _, n_iter = lax.while_loop(cond, body, init)
-  gap, kkt, gmin = _certificate(z, mask_K, w, lam)
-  return MaxMarginResult(w / gmin, lam * valid, gmin / jnp.linalg.norm(w), gap, kkt, n_iter)
-
-
-def _certificate(z, mask, w, lam):
-  """Relative margin gap, complementarity residual and ``min z_i.w`` of a primal-dual pair."""
-  g = z @ w
-  gmin = jnp.min(jnp.where(mask, g, jnp.inf))
-  lo = gmin / jnp.linalg.norm(w)  # the margin w reaches
-  lam = jnp.maximum(lam, 0.0) * mask
-  v = z.T @ lam
-  dual = jnp.sum(lam) - 0.5 * jnp.dot(v, v)  # <= |w*|^2 / 2 = 1 / (2 kappa*^2)
-  hi = 1.0 / jnp.sqrt(2.0 * jnp.maximum(dual, 1e-300))
-  kkt = jnp.max(jnp.where(mask, jnp.abs(jnp.minimum(lam / jnp.max(lam), g / gmin - 1.0)), 0.0))
-  return 1.0 - lo / hi, kkt, gmin
-
-
-# ---------------------------------------------------------------------------------------------
-# simulation
-
-
-class SimResult(NamedTuple):
-  """Simulated students, arrays of shape ``settings_shape + (seeds,)``.
-
-  ``error = arccos(R) / pi``; ``rho`` the student-probe cosine; ``kappa`` the student's margin
-  ``min_i y_i x_i.J / |J|`` on the kept set; ``gap`` / ``kkt`` / ``n_iter`` from
-  :func:`max_margin`; ``n_total`` and ``n_kept`` (settings shape) the example counts.
-  """
-
-  error: np.ndarray
-  R: np.ndarray
-  rho: np.ndarray
-  kappa: np.ndarray
-  gap: np.ndarray
-  kkt: np.ndarray
-  n_iter: np.ndarray
-  n_total: np.ndarray
-  n_kept: np.ndarray
-
-
-def prune_order(t_P, u_P, *, theta, hard, n_total):
-  """Indices of examples from hardest to easiest (or easiest first when ``hard`` is 0).
-
-  ``t = T.x`` and ``u = T_perp.x``; the probe margin is ``m = sign(t) (cos(theta) t + sin(theta)
-  u)``. Rows ``>= n_total`` are padding and sort last.
-  """
-  m = jnp.sign(t_P) * (jnp.cos(theta) * t_P + jnp.sin(theta) * u_P)
-  key = jnp.where(hard > 0, m, -m)
-  key = jnp.where(jnp.arange(t_P.shape[0]) < n_total, key, jnp.inf)
-  return jnp.argsort(key)
-
-
-def _simulate_one(key, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter):
-  """One (setting, seed): draw, prune, train the max-margin student, measure it."""
-  k_tu, k_rest = jax.random.split(key)
-  tu = jax.random.normal(k_tu, (2, p_max))
-  t, u = tu[0], tu[1]
-  idx = prune_order(t, u, theta=theta, hard=hard, n_total=n_total)[:k_max]
-  mask = jnp.arange(k_max) < n_kept
-  y = jnp.sign(t[idx])
-  # the other N - 2 coordinates are independent of the pruning (and of y): draw them per
-  # example index, so every setting sharing a seed sees the same examples
-  rest = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k_rest, i), (n - 2,)))(idx)
-  z = jnp.concatenate([(y * t[idx])[:, None], (y * u[idx])[:, None], y[:, None] * rest], 1)
-  res = max_margin(z, mask, tol=tol, max_iter=max_iter)
-  w = res.w / jnp.linalg.norm(res.w)
-  R = jnp.clip(w[0], -1.0, 1.0)
-  rho = jnp.cos(theta) * w[0] + jnp.sin(theta) * w[1]
-  return jnp.arccos(R) / jnp.pi, R, rho, res.margin, res.gap, res.kkt, res.n_iter
-
-
-@partial(jax.jit, static_argnames=("n", "p_max", "k_max", "tol", "max_iter", "batch_size"))
-def _simulate_batch(keys, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter,
-                    batch_size):
-  one = partial(_simulate_one, n=n, p_max=p_max, k_max=k_max, tol=tol, max_iter=max_iter)
-  return lax.map(lambda a: one(*a), (keys, theta, hard, n_total, n_kept), batch_size=batch_size)
-
-
-def simulate(key: jax.Array, *, n: int, alpha_tot, f=1.0, theta=0.0, mode="hard",
-             seeds: int = 4, tol: float = 1e-9, max_iter: int = 100,
-             batch_size: int = 8, progress: bool = False) -> SimResult:
-  """Simulate the pruned teacher-student experiment for every setting and seed in one call.
-
-  Settings (``alpha_tot``, ``f``, ``theta``, ``mode``) broadcast together; each uses
-  ``P = round(alpha_tot * n)`` examples and keeps ``round(f * P)`` (at least one). Kept sets
-  are padded with a mask to a static size, so (setting, seed) problems share shapes and run
-  under jit, ``batch_size`` of them vmapped at a time (``lax.map``). To not pad a 50-example
-  problem to 2,000 rows, problems are grouped by kept-set size into power-of-two buckets (one
-  compilation each). Seed ``j`` draws the same examples in every setting (common random
-  numbers across f and modes). Runs in float64.
-  """
-  if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 3:
-    raise ValueError(f"n (input dimension) must be an integer >= 3, got {n!r}")
-  if not isinstance(seeds, (int, np.integer)) or isinstance(seeds, bool) or seeds < 1:
-    raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
-  alpha_tot, f, theta, hard = _as_settings(alpha_tot, f, theta, mode)
-  shape = alpha_tot.shape
-  n_total = np.maximum(1, np.floor(alpha_tot * n + 0.5)).astype(np.int32)
-  n_kept = np.maximum(1, np.floor(f * n_total + 0.5)).astype(np.int32)
-  flat = {k: np.repeat(v.ravel(), seeds) for k, v in
-          dict(theta=theta, hard=hard, n_total=n_total, n_kept=n_kept).items()}
-  seed_idx = np.tile(np.arange(seeds), n_kept.size)
-  bucket = np.array([_bucket(int(v), 8) for v in flat["n_kept"]])
-  out = np.zeros((7, bucket.size))
-  groups = np.unique(bucket)
-  bar = None
-  if progress:
-    from tqdm.auto import tqdm
-    bar = tqdm(total=bucket.size, desc="simulate", unit="student")
-  with jax.enable_x64(True):
-    seed_keys = jax.random.split(key, seeds)
-    for k_max in groups:
-      idx = np.flatnonzero(bucket == k_max)
-      pad = (-idx.size) % batch_size  # whole batches: one compilation per bucket
-      idx_p = np.concatenate([idx, np.repeat(idx[:1], pad)])
-      p_max = _bucket(int(flat["n_total"][idx].max()), 8)
-      res = _simulate_batch(seed_keys[seed_idx[idx_p]],
-                            jnp.asarray(flat["theta"][idx_p]), jnp.asarray(flat["hard"][idx_p]),
-                            jnp.asarray(flat["n_total"][idx_p]), jnp.asarray(flat["n_kept"][idx_p]),
-                            n=int(n), p_max=p_max, k_max=int(k_max), tol=float(tol),
-                            max_iter=int(max_iter), batch_size=int(batch_size))
-      out[:, idx] = np.stack([np.asarray(r, np.float64) for r in res])[:, :idx.size]
-      if bar is not None:
-        bar.update(idx.size)
-  if bar is not None:
-    bar.close()
-  error, R, rho, kappa, gap, kkt, n_iter = (o.reshape(shape + (seeds,)) for o in out)
-  return SimResult(error, R, rho, kappa, gap, kkt, n_iter.astype(np.int64), n_total, n_kept)
+  return TheoryResult(error, R, rho, kappa, gamma.reshape(shape), gnorm, residual, n_iter,
+                      converged)
