@@ -168,8 +168,7 @@ def test_bad_batch_size_raises():
 
 
 PROG = r"""
-import json, jax, jax.numpy as jnp, numpy as np, optax, sys
-sys.path.insert(0, "ROOT")
+import json, jax, jax.numpy as jnp, numpy as np, optax
 from tests.test_train import linear_loss, tiny_data, tiny_state, preprocess
 from jaxprune.core.sharding import data_mesh
 from jaxprune.core.loop import make_data_step, make_update, to_device
@@ -190,7 +189,7 @@ print(json.dumps(out))
 def test_eight_devices_equal_one():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  r = subprocess.run([sys.executable, "-c", PROG.replace("ROOT", ROOT)], capture_output=True,
+  r = subprocess.run([sys.executable, "-c", PROG], capture_output=True,
                      text=True, env=env, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   out = json.loads(r.stdout.strip().splitlines()[-1])

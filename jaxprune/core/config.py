@@ -120,7 +120,7 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, *,
              f" (default: {default_preset})")
   with _REGISTRY:
     try:
-      return tyro.cli(cls, args=argv, default=default, description=desc,
+      return tyro.cli(cls, args=argv, default=default, description=desc, use_underscores=True,
                       config=(tyro.conf.FlagConversionOff,))
     except ValueError as e:  # a config's own validation (__post_init__)
       raise SystemExit(f"error: {e}") from None

@@ -83,13 +83,13 @@ def truncate_jsonl(path: str, upto, key: str = "step") -> None:
 
 
 def save_npz(path: str, **arrays) -> None:
-  with atomic_path(path) as tmp:
-    np.savez(tmp, **arrays)
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a handle: numpy adds no suffix
+    np.savez(f, **arrays)
 
 
 def save_npy(path: str, array) -> None:
-  with atomic_path(path) as tmp:
-    np.save(tmp, np.asarray(array))
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    np.save(f, np.asarray(array))
 
 
 def save_json(path: str, obj) -> None:

@@ -1,0 +1,224 @@
+"""The shared driver (jaxprune.core.run.Run) and its files: lock, config check on resume,
+checkpoint files, metrics.jsonl truncation and damage, NaN guard, file modes, the config CLI."""
+import json
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune.core import io
+from jaxprune.core.cache import memoize
+from jaxprune.core.config import check_finite, parse, require
+from jaxprune.core.run import (ConfigMismatchError, NonFiniteError, Run, WorkdirInUseError,
+                               config_diff)
+
+
+def _state(v=0.0):
+  return {"w": jnp.full(3, v, jnp.float32), "step": jnp.int32(0)}
+
+
+def test_lock_held_by_live_process_stops_second_run(tmp_path):
+  sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid,
+                                                "host": os.uname().nodename}))
+    with pytest.raises(WorkdirInUseError, match=f"in use by process {sleeper.pid}"):
+      Run(str(tmp_path))
+    assert (tmp_path / ".lock").exists()  # the owner's lock is left alone
+  finally:
+    sleeper.kill()
+    sleeper.wait()
+
+
+def test_stale_lock_of_dead_process_is_taken_over(tmp_path):
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  (tmp_path / ".lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+  with pytest.warns(UserWarning, match="stale lock"):
+    run = Run(str(tmp_path))
+  assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+  run.close()
+  assert not (tmp_path / ".lock").exists()
+
+
+def test_second_process_on_a_workdir_in_use_exits_with_message(tmp_path):
+  with Run(str(tmp_path)):
+    prog = f"from jaxprune.core.run import Run; Run({str(tmp_path)!r})"
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0
+  assert "WorkdirInUseError" in r.stderr and f"process {os.getpid()}" in r.stderr
+
+
+def test_resume_with_other_config_lists_fields(tmp_path):
+  cfg = {"lr": 0.1, "seed": 0, "steps": 10, "model": {"width": 8}}
+  with Run(str(tmp_path), config=cfg, may_change=("steps",)) as run:
+    run.save(5, _state(), position=5)
+  # the fields that may change on resume do not stop it
+  with Run(str(tmp_path), config={**cfg, "steps": 20}, may_change=("steps",)) as run:
+    assert run.restore(_state()) is not None
+  with pytest.raises(ConfigMismatchError) as e:
+    Run(str(tmp_path), config={**cfg, "lr": 0.5, "model": {"width": 16}}, may_change=("steps",))
+  msg = str(e.value)
+  assert "lr: 0.1 -> 0.5" in msg and "model.width: 8 -> 16" in msg and "seed" not in msg
+  assert "--overwrite" in msg and "--workdir" in msg
+  assert not (tmp_path / ".lock").exists()  # a failed open releases the lock
+  # overwrite discards the old run
+  with Run(str(tmp_path), config={**cfg, "lr": 0.5}, overwrite=True) as run:
+    assert run.restore(_state()) is None
+
+
+def test_config_diff_flattens_nested_fields():
+  assert config_diff({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "c": 2}) == ["a.b: 1 -> 2"]
+  assert config_diff({"a": 1}, {"a": 1, "n": 3}, may_change=("n",)) == []
+
+
+def test_restore_truncates_metrics_past_checkpoint(tmp_path):
+  with Run(str(tmp_path), config={"x": 1}) as run:
+    run.log([{"step": s, "loss": float(s)} for s in range(1, 7)])
+    run.save(4, _state(4.0), position=4)
+  with Run(str(tmp_path), config={"x": 1}) as run:
+    state, meta = run.restore(_state())
+    assert meta["position"] == 4 and meta["config"] == {"x": 1}
+    np.testing.assert_array_equal(state["w"], 4.0)
+    assert [r["step"] for r in run.records()] == [1, 2, 3, 4]
+
+
+def test_fresh_start_drops_metrics_of_an_earlier_run(tmp_path):
+  io.append_jsonl(str(tmp_path / "metrics.jsonl"), [{"step": 1, "loss": 1.0}])
+  with Run(str(tmp_path)) as run:
+    assert run.restore(_state()) is None
+    assert run.records() == []
+
+
+def test_files_saved_with_checkpoint_and_deleted_with_it(tmp_path):
+  def writer(tag):
+    return lambda path: io.save_npy(path, np.array([tag]))
+
+  with Run(str(tmp_path), max_to_keep=2) as run:
+    for step in (1, 2, 3):
+      run.save(step, _state(step), position=step, files={"replay": writer(step)})
+    assert run.checkpoint_steps() == [2, 3]
+    left = sorted(os.listdir(tmp_path / "files" / "replay"))
+    assert left == ["0000000002.npz", "0000000003.npz"]
+  with Run(str(tmp_path)) as run:
+    _, meta = run.restore(_state())
+    assert np.load(meta["files"]["replay"])[0] == 3
+
+
+def test_log_refuses_non_finite_and_writes_nothing(tmp_path):
+  with Run(str(tmp_path), position_key="env_steps") as run:
+    run.log([{"env_steps": 10, "loss": 1.0}])
+    with pytest.raises(NonFiniteError, match=r"value_loss at env_steps 20"):
+      run.log([{"env_steps": 20, "loss": 1.0, "value_loss": float("nan")}])
+    with pytest.raises(NonFiniteError, match="returns"):
+      run.log([{"env_steps": 30, "returns": [1.0, float("inf")]}])
+    assert run.records() == [{"env_steps": 10, "loss": 1.0}]
+
+
+def test_partial_last_line_is_dropped_with_warning(tmp_path):
+  p = tmp_path / "metrics.jsonl"
+  p.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "lo')
+  with pytest.warns(UserWarning, match="partial last line"):
+    assert io.read_jsonl(str(p)) == [{"step": 1, "loss": 1.0}]
+  with pytest.warns(UserWarning):  # resume rewrites the file without it
+    with Run(str(tmp_path)) as run:
+      run.restore(_state())
+  assert p.read_text() == ""  # a fresh start keeps nothing
+
+
+def test_bad_middle_line_names_file_and_line(tmp_path):
+  p = tmp_path / "m.jsonl"
+  p.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+  with pytest.raises(ValueError, match=r"m.jsonl, line 2"):
+    io.read_jsonl(str(p))
+
+
+def test_output_files_follow_the_umask(tmp_path):
+  old = os.umask(0o022)
+  try:
+    io.save_json(str(tmp_path / "a.json"), {"a": 1})
+    io.save_npy(str(tmp_path / "b.npy"), np.zeros(2))
+  finally:
+    os.umask(old)
+  for name in ("a.json", "b.npy"):
+    assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644
+
+
+def test_nan_is_never_written_as_json(tmp_path):
+  with pytest.raises(ValueError):
+    io.append_jsonl(str(tmp_path / "m.jsonl"), [{"x": float("nan")}])
+
+
+def test_memoize_returns_same_object_and_rejects_unhashable():
+  calls = []
+
+  @memoize
+  def build(cfg, n):
+    calls.append(n)
+    return object()
+
+  assert build((1, 2), 3) is build((1, 2), 3)
+  assert build((1, 2), 4) is not build((1, 2), 3)
+  assert calls == [3, 4]
+  with pytest.raises(TypeError, match="hashable"):
+    build([1], 3)
+
+
+@dataclass(frozen=True)
+class _Inner:
+  model: Literal["cnn", "resnet18"] = "cnn"
+  """which model"""
+  lr: float = 0.1
+  """learning rate"""
+
+  def __post_init__(self):
+    check_finite(self)
+
+
+@dataclass(frozen=True)
+class _Job:
+  shard: bool = True
+  """shard over devices"""
+  fractions: tuple[float, ...] = (0.5,)
+  """fractions kept"""
+  batch_size: int = 4
+  inner: _Inner = _Inner()
+
+  def __post_init__(self):
+    require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+
+
+_PRESETS = {"small": lambda: _Job(batch_size=2), "big": lambda: _Job(batch_size=64)}
+
+
+def test_cli_nested_tuples_bools_and_presets():
+  cfg = parse(_Job, ["--inner.model", "resnet18", "--fractions", "0.1", "0.3", "--shard",
+                     "false"])
+  assert cfg == _Job(shard=False, fractions=(0.1, 0.3), inner=_Inner(model="resnet18"))
+  # the preset applies first, explicit flags after it whatever their order
+  cfg = parse(_Job, ["--inner.lr", "0.2", "--preset", "big"], presets=_PRESETS,
+              default_preset="small")
+  assert cfg.batch_size == 64 and cfg.inner.lr == 0.2
+  assert parse(_Job, [], presets=_PRESETS, default_preset="small").batch_size == 2
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--shard", "ture"], "--shard"),
+    (["--inner.model", "vgg"], "resnet18"),
+    (["--batch_size", "1e9"], "--batch_size"),
+    (["--batch_size", "0"], "batch_size must be >= 1"),
+    (["--inner.lr", "nan"], "lr must be a finite number"),
+    (["--preset", "huge"], "small"),
+])
+def test_cli_bad_values_exit_naming_the_flag(argv, needle, capsys):
+  with pytest.raises(SystemExit) as e:
+    parse(_Job, argv, presets=_PRESETS, default_preset="small")
+  assert e.value.code != 0
+  out = capsys.readouterr()
+  assert needle in out.err + out.out + str(e.value.code)
