@@ -1,31 +1,32 @@
-"""Train a Denoised MDP (or Dreamer) agent on a noisy DeepMind Control task from pixels.
+r"""Train a Denoised MDP (or Dreamer) agent on a noisy DeepMind Control task from pixels.
 
   python scripts/train_dmdp.py --env cheetah_run --variant video_background_camera_jitter \
-      --model dmdp --workdir runs/dmdp_cheetah                      # the refs' settings (GPU)
-  python scripts/train_dmdp.py --preset small --env cheetah_run --variant noiseless \
-      --workdir runs/dmdp_small                                     # minutes on a CPU
-  python scripts/train_dmdp.py --model dreamer --video_dir ~/kinetics/driving_car ...
+      --model dmdp --workdir runs/dmdp_cheetah                 # the refs' settings (GPU / TPU)
+  python scripts/train_dmdp.py --preset small --variant noiseless --workdir runs/dmdp_small
+  python scripts/train_dmdp.py --preset small --model dreamer --env walker_walk \
+      --world_model.free_nats 3 --agent.horizon 15 --beta 1 --workdir runs/walker
 
+--preset (full | small), --model and --env give a complete config; every other flag (nested:
+--world_model.*, --agent.*) applies on top; --beta B sets --world_model.beta_y and beta_z to B.
 Writes to --workdir: config.json, model_config.json, metrics.jsonl (train / episode / eval
-records), returns.png, pictures/ (evaluation frame strips, reconstructions from every factor and
-each alone), checkpoints/ + replay/ (resumed automatically), summary.json.
+records), returns.png, pictures/, checkpoints/ and files/replay/ (resumed automatically; another
+config stops with an error, --overwrite true starts afresh), summary.json.
 """
+
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before dm_control loads
 
-from jaxprune import config  # noqa: E402
 from jaxprune.dmdp import experiment  # noqa: E402
 
 
 def main(argv=None):
-  cfg = config.parse(experiment.RunConfig, argv)
+  cfg = experiment.parse_args(argv, description=__doc__)
   summary = experiment.run(cfg)
-  evals = ", ".join(f"{s}: {r:.1f}" for s, r in zip(summary["eval_env_steps"],
-                                                     summary["eval_return"]))
+  evals = ", ".join(
+    f"{s}: {r:.1f}" for s, r in zip(summary["eval_env_steps"], summary["eval_return"])
+  )
   print(json.dumps({k: v for k, v in summary.items() if k != "train_return"}, indent=1))
   print(f"evaluation returns by env step: {evals}; outputs in {cfg.workdir}")
 

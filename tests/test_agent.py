@@ -1,5 +1,6 @@
 """Denoised MDP agent: lambda-returns, the tanh-Gaussian actor, gradient isolation of the one
 combined update, acting, and a small learning check. Tiny sizes (compilation dominates)."""
+
 import math
 
 import jax
@@ -13,16 +14,18 @@ from jaxprune.core.loop import create_state, make_update, run_steps
 
 KEY = jax.random.key(0)
 CFG = dmdp.tiny()  # 2b: x and y
-AC = dmdp.AgentConfig(horizon=4, actor_hidden=16, actor_layers=2, value_hidden=16,
-                      value_layers=2)
+AC = dmdp.AgentConfig(horizon=4, actor_hidden=16, actor_layers=2, value_hidden=16, value_layers=2)
 
 
 def _batch(b=3, t=5, seed=0):
   r = np.random.default_rng(seed)
-  return {"image": r.integers(0, 256, (b, t, CFG.image_size, CFG.image_size, CFG.channels),
-                              dtype=np.uint8),
-          "action": r.uniform(-1, 1, (b, t, CFG.action_dim)).astype(np.float32),
-          "reward": r.normal(size=(b, t)).astype(np.float32)}
+  return {
+    "image": r.integers(
+      0, 256, (b, t, CFG.image_size, CFG.image_size, CFG.channels), dtype=np.uint8
+    ),
+    "action": r.uniform(-1, 1, (b, t, CFG.action_dim)).astype(np.float32),
+    "reward": r.normal(size=(b, t)).astype(np.float32),
+  }
 
 
 def _random_params(seed=0):
@@ -30,9 +33,11 @@ def _random_params(seed=0):
   biases N(0, 0.05^2), so gradient tests exercise every parameter."""
   shapes = jax.eval_shape(lambda k: dmdp.init_agent(CFG, AC, k), KEY)
   rng = np.random.default_rng(seed)
+
   def draw(s):
     std = 1.0 / math.sqrt(math.prod(s.shape[:-1])) if len(s.shape) > 1 else 0.05
     return jnp.asarray(rng.normal(0.0, std, s.shape).astype(np.float32))
+
   return jax.tree.map(draw, shapes)
 
 
@@ -94,8 +99,10 @@ def test_sample_action_log_prob_matches_change_of_variables():
   a, logp = dmdp.sample_action(dist, KEY)
   u = np.arctanh(np.asarray(a, np.float64))
   m, s = np.asarray(dist.mean, np.float64), np.asarray(dist.std, np.float64)
-  ref = np.sum(-0.5 * ((u - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
-               - np.log(1 - np.tanh(u) ** 2), -1)
+  ref = np.sum(
+    -0.5 * ((u - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi) - np.log(1 - np.tanh(u) ** 2),
+    -1,
+  )
   np.testing.assert_allclose(logp, ref, rtol=1e-4)
 
 
@@ -114,8 +121,9 @@ def test_config_errors():
 
 def _record_grads() -> optax.GradientTransformation:
   """A no-op transformation that keeps the raw gradients in its state (to read them back)."""
-  return optax.GradientTransformation(lambda p: jax.tree.map(jnp.zeros_like, p),
-                                      lambda g, state, params=None: (g, g))
+  return optax.GradientTransformation(
+    lambda p: jax.tree.map(jnp.zeros_like, p), lambda g, state, params=None: (g, g)
+  )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +139,9 @@ def run(params):
     new, metrics = update(state, batch)
     return new, (metrics, new.params, new.opt_state[0])
 
-  batches = jax.tree.map(lambda *v: jnp.stack([jnp.asarray(x) for x in v]),
-                         *[_batch(seed=s) for s in range(3)])
+  batches = jax.tree.map(
+    lambda *v: jnp.stack([jnp.asarray(x) for x in v]), *[_batch(seed=s) for s in range(3)]
+  )
   new, (metrics, params_K, grads_K) = jax.jit(lambda s, b: run_steps(step, s, b))(state, batches)
 
   @jax.jit
@@ -141,15 +150,17 @@ def run(params):
     g_model = jax.grad(lambda m: dmdp.world_model_loss(CFG, m, batch, k_model)[0])(p["model"])
     start = dmdp.posterior_start(CFG, p["model"], batch, k_model)
     # both imagination losses' gradients in one (vmapped) backward pass
-    g_parts = jax.jacrev(lambda p: jnp.stack(
-        dmdp.imagination_losses(CFG, AC, p, start, k_imag)[:2]))(p)
+    g_parts = jax.jacrev(
+      lambda p: jnp.stack(dmdp.imagination_losses(CFG, AC, p, start, k_imag)[:2])
+    )(p)
     return g_model, jax.tree.map(lambda g: g[0], g_parts), jax.tree.map(lambda g: g[1], g_parts)
 
   key0 = jax.random.fold_in(state.key, 0)  # the first step's key (train.step_key)
   parts = part_grads(params, jax.tree.map(lambda v: v[0], batches), key0)
   first = jax.tree.map(lambda v: v[0], grads_K)
-  return jax.device_get({"new": new, "metrics": metrics, "params": params_K, "g_total": first,
-                         "parts": parts})
+  return jax.device_get(
+    {"new": new, "metrics": metrics, "params": params_K, "g_total": first, "parts": parts}
+  )
 
 
 def _zero(tree):
@@ -190,11 +201,18 @@ def test_combined_step_equals_three_separate_updates(params, run):
   first_update = jax.jit(lambda opt, g, p: opt.update(g, opt.init(p), p)[0], static_argnums=0)
   upd = first_update(opt, g_total, params)
   # what the shared loop did in its first step
-  _close(jax.tree.map(lambda v: v[0], run["params"]), optax.apply_updates(params, upd),
-         rtol=1e-6, atol=1e-7)
+  _close(
+    jax.tree.map(lambda v: v[0], run["params"]),
+    optax.apply_updates(params, upd),
+    rtol=1e-6,
+    atol=1e-7,
+  )
   separate = {}
-  for name, g, lr in (("model", g_model, AC.model_lr), ("actor", g_actor["actor"], AC.actor_lr),
-                      ("value", g_value["value"], AC.value_lr)):
+  for name, g, lr in (
+    ("model", g_model, AC.model_lr),
+    ("actor", g_actor["actor"], AC.actor_lr),
+    ("value", g_value["value"], AC.value_lr),
+  ):
     o = optax.chain(optax.clip_by_global_norm(AC.grad_clip), optax.adam(lr, eps=AC.adam_eps))
     separate[name] = first_update(o, g, params[name])
   _close(upd, separate, rtol=1e-3, atol=1e-3 * AC.actor_lr)
@@ -208,8 +226,11 @@ def test_update_through_the_shared_loop_changes_every_group(params, run):
   assert int(new.step) == 3
   for k in ("loss", "model_loss", "actor_loss", "value_loss", "imag_return", "grad_norm"):
     assert metrics[k].shape == (3,) and np.all(np.isfinite(metrics[k])), k
-  np.testing.assert_allclose(metrics["loss"], metrics["model_loss"] + metrics["actor_loss"]
-                             + metrics["value_loss"], rtol=1e-5)
+  np.testing.assert_allclose(
+    metrics["loss"],
+    metrics["model_loss"] + metrics["actor_loss"] + metrics["value_loss"],
+    rtol=1e-5,
+  )
   for name in ("model", "actor", "value"):
     pairs = list(zip(jax.tree.leaves(new.params[name]), jax.tree.leaves(params[name])))
     assert all(np.all(np.isfinite(a)) for a, _ in pairs)
@@ -245,8 +266,9 @@ def test_policy_step_shapes_determinism_and_modes(params):
   # one environment: unbatched obs and state give the batched result of B = 1
   one = dmdp.initial_policy_state(CFG)
   au, su = dmdp.policy_step(CFG, AC, params, one, obs[0, 0], KEY, True)
-  ab, sb1 = dmdp.policy_step(CFG, AC, params, dmdp.initial_policy_state(CFG, 1), obs[:1, 0],
-                             KEY, True)
+  ab, sb1 = dmdp.policy_step(
+    CFG, AC, params, dmdp.initial_policy_state(CFG, 1), obs[:1, 0], KEY, True
+  )
   assert au.shape == (CFG.action_dim,) and su.latent.hx.shape == (CFG.x_deter,)
   np.testing.assert_allclose(au, ab[0], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="obs must be"):
@@ -279,3 +301,65 @@ def test_actor_learns_on_a_fixed_model(params):
   losses = np.asarray(train(params))
   print("actor loss", losses[0], "->", losses[-1])
   assert losses[-1] < losses[0] - 0.1 * abs(losses[0]) - 1e-3, losses
+
+
+# ---------------------------------------------------------------------------------------------
+# data parallel: the run's update on 8 devices equals 1 device
+
+_DEVICES_SCRIPT = r"""
+import os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"  # before jax starts
+import dataclasses
+import jax
+import numpy as np
+from jaxprune import dmdp
+from jaxprune.dmdp import experiment
+
+assert jax.device_count() == 8
+cfg = dataclasses.replace(experiment.small(env="reacher_easy"), batch=8, seq_len=5,
+                          world_model=dmdp.tiny(), agent=dmdp.AgentConfig(
+                              horizon=4, actor_hidden=16, actor_layers=2, value_hidden=16,
+                              value_layers=2))
+r = np.random.default_rng(0)
+w = cfg.world_model
+batches = {"image": r.integers(0, 256, (1, 8, 5, w.image_size, w.image_size, 3), np.uint8),
+           "action": r.uniform(-1, 1, (1, 8, 5, w.action_dim)).astype(np.float32),
+           "reward": r.normal(size=(1, 8, 5)).astype(np.float32)}
+mesh8 = experiment.batch_mesh(cfg.batch)
+mesh1 = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                      devices=jax.devices()[:1])
+assert mesh8.size == 8
+state8 = experiment.init_state(cfg, mesh8)
+# a copy (device 0's buffers would be shared, and the 8-device dispatch donates them)
+state1 = jax.tree.map(lambda v: v.copy(), state8)
+replicated1 = jax.sharding.NamedSharding(mesh1, jax.sharding.PartitionSpec())
+states = {1: jax.device_put(state1, replicated1),
+          8: state8}
+out = {}
+for n, mesh in ((1, mesh1), (8, mesh8)):
+  dispatch = experiment.train_dispatch(cfg.world_model, cfg.agent, mesh)
+  if n == 8:  # the batch axis (1 of K x B x ...) of image, action, reward is on "data"
+    text = dispatch.lower(states[n], batches).as_text()
+    assert text.count('{"data"}') + text.count("devices=[1,8") >= 3, text[:3000]
+  state, m = dispatch(states[n], batches)
+  assert all(len(v.sharding.device_set) == n for v in jax.tree.leaves(state.params))
+  out[n] = jax.device_get((state.params, m))
+(p1, m1), (p8, m8) = out[1], out[8]
+np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
+worst = 0.0
+for a, b in zip(jax.tree.leaves(p8), jax.tree.leaves(p1)):
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  worst = max(worst, float(np.abs(a - b).max()))
+print("OK", len(jax.tree.leaves(p1)), "arrays, max |diff|", worst)
+"""
+
+
+def test_update_on_8_devices_equals_1_device():
+  import subprocess
+  import sys
+
+  out = subprocess.run(
+    [sys.executable, "-c", _DEVICES_SCRIPT], capture_output=True, text=True, timeout=600
+  )
+  assert out.returncode == 0 and "OK" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+  print(out.stdout.strip())

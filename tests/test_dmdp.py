@@ -1,4 +1,5 @@
 """Denoised MDP world model: layers, graph, objective, presets, pictures, a short training run."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,30 +7,34 @@ import numpy as np
 import pytest
 
 from jaxprune import dmdp
+from jaxprune.core.loop import create_state, make_update, run_steps
 from jaxprune.dmdp import config as dcfg
 from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv
-from jaxprune.models.layers import PatchConv
 from jaxprune.dmdp.model import WorldModel
-from jaxprune.core.loop import create_state, make_update, run_steps
+from jaxprune.models.layers import PatchConv
 
 KEY = jax.random.key(0)
-TINY = {name: dmdp.tiny(dmdp.preset(name)) for name in ("2b", "2c", "dreamer")}
+TINY = {name: dmdp.tiny(dmdp.preset(name)) for name in dmdp.MODELS}
 
 
 def _batch(cfg, b=3, t=5, seed=0):
   r = np.random.default_rng(seed)
-  return {"image": r.integers(0, 256, (b, t, cfg.image_size, cfg.image_size, cfg.channels),
-                              dtype=np.uint8),
-          "action": r.uniform(-1, 1, (b, t, cfg.action_dim)).astype(np.float32),
-          "reward": r.normal(size=(b, t)).astype(np.float32)}
+  return {
+    "image": r.integers(
+      0, 256, (b, t, cfg.image_size, cfg.image_size, cfg.channels), dtype=np.uint8
+    ),
+    "action": r.uniform(-1, 1, (b, t, cfg.action_dim)).astype(np.float32),
+    "reward": r.normal(size=(b, t)).astype(np.float32),
+  }
 
 
 def _perturb(params, scale=0.1):
   """Non-zero biases etc., so equality tests exercise every parameter."""
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(KEY, len(leaves))
-  return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape)
-                                   for p, k in zip(leaves, keys)])
+  return jax.tree.unflatten(
+    tree, [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,8 +50,9 @@ def test_s2d_conv_equals_flax_conv(h, w, k):
 
 
 @pytest.mark.parametrize("method", ["col2im", "subpixel", "auto"])
-@pytest.mark.parametrize("h,w,k", [(1, 1, 5), (5, 5, 5), (4, 6, 6), (3, 3, 3), (2, 3, 4),
-                                   (1, 1, 6)])
+@pytest.mark.parametrize(
+  "h,w,k", [(1, 1, 5), (5, 5, 5), (4, 6, 6), (3, 3, 3), (2, 3, 4), (1, 1, 6)]
+)
 def test_matmul_conv_transpose_equals_flax(h, w, k, method):
   x = jax.random.normal(KEY, (2, h, w, 3))
   m = MatmulConvTranspose(4, k, method=method)
@@ -75,26 +81,28 @@ def test_valid_conv_equals_flax_conv():
 
 def test_full_preset_parameter_counts():
   counts = {}
-  for name in ("2b", "2c", "dreamer"):
+  for name in dmdp.MODELS:
     shapes = jax.eval_shape(lambda k: dmdp.init(dmdp.preset(name), k), KEY)
     counts[name] = dmdp.num_params(shapes)
   print("parameters:", counts)
   # the authors' release: 6.56M (Denoised MDP world model), 6.35M (Dreamer preset)
-  assert counts["2b"] == 6_562_501 and counts["dreamer"] == 6_346_420
-  assert counts["2c"] > counts["2b"]
+  assert counts["dmdp"] == 6_562_501 and counts["dreamer"] == 6_346_420
+  assert counts["dmdp_2c"] > counts["dmdp"]
   shapes96 = jax.eval_shape(lambda k: dmdp.init(dmdp.robodesk_96(), k), KEY)
-  out = jax.eval_shape(lambda p: dmdp.decode(dmdp.robodesk_96(), p, dmdp.initial_latent(
-      dmdp.robodesk_96(), 2)), shapes96)
+  out = jax.eval_shape(
+    lambda p: dmdp.decode(dmdp.robodesk_96(), p, dmdp.initial_latent(dmdp.robodesk_96(), 2)),
+    shapes96,
+  )
   assert out.shape == (2, 96, 96, 3)
 
 
-@pytest.mark.parametrize("name", ["2b", "2c", "dreamer"])
+@pytest.mark.parametrize("name", ["dmdp", "dmdp_2c", "dreamer"])
 def test_shapes_of_every_output(name):
   cfg = TINY[name]
   b, t = 3, 5
   params = dmdp.init(cfg, KEY)
   batch = _batch(cfg, b, t)
-  e = dmdp.embed(cfg, params, batch["image"])
+  e = dmdp.encode_images(cfg, params, batch["image"])
   assert e.shape == (b, t, cfg.embed_size)
   a = jnp.swapaxes(jnp.asarray(batch["action"]), 0, 1)
   latent, stats = dmdp.observe(cfg, params, jnp.swapaxes(e, 0, 1), a, KEY)
@@ -117,7 +125,7 @@ def test_shapes_of_every_output(name):
   last = jax.tree.map(lambda v: v[-1], latent)
   xs = dmdp.imagine(cfg, params, last, KEY, actions=jnp.zeros((4, b, cfg.action_dim)))
   assert xs.hx.shape == (4, b, cfg.x_deter) and xs.sy is None and xs.sz is None
-  pol = lambda feat, k: jnp.tanh(feat[:, :cfg.action_dim])
+  pol = lambda feat, k: jnp.tanh(feat[:, : cfg.action_dim])
   xs2 = dmdp.imagine(cfg, params, last, KEY, policy=pol, horizon=3)
   assert xs2.sx.shape == (3, b, cfg.x_stoch)
   assert dmdp.denoised_reward(cfg, params, xs2).shape == (3, b)
@@ -137,7 +145,7 @@ def test_dreamer_has_no_y_or_z_parameters():
 
 
 def test_bad_inputs_raise_clear_errors():
-  cfg = TINY["2b"]
+  cfg = TINY["dmdp"]
   params = dmdp.init(cfg, KEY)
   bad = _batch(cfg)
   bad["action"] = bad["action"][..., :1]
@@ -146,11 +154,28 @@ def test_bad_inputs_raise_clear_errors():
   with pytest.raises(ValueError, match="image"):
     dmdp.world_model_loss(cfg, params, {**_batch(cfg), "image": np.zeros((2, 3, 8, 8, 3))}, KEY)
   with pytest.raises(ValueError, match="decoder_kernels"):
-    dmdp.denoised_2b(image_size=48)
+    dmdp.dmdp(image_size=48)
   with pytest.raises(ValueError, match="both be 0"):
-    dmdp.denoised_2b(y_deter=0)
+    dmdp.dmdp(y_deter=0)
   with pytest.raises(ValueError, match="preset"):
     dmdp.preset("2d")
+  # non-finite hyper-parameters are rejected where the config is made, naming the field
+  for field in ("beta_y", "beta_z", "alpha", "free_nats", "min_std"):
+    with pytest.raises(ValueError, match=field):
+      dmdp.dmdp(**{field: float("nan")})
+  with pytest.raises(ValueError, match="actor_lr"):
+    dmdp.AgentConfig(actor_lr=float("inf"))
+
+
+def test_one_name_per_model_and_centered_pixels():
+  assert dmdp.MODELS == ("dmdp", "dmdp_2c", "dreamer") and set(dmdp.PRESETS) == set(dmdp.MODELS)
+  assert dmdp.preset("dmdp") == dmdp.dmdp() and dmdp.preset("dreamer") == dmdp.dreamer()
+  assert dmdp.preset("dmdp_2c", beta_z=0.5) == dmdp.dmdp_2c(beta_z=0.5)
+  # the world model's pixels are centred: uint8 -> [-0.5, 0.5]; floats are taken as scaled
+  u = np.array([[0, 51, 255]], np.uint8)
+  np.testing.assert_allclose(dmdp.to_centered_float(u), [[-0.5, 0.2 - 0.5, 0.5]], atol=1e-7)
+  assert dmdp.to_centered_float(u).dtype == jnp.float32
+  np.testing.assert_array_equal(dmdp.to_centered_float(np.float32([0.25])), [0.25])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,11 +183,11 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_observe_scan_equals_python_loop():
-  cfg = TINY["2c"]
+  cfg = TINY["dmdp_2c"]
   params = _perturb(dmdp.init(cfg, KEY), 0.05)
   b, t = 2, 4
   batch = _batch(cfg, b, t)
-  e = jnp.swapaxes(dmdp.embed(cfg, params, batch["image"]), 0, 1)
+  e = jnp.swapaxes(dmdp.encode_images(cfg, params, batch["image"]), 0, 1)
   a = jnp.swapaxes(jnp.asarray(batch["action"]), 0, 1)
   latent, stats = dmdp.observe(cfg, params, e, a, KEY)
   model = WorldModel(cfg)
@@ -171,8 +196,9 @@ def test_observe_scan_equals_python_loop():
   keys = jax.random.split(KEY, t)
   cur, outs = dmdp.initial_latent(cfg, b), []
   for i in range(t):
-    cur, st = model.apply(params, cur, a[i], jax.tree.map(lambda o: o[i], obs), keys[i],
-                          method=WorldModel.step)
+    cur, st = model.apply(
+      params, cur, a[i], jax.tree.map(lambda o: o[i], obs), keys[i], method=WorldModel.step
+    )
     outs.append((cur, st))
   loop = jax.tree.map(lambda *v: jnp.stack(v), *outs)
   for got, want in zip(jax.tree.leaves((latent, stats)), jax.tree.leaves(loop)):
@@ -184,7 +210,7 @@ def _prior_rollout(cfg, params, actions_TxBxA, prev):
 
 
 def test_graph_y_prior_ignores_action_x_prior_uses_it():
-  cfg = TINY["2c"]
+  cfg = TINY["dmdp_2c"]
   params = _perturb(dmdp.init(cfg, KEY), 0.05)
   b = 2
   prev = jax.tree.map(lambda v: jax.random.normal(KEY, v.shape), dmdp.initial_latent(cfg, b))
@@ -201,21 +227,29 @@ def test_graph_y_prior_ignores_action_x_prior_uses_it():
   assert float(jnp.abs(gx).max()) > 1e-4 and float(jnp.abs(gz).max()) > 1e-4
   # one step, posterior mode: y's prior at t still does not read a_{t-1}
   obs = WorldModel(cfg).apply(params, jnp.ones((b, cfg.embed_size)), method=WorldModel.project)
-  step_y = lambda a: WorldModel(cfg).apply(params, prev, a, obs, KEY,
-                                           method=WorldModel.step)[1].prior["y"].mean.sum()
+  step_y = lambda a: (
+    WorldModel(cfg)
+    .apply(params, prev, a, obs, KEY, method=WorldModel.step)[1]
+    .prior["y"]
+    .mean.sum()
+  )
   assert np.all(np.asarray(jax.grad(step_y)(acts[0])) == 0.0)
 
 
 def test_graph_y_prior_ignores_x_state():
-  cfg = TINY["2b"]
+  cfg = TINY["dmdp"]
   params = _perturb(dmdp.init(cfg, KEY), 0.05)
   prev = jax.tree.map(lambda v: jax.random.normal(KEY, v.shape), dmdp.initial_latent(cfg, 2))
   a = jnp.ones((2, cfg.action_dim))
 
   def y_prior(hx, sx):
     p = prev._replace(hx=hx, sx=sx)
-    return WorldModel(cfg).apply(params, p, a, None, KEY, method=WorldModel.step)[1].prior[
-        "y"].mean.sum()
+    return (
+      WorldModel(cfg)
+      .apply(params, p, a, None, KEY, method=WorldModel.step)[1]
+      .prior["y"]
+      .mean.sum()
+    )
 
   for g in jax.grad(y_prior, argnums=(0, 1))(prev.hx, prev.sx):
     assert np.all(np.asarray(g) == 0.0)
@@ -223,14 +257,15 @@ def test_graph_y_prior_ignores_x_state():
 
 def test_z_switch_drops_y_from_z_prior():
   for uses_y in (True, False):
-    cfg = TINY["2c"].replace(z_prior_uses_y=uses_y)
+    cfg = TINY["dmdp_2c"].replace(z_prior_uses_y=uses_y)
     params = _perturb(dmdp.init(cfg, KEY), 0.05)
     prev = jax.tree.map(lambda v: jax.random.normal(KEY, v.shape), dmdp.initial_latent(cfg, 2))
     a = jnp.ones((2, cfg.action_dim))
 
     def z_prior(hy):
-      out = WorldModel(cfg).apply(params, prev._replace(hy=hy), a, None, KEY,
-                                  method=WorldModel.step)
+      out = WorldModel(cfg).apply(
+        params, prev._replace(hy=hy), a, None, KEY, method=WorldModel.step
+      )
       return out[1].prior["z"].mean.sum()
 
     g = np.asarray(jax.grad(z_prior)(prev.hy))
@@ -238,7 +273,7 @@ def test_z_switch_drops_y_from_z_prior():
 
 
 def test_reward_reads_x_and_y_only():
-  cfg = TINY["2c"]
+  cfg = TINY["dmdp_2c"]
   params = _perturb(dmdp.init(cfg, KEY), 0.05)
   lat = jax.tree.map(lambda v: jax.random.normal(KEY, v.shape), dmdp.initial_latent(cfg, 3))
   lat2 = lat._replace(hz=lat.hz + 5.0, sz=-lat.sz)
@@ -265,7 +300,7 @@ def test_kl_zero_when_posterior_equals_prior_and_matches_closed_form():
 
 
 def test_free_nats_clamp_acts_on_x_only():
-  cfg = TINY["2c"].replace(free_nats=3.0, alpha=2.0, beta_y=0.5, beta_z=0.25)
+  cfg = TINY["dmdp_2c"].replace(free_nats=3.0, alpha=2.0, beta_y=0.5, beta_z=0.25)
   t, b = 4, 2
   prior = {f: dmdp.Gauss(jnp.zeros((t, b, 4)), jnp.ones((t, b, 4))) for f in "xyz"}
   small = {f: dmdp.Gauss(jnp.full((t, b, 4), 0.5), jnp.ones((t, b, 4))) for f in "xyz"}  # 0.5 nat
@@ -279,22 +314,28 @@ def test_free_nats_clamp_acts_on_x_only():
   for k in ("kl_x", "kl_y", "kl_z", "kl_loss"):
     np.testing.assert_allclose(equal[k], 0.0, atol=1e-7)
   # the clamp has no gradient below free nats; y still has one
-  gx = jax.grad(lambda m: dmdp.kl_terms(cfg, dmdp.StepStats(prior, {
-      **small, "x": dmdp.Gauss(m, small["x"].std)}))["kl_loss"])(small["x"].mean)
-  gy = jax.grad(lambda m: dmdp.kl_terms(cfg, dmdp.StepStats(prior, {
-      **small, "y": dmdp.Gauss(m, small["y"].std)}))["kl_loss"])(small["y"].mean)
+  gx = jax.grad(
+    lambda m: dmdp.kl_terms(
+      cfg, dmdp.StepStats(prior, {**small, "x": dmdp.Gauss(m, small["x"].std)})
+    )["kl_loss"]
+  )(small["x"].mean)
+  gy = jax.grad(
+    lambda m: dmdp.kl_terms(
+      cfg, dmdp.StepStats(prior, {**small, "y": dmdp.Gauss(m, small["y"].std)})
+    )["kl_loss"]
+  )(small["y"].mean)
   assert np.all(np.asarray(gx) == 0.0) and float(jnp.abs(gy).max()) > 0
 
 
 def test_loss_terms_add_up():
-  cfg = TINY["2c"]
+  cfg = TINY["dmdp_2c"]
   params = dmdp.init(cfg, KEY)
   loss, m = dmdp.world_model_loss(cfg, params, _batch(cfg), KEY)
   np.testing.assert_allclose(loss, m["recon_nll"] + m["reward_nll"] + m["kl_loss"], rtol=1e-6)
 
 
 def test_update_compiles_once_and_scans():
-  cfg = TINY["2b"]
+  cfg = TINY["dmdp"]
   traces = []
   base = dmdp.make_loss_fn(cfg)
 
@@ -308,7 +349,8 @@ def test_update_compiles_once_and_scans():
   for seed in range(3):
     state, m = update(state, jax.tree.map(jnp.asarray, _batch(cfg, seed=seed)))
   assert len(traces) == 1 and int(state.step) == 3
-  hlo = jax.jit(make_update(base, opt)).lower(state, jax.tree.map(jnp.asarray, _batch(cfg))).as_text()
+  batch = jax.tree.map(jnp.asarray, _batch(cfg))
+  hlo = jax.jit(make_update(base, opt)).lower(state, batch).as_text()
   assert "while" in hlo  # the time loop is a scan inside the jitted update
 
 
@@ -317,13 +359,14 @@ def test_update_compiles_once_and_scans():
 
 
 def test_factor_pictures_png(tmp_path):
-  cfg = TINY["2c"]
+  cfg = TINY["dmdp_2c"]
   params = dmdp.init(cfg, KEY)
   batch = _batch(cfg, 1, 4)
   path = str(tmp_path / "factors.png")
   rows = dmdp.save_factor_pictures(path, cfg, params, batch["image"][0], batch["action"][0], KEY)
   assert rows == ["observation", "all", "x", "y", "z"]
   from PIL import Image
+
   img = np.asarray(Image.open(path))
   assert img.shape == (2 * (5 * 17 + 1), 2 * (4 * 17 + 1), 3)
   assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
@@ -356,21 +399,22 @@ def sprite_task(rng, n, t, *, size=16, sprite=4, blob=4):
   for a in range(n):
     for b in range(t):
       y, x = qi[a, b]
-      img[a, b, y:y + blob, x:x + blob, 2] = 255
+      img[a, b, y : y + blob, x : x + blob, 2] = 255
       y, x = pi[a, b]
-      img[a, b, y:y + sprite, x:x + sprite, 0] = 255
+      img[a, b, y : y + sprite, x : x + sprite, 0] = 255
   c = hi_s / 2
   reward = (1.0 - np.abs(p - c).sum(-1) / c).astype(np.float32)
   return {"image": img, "action": act, "reward": reward}, p, q
 
 
 def _probe_r2(feat_NxF, target_Nx2):
-  """Least-squares linear probe fitted on one half, R^2 (mean over the 2 coordinates) on the other."""
+  """Least-squares linear probe fitted on one half; R^2 (mean of the 2 coordinates) on the other."""
   x = np.concatenate([feat_NxF, np.ones((len(feat_NxF), 1))], 1)
   n = len(x) // 2
   w, *_ = np.linalg.lstsq(x[:n], target_Nx2[:n], rcond=None)
   res = target_Nx2[n:] - x[n:] @ w
-  return float(np.mean(1 - (res ** 2).sum(0) / ((target_Nx2[n:] - target_Nx2[n:].mean(0)) ** 2).sum(0)))
+  total = ((target_Nx2[n:] - target_Nx2[n:].mean(0)) ** 2).sum(0)
+  return float(np.mean(1 - (res**2).sum(0) / total))
 
 
 def test_training_lowers_loss_and_x_holds_the_sprite():
@@ -393,12 +437,15 @@ def test_training_lowers_loss_and_x_holds_the_sprite():
   assert last < first - 20, (first, last)
   assert float(np.mean(metrics["reward_mse"])) < 0.1
   data, p, q = sprite_task(np.random.default_rng(1), 256, t)
-  e = jnp.swapaxes(dmdp.embed(cfg, state.params, data["image"]), 0, 1)
-  lat, st = dmdp.observe(cfg, state.params, e, jnp.swapaxes(jnp.asarray(data["action"]), 0, 1),
-                         jax.random.key(3))
+  e = jnp.swapaxes(dmdp.encode_images(cfg, state.params, data["image"]), 0, 1)
+  lat, st = dmdp.observe(
+    cfg, state.params, e, jnp.swapaxes(jnp.asarray(data["action"]), 0, 1), jax.random.key(3)
+  )
   fx = np.asarray(jnp.concatenate([lat.hx, st.post["x"].mean], -1)).reshape(-1, 20)
   tm = lambda v: np.swapaxes(v, 0, 1).reshape(-1, 2)
   r2_sprite, r2_bg = _probe_r2(fx, tm(p)), _probe_r2(fx, tm(q))
-  print(f"loss {first:.1f} -> {last:.1f}; probe R^2 from x: sprite {r2_sprite:.2f}, "
-        f"background {r2_bg:.2f}")
+  print(
+    f"loss {first:.1f} -> {last:.1f}; probe R^2 from x: sprite {r2_sprite:.2f}, "
+    f"background {r2_bg:.2f}"
+  )
   assert r2_sprite > r2_bg + 0.2, (r2_sprite, r2_bg)

@@ -2,6 +2,7 @@
 
 Kept small for a 2-core CPU: 64 x 64 images, episodes of a few agent steps, short background clips.
 """
+
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -14,7 +15,7 @@ pytest.importorskip("dm_control")
 from dm_control import suite  # noqa: E402
 
 from jaxprune import envs  # noqa: E402
-from jaxprune.envs import backgrounds, compositing, jitter, rewards  # noqa: E402
+from jaxprune.envs import compositing, jitter, rewards  # noqa: E402
 
 FRAMES = 200  # background clip length in the tests (the default 1000 is slower to synthesise)
 
@@ -45,18 +46,21 @@ def _rollout(env, actions):
 
 def test_blue_mask_and_sensor_noise_by_hand():
   px = np.array([[[10, 10, 20], [10, 20, 20], [200, 100, 50], [0, 0, 0], [64, 64, 64]]], np.uint8)
-  np.testing.assert_array_equal(compositing.blue_mask(px, mode="strict"),
-                                [[True, False, False, False, False]])
-  np.testing.assert_array_equal(compositing.blue_mask(px, mode="argmax"),
-                                [[True, True, False, True, True]])
+  np.testing.assert_array_equal(
+    compositing.blue_mask(px, mode="strict"), [[True, False, False, False, False]]
+  )
+  np.testing.assert_array_equal(
+    compositing.blue_mask(px, mode="argmax"), [[True, True, False, True, True]]
+  )
   frame = np.zeros((64, 64), np.uint8)
   assert compositing.sensor_noise(frame) == -0.5
   frame[8:24, 8:24] = 255  # exactly the 16 x 16 patch
   assert compositing.sensor_noise(frame) == 0.5
   frame[8, 8] = 0
   assert compositing.sensor_noise(frame) == pytest.approx(0.5 - 1 / 256)
-  out = compositing.composite(px, np.full((1, 5), 7, np.uint8),
-                              compositing.blue_mask(px, mode="strict"))
+  out = compositing.composite(
+    px, np.full((1, 5), 7, np.uint8), compositing.blue_mask(px, mode="strict")
+  )
   np.testing.assert_array_equal(out[0, 0], [7, 7, 7])
   np.testing.assert_array_equal(out[0, 1:], px[0, 1:])
   with pytest.raises(ValueError, match="mask mode"):
@@ -68,8 +72,12 @@ def test_procedural_video_deterministic_smooth_and_looping():
   assert v.shape == (120, 64, 64) and v.dtype == np.uint8
   same = envs.procedural_video(num_frames=120, height=64, width=64, seed=3)
   np.testing.assert_array_equal(v, same)
-  assert np.abs(v.astype(int) - envs.procedural_video(num_frames=120, height=64, width=64,
-                                                      seed=4)).mean() > 20
+  assert (
+    np.abs(
+      v.astype(int) - envs.procedural_video(num_frames=120, height=64, width=64, seed=4)
+    ).mean()
+    > 20
+  )
   assert 100 < v.mean() < 156 and v.std() > 30
   d = np.abs(np.diff(v.astype(int), axis=0)).mean(axis=(1, 2))
   far = np.abs(v[60:].astype(int) - v[:60]).mean()
@@ -98,16 +106,18 @@ def test_jitter_walk_smooth_bounded_pure():
   np.testing.assert_array_equal(s.pos_2, s2.pos_2)
 
 
-@pytest.mark.parametrize("task,accessor,scale", [
+@pytest.mark.parametrize(
+  "task,accessor,scale",
+  [
     ("cheetah_run", "speed", 10.0),
     ("walker_walk", "torso_height", 1.2),
     ("reacher_easy", "finger_to_target_dist", 0.06),  # target 0.05 + finger 0.01
-])
+  ],
+)
 def test_noisy_rewards_match_task_reward(task, accessor, scale):
   """noise 0: exactly the task's reward; noise n: the task's reward with the sensor shifted."""
 
   class Shifted:  # the physics with one accessor reading `value + shift`
-
     def __init__(self, physics, shift):
       self._physics, self._shift = physics, shift
 
@@ -264,8 +274,9 @@ def test_noisy_sensor_changes_reward_not_pixels():
   assert np.abs(rn - rc).max() > 1e-3
   # the last step's noise comes from the frame shown before it (action_repeat=1)
   before = noisy.background[infos[-1]["background_index"] - 1]
-  want = rewards.noisy_reward("walker_walk", noisy.physics, noisy.suite_env.task,
-                              compositing.sensor_noise(before))
+  want = rewards.noisy_reward(
+    "walker_walk", noisy.physics, noisy.suite_env.task, compositing.sensor_noise(before)
+  )
   assert rn[-1] == want
 
 

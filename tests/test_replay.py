@@ -1,5 +1,6 @@
 """Episode replay: chunks stay inside episodes and follow the batch convention; eviction;
 save / load round trip; clear errors."""
+
 import os
 
 import numpy as np
@@ -98,8 +99,17 @@ def test_save_load_round_trip(tmp_path):
   buf.save(path)
   assert not [p for p in os.listdir(tmp_path / "replay") if p.startswith(".tmp")]
   back = ReplayBuffer.load(path)
-  for name in ("capacity", "obs_shape", "action_dim", "num_episodes", "num_steps",
-               "total_steps", "total_episodes", "current_length", "episode_ids"):
+  for name in (
+    "capacity",
+    "obs_shape",
+    "action_dim",
+    "num_episodes",
+    "num_steps",
+    "total_steps",
+    "total_episodes",
+    "current_length",
+    "episode_ids",
+  ):
     assert getattr(back, name) == getattr(buf, name), name
   # same data and generator state: identical samples, also after finishing the open episode
   for b in (buf, back):

@@ -1,22 +1,64 @@
-"""End to end: scripts/train_dmdp.py on a short noisy-DMC run, its resume, and config errors."""
+"""End to end: scripts/train_dmdp.py on a short noisy-DMC run, its resume after a kill, a changed
+config on resume, a NaN loss, and config errors (all before any environment is built)."""
+
 import dataclasses
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
+import sys
+import warnings
+from typing import get_args
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxprune.core import cache
+from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run
 from jaxprune.dmdp import experiment
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "train_dmdp.py")
 # a few hundred env steps: 100-step episodes (50 agent steps), random prefill for the first two,
 # 2 updates per 100 env steps, an evaluation at 400 and at the end
-FLAGS = ["--preset", "small", "--env", "cheetah_run", "--variant",
-         "video_background_noisy_sensor", "--episode_length", "100", "--prefill", "200",
-         "--train_every", "100", "--updates", "2", "--updates_per_dispatch", "2", "--batch", "4",
-         "--seq_len", "8", "--horizon", "3", "--net_hidden", "16", "--eval_every", "400",
-         "--eval_episodes", "1", "--checkpoint_every", "200", "--progress", "false"]
+FLAGS = [
+  "--preset",
+  "small",
+  "--env",
+  "cheetah_run",
+  "--variant",
+  "video_background_noisy_sensor",
+  "--episode_length",
+  "100",
+  "--prefill",
+  "200",
+  "--train_every",
+  "100",
+  "--updates",
+  "2",
+  "--updates_per_dispatch",
+  "2",
+  "--batch",
+  "4",
+  "--seq_len",
+  "8",
+  "--agent.horizon",
+  "3",
+  "--agent.actor_hidden",
+  "16",
+  "--agent.value_hidden",
+  "16",
+  "--eval_every",
+  "400",
+  "--eval_episodes",
+  "1",
+  "--checkpoint_every",
+  "200",
+  "--progress",
+  "false",
+]
 
 
 def _script():
@@ -31,30 +73,66 @@ def _rows(workdir):
     return [json.loads(line) for line in f if line.strip()]
 
 
+class _Killed(BaseException):
+  """Stands for SIGKILL: nothing after the checkpoint runs (BaseException: no handler eats it)."""
+
+
+def _dead_pid() -> int:
+  p = subprocess.Popen([sys.executable, "-c", "pass"])
+  p.wait()
+  return p.pid
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   script = _script()
   full = str(tmp_path_factory.mktemp("full"))
   part = str(tmp_path_factory.mktemp("part"))
   script.main(FLAGS + ["--env_steps", "600", "--workdir", full])
-  script.main(FLAGS + ["--env_steps", "400", "--workdir", part])
-  # a crash after the checkpoint at 400 leaves records the resumed run must not duplicate
+  # the same run, killed right after its first checkpoint (env step 200, update 2) ...
+  save = Run.save
+
+  def save_then_die(self, *a, **kw):
+    save(self, *a, **kw)
+    raise _Killed
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(Run, "save", save_then_die)
+    with pytest.raises(_Killed):
+      script.main(FLAGS + ["--env_steps", "600", "--workdir", part])
+  # ... which leaves its lock behind, and records past the checkpoint that the resumed run must
+  # not duplicate (a kill during a later append)
+  with open(os.path.join(part, ".lock"), "w") as f:
+    json.dump({"pid": _dead_pid(), "host": os.uname().nodename}, f)
   with open(os.path.join(part, "metrics.jsonl"), "a") as f:
-    f.write(json.dumps({"kind": "episode", "env_steps": 500, "episode": 5, "return": -1.0,
-                        "clean_return": -1.0}) + "\n")
-  script.main(FLAGS + ["--env_steps", "600", "--workdir", part])
+    f.write(
+      json.dumps(
+        {"kind": "episode", "env_steps": 300, "episode": 3, "return": -1.0, "clean_return": -1.0}
+      )
+      + "\n"
+    )
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    script.main(FLAGS + ["--env_steps", "600", "--workdir", part])
+  assert any("stale lock" in str(w.message) for w in caught), [str(w.message) for w in caught]
   return full, part
 
 
 def test_outputs_written(runs):
   full, _ = runs
-  for name in ("config.json", "model_config.json", "metrics.jsonl", "returns.png",
-               "summary.json"):
+  for name in ("config.json", "model_config.json", "metrics.jsonl", "returns.png", "summary.json"):
     assert os.path.getsize(os.path.join(full, name)) > 0, name
   pics = sorted(os.listdir(os.path.join(full, "pictures")))
-  assert pics == ["eval_00000400.gif", "eval_00000400.png", "eval_00000600.gif",
-                  "eval_00000600.png", "factors_00000400.png", "factors_00000600.png"]
+  assert pics == [
+    "eval_00000400.gif",
+    "eval_00000400.png",
+    "eval_00000600.gif",
+    "eval_00000600.png",
+    "factors_00000400.png",
+    "factors_00000600.png",
+  ]
   import imageio.v2 as imageio
+
   gif = imageio.mimread(os.path.join(full, "pictures", "eval_00000600.gif"))
   assert len(gif) == 50 and gif[0].shape[:2] == (64, 64)  # 50 agent steps, 32 px x 2
   summary = json.load(open(os.path.join(full, "summary.json")))
@@ -62,17 +140,21 @@ def test_outputs_written(runs):
   assert summary["updates"] == 2 * 5  # trained at 200 (end of the prefill), 300, ..., 600
   rows = _rows(full)
   train = [r for r in rows if r["kind"] == "train"]
-  assert [r["env_steps"] for r in train] == [200, 300, 400, 500, 600][:len(train)]
+  assert [r["env_steps"] for r in train] == [200, 300, 400, 500, 600][: len(train)]
+  assert [r["update"] for r in train] == [2, 4, 6, 8, 10][: len(train)]
   for r in train:
     for k in ("loss", "recon_nll", "kl_x", "kl_y", "actor_loss", "value_loss"):
       assert np.isfinite(r[k]), (k, r)
   # noisy sensor: the env's reward is the noisy one, the clean one is logged beside it
   ep = [r for r in rows if r["kind"] == "episode"]
   assert len(ep) == 6 and any(abs(r["return"] - r["clean_return"]) > 1e-6 for r in ep)
-  # checkpoints and their replay buffers: the last two, matched by update step
+  # checkpoints and their replay buffers (files of the checkpoint): the last two, by update step
   ckpts = sorted(int(s) for s in os.listdir(os.path.join(full, "checkpoints")) if s.isdigit())
-  reps = sorted(int(p.split(".")[0]) for p in os.listdir(os.path.join(full, "replay")))
+  reps = sorted(int(p.split(".")[0]) for p in os.listdir(os.path.join(full, "files", "replay")))
   assert ckpts == reps and ckpts[-1] == summary["updates"]
+  saved = json.load(open(os.path.join(full, "config.json")))
+  assert saved["agent"]["horizon"] == 3 and saved["world_model"]["image_size"] == 32
+  assert not os.path.exists(os.path.join(full, ".lock"))  # released at the end
 
 
 def test_resume_continues_like_an_uninterrupted_run(runs):
@@ -86,14 +168,147 @@ def test_resume_continues_like_an_uninterrupted_run(runs):
         np.testing.assert_allclose(rb[k], ra[k], rtol=1e-4, atol=1e-5, err_msg=f"{ra} vs {rb}")
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(preset="huge"), "preset"),
+def test_resume_with_another_config_stops(runs):
+  full, _ = runs
+  before = open(os.path.join(full, "config.json")).read()
+  with pytest.raises(ConfigMismatchError, match=r"agent\.horizon: 3 -> 4"):
+    _script().main(FLAGS + ["--env_steps", "800", "--agent.horizon", "4", "--workdir", full])
+  assert open(os.path.join(full, "config.json")).read() == before  # nothing was written
+  assert not os.path.exists(os.path.join(full, ".lock"))
+
+
+@pytest.fixture
+def no_envs(monkeypatch):
+  """Building an environment fails the test: config errors must come before any."""
+  from jaxprune import envs
+
+  def make(*a, **kw):
+    raise AssertionError("an environment was built")
+
+  monkeypatch.setattr(envs, "make", make)
+
+
+@pytest.mark.parametrize(
+  "flags,field",
+  [
+    (["--action_repeat", "0"], "action_repeat"),
+    (["--beta", "nan"], "beta_y"),
+    (["--world_model.beta_z", "inf"], "beta_z"),
+    (["--agent.actor_lr", "nan"], "actor_lr"),
+    (["--batch", "0"], "batch"),
+    (["--episode_length", "101"], "episode_length"),
+    (["--progress", "ture"], "progress"),
+    (["--model", "planet"], "model"),
+    (["--preset", "huge"], "preset"),
+  ],
+)
+def test_bad_flags_exit_naming_the_field(flags, field, tmp_path, capsys, no_envs):
+  workdir = str(tmp_path / "w")
+  with pytest.raises(SystemExit) as e:
+    _script().main(FLAGS + flags + ["--workdir", workdir])
+  assert e.value.code not in (0, None)
+  assert field in str(e.value.code) + capsys.readouterr().err
+  assert not os.path.exists(workdir)  # nothing written
+
+
+def test_bad_flag_exits_non_zero_from_the_shell(tmp_path):
+  out = subprocess.run(
+    [sys.executable, SCRIPT, "--action_repeat", "0", "--workdir", str(tmp_path / "w")],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert out.returncode != 0 and "action_repeat must be >= 1" in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+  "kw,msg",
+  [
     (dict(model="planet"), "model"),
     (dict(seq_len=200, episode_length=100), "seq_len"),
     (dict(updates=3, updates_per_dispatch=2), "multiple"),
     (dict(batch=0), "batch"),
-])
+    (dict(action_repeat=0), "action_repeat"),
+    (dict(model="dreamer"), "factors"),  # the dmdp world model under another name
+    (dict(env="reacher_easy"), "action_dim"),  # cheetah's 6 actions
+  ],
+)
 def test_bad_config(kw, msg):
-  cfg = dataclasses.replace(experiment.RunConfig(preset="small"), **kw)
   with pytest.raises(ValueError, match=msg):
-    experiment.resolve(cfg)
+    dataclasses.replace(experiment.small(), **kw)
+
+
+def test_presets_model_and_flags():
+  cfg = experiment.parse_args(
+    [
+      "--preset",
+      "small",
+      "--model",
+      "dreamer",
+      "--env",
+      "reacher_easy",
+      "--world_model.x_deter",
+      "32",
+      "--beta",
+      "0.5",
+    ]
+  )
+  assert cfg == dataclasses.replace(
+    experiment.small(model="dreamer", env="reacher_easy"),
+    world_model=experiment.small(model="dreamer", env="reacher_easy").world_model.replace(
+      x_deter=32, beta_y=0.5, beta_z=0.5
+    ),
+  )
+  assert not cfg.world_model.has_y and cfg.world_model.action_dim == 2
+  assert experiment.parse_args([]) == experiment.full() == experiment.RunConfig()
+  assert experiment.full(model="dmdp_2c").world_model.z_stoch == 20
+  assert experiment.small().world_model.x_deter == 64 and experiment.small().batch == 16
+
+
+def test_action_dims_match_the_environments():
+  from jaxprune import envs
+
+  assert tuple(experiment.ACTION_DIMS) == get_args(experiment.Task) == envs.TASKS
+  assert get_args(experiment.Variant) == envs.VARIANTS
+  for task, dim in experiment.ACTION_DIMS.items():
+    env = envs.make(task, "noiseless", seed=0, image_size=16, episode_length=2)
+    assert env.action_dim == dim, task
+    env.close()
+
+
+@pytest.fixture
+def fresh_cache():
+  cache.clear()  # the poisoned update must not be shared with, or taken from, other tests
+  yield
+  cache.clear()
+
+
+def test_nan_loss_stops_the_run_naming_the_update(tmp_path, monkeypatch, fresh_cache):
+  # an agent loss whose value loss is NaN from the first update on (cheap to compile)
+  def poisoned_loss_fn(wm_cfg, ag_cfg):
+    def loss_fn(params, batch, key):
+      zero = 0.0 * sum(jnp.sum(p) for p in jax.tree.leaves(params["value"]))
+      return zero, {"value_loss": jnp.log(zero - 1.0)}
+
+    return loss_fn
+
+  monkeypatch.setattr(experiment.agent_lib, "agent_loss_fn", poisoned_loss_fn)
+  workdir = str(tmp_path)
+  with pytest.raises(NonFiniteError, match=r"value_loss at update 1 \(env step 200\)"):
+    _script().main(FLAGS + ["--env_steps", "400", "--workdir", workdir])
+  rows = _rows(workdir)  # valid JSON: no NaN was written
+  assert [(r["kind"], r["env_steps"]) for r in rows] == [("episode", 100)]
+  assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+  assert not os.path.exists(os.path.join(workdir, ".lock"))
+
+
+def test_workdir_of_an_older_version_is_refused_intact(runs, tmp_path):
+  from jaxprune.core.checkpoint import CheckpointError
+
+  old = str(tmp_path / "old")
+  shutil.copytree(runs[0], old)
+  os.rename(os.path.join(old, "files", "replay"), os.path.join(old, "replay"))  # the old layout
+  before = open(os.path.join(old, "metrics.jsonl")).read()
+  with pytest.raises(CheckpointError, match="older version"):
+    _script().main(FLAGS + ["--env_steps", "800", "--workdir", old])
+  assert open(os.path.join(old, "metrics.jsonl")).read() == before

@@ -20,6 +20,7 @@ Acting: :func:`policy_step` advances the posterior with one model step from the 
 and action, then picks the next action (explore: a sample plus Gaussian noise, clipped; eval: the
 mode ``tanh(mean)``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,6 +35,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from jaxprune.core.config import check_finite, require
 from jaxprune.dmdp import model as wm
 from jaxprune.dmdp.config import WorldModelConfig
 from jaxprune.dmdp.losses import world_model_terms
@@ -46,38 +48,63 @@ _LOG2 = math.log(2.0)
 class AgentConfig:
   """Actor, value and imagination settings (the release's defaults for DMC)."""
 
-  horizon: int = 15  # imagined steps; returns are computed for steps 1..horizon-1
-  lam: float = 0.95  # lambda of the lambda-return
+  horizon: int = 15
+  """imagined steps; returns are computed for steps 1..horizon-1"""
+  lam: float = 0.95
+  """lambda of the lambda-return"""
   gamma: float = 0.99
+  """discount"""
   model_lr: float = 6e-4
+  """world-model learning rate"""
   actor_lr: float = 8e-5
+  """actor learning rate"""
   value_lr: float = 8e-5
+  """value learning rate"""
   adam_eps: float = 1e-7
-  grad_clip: float = 100.0  # global-norm clip, per parameter group
-  explore_std: float = 0.3  # Gaussian action noise while collecting data
+  """Adam epsilon (all groups)"""
+  grad_clip: float = 100.0
+  """global-norm clip, per parameter group"""
+  explore_std: float = 0.3
+  """Gaussian action noise while collecting data"""
   actor_hidden: int = 400
+  """actor MLP width"""
   actor_layers: int = 4
+  """actor MLP hidden layers"""
   value_hidden: int = 400
+  """value MLP width"""
   value_layers: int = 3
-  mean_scale: float = 5.0  # mean = mean_scale * tanh(raw / mean_scale)
-  init_std: float = 5.0  # std at raw 0 (softplus(raw + log(exp(init_std) - 1)))
+  """value MLP hidden layers"""
+  mean_scale: float = 5.0
+  """mean = mean_scale * tanh(raw / mean_scale)"""
+  init_std: float = 5.0
+  """std at raw 0 (softplus(raw + log(exp(init_std) - 1)))"""
   min_std: float = 1e-4
+  """lower bound of the actor's std"""
 
   def __post_init__(self):
-    if self.horizon < 2:
-      raise ValueError(f"horizon must be >= 2 (the last imagined value bootstraps), got "
-                       f"{self.horizon}")
-    if not 0.0 <= self.lam <= 1.0 or not 0.0 < self.gamma <= 1.0:
-      raise ValueError(f"need lam in [0, 1] and gamma in (0, 1], got {self.lam}, {self.gamma}")
-    for name in ("model_lr", "actor_lr", "value_lr", "adam_eps", "grad_clip", "mean_scale",
-                 "init_std", "min_std"):
-      if getattr(self, name) <= 0:
-        raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-    if self.explore_std < 0:
-      raise ValueError(f"explore_std must be >= 0, got {self.explore_std}")
+    check_finite(self)
+    require(
+      self.horizon >= 2,
+      f"horizon must be >= 2 (the last imagined value bootstraps), got {self.horizon}",
+    )
+    require(
+      0.0 <= self.lam <= 1.0 and 0.0 < self.gamma <= 1.0,
+      f"need lam in [0, 1] and gamma in (0, 1], got {self.lam}, {self.gamma}",
+    )
+    for name in (
+      "model_lr",
+      "actor_lr",
+      "value_lr",
+      "adam_eps",
+      "grad_clip",
+      "mean_scale",
+      "init_std",
+      "min_std",
+    ):
+      require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+    require(self.explore_std >= 0, f"explore_std must be >= 0, got {self.explore_std}")
     for name in ("actor_hidden", "actor_layers", "value_hidden", "value_layers"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+      require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
 
   def replace(self, **kw) -> "AgentConfig":
     return dataclasses.replace(self, **kw)
@@ -135,8 +162,7 @@ def tanh_gauss_from(agent_cfg: AgentConfig, raw_Nx2A) -> TanhGauss:
   return TanhGauss(mean, std)
 
 
-def actor_dist(cfg: WorldModelConfig, agent_cfg: AgentConfig, actor_params,
-               feat_NxF) -> TanhGauss:
+def actor_dist(cfg: WorldModelConfig, agent_cfg: AgentConfig, actor_params, feat_NxF) -> TanhGauss:
   """The actor's distribution at x features ``[h^x, s^x]`` (N x F)."""
   return tanh_gauss_from(agent_cfg, _actor(cfg, agent_cfg).apply(actor_params, feat_NxF))
 
@@ -146,7 +172,7 @@ def sample_action(dist: TanhGauss, key: jax.Array) -> tuple[jax.Array, jax.Array
   log-density (tanh change of variables included, summed over A), N."""
   eps = jax.random.normal(key, dist.mean.shape, dist.mean.dtype)
   u = dist.mean + dist.std * eps
-  log_n = -0.5 * eps ** 2 - jnp.log(dist.std) - 0.5 * math.log(2 * math.pi)
+  log_n = -0.5 * eps**2 - jnp.log(dist.std) - 0.5 * math.log(2 * math.pi)
   # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): finite for every u
   log_det = 2.0 * (_LOG2 - u - jax.nn.softplus(-2.0 * u))
   return jnp.tanh(u), jnp.sum(log_n - log_det, axis=-1)
@@ -165,8 +191,11 @@ def init_agent(cfg: WorldModelConfig, agent_cfg: AgentConfig, key: jax.Array) ->
   """``{"model": world-model params, "actor": ..., "value": ...}``."""
   km, ka, kv = jax.random.split(key, 3)
   feat = jnp.zeros((1, cfg.x_deter + cfg.x_stoch), jnp.float32)
-  return {"model": wm.init(cfg, km), "actor": _actor(cfg, agent_cfg).init(ka, feat),
-          "value": _value(agent_cfg).init(kv, feat)}
+  return {
+    "model": wm.init(cfg, km),
+    "actor": _actor(cfg, agent_cfg).init(ka, feat),
+    "value": _value(agent_cfg).init(kv, feat),
+  }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,11 +213,15 @@ def lambda_return(reward_HxB, value_HxB, discount_HxB, bootstrap_B, *, lam: floa
   reward_HxB, value_HxB, discount_HxB = map(jnp.asarray, (reward_HxB, value_HxB, discount_HxB))
   bootstrap_B = jnp.asarray(bootstrap_B)
   if not reward_HxB.shape == value_HxB.shape == discount_HxB.shape:
-    raise ValueError(f"reward, value and discount must share a shape H x ..., got "
-                     f"{reward_HxB.shape}, {value_HxB.shape}, {discount_HxB.shape}")
+    raise ValueError(
+      f"reward, value and discount must share a shape H x ..., got "
+      f"{reward_HxB.shape}, {value_HxB.shape}, {discount_HxB.shape}"
+    )
   if reward_HxB.ndim < 1 or bootstrap_B.shape != reward_HxB.shape[1:]:
-    raise ValueError(f"bootstrap must have shape {reward_HxB.shape[1:]} (reward without its "
-                     f"leading H), got {bootstrap_B.shape}")
+    raise ValueError(
+      f"bootstrap must have shape {reward_HxB.shape[1:]} (reward without its "
+      f"leading H), got {bootstrap_B.shape}"
+    )
   next_v = jnp.concatenate([value_HxB[1:], bootstrap_B[None]], axis=0)
   inputs = reward_HxB + discount_HxB * (1.0 - lam) * next_v
 
@@ -204,15 +237,16 @@ def posterior_start(cfg: WorldModelConfig, model_params, batch: dict, key: jax.A
   """x part of every posterior state of ``batch`` (the same samples as the world-model loss with
   ``key``), flattened to N = T B and gradient-stopped: imagination's start states."""
   model_params = lax.stop_gradient(model_params)
-  e_TxBxE = jnp.swapaxes(wm.embed(cfg, model_params, batch["image"]), 0, 1)
+  e_TxBxE = jnp.swapaxes(wm.encode_images(cfg, model_params, batch["image"]), 0, 1)
   a_TxBxA = jnp.swapaxes(jnp.asarray(batch["action"], jnp.float32), 0, 1)
   latent, _ = wm.observe(cfg, model_params, e_TxBxE, a_TxBxA, key)
   flat = lambda v: lax.stop_gradient(v.reshape(-1, v.shape[-1]))
   return Latent(flat(latent.hx), flat(latent.sx))
 
 
-def imagination_losses(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, start: Latent,
-                       key: jax.Array) -> tuple[jax.Array, jax.Array, dict]:
+def imagination_losses(
+  cfg: WorldModelConfig, agent_cfg: AgentConfig, params, start: Latent, key: jax.Array
+) -> tuple[jax.Array, jax.Array, dict]:
   """``(actor_loss, value_loss, metrics)`` from x start states (N x ...).
 
   The actor loss is -mean of the discount-weighted lambda-returns; its gradient flows through the
@@ -233,22 +267,27 @@ def imagination_losses(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, st
   reward_HxN = wm.denoised_reward(cfg, model_p, x)
   value_HxN = value_fn(agent_cfg, value_p, feat_HxNxF)
   disc_HxN = jnp.full_like(reward_HxN, agent_cfg.gamma)
-  ret_H1xN = lambda_return(reward_HxN[:-1], value_HxN[:-1], disc_HxN[:-1], value_HxN[-1],
-                           lam=agent_cfg.lam)
+  ret_H1xN = lambda_return(
+    reward_HxN[:-1], value_HxN[:-1], disc_HxN[:-1], value_HxN[-1], lam=agent_cfg.lam
+  )
   # weight of step t: the discount accumulated before it (1, gamma, gamma^2, ...)
-  weight_H1xN = lax.stop_gradient(jnp.cumprod(
-      jnp.concatenate([jnp.ones_like(disc_HxN[:1]), disc_HxN[:-2]], axis=0), axis=0))
+  weight_H1xN = lax.stop_gradient(
+    jnp.cumprod(jnp.concatenate([jnp.ones_like(disc_HxN[:1]), disc_HxN[:-2]], axis=0), axis=0)
+  )
   actor_loss = -jnp.mean(weight_H1xN * ret_H1xN)
   v_pred = value_fn(agent_cfg, params["value"], lax.stop_gradient(feat_HxNxF[:-1]))
   value_loss = jnp.mean(weight_H1xN * 0.5 * jnp.square(v_pred - lax.stop_gradient(ret_H1xN)))
-  metrics = {"actor_loss": actor_loss, "value_loss": value_loss,
-             "imag_reward": jnp.mean(reward_HxN), "imag_return": jnp.mean(ret_H1xN),
-             "imag_value": jnp.mean(v_pred)}
+  metrics = {
+    "actor_loss": actor_loss,
+    "value_loss": value_loss,
+    "imag_reward": jnp.mean(reward_HxN),
+    "imag_return": jnp.mean(ret_H1xN),
+    "imag_value": jnp.mean(v_pred),
+  }
   return actor_loss, value_loss, metrics
 
 
-def agent_loss(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, batch: dict,
-               key: jax.Array):
+def agent_loss(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, batch: dict, key: jax.Array):
   """``(world-model loss + actor loss + value loss, metrics)``. The world-model term is exactly
   ``world_model_loss(cfg, params["model"], batch, k_model)`` with ``k_model, k_imag =
   split(key)``; imagination starts from that loss's posterior samples."""
@@ -261,18 +300,23 @@ def agent_loss(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, batch: dic
 
 
 def agent_loss_fn(cfg: WorldModelConfig, agent_cfg: AgentConfig):
-  """``loss_fn(params, batch, key) -> (loss, metrics)`` for ``jaxprune.train.make_update``."""
+  """``loss_fn(params, batch, key) -> (loss, metrics)`` for ``core.loop.make_update``."""
   return lambda params, batch, key: agent_loss(cfg, agent_cfg, params, batch, key)
 
 
 def agent_optimizer(agent_cfg: AgentConfig) -> optax.GradientTransformation:
   """Per group (model, actor, value): global-norm clip, then Adam at the group's rate."""
-  group = lambda lr: optax.chain(optax.clip_by_global_norm(agent_cfg.grad_clip),
-                                 optax.adam(lr, eps=agent_cfg.adam_eps))
+  group = lambda lr: optax.chain(
+    optax.clip_by_global_norm(agent_cfg.grad_clip), optax.adam(lr, eps=agent_cfg.adam_eps)
+  )
   return optax.multi_transform(
-      {"model": group(agent_cfg.model_lr), "actor": group(agent_cfg.actor_lr),
-       "value": group(agent_cfg.value_lr)},
-      lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()})
+    {
+      "model": group(agent_cfg.model_lr),
+      "actor": group(agent_cfg.actor_lr),
+      "value": group(agent_cfg.value_lr),
+    },
+    lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()},
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,8 +340,15 @@ def initial_policy_state(cfg: WorldModelConfig, batch: int | None = None) -> Pol
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "agent_cfg", "explore"))
-def policy_step(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, state: PolicyState,
-                obs, key: jax.Array, explore: bool) -> tuple[jax.Array, PolicyState]:
+def policy_step(
+  cfg: WorldModelConfig,
+  agent_cfg: AgentConfig,
+  params,
+  state: PolicyState,
+  obs,
+  key: jax.Array,
+  explore: bool,
+) -> tuple[jax.Array, PolicyState]:
   """``(action, new state)`` for observation ``obs`` (B x H x W x C, or H x W x C with an
   unbatched state; uint8). The posterior at ``obs`` comes from one model step on the previous
   latent and action; then explore: a sample plus N(0, explore_std^2) noise, clipped to [-1, 1];
@@ -308,19 +359,24 @@ def policy_step(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, state: Po
     obs = obs[None]
     state = jax.tree.map(lambda v: v[None], state)
   if obs.shape[1:] != (cfg.image_size, cfg.image_size, cfg.channels):
-    raise ValueError(f"obs must be [B x] {cfg.image_size} x {cfg.image_size} x {cfg.channels}, "
-                     f"got {obs.shape[1:]}")
+    raise ValueError(
+      f"obs must be [B x] {cfg.image_size} x {cfg.image_size} x {cfg.channels}, got {obs.shape[1:]}"
+    )
   if state.action.shape != (obs.shape[0], cfg.action_dim):
-    raise ValueError(f"state holds {state.action.shape[0]} environments' actions of size "
-                     f"{state.action.shape[-1]}; obs batch is {obs.shape[0]}, action_dim "
-                     f"{cfg.action_dim}")
+    raise ValueError(
+      f"state holds {state.action.shape[0]} environments' actions of size "
+      f"{state.action.shape[-1]}; obs batch is {obs.shape[0]}, action_dim "
+      f"{cfg.action_dim}"
+    )
   k_post, k_act, k_noise = jax.random.split(key, 3)
   model = wm.WorldModel(cfg)
   mp = params["model"]
-  proj = model.apply(mp, model.apply(mp, wm.to_float(obs), method=wm.WorldModel.encode),
-                     method=wm.WorldModel.project)
-  latent, _ = model.apply(mp, state.latent, state.action, proj, k_post,
-                          method=wm.WorldModel.step)
+  proj = model.apply(
+    mp,
+    model.apply(mp, wm.to_centered_float(obs), method=wm.WorldModel.encode),
+    method=wm.WorldModel.project,
+  )
+  latent, _ = model.apply(mp, state.latent, state.action, proj, k_post, method=wm.WorldModel.step)
   dist = actor_dist(cfg, agent_cfg, params["actor"], latent.features("x"))
   if explore:
     action = sample_action(dist, k_act)[0]

@@ -1,12 +1,20 @@
 """Typed presets of the Denoised MDP world model (Wang et al. 2022) and of Dreamer.
 
-``denoised_2b()`` (default) has factors x and y; ``denoised_2c()`` adds z; ``dreamer()`` is x only
-(200 / 30) with no y or z parameters at all. Derived sizes are functions, never stored.
+One name per model, everywhere (``preset(name)``, ``--model`` of the agent, the benchmark):
+``dmdp`` (Figure 2b, factors x and y), ``dmdp_2c`` (Figure 2c, adds z) and ``dreamer`` (x only,
+200 / 30, no y or z parameters at all). Derived sizes are functions, never stored.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+from jaxprune.core.config import check_finite, require
+
+ModelName = Literal["dmdp", "dmdp_2c", "dreamer"]
+MODELS: tuple[str, ...] = get_args(ModelName)
 
 
 @dataclass(frozen=True)
@@ -19,53 +27,93 @@ class WorldModelConfig:
   """
 
   action_dim: int = 6
+  """size of an action (an agent run requires the environment's)"""
   image_size: int = 64
+  """square images, pixels (the decoder's kernels must produce it)"""
   channels: int = 3
+  """image channels"""
   x_deter: int = 120
+  """GRU state of the signal factor x"""
   x_stoch: int = 20
+  """Gaussian latent of x"""
   y_deter: int = 120
+  """GRU state of y (reward-relevant noise); 0 with y_stoch 0: no y"""
   y_stoch: int = 20
+  """Gaussian latent of y"""
   z_deter: int = 0
+  """GRU state of z (reward-irrelevant noise, Fig. 2c); 0 with z_stoch 0: no z"""
   z_stoch: int = 0
-  z_prior_uses_y: bool = True  # False: z's transition drops h^y, y (the appendix variant)
-  min_std: float = 0.1  # std = softplus(raw) + min_std
-  cnn_depth: int = 32  # encoder channels depth * 2^i
-  encoder_kernels: tuple[int, ...] = (4, 4, 4, 4)  # stride 2, VALID
-  encoder_final_3x3: bool = False  # one more 3x3 stride-1 VALID conv (96x96: 4x4 -> 2x2)
-  embed_size: int = 1024  # dense layer after the encoder's convolutions
-  decoder_hidden: int = 1024  # dense layer (then ReLU) before the transposed convolutions
-  decoder_kernels: tuple[int, ...] = (5, 5, 6, 6)  # transposed, stride 2, VALID, from 1x1
-  deconv_method: str = "auto"  # "col2im" / "subpixel" / "auto": same function, see conv.py
+  """Gaussian latent of z"""
+  z_prior_uses_y: bool = True
+  """false: z's transition drops h^y, y (the appendix variant)"""
+  min_std: float = 0.1
+  """std = softplus(raw) + min_std"""
+  cnn_depth: int = 32
+  """encoder channels cnn_depth * 2^i"""
+  encoder_kernels: tuple[int, ...] = (4, 4, 4, 4)
+  """stride 2, VALID (32-pixel images: 4 4 4)"""
+  encoder_final_3x3: bool = False
+  """one more 3x3 stride-1 VALID conv (96x96: 4x4 -> 2x2)"""
+  embed_size: int = 1024
+  """dense layer after the encoder's convolutions"""
+  decoder_hidden: int = 1024
+  """dense layer (then ReLU) before the transposed convolutions"""
+  decoder_kernels: tuple[int, ...] = (5, 5, 6, 6)
+  """transposed, stride 2, VALID, from 1x1 (32-pixel images: 5 6 6)"""
+  deconv_method: Literal["auto", "col2im", "subpixel"] = "auto"
+  """formulation of the transposed convolutions (the same function, see conv.py)"""
   reward_hidden: int = 400
+  """width of the reward MLPs f_x, f_y"""
   reward_layers: int = 2
+  """hidden layers of the reward MLPs"""
   alpha: float = 1.0
+  """weight of the KL terms"""
   beta_y: float = 0.25
+  """extra weight of KL_y (alpha * beta_y)"""
   beta_z: float = 0.25
-  free_nats: float = 3.0  # on x only, per time step
+  """extra weight of KL_z (alpha * beta_z)"""
+  free_nats: float = 3.0
+  """on KL_x only, per time step"""
 
   def __post_init__(self):
-    for name in ("action_dim", "image_size", "channels", "x_deter", "x_stoch", "cnn_depth",
-                 "embed_size", "decoder_hidden", "reward_hidden", "reward_layers"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    check_finite(self)
+    for name in (
+      "action_dim",
+      "image_size",
+      "channels",
+      "x_deter",
+      "x_stoch",
+      "cnn_depth",
+      "embed_size",
+      "decoder_hidden",
+      "reward_hidden",
+      "reward_layers",
+    ):
+      require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
     for f in ("y", "z"):
       d, s = getattr(self, f"{f}_deter"), getattr(self, f"{f}_stoch")
-      if d < 0 or s < 0 or (d == 0) != (s == 0):
-        raise ValueError(f"factor {f}: {f}_deter and {f}_stoch must both be 0 (absent) or both "
-                         f">= 1, got {d} / {s}")
-    if self.alpha <= 0 or self.beta_y < 0 or self.beta_z < 0 or self.free_nats < 0:
-      raise ValueError("need alpha > 0 and beta_y, beta_z, free_nats >= 0")
-    if self.deconv_method not in ("auto", "col2im", "subpixel"):
-      raise ValueError("deconv_method must be 'auto', 'col2im' or 'subpixel', got "
-                       f"{self.deconv_method!r}")
-    if self.min_std <= 0:
-      raise ValueError(f"min_std must be > 0, got {self.min_std}")
-    if encoder_size(self) < 1:
-      raise ValueError(f"encoder_kernels {self.encoder_kernels} shrink a {self.image_size}-pixel "
-                       "image to nothing")
-    if decoder_size(self) != self.image_size:
-      raise ValueError(f"decoder_kernels {self.decoder_kernels} give {decoder_size(self)}-pixel "
-                       f"images, expected image_size {self.image_size}")
+      require(
+        d >= 0 and s >= 0 and (d == 0) == (s == 0),
+        f"factor {f}: {f}_deter and {f}_stoch must both be 0 (absent) or both >= 1, got {d} / {s}",
+      )
+    require(
+      self.alpha > 0 and self.beta_y >= 0 and self.beta_z >= 0 and self.free_nats >= 0,
+      "need alpha > 0 and beta_y, beta_z, free_nats >= 0",
+    )
+    require(
+      self.deconv_method in ("auto", "col2im", "subpixel"),
+      f"deconv_method must be 'auto', 'col2im' or 'subpixel', got {self.deconv_method!r}",
+    )
+    require(self.min_std > 0, f"min_std must be > 0, got {self.min_std}")
+    require(
+      encoder_size(self) >= 1,
+      f"encoder_kernels {self.encoder_kernels} shrink a {self.image_size}-pixel image to nothing",
+    )
+    require(
+      decoder_size(self) == self.image_size,
+      f"decoder_kernels {self.decoder_kernels} give {decoder_size(self)}-pixel images, "
+      f"expected image_size {self.image_size}",
+    )
 
   def replace(self, **kw) -> "WorldModelConfig":
     return dataclasses.replace(self, **kw)
@@ -85,11 +133,6 @@ def encoder_size(cfg: WorldModelConfig) -> int:
   for k in cfg.encoder_kernels:
     s = (s - k) // 2 + 1
   return s - 2 if cfg.encoder_final_3x3 else s
-
-
-def conv_features(cfg: WorldModelConfig) -> int:
-  """Flattened size of the encoder's last convolution."""
-  return encoder_size(cfg) ** 2 * cfg.cnn_depth * 2 ** (len(cfg.encoder_kernels) - 1)
 
 
 def decoder_size(cfg: WorldModelConfig) -> int:
@@ -114,48 +157,78 @@ def feature_dims(cfg: WorldModelConfig) -> dict[str, int]:
   return dims
 
 
-def denoised_2b(**overrides) -> WorldModelConfig:
+def dmdp(**overrides) -> WorldModelConfig:
   """Figure 2b (default): x 120/20, y 120/20, no z; beta 0.25, free nats 3 on x."""
   return WorldModelConfig(**overrides)
 
 
-def denoised_2c(**overrides) -> WorldModelConfig:
+def dmdp_2c(**overrides) -> WorldModelConfig:
   """Figure 2c: adds z (120/20) conditioned on x, y and the action."""
   return WorldModelConfig(**{"z_deter": 120, "z_stoch": 20, **overrides})
 
 
 def dreamer(**overrides) -> WorldModelConfig:
   """Dreamer: x only (200 / 30), y = z = 0, no y or z parameters."""
-  return WorldModelConfig(**{"x_deter": 200, "x_stoch": 30, "y_deter": 0, "y_stoch": 0,
-                             "z_deter": 0, "z_stoch": 0, **overrides})
+  return WorldModelConfig(
+    **{
+      "x_deter": 200,
+      "x_stoch": 30,
+      "y_deter": 0,
+      "y_stoch": 0,
+      "z_deter": 0,
+      "z_stoch": 0,
+      **overrides,
+    }
+  )
 
 
 def robodesk_96(base: WorldModelConfig | None = None, **overrides) -> WorldModelConfig:
   """96x96 images (RoboDesk): alpha 2, beta 0.125; encoder 96->47->22->10->4, then a 3x3 conv to
   2x2; decoder 1->3->9->21->46->96 (kernels 3, 5, 5, 6, 6; channels 128, 128, 64, 32, 3)."""
-  base = base or denoised_2b()
-  return base.replace(**{"image_size": 96, "decoder_kernels": (3, 5, 5, 6, 6),
-                         "encoder_final_3x3": True, "alpha": 2.0,
-                         "beta_y": 0.125, "beta_z": 0.125, **overrides})
+  base = base or dmdp()
+  return base.replace(
+    **{
+      "image_size": 96,
+      "decoder_kernels": (3, 5, 5, 6, 6),
+      "encoder_final_3x3": True,
+      "alpha": 2.0,
+      "beta_y": 0.125,
+      "beta_z": 0.125,
+      **overrides,
+    }
+  )
 
 
 def tiny(base: WorldModelConfig | None = None, **overrides) -> WorldModelConfig:
   """Small sizes for tests: 16x16 images, 2 encoder / 3 decoder layers."""
-  base = base or denoised_2b()
+  base = base or dmdp()
   shrink = lambda n: min(n, 16) if n else 0
-  return base.replace(**{"image_size": 16, "encoder_kernels": (4, 4), "decoder_kernels": (3, 3, 4),
-                         "cnn_depth": 4, "embed_size": 32, "decoder_hidden": 32,
-                         "reward_hidden": 32,
-                         "x_deter": shrink(base.x_deter), "x_stoch": min(base.x_stoch, 4),
-                         "y_deter": shrink(base.y_deter), "y_stoch": min(base.y_stoch, 4),
-                         "z_deter": shrink(base.z_deter), "z_stoch": min(base.z_stoch, 4),
-                         "action_dim": 2, **overrides})
+  return base.replace(
+    **{
+      "image_size": 16,
+      "encoder_kernels": (4, 4),
+      "decoder_kernels": (3, 3, 4),
+      "cnn_depth": 4,
+      "embed_size": 32,
+      "decoder_hidden": 32,
+      "reward_hidden": 32,
+      "x_deter": shrink(base.x_deter),
+      "x_stoch": min(base.x_stoch, 4),
+      "y_deter": shrink(base.y_deter),
+      "y_stoch": min(base.y_stoch, 4),
+      "z_deter": shrink(base.z_deter),
+      "z_stoch": min(base.z_stoch, 4),
+      "action_dim": 2,
+      **overrides,
+    }
+  )
 
 
-PRESETS = {"2b": denoised_2b, "2c": denoised_2c, "dreamer": dreamer}
+PRESETS = {"dmdp": dmdp, "dmdp_2c": dmdp_2c, "dreamer": dreamer}
 
 
 def preset(name: str, **overrides) -> WorldModelConfig:
+  """The world model named ``name`` (one of :data:`MODELS`) with ``overrides``."""
   if name not in PRESETS:
     raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
   return PRESETS[name](**overrides)

@@ -16,6 +16,7 @@ Both layers hold the parameters of the flax layer they replace (``kernel`` k x k
   input, one matmul to the four phases, depth-to-space) is the same function; ``method="auto"``
   picks, per layer, the form whose expanded tensor is smaller (both are memory-bound here).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -58,9 +59,10 @@ class S2DConv(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     ho, wo, q = (h - k) // 2 + 1, (w - k) // 2 + 1, k // 2
     # rows past 2 (ho - 1) + k are never read by a VALID stride-2 window
-    xs = space_to_depth(x_NxHxWxC[:, :2 * (ho + q - 1), :2 * (wo + q - 1)])
-    patches = jnp.concatenate([xs[:, a:a + ho, b:b + wo] for a in range(q) for b in range(q)],
-                              axis=-1)  # N x ho x wo x (q*q*4C), order (a, b, p, r, c)
+    xs = space_to_depth(x_NxHxWxC[:, : 2 * (ho + q - 1), : 2 * (wo + q - 1)])
+    patches = jnp.concatenate(
+      [xs[:, a : a + ho, b : b + wo] for a in range(q) for b in range(q)], axis=-1
+    )  # N x ho x wo x (q*q*4C), order (a, b, p, r, c)
     # kernel row i = 2a + p, col j = 2b + r
     kmat = kernel.reshape(q, 2, q, 2, c, self.features).transpose(0, 2, 1, 3, 4, 5)
     y = patches.reshape(n * ho * wo, -1) @ kmat.reshape(q * q * 4 * c, self.features)
@@ -100,24 +102,28 @@ class MatmulConvTranspose(nn.Module):
       # q x q correlation of the input padded by q - 1, kernel row j = q - 1 - a
       xp = jnp.pad(x_NxHxWxC, ((0, 0), (q - 1, q - 1), (q - 1, q - 1), (0, 0)))
       hp, wp_ = h + q - 1, w + q - 1
-      patches = jnp.concatenate([xp[:, i:i + hp, j:j + wp_] for i in range(q) for j in range(q)],
-                                axis=-1)  # N x hp x wp x (q*q*C), order (i, j, c)
+      patches = jnp.concatenate(
+        [xp[:, i : i + hp, j : j + wp_] for i in range(q) for j in range(q)], axis=-1
+      )  # N x hp x wp x (q*q*C), order (i, j, c)
       km = wp.reshape(q, 2, q, 2, c, f)[::-1, :, ::-1].transpose(0, 2, 4, 1, 3, 5)
       y = patches.reshape(n * hp * wp_, q * q * c) @ km.reshape(q * q * c, 4 * f)
-      y = depth_to_space(y.reshape(n, hp, wp_, 4 * f))[:, :2 * (h - 1) + k, :2 * (w - 1) + k]
+      y = depth_to_space(y.reshape(n, hp, wp_, 4 * f))[:, : 2 * (h - 1) + k, : 2 * (w - 1) + k]
       return y + bias
     # tap t = 2 a + p lands on output 2 (i + a) + p: phase p, shift a
     wm = wp.reshape(q, 2, q, 2, c, f).transpose(4, 0, 2, 1, 3, 5).reshape(c, q * q * 4 * f)
     # 2-D operands: XLA:CPU runs the backward of a 4-D x 2-D dot far slower
     z = (x_NxHxWxC.reshape(n * h * w, c) @ wm).reshape(n, h, w, q, q, 4 * f)
     hp, wp_ = h + q - 1, w + q - 1
-    y = sum(jnp.pad(z[:, :, :, a, b], ((0, 0), (a, q - 1 - a), (b, q - 1 - b), (0, 0)))
-            for a in range(q) for b in range(q))  # N x hp x wp x (2*2*f), phases (p, r)
-    y = depth_to_space(y)[:, :2 * (h - 1) + k, :2 * (w - 1) + k]
+    y = sum(
+      jnp.pad(z[:, :, :, a, b], ((0, 0), (a, q - 1 - a), (b, q - 1 - b), (0, 0)))
+      for a in range(q)
+      for b in range(q)
+    )  # N x hp x wp x (2*2*f), phases (p, r)
+    y = depth_to_space(y)[:, : 2 * (h - 1) + k, : 2 * (w - 1) + k]
     return y + bias
 
 
-class Encoder(nn.Module):
+class PixelEncoder(nn.Module):
   """Pixels N x H x W x C in [-0.5, 0.5] -> embedding N x embed_size: stride-2 convs (ReLU),
   an optional 3x3 conv (ReLU), flatten, dense (no activation)."""
 
@@ -127,14 +133,15 @@ class Encoder(nn.Module):
   def __call__(self, x_NxHxWxC):
     c = self.cfg
     for i, k in enumerate(c.encoder_kernels):
-      x_NxHxWxC = nn.relu(S2DConv(c.cnn_depth * 2 ** i, k, name=f"conv{i}")(x_NxHxWxC))
+      x_NxHxWxC = nn.relu(S2DConv(c.cnn_depth * 2**i, k, name=f"conv{i}")(x_NxHxWxC))
     if c.encoder_final_3x3:
-      x_NxHxWxC = nn.relu(PatchConv(x_NxHxWxC.shape[-1], 3, padding="VALID",
-                                        name="conv_final")(x_NxHxWxC))
+      x_NxHxWxC = nn.relu(
+        PatchConv(x_NxHxWxC.shape[-1], 3, padding="VALID", name="conv_final")(x_NxHxWxC)
+      )
     return nn.Dense(c.embed_size, name="dense")(x_NxHxWxC.reshape(x_NxHxWxC.shape[0], -1))
 
 
-class Decoder(nn.Module):
+class PixelDecoder(nn.Module):
   """Features N x F -> mean image N x H x W x C: dense, ReLU, reshape 1x1, transposed convs
   (ReLU between them)."""
 

@@ -1,313 +1,607 @@
 """The Denoised MDP experiment: collect on a noisy DMC task, train model + actor + critic, evaluate.
 
-``run(RunConfig(...))`` (``scripts/train_dmdp.py`` is its command line) does, per episode:
+``run(cfg)`` (``scripts/train_dmdp.py`` is its command line) runs under the shared driver
+:class:`jaxprune.core.run.Run` (lock, config check on resume, checkpoints, metrics.jsonl, NaN
+guard, progress bar) and does, per episode:
 
 1. act: random actions for the first ``prefill`` env steps, then :func:`agent.policy_step`
    (posterior filtering on x, y, z plus exploration noise); every observation goes to the
-   :class:`jaxprune.replay.ReplayBuffer` (uint8 pixels);
+   :class:`jaxprune.dmdp.replay.ReplayBuffer` (uint8 pixels);
 2. every ``train_every`` env steps, ``updates`` agent updates: world model, actor and value in
-   one jitted step (:func:`agent.agent_loss_fn` through :func:`jaxprune.train.make_update`),
-   ``updates_per_dispatch`` of them per ``lax.scan`` dispatch (:func:`jaxprune.train.run_steps`);
+   one step (:func:`agent.agent_loss_fn` through :func:`jaxprune.core.loop.make_update`),
+   ``updates_per_dispatch`` of them per jitted ``lax.scan`` dispatch (:func:`train_dispatch`),
+   data-parallel over the devices (:func:`batch_mesh`). A NaN or inf in any update's metrics
+   stops the run with :class:`jaxprune.core.run.NonFiniteError` naming the update and env step;
 3. every ``eval_every`` env steps, ``eval_episodes`` episodes with the policy's mode on a second
    environment (own seed), a video strip of the first one, and the world model's pictures
    (reconstructions from all factors and from each alone);
-4. at the end of an episode, when ``checkpoint_every`` env steps have passed: the replay buffer
-   (atomic ``.npz`` named by the update step) and then the Orbax checkpoint of the train state
-   with the counters. A restarted run restores both, replays the environments' episode draws,
-   drops metrics written after the checkpoint and goes on.
+4. at the end of an episode, when ``checkpoint_every`` env steps have passed: a checkpoint at the
+   update step with the counters (env steps, episodes, next eval / checkpoint, ...) in its
+   metadata and the replay buffer as its file. A restarted run restores both, replays the
+   environments' episode draws, drops metrics written after the checkpoint and goes on; a
+   restarted run with another config (except :data:`MAY_CHANGE`) stops with
+   :class:`jaxprune.core.run.ConfigMismatchError`.
 
 Env steps count physics-control steps (the paper's unit): one agent step = ``action_repeat``.
-Presets: ``full`` = the refs' settings (64x64, 1e6 env steps, batch 50 x 50, 100 updates per
-1000 env steps, horizon 15, full model sizes) for accelerators; ``small`` = a CPU run of minutes
-(32x32 pixels, 100-step episodes, small networks, 5x the refs' learning rates, 20 updates of
-16 x 16 per 100 env steps, free nats 1: with 8-dim latents KL_x stays below the refs' 3 nats, which
-would leave x's prior, the one imagination runs on, untrained).
+
+Configs are complete (:class:`RunConfig`, nested ``world_model`` and ``agent``); presets are
+functions of the model and task: :func:`full` = the refs' settings (64x64, 1e6 env steps, batch
+50 x 50, 100 updates per 1000 env steps, horizon 15, full model sizes) for accelerators;
+:func:`small` = a CPU run of minutes (32x32 pixels, 100-step episodes, small networks, 5x the
+refs' learning rates, 20 updates of 16 x 16 per 100 env steps, free nats 1: with 8-dim latents
+KL_x stays below the refs' 3 nats, which would leave x's prior, the one imagination runs on,
+untrained). On the command line (:func:`parse_args`) ``--preset``, ``--model`` and ``--env``
+choose the preset's values, then every other flag applies on top.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import functools
-import glob
 import os
+import sys
 import time
-from dataclasses import dataclass, field
-from typing import Optional
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence, get_args
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from jaxprune.core import config as config_lib
 from jaxprune.core import io
-from jaxprune.dmdp import replay as replay_lib
-from jaxprune.core.checkpoint import Checkpointer
+from jaxprune.core.cache import memoize
+from jaxprune.core.checkpoint import CheckpointError
+from jaxprune.core.config import check_finite, require
+from jaxprune.core.loop import TrainState, create_state, make_update, run_steps
+from jaxprune.core.run import NonFiniteError, Run
+from jaxprune.core.sharding import DATA_AXIS, data_mesh
 from jaxprune.dmdp import agent as agent_lib
 from jaxprune.dmdp import config as wm_config
+from jaxprune.dmdp import replay as replay_lib
+from jaxprune.dmdp.agent import AgentConfig
+from jaxprune.dmdp.config import WorldModelConfig
 from jaxprune.dmdp.pictures import save_factor_pictures
-from jaxprune.core.loop import create_state, make_update, run_steps
 
-MODELS = ("dmdp", "dmdp_2c", "dreamer")
+Task = Literal["cheetah_run", "walker_walk", "reacher_easy"]
+Variant = Literal[
+  "noiseless", "video_background", "video_background_noisy_sensor", "video_background_camera_jitter"
+]
+# the tasks' action sizes, so a config is checked without loading dm_control (a test compares
+# them with the environments)
+ACTION_DIMS = {"cheetah_run": 6, "walker_walk": 6, "reacher_easy": 2}
+FACTORS = {"dmdp": "xy", "dmdp_2c": "xyz", "dreamer": "x"}  # each model's latent factors
 
-# per preset: values of every RunConfig field left at None
-PRESETS = {
-    "full": dict(image_size=64, action_repeat=2, episode_length=1000, env_steps=1_000_000,
-                 prefill=5000, train_every=1000, updates=100, updates_per_dispatch=10,
-                 batch=50, seq_len=50, eval_every=10_000, eval_episodes=10,
-                 checkpoint_every=10_000, replay_capacity=1_000_000, horizon=15, net_hidden=400,
-                 model_size="full", model_lr=6e-4, actor_lr=8e-5, free_nats=3.0),
-    "small": dict(image_size=32, action_repeat=2, episode_length=200, env_steps=16_000,
-                  prefill=1000, train_every=100, updates=20, updates_per_dispatch=10,
-                  batch=16, seq_len=16, eval_every=2000, eval_episodes=3,
-                  checkpoint_every=2000, replay_capacity=100_000, horizon=10, net_hidden=128,
-                  model_size="small", model_lr=1e-3, actor_lr=4e-4, free_nats=1.0),
-}
+# fold_in salts of jax.random.key(cfg.seed), one per independent stream of the run
+INIT_SALT = 1  # parameters
+TRAIN_SALT = 2  # the train state's key (update keys are fold_in(key, update step))
+EXPLORE_SALT = 3  # acting while collecting: fold_in(key, env step)
+EVAL_SALT = 4  # evaluation: fold_in(fold_in(key, eval episode), agent step)
+PICTURES_SALT = 5  # the factor pictures: fold_in(key, env step)
+EVAL_ENV_SEED_OFFSET = 10_000  # the evaluation environment's seed is seed + this
+
+MAY_CHANGE = ("env_steps", "progress", "overwrite", "workdir")  # a resumed run may change these
 
 
 @dataclass(frozen=True)
 class RunConfig:
-  """Denoised MDP / Dreamer on a noisy DMC task; fields left at None come from --preset."""
+  """Denoised MDP / Dreamer on a noisy DMC task from pixels. The defaults are the refs' settings
+  (the full preset of the dmdp model on cheetah_run)."""
 
-  env: str = field(default="cheetah_run", metadata={"help": "cheetah_run | walker_walk | reacher_easy"})
-  variant: str = field(default="video_background_camera_jitter", metadata={
-      "help": "noiseless | video_background | video_background_noisy_sensor | "
-              "video_background_camera_jitter"})
-  model: str = field(default="dmdp", metadata={"help": "dmdp (Fig. 2b) | dmdp_2c | dreamer"})
-  preset: str = field(default="full", metadata={"help": "full (the refs') | small (CPU minutes)"})
+  env: Task = "cheetah_run"
+  """task"""
+  variant: Variant = "video_background_camera_jitter"
+  """noise of the observations (noisy_sensor: of the reward too)"""
+  model: wm_config.ModelName = "dmdp"
+  """dmdp (Fig. 2b: x, y) | dmdp_2c (Fig. 2c: x, y, z) | dreamer (x); sets the preset's sizes"""
   workdir: str = "runs/dmdp"
+  """output directory; a run in a directory with a checkpoint resumes it"""
   seed: int = 0
-  video_dir: Optional[str] = field(default=None, metadata={
-      "help": "directory of background videos (default: procedural, offline)"})
-  beta: float = field(default=0.25, metadata={"help": "beta_y = beta_z of the objective"})
-  image_size: Optional[int] = None
-  action_repeat: Optional[int] = None
-  episode_length: Optional[int] = field(default=None, metadata={"help": "env (physics) steps"})
-  env_steps: Optional[int] = field(default=None, metadata={"help": "total env (physics) steps"})
-  prefill: Optional[int] = field(default=None, metadata={"help": "env steps of random actions"})
-  train_every: Optional[int] = field(default=None, metadata={"help": "env steps between updates"})
-  updates: Optional[int] = field(default=None, metadata={"help": "updates per train_every"})
-  updates_per_dispatch: Optional[int] = None
-  batch: Optional[int] = None
-  seq_len: Optional[int] = None
-  eval_every: Optional[int] = None
-  eval_episodes: Optional[int] = None
-  checkpoint_every: Optional[int] = None
-  replay_capacity: Optional[int] = None
-  horizon: Optional[int] = None
-  net_hidden: Optional[int] = field(default=None, metadata={"help": "actor / value width"})
-  model_size: Optional[str] = field(default=None, metadata={"help": "full | small"})
-  model_lr: Optional[float] = None
-  free_nats: Optional[float] = field(default=None, metadata={
-      "help": "on KL_x; 3 (refs) leaves small latents' priors untrained"})
-  actor_lr: Optional[float] = field(default=None, metadata={"help": "actor and value rate"})
+  """every key, the environments' seeds and the replay's sampling derive from it"""
+  video_dir: str | None = None
+  """directory of background videos (None: a procedural video, offline)"""
+  action_repeat: int = 2
+  """env (physics) steps per agent step"""
+  episode_length: int = 1000
+  """env (physics) steps per episode"""
+  env_steps: int = 1_000_000
+  """total env (physics) steps (may change on resume)"""
+  prefill: int = 5000
+  """env steps of random actions"""
+  train_every: int = 1000
+  """env steps between training phases"""
+  updates: int = 100
+  """agent updates per training phase"""
+  updates_per_dispatch: int = 10
+  """updates per jitted lax.scan dispatch (updates must be a multiple)"""
+  batch: int = 50
+  """sequences per update, split over the devices (all of them when batch is a multiple of their
+  number, else the most that divide it, with a warning)"""
+  seq_len: int = 50
+  """observations per sequence"""
+  eval_every: int = 10_000
+  """env steps between evaluations"""
+  eval_episodes: int = 10
+  """episodes per evaluation (the policy's mode)"""
+  checkpoint_every: int = 10_000
+  """env steps between checkpoints (taken at episode ends)"""
+  replay_capacity: int = 1_000_000
+  """env steps held by the replay buffer"""
   progress: bool = True
+  """show a progress bar"""
+  overwrite: bool = False
+  """discard what the workdir holds (checkpoints, metrics) and start afresh"""
+  world_model: WorldModelConfig = WorldModelConfig()
+  """the world model (action_dim must be the task's)"""
+  agent: AgentConfig = AgentConfig()
+  """actor, value, imagination and learning rates"""
+
+  def __post_init__(self):
+    check_finite(self)
+    require(self.env in ACTION_DIMS, f"env must be one of {tuple(ACTION_DIMS)}, got {self.env!r}")
+    require(
+      self.variant in get_args(Variant),
+      f"variant must be one of {get_args(Variant)}, got {self.variant!r}",
+    )
+    require(self.model in FACTORS, f"model must be one of {tuple(FACTORS)}, got {self.model!r}")
+    for name in (
+      "action_repeat",
+      "episode_length",
+      "env_steps",
+      "train_every",
+      "updates",
+      "updates_per_dispatch",
+      "batch",
+      "seq_len",
+      "eval_every",
+      "eval_episodes",
+      "checkpoint_every",
+      "replay_capacity",
+    ):
+      require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+    require(self.prefill >= 0, f"prefill must be >= 0, got {self.prefill}")
+    require(
+      0 <= self.seed < 2**32 - EVAL_ENV_SEED_OFFSET,
+      f"seed must be in [0, 2**32 - {EVAL_ENV_SEED_OFFSET}), got {self.seed}",
+    )
+    require(
+      self.episode_length % self.action_repeat == 0,
+      f"episode_length ({self.episode_length} env steps) must be a multiple of "
+      f"action_repeat ({self.action_repeat})",
+    )
+    require(
+      self.updates % self.updates_per_dispatch == 0,
+      f"updates ({self.updates}) must be a multiple of updates_per_dispatch "
+      f"({self.updates_per_dispatch})",
+    )
+    agent_steps = self.episode_length // self.action_repeat
+    require(
+      self.seq_len <= agent_steps + 1,
+      f"seq_len {self.seq_len} is longer than an episode ({agent_steps} agent steps + the "
+      "first observation)",
+    )
+    require(
+      self.replay_capacity // self.action_repeat >= agent_steps,
+      f"replay_capacity ({self.replay_capacity} env steps) must hold an episode "
+      f"({self.episode_length})",
+    )
+    wm = self.world_model
+    factors = "x" + "y" * wm.has_y + "z" * wm.has_z
+    require(
+      factors == FACTORS[self.model],
+      f"model {self.model} has factors {', '.join(FACTORS[self.model])} but world_model "
+      f"has {', '.join(factors)}: build the config with full(model=...) or "
+      f"small(model=...) (on the command line --model picks the preset's world model)",
+    )
+    require(
+      wm.action_dim == ACTION_DIMS[self.env],
+      f"world_model.action_dim is {wm.action_dim} but {self.env} has "
+      f"{ACTION_DIMS[self.env]} actions: build the config with full(env=...) or "
+      f"small(env=...) (on the command line --env sets it)",
+    )
 
 
-def resolve(cfg: RunConfig) -> RunConfig:
-  """Fill the fields left at None from the preset; check the values."""
-  if cfg.preset not in PRESETS:
-    raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {sorted(PRESETS)}")
-  if cfg.model not in MODELS:
-    raise ValueError(f"unknown model {cfg.model!r}; expected one of {MODELS}")
-  fill = {k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None}
-  cfg = dataclasses.replace(cfg, **fill)
-  for name in ("env_steps", "train_every", "updates", "updates_per_dispatch", "batch", "seq_len",
-               "eval_every", "eval_episodes", "checkpoint_every", "replay_capacity"):
-    if getattr(cfg, name) < 1:
-      raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-  if cfg.updates % cfg.updates_per_dispatch:
-    raise ValueError(f"updates ({cfg.updates}) must be a multiple of updates_per_dispatch "
-                     f"({cfg.updates_per_dispatch})")
-  if cfg.prefill < 0:
-    raise ValueError(f"prefill must be >= 0, got {cfg.prefill}")
-  agent_steps = cfg.episode_length // cfg.action_repeat
-  if cfg.seq_len > agent_steps + 1:
-    raise ValueError(f"seq_len {cfg.seq_len} is longer than an episode ({agent_steps} agent "
-                     f"steps + the first observation)")
-  if cfg.model_size not in ("full", "small"):
-    raise ValueError(f"model_size must be 'full' or 'small', got {cfg.model_size!r}")
-  return cfg
+def full(model: str = "dmdp", env: str = "cheetah_run") -> RunConfig:
+  """The refs' settings: 64x64 pixels, 1e6 env steps, 5,000 prefill, 100 updates of 50 x 50 per
+  1000 env steps, horizon 15, the model's full sizes (an accelerator's run)."""
+  return RunConfig(
+    env=env, model=model, world_model=wm_config.preset(model, action_dim=ACTION_DIMS[env])
+  )
 
 
-def world_model_config(cfg: RunConfig, action_dim: int) -> wm_config.WorldModelConfig:
-  """The world model of ``--model`` at ``--model_size``, for the env's action and image size."""
-  base = {"dmdp": wm_config.denoised_2b, "dmdp_2c": wm_config.denoised_2c,
-          "dreamer": wm_config.dreamer}[cfg.model]
-  kw = dict(action_dim=action_dim, image_size=cfg.image_size, beta_y=cfg.beta, beta_z=cfg.beta,
-            free_nats=cfg.free_nats)
-  if cfg.image_size == 32:  # 32 -> 15 -> 6 -> 2 and back 1 -> 5 -> 14 -> 32
-    kw.update(encoder_kernels=(4, 4, 4), decoder_kernels=(5, 6, 6))
-  elif cfg.image_size != 64:
-    raise ValueError(f"image_size must be 32 or 64 (the conv stacks), got {cfg.image_size}")
-  if cfg.model_size == "small":
-    shrink = lambda d, s: (d, s) if d == 0 else (min(d, 64), min(s, 8))
-    wm = base(**kw)
-    xd, xs = shrink(wm.x_deter, wm.x_stoch)
-    yd, ys = shrink(wm.y_deter, wm.y_stoch)
-    zd, zs = shrink(wm.z_deter, wm.z_stoch)
-    kw.update(x_deter=xd, x_stoch=xs, y_deter=yd, y_stoch=ys, z_deter=zd, z_stoch=zs,
-              cnn_depth=16, embed_size=256, decoder_hidden=256, reward_hidden=128)
-  return base(**kw)
+def small(model: str = "dmdp", env: str = "cheetah_run") -> RunConfig:
+  """A CPU run of minutes: 32x32 pixels, 100-step episodes, 16,000 env steps, 20 updates of
+  16 x 16 per 100 env steps, latents at most 64 / 8 wide, 5x the refs' learning rates, free nats
+  1 on KL_x (8-dim latents stay below the refs' 3 nats, which would leave x's prior untrained)."""
+  base = wm_config.preset(model)
+  world_model = base.replace(
+    action_dim=ACTION_DIMS[env],
+    image_size=32,
+    encoder_kernels=(4, 4, 4),  # 32 -> 15 -> 6 -> 2
+    decoder_kernels=(5, 6, 6),  # 1 -> 5 -> 14 -> 32
+    x_deter=min(base.x_deter, 64),
+    x_stoch=min(base.x_stoch, 8),
+    y_deter=min(base.y_deter, 64),
+    y_stoch=min(base.y_stoch, 8),
+    z_deter=min(base.z_deter, 64),
+    z_stoch=min(base.z_stoch, 8),
+    cnn_depth=16,
+    embed_size=256,
+    decoder_hidden=256,
+    reward_hidden=128,
+    free_nats=1.0,
+  )
+  agent = AgentConfig(
+    horizon=10,
+    actor_hidden=128,
+    actor_layers=2,
+    value_hidden=128,
+    value_layers=2,
+    model_lr=1e-3,
+    actor_lr=4e-4,
+    value_lr=4e-4,
+  )
+  return RunConfig(
+    env=env,
+    model=model,
+    episode_length=200,
+    env_steps=16_000,
+    prefill=1000,
+    train_every=100,
+    updates=20,
+    updates_per_dispatch=10,
+    batch=16,
+    seq_len=16,
+    eval_every=2000,
+    eval_episodes=3,
+    checkpoint_every=2000,
+    replay_capacity=100_000,
+    world_model=world_model,
+    agent=agent,
+  )
 
 
-def agent_config(cfg: RunConfig) -> agent_lib.AgentConfig:
-  layers = {"full": (4, 3), "small": (2, 2)}[cfg.model_size]
-  return agent_lib.AgentConfig(horizon=cfg.horizon, actor_hidden=cfg.net_hidden,
-                               value_hidden=cfg.net_hidden, actor_layers=layers[0],
-                               value_layers=layers[1], model_lr=cfg.model_lr,
-                               actor_lr=cfg.actor_lr, value_lr=cfg.actor_lr)
+PRESETS = {"full": full, "small": small}
 
 
-def _replay_path(workdir: str, step: int) -> str:
-  return os.path.join(workdir, "replay", f"{step:010d}.npz")
+def _flag_value(argv: Sequence[str], flag: str, choices: Sequence[str], default: str) -> str:
+  """The last value of ``flag`` in ``argv`` when it is one of ``choices`` (else tyro reports it)."""
+  value = default
+  for i, a in enumerate(argv):
+    if a == flag and i + 1 < len(argv):
+      value = argv[i + 1]
+    elif a.startswith(flag + "="):
+      value = a.split("=", 1)[1]
+  return value if value in choices else default
+
+
+def _expand_beta(argv: Sequence[str]) -> list[str]:
+  """``--beta B`` is short for ``--world_model.beta_y B --world_model.beta_z B``."""
+  out, i = [], 0
+  while i < len(argv):
+    a = argv[i]
+    if a == "--beta" and i + 1 < len(argv):
+      out += ["--world_model.beta_y", argv[i + 1], "--world_model.beta_z", argv[i + 1]]
+      i += 2
+      continue
+    if a.startswith("--beta="):
+      b = a.split("=", 1)[1]
+      out += ["--world_model.beta_y", b, "--world_model.beta_z", b]
+    else:
+      out.append(a)
+    i += 1
+  return out
+
+
+def parse_args(argv: Sequence[str] | None = None, description: str | None = None) -> RunConfig:
+  """The :class:`RunConfig` of a command line. ``--preset full|small`` (default full) with the
+  ``--model`` and ``--env`` given gives the defaults (a complete config: the model's sizes, the
+  task's action size); every other flag applies on top (``--world_model.beta_y 1``,
+  ``--agent.horizon 10``). ``--beta B`` sets beta_y = beta_z = B."""
+  argv = _expand_beta(list(sys.argv[1:] if argv is None else argv))
+  model = _flag_value(argv, "--model", tuple(FACTORS), "dmdp")
+  env = _flag_value(argv, "--env", tuple(ACTION_DIMS), "cheetah_run")
+  presets = {name: functools.partial(fn, model=model, env=env) for name, fn in PRESETS.items()}
+  desc = description or (RunConfig.__doc__ + "\n\n" + parse_args.__doc__)
+  return config_lib.parse(RunConfig, argv, presets=presets, default_preset="full", description=desc)
+
+
+# ---------------------------------------------------------------------------------------------
+# the update: data-parallel, compiled once per (configs, mesh)
+
+
+def batch_mesh(batch: int) -> Mesh:
+  """The mesh the update runs on: the most devices that divide ``batch`` (all, when ``batch`` is
+  a multiple of the device count; fewer, with a warning, otherwise)."""
+  n = jax.device_count()
+  use = max(d for d in range(1, n + 1) if batch % d == 0)
+  if use < n:
+    warnings.warn(
+      f"batch {batch} is not a multiple of the {n} devices: the update runs on {use} "
+      f"of them (choose a batch that is a multiple of {n} to use all)",
+      stacklevel=2,
+    )
+  return data_mesh(use)
+
+
+@memoize
+def train_dispatch(wm_cfg: WorldModelConfig, ag_cfg: AgentConfig, mesh: Mesh) -> Callable:
+  """``dispatch(state, batches) -> (state, metrics)``: K agent updates in one ``lax.scan`` over
+  batches stacked K x B x T x ...; data-parallel: the batch axis (B) is sharded over ``mesh``'s
+  data axis, the state replicated (and donated), so gradients are all-reduced means. Memoised:
+  runs in one process with the same configs and mesh share the compilation."""
+  update = make_update(agent_lib.agent_loss_fn(wm_cfg, ag_cfg), agent_lib.agent_optimizer(ag_cfg))
+  replicated = NamedSharding(mesh, P())
+  batches = NamedSharding(mesh, P(None, DATA_AXIS))
+  return jax.jit(
+    lambda state, b: run_steps(update, state, b),
+    in_shardings=(replicated, batches),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
+
+
+def init_state(cfg: RunConfig, mesh: Mesh) -> TrainState:
+  """The agent's train state (params, optimizer state, step, key), replicated over ``mesh``."""
+  return _init_fn(cfg.world_model, cfg.agent, mesh)(jax.random.key(cfg.seed))
+
+
+@memoize
+def _init_fn(wm_cfg: WorldModelConfig, ag_cfg: AgentConfig, mesh: Mesh) -> Callable:
+  # one jitted program: initialising op by op compiles every small op on its own (~30 s on CPU)
+  def init(key):
+    params = agent_lib.init_agent(wm_cfg, ag_cfg, jax.random.fold_in(key, INIT_SALT))
+    return create_state(
+      params, agent_lib.agent_optimizer(ag_cfg), jax.random.fold_in(key, TRAIN_SALT)
+    )
+
+  return jax.jit(init, out_shardings=NamedSharding(mesh, P()))
+
+
+def check_finite_updates(metrics: dict, *, first_update: int, env_steps: int) -> None:
+  """:class:`NonFiniteError` naming the first update (numbered from ``first_update``) whose
+  metrics (each K) hold a NaN or inf, and the env step of its training phase."""
+  bad = np.zeros(len(next(iter(metrics.values()))), bool)
+  for v in metrics.values():
+    bad |= ~np.isfinite(v)
+  if bad.any():
+    i = int(np.argmax(bad))
+    names = {k: float(v[i]) for k, v in metrics.items() if not np.isfinite(v[i])}
+    raise NonFiniteError(
+      f"non-finite {', '.join(names)} at update {first_update + i} (env step "
+      f"{env_steps}): {names}; the run stops (its last checkpoint is intact)"
+    )
+
+
+def _train(cfg: RunConfig, dispatch: Callable, state: TrainState, buf, env_steps: int):
+  """One training phase: ``cfg.updates`` updates; returns ``(state, the record to log)``."""
+  first = int(state.step) + 1
+  pending = []
+  for _ in range(cfg.updates // cfg.updates_per_dispatch):
+    # the next batches are sampled on the host while the device runs the last dispatch
+    batches = buf.sample(cfg.batch, cfg.seq_len, num_batches=cfg.updates_per_dispatch)
+    state, m = dispatch(state, batches)
+    pending.append(m)
+  fetched = jax.device_get(pending)
+  check_finite_updates(
+    {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]},
+    first_update=first,
+    env_steps=env_steps,
+  )
+  # logged: the mean over the last dispatch (the newest updates_per_dispatch updates)
+  last = {k: float(np.mean(v)) for k, v in fetched[-1].items()}
+  return state, {"kind": "train", "env_steps": env_steps, "update": first - 1 + cfg.updates, **last}
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
 
 
 def run(cfg: RunConfig) -> dict:
   """Train (or resume) in ``cfg.workdir``; returns a summary dict (also ``summary.json``)."""
+  with Run(
+    cfg.workdir,
+    config=cfg,
+    may_change=MAY_CHANGE,
+    overwrite=cfg.overwrite,
+    position_key="env_steps",
+  ) as r:
+    return _run(cfg, r)
+
+
+def _run(cfg: RunConfig, r: Run) -> dict:
   from jaxprune import envs  # dm_control loads here, not at package import
-  cfg = resolve(cfg)
-  os.makedirs(os.path.join(cfg.workdir, "replay"), exist_ok=True)
+
+  if r.checkpoint_steps() and os.path.isdir(os.path.join(cfg.workdir, "replay")):
+    # before the shared driver: its restore would drop the metrics of these checkpoints
+    raise CheckpointError(
+      f"{cfg.workdir} holds a run of an older version (replay/ beside checkpoints/), which "
+      "this version cannot resume; use a new --workdir (or --overwrite true to discard it)"
+    )
+  io.save_json(os.path.join(cfg.workdir, "config.json"), config_lib.to_dict(cfg))
   os.makedirs(os.path.join(cfg.workdir, "pictures"), exist_ok=True)
-  io.save_json(os.path.join(cfg.workdir, "config.json"), cfg)
-  make_env = lambda seed: envs.make(cfg.env, cfg.variant, seed=seed, image_size=cfg.image_size,
-                                    action_repeat=cfg.action_repeat,
-                                    episode_length=cfg.episode_length, video_dir=cfg.video_dir)
-  env, eval_env = make_env(cfg.seed), make_env(cfg.seed + 10_000)
-  wm_cfg = world_model_config(cfg, env.action_dim)
-  ag_cfg = agent_config(cfg)
-  io.save_json(os.path.join(cfg.workdir, "model_config.json"),
-               {"world_model": dataclasses.asdict(wm_cfg), "agent": dataclasses.asdict(ag_cfg)})
-
+  wm_cfg, ag_cfg = cfg.world_model, cfg.agent
+  io.save_json(
+    os.path.join(cfg.workdir, "model_config.json"),
+    {"world_model": config_lib.to_dict(wm_cfg), "agent": config_lib.to_dict(ag_cfg)},
+  )
+  mesh = batch_mesh(cfg.batch)
+  dispatch = train_dispatch(wm_cfg, ag_cfg, mesh)
+  state = init_state(cfg, mesh)
   key = jax.random.key(cfg.seed)
-  k_init, k_train, k_act = jax.random.split(key, 3)
-  optimizer = agent_lib.agent_optimizer(ag_cfg)
-  state = create_state(agent_lib.init_agent(wm_cfg, ag_cfg, k_init), optimizer, k_train)
-  train_k = _train_fn(wm_cfg, ag_cfg)
+  keys = {
+    "explore": jax.random.fold_in(key, EXPLORE_SALT),
+    "eval": jax.random.fold_in(key, EVAL_SALT),
+    "pictures": jax.random.fold_in(key, PICTURES_SALT),
+  }
 
-  ckpt = Checkpointer(os.path.join(cfg.workdir, "checkpoints"))
-  counters = dict(env_steps=0, episodes=0, eval_episodes=0, next_eval=cfg.eval_every,
-                  next_ckpt=cfg.checkpoint_every, trained_until=0)
-  restored = ckpt.restore_latest(state)
+  make_env = lambda seed: envs.make(
+    cfg.env,
+    cfg.variant,
+    seed=seed,
+    image_size=wm_cfg.image_size,
+    action_repeat=cfg.action_repeat,
+    episode_length=cfg.episode_length,
+    video_dir=cfg.video_dir,
+  )
+  env, eval_env = make_env(cfg.seed), make_env(cfg.seed + EVAL_ENV_SEED_OFFSET)
+  counters = dict(
+    env_steps=0,
+    episodes=0,
+    eval_episodes=0,
+    next_eval=cfg.eval_every,
+    next_ckpt=cfg.checkpoint_every,
+    trained_until=0,
+  )
+  restored = r.restore(state)
   if restored is not None:
     state, meta = restored
-    counters = meta["counters"]
-    buf = replay_lib.ReplayBuffer.load(_replay_path(cfg.workdir, int(state.step)))
+    counters = dict(meta["counters"])
+    if "replay" not in meta.get("files", {}):
+      raise CheckpointError(
+        f"the checkpoint at update {int(state.step)} in {cfg.workdir} has no "
+        "replay file (files/replay/); start in a fresh workdir or with "
+        "--overwrite true"
+      )
+    buf = replay_lib.ReplayBuffer.load(meta["files"]["replay"])
     for _ in range(counters["episodes"]):  # the same episode draws as an uninterrupted run
       env.reset()
     for _ in range(counters["eval_episodes"]):
       eval_env.reset()
-    print(f"resumed from update {int(state.step)}: {counters['env_steps']} env steps, "
-          f"{counters['episodes']} episodes, {buf.num_episodes} in replay", flush=True)
+    print(
+      f"resumed from update {int(state.step)}: {counters['env_steps']} env steps, "
+      f"{counters['episodes']} episodes, {buf.num_episodes} in replay",
+      flush=True,
+    )
   else:
-    buf = replay_lib.ReplayBuffer(capacity=cfg.replay_capacity // cfg.action_repeat,
-                                  obs_shape=env.observation_shape, action_dim=env.action_dim,
-                                  seed=cfg.seed)
-  metrics_path = os.path.join(cfg.workdir, "metrics.jsonl")
-  if os.path.exists(metrics_path):  # records past the checkpoint (or of an earlier run) go
-    io.truncate_jsonl(metrics_path, counters["env_steps"] if restored is not None else -1,
-                      key="env_steps")
-  log = lambda record: io.append_jsonl(metrics_path, [record])
+    buf = replay_lib.ReplayBuffer(
+      capacity=cfg.replay_capacity // cfg.action_repeat,
+      obs_shape=env.observation_shape,
+      action_dim=env.action_dim,
+      seed=cfg.seed,
+    )
 
-  bar = None
-  if cfg.progress:
-    from tqdm.auto import tqdm
-    bar = tqdm(total=cfg.env_steps, initial=counters["env_steps"], unit="env step",
-               desc=f"{cfg.model} {cfg.env} {cfg.variant}", smoothing=0.05)
+  bar = r.progress(
+    total=cfg.env_steps,
+    initial=counters["env_steps"],
+    unit="env step",
+    desc=f"{cfg.model} {cfg.env} {cfg.variant}",
+    enabled=cfg.progress,
+  )
   t_env = t_train = 0.0
   n_updates_run = 0
   env_steps_start = counters["env_steps"]  # rates count this process's work only
   last_return = float("nan")
-  while counters["env_steps"] < cfg.env_steps:
-    # one episode ---------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    obs = env.reset()
-    buf.add(obs)
-    pstate = agent_lib.initial_policy_state(wm_cfg)
-    rng = np.random.default_rng([cfg.seed, counters["episodes"]])
-    ep_return = ep_clean = 0.0
-    done = False
-    while not done:
-      if counters["env_steps"] < cfg.prefill:
-        action = rng.uniform(-1.0, 1.0, env.action_dim).astype(np.float32)
-      else:
-        k = jax.random.fold_in(k_act, counters["env_steps"])
-        action, pstate = agent_lib.policy_step(wm_cfg, ag_cfg, state.params, pstate, obs, k,
-                                               explore=True)
-        action = np.asarray(action)
-      obs, reward, done, info = env.step(action)
-      buf.add(obs, action, reward, done)
-      ep_return += reward
-      ep_clean += info.get("clean_reward", reward)
-      counters["env_steps"] += cfg.action_repeat
-      if bar is not None:
+  try:
+    while counters["env_steps"] < cfg.env_steps:
+      # one episode -------------------------------------------------------------------------
+      t0 = time.perf_counter()
+      obs = env.reset()
+      buf.add(obs)
+      pstate = agent_lib.initial_policy_state(wm_cfg)
+      rng = np.random.default_rng([cfg.seed, counters["episodes"]])
+      ep_return = ep_clean = 0.0
+      done = False
+      while not done:
+        if counters["env_steps"] < cfg.prefill:
+          action = rng.uniform(-1.0, 1.0, env.action_dim).astype(np.float32)
+        else:
+          k = jax.random.fold_in(keys["explore"], counters["env_steps"])
+          action, pstate = agent_lib.policy_step(
+            wm_cfg, ag_cfg, state.params, pstate, obs, k, explore=True
+          )
+          action = np.asarray(action)
+        obs, reward, done, info = env.step(action)
+        buf.add(obs, action, reward, done)
+        ep_return += reward
+        ep_clean += info.get("clean_reward", reward)
+        counters["env_steps"] += cfg.action_repeat
         bar.update(cfg.action_repeat)
-      # train every train_every env steps once past the prefill (and once data exists)
-      due = counters["env_steps"] - counters["trained_until"] >= cfg.train_every
-      if due and counters["env_steps"] >= cfg.prefill and buf.longest >= cfg.seq_len:
-        t_env += time.perf_counter() - t0
-        t1 = time.perf_counter()
-        counters["trained_until"] = counters["env_steps"]
-        for _ in range(cfg.updates // cfg.updates_per_dispatch):
-          batches = buf.sample(cfg.batch, cfg.seq_len, num_batches=cfg.updates_per_dispatch)
-          state, m = train_k(state, batches)
-        m = {k: float(np.mean(v)) for k, v in jax.device_get(m).items()}
-        n_updates_run += cfg.updates
-        t_train += time.perf_counter() - t1
-        t0 = time.perf_counter()
-        log({"kind": "train", "env_steps": counters["env_steps"],
-             "update": int(state.step), **m})
-        if bar is not None:
-          bar.set_postfix(ret=f"{last_return:.1f}", loss=f"{m['loss']:.1f}",
-                          env_sps=f"{(counters['env_steps'] - env_steps_start) / t_env:.0f}",
-                          upd_s=f"{n_updates_run / max(t_train, 1e-9):.1f}")
-    t_env += time.perf_counter() - t0
-    counters["episodes"] += 1
-    last_return = ep_return
-    log({"kind": "episode", "env_steps": counters["env_steps"],
-         "episode": counters["episodes"], "return": ep_return,
-         "clean_return": ep_clean})
+        # train every train_every env steps once past the prefill (and once data exists)
+        due = counters["env_steps"] - counters["trained_until"] >= cfg.train_every
+        if due and counters["env_steps"] >= cfg.prefill and buf.longest >= cfg.seq_len:
+          t_env += time.perf_counter() - t0
+          t1 = time.perf_counter()
+          counters["trained_until"] = counters["env_steps"]
+          state, record = _train(cfg, dispatch, state, buf, counters["env_steps"])
+          n_updates_run += cfg.updates
+          t_train += time.perf_counter() - t1
+          t0 = time.perf_counter()
+          r.log([record])
+          bar.set_postfix(
+            ret=f"{last_return:.1f}",
+            loss=f"{record['loss']:.1f}",
+            env_sps=f"{(counters['env_steps'] - env_steps_start) / t_env:.0f}",
+            upd_s=f"{n_updates_run / max(t_train, 1e-9):.1f}",
+          )
+      t_env += time.perf_counter() - t0
+      counters["episodes"] += 1
+      last_return = ep_return
+      r.log(
+        [
+          {
+            "kind": "episode",
+            "env_steps": counters["env_steps"],
+            "episode": counters["episodes"],
+            "return": ep_return,
+            "clean_return": ep_clean,
+          }
+        ]
+      )
 
-    # evaluation, pictures, checkpoint at episode ends ---------------------------------------
-    if counters["env_steps"] >= counters["next_eval"] or counters["env_steps"] >= cfg.env_steps:
-      counters["next_eval"] += cfg.eval_every
-      _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, log, k_act)
-      _plot_returns(cfg.workdir, io.read_jsonl(metrics_path))
-    if counters["env_steps"] >= counters["next_ckpt"] or counters["env_steps"] >= cfg.env_steps:
-      counters["next_ckpt"] += cfg.checkpoint_every
-      _checkpoint(cfg, ckpt, state, buf, counters)
-  if bar is not None:
-    bar.close()
-  ckpt.close()
+      # evaluation, pictures, checkpoint at episode ends -------------------------------------
+      finished = counters["env_steps"] >= cfg.env_steps
+      if counters["env_steps"] >= counters["next_eval"] or finished:
+        counters["next_eval"] += cfg.eval_every
+        r.log([_evaluate(cfg, state, eval_env, buf, counters, keys)])
+        _plot_returns(cfg.workdir, r.records())
+      if counters["env_steps"] >= counters["next_ckpt"] or finished:
+        counters["next_ckpt"] += cfg.checkpoint_every
+        step = int(state.step)
+        # no update since the last checkpoint (still prefilling): a resume from that one is
+        # consistent, it only redoes these env steps
+        if step not in r.checkpoint_steps():
+          r.save(
+            step,
+            state,
+            position=counters["env_steps"],
+            meta={"counters": dict(counters)},
+            files={"replay": buf.save},
+          )
+  finally:
+    env.close()
+    eval_env.close()
 
-  rows = io.read_jsonl(metrics_path)
-  evals = [r for r in rows if r["kind"] == "eval"]
-  episodes = [r for r in rows if r["kind"] == "episode"]
+  rows = r.records()
+  evals = [x for x in rows if x["kind"] == "eval"]
+  episodes = [x for x in rows if x["kind"] == "episode"]
   summary = {
-      "env": cfg.env, "variant": cfg.variant, "model": cfg.model, "preset": cfg.preset,
-      "env_steps": counters["env_steps"], "episodes": counters["episodes"],
-      "updates": int(state.step),
-      "eval_env_steps": [r["env_steps"] for r in evals],
-      "eval_return": [r["return_mean"] for r in evals],
-      "eval_clean_return": [r["clean_return_mean"] for r in evals],
-      "train_return": [r["return"] for r in episodes],
-      "env_steps_per_s": (counters["env_steps"] - env_steps_start) / t_env if t_env else None,
-      "updates_per_s": n_updates_run / t_train if t_train > 0 else None,
+    "env": cfg.env,
+    "variant": cfg.variant,
+    "model": cfg.model,
+    "env_steps": counters["env_steps"],
+    "episodes": counters["episodes"],
+    "updates": int(state.step),
+    "eval_env_steps": [x["env_steps"] for x in evals],
+    "eval_return": [x["return_mean"] for x in evals],
+    "eval_clean_return": [x["clean_return_mean"] for x in evals],
+    "train_return": [x["return"] for x in episodes],
+    "env_steps_per_s": (counters["env_steps"] - env_steps_start) / t_env if t_env else None,
+    "updates_per_s": n_updates_run / t_train if t_train > 0 else None,
   }
   io.save_json(os.path.join(cfg.workdir, "summary.json"), summary)
   return summary
 
 
-@functools.lru_cache(maxsize=8)
-def _train_fn(wm_cfg, ag_cfg):
-  """``(state, K stacked batches) -> (state, K metrics)``: K agent updates in one ``lax.scan``
-  (cached per config, so runs in one process share the compilation)."""
-  update = make_update(agent_lib.agent_loss_fn(wm_cfg, ag_cfg), agent_lib.agent_optimizer(ag_cfg))
-  return jax.jit(lambda s, b: run_steps(update, s, b), donate_argnums=0)
-
-
-def _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, log, k_act):
-  """Eval episodes with the policy's mode; a frame strip of the first; factor pictures."""
+def _evaluate(cfg: RunConfig, state, eval_env, buf, counters, keys) -> dict:
+  """Eval episodes with the policy's mode; a frame strip of the first; factor pictures.
+  Returns the eval record."""
+  wm_cfg, ag_cfg = cfg.world_model, cfg.agent
   returns, clean, frames = [], [], []
   for e in range(cfg.eval_episodes):
     obs = eval_env.reset()
+    k_episode = jax.random.fold_in(keys["eval"], counters["eval_episodes"])
     counters["eval_episodes"] += 1
     pstate = agent_lib.initial_policy_state(wm_cfg)
     total = total_clean = 0.0
@@ -316,9 +610,9 @@ def _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, log, k_act):
     while not done:
       if e == 0:
         frames.append(obs)
-      k = jax.random.fold_in(jax.random.fold_in(k_act, 0x0E7A1), t)
-      action, pstate = agent_lib.policy_step(wm_cfg, ag_cfg, state.params, pstate, obs, k,
-                                             explore=False)
+      action, pstate = agent_lib.policy_step(
+        wm_cfg, ag_cfg, state.params, pstate, obs, jax.random.fold_in(k_episode, t), explore=False
+      )
       obs, reward, done, info = eval_env.step(np.asarray(action))
       total += reward
       total_clean += info.get("clean_reward", reward)
@@ -326,22 +620,33 @@ def _evaluate(cfg, wm_cfg, ag_cfg, state, eval_env, buf, counters, log, k_act):
     returns.append(total)
     clean.append(total_clean)
   step = counters["env_steps"]
-  log({"kind": "eval", "env_steps": step, "return_mean": float(np.mean(returns)),
-       "return_std": float(np.std(returns)), "clean_return_mean": float(np.mean(clean)),
-       "returns": [float(r) for r in returns]})
   pic = os.path.join(cfg.workdir, "pictures")
-  _save_strip(os.path.join(pic, f"eval_{step:08d}.png"), frames[::max(1, len(frames) // 16)][:16])
+  _save_strip(os.path.join(pic, f"eval_{step:08d}.png"), frames[:: max(1, len(frames) // 16)][:16])
   _save_gif(os.path.join(pic, f"eval_{step:08d}.gif"), frames)
   if buf.num_episodes:
     ep = buf.episode(-1)  # the newest (episode ids are not positions once old ones are evicted)
     n = min(16, ep["image"].shape[0])
-    save_factor_pictures(os.path.join(pic, f"factors_{step:08d}.png"), wm_cfg,
-                         state.params["model"], ep["image"][:n], ep["action"][:n],
-                         jax.random.fold_in(k_act, step))
+    save_factor_pictures(
+      os.path.join(pic, f"factors_{step:08d}.png"),
+      wm_cfg,
+      state.params["model"],
+      ep["image"][:n],
+      ep["action"][:n],
+      jax.random.fold_in(keys["pictures"], step),
+    )
+  return {
+    "kind": "eval",
+    "env_steps": step,
+    "return_mean": float(np.mean(returns)),
+    "return_std": float(np.std(returns)),
+    "clean_return_mean": float(np.mean(clean)),
+    "returns": [float(x) for x in returns],
+  }
 
 
 def _save_strip(path: str, frames) -> None:
   from PIL import Image
+
   strip = np.concatenate(list(frames), axis=1)
   img = Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST)
   with io.atomic_path(path) as tmp:
@@ -351,43 +656,47 @@ def _save_strip(path: str, frames) -> None:
 def _save_gif(path: str, frames) -> None:
   """The evaluation episode as an animated GIF (every agent step, 2x upscaled)."""
   import imageio.v2 as imageio
+
   big = [np.repeat(np.repeat(f, 2, 0), 2, 1) for f in frames]
   with io.atomic_path(path) as tmp:
     imageio.mimsave(tmp, big, format="GIF", duration=0.05, loop=0)
 
 
-def _checkpoint(cfg, ckpt, state, buf, counters) -> None:
-  """Replay first (atomic, named by the update step), then the train state; then old replays go."""
-  step = int(state.step)
-  buf.save(_replay_path(cfg.workdir, step))
-  ckpt.save(step, state, {"counters": dict(counters)})
-  keep = {_replay_path(cfg.workdir, s) for s in ckpt.all_steps()}
-  for p in glob.glob(os.path.join(cfg.workdir, "replay", "*.npz")):
-    if p not in keep:
-      os.remove(p)
-
-
 def _plot_returns(workdir: str, rows: list[dict]) -> None:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  ep = [r for r in rows if r["kind"] == "episode"]
-  ev = [r for r in rows if r["kind"] == "eval"]
-  tr = [r for r in rows if r["kind"] == "train"]
+
+  ep = [x for x in rows if x["kind"] == "episode"]
+  ev = [x for x in rows if x["kind"] == "eval"]
+  tr = [x for x in rows if x["kind"] == "train"]
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
   ax = axes[0]
   if ep:
-    ax.plot([r["env_steps"] for r in ep], [r["return"] for r in ep], ".", ms=3, alpha=0.5,
-            label="training episodes (exploring)")
+    ax.plot(
+      [x["env_steps"] for x in ep],
+      [x["return"] for x in ep],
+      ".",
+      ms=3,
+      alpha=0.5,
+      label="training episodes (exploring)",
+    )
   if ev:
-    ax.errorbar([r["env_steps"] for r in ev], [r["return_mean"] for r in ev],
-                yerr=[r["return_std"] for r in ev], fmt="o-", capsize=2, label="evaluation (mode)")
+    ax.errorbar(
+      [x["env_steps"] for x in ev],
+      [x["return_mean"] for x in ev],
+      yerr=[x["return_std"] for x in ev],
+      fmt="o-",
+      capsize=2,
+      label="evaluation (mode)",
+    )
   ax.set(xlabel="env steps", ylabel="episode return", title="returns")
   ax.legend(fontsize=8)
   ax = axes[1]
   for k in ("recon_nll", "kl_x", "kl_y", "actor_loss", "value_loss"):
     if tr and k in tr[0]:
-      ax.plot([r["env_steps"] for r in tr], [r[k] for r in tr], lw=1, label=k)
+      ax.plot([x["env_steps"] for x in tr], [x[k] for x in tr], lw=1, label=k)
   ax.set(xlabel="env steps", yscale="symlog", title="loss terms")
   ax.legend(fontsize=8)
   fig.tight_layout()

@@ -1,4 +1,4 @@
-"""The Denoised MDP variational objective, as a ``loss_fn`` for ``jaxprune.train.make_update``.
+"""The Denoised MDP variational objective, a ``loss_fn`` for ``jaxprune.core.loop.make_update``.
 
 Per time step (summed over pixels / latent dims), averaged over T x B:
 
@@ -8,6 +8,7 @@ Per time step (summed over pixels / latent dims), averaged over T x B:
 with KL_f = KL(q(f_t | ...) || p(f_t | h^f_t)). The free-nats clamp is per step and on x only.
 The Gaussian NLLs include their constants (0.5 log 2 pi per dimension), so they are true NLLs.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,13 @@ def kl_terms(cfg: WorldModelConfig, stats: StepStats) -> dict:
   kl_y = jnp.mean(kl["y"]) if "y" in kl else zero
   kl_z = jnp.mean(kl["z"]) if "z" in kl else zero
   loss = cfg.alpha * (kl_x + cfg.beta_y * kl_y + cfg.beta_z * kl_z)
-  return {"kl_x": jnp.mean(kl["x"]), "kl_x_clamped": kl_x, "kl_y": kl_y, "kl_z": kl_z,
-          "kl_loss": loss}
+  return {
+    "kl_x": jnp.mean(kl["x"]),
+    "kl_x_clamped": kl_x,
+    "kl_y": kl_y,
+    "kl_z": kl_z,
+    "kl_loss": loss,
+  }
 
 
 def check_batch(cfg: WorldModelConfig, batch: dict) -> tuple[int, int]:
@@ -43,12 +49,14 @@ def check_batch(cfg: WorldModelConfig, batch: dict) -> tuple[int, int]:
       raise ValueError(f"batch needs 'image', 'action' and 'reward'; missing {k!r}")
   img = batch["image"]
   if img.ndim != 5 or img.shape[2:] != (cfg.image_size, cfg.image_size, cfg.channels):
-    raise ValueError(f"image must be B x T x {cfg.image_size} x {cfg.image_size} x "
-                     f"{cfg.channels}, got {img.shape}")
+    raise ValueError(
+      f"image must be B x T x {cfg.image_size} x {cfg.image_size} x {cfg.channels}, got {img.shape}"
+    )
   b, t = img.shape[:2]
   if batch["action"].shape != (b, t, cfg.action_dim):
-    raise ValueError(f"action must be B x T x A = {(b, t, cfg.action_dim)}, "
-                     f"got {batch['action'].shape}")
+    raise ValueError(
+      f"action must be B x T x A = {(b, t, cfg.action_dim)}, got {batch['action'].shape}"
+    )
   if batch["reward"].shape != (b, t):
     raise ValueError(f"reward must be B x T = {(b, t)}, got {batch['reward'].shape}")
   return b, t
@@ -65,31 +73,36 @@ def world_model_terms(cfg: WorldModelConfig, params, batch: dict, key: jax.Array
   """``(loss, metrics, latents)``: :func:`world_model_loss` plus the posterior samples it used
   (a ``Latent`` with leading T x B), e.g. as the start states of imagination."""
   b, t = check_batch(cfg, batch)
-  image = wm.to_float(batch["image"])
-  e_TxBxE = jnp.swapaxes(wm.embed(cfg, params, image), 0, 1)
+  image = wm.to_centered_float(batch["image"])
+  e_TxBxE = jnp.swapaxes(wm.encode_images(cfg, params, image), 0, 1)
   a_TxBxA = jnp.swapaxes(jnp.asarray(batch["action"], jnp.float32), 0, 1)
   latents, stats = wm.observe(cfg, params, e_TxBxE, a_TxBxA, key)
   latents_BxT = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), latents)  # decode batch-major
   recon = wm.decode(cfg, params, latents_BxT)
-  d = cfg.image_size ** 2 * cfg.channels
+  d = cfg.image_size**2 * cfg.channels
   nll_o = jnp.mean(0.5 * jnp.sum(jnp.square(recon - image), axis=(2, 3, 4))) + d * _HALF_LOG_2PI
   r_pred, r_denoised = wm.reward(cfg, params, latents_BxT)
   r = jnp.asarray(batch["reward"], jnp.float32)
   nll_r = jnp.mean(0.5 * jnp.square(r - r_pred)) + _HALF_LOG_2PI
   kls = kl_terms(cfg, stats)
   loss = nll_o + nll_r + kls["kl_loss"]
-  metrics = {"recon_nll": nll_o, "reward_nll": nll_r,
-             "reward_mse": jnp.mean(jnp.square(r - r_pred)),
-             "denoised_reward_mse": jnp.mean(jnp.square(r - r_denoised)), **kls}
+  metrics = {
+    "recon_nll": nll_o,
+    "reward_nll": nll_r,
+    "reward_mse": jnp.mean(jnp.square(r - r_pred)),
+    "denoised_reward_mse": jnp.mean(jnp.square(r - r_denoised)),
+    **kls,
+  }
   return loss, metrics, latents
 
 
 def make_loss_fn(cfg: WorldModelConfig):
-  """``loss_fn(params, batch, key) -> (loss, metrics)`` for ``jaxprune.train.make_update``."""
+  """``loss_fn(params, batch, key) -> (loss, metrics)`` for ``core.loop.make_update``."""
   return lambda params, batch, key: world_model_loss(cfg, params, batch, key)
 
 
-def make_optimizer(*, learning_rate: float = 6e-4, clip: float = 100.0,
-                   eps: float = 1e-7) -> optax.GradientTransformation:
+def make_optimizer(
+  *, learning_rate: float = 6e-4, clip: float = 100.0, eps: float = 1e-7
+) -> optax.GradientTransformation:
   """Adam (eps 1e-7) after global-norm clipping at 100: the release's world-model optimizer."""
   return optax.chain(optax.clip_by_global_norm(clip), optax.adam(learning_rate, eps=eps))

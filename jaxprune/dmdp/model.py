@@ -16,6 +16,7 @@ rollout on the x prior alone). The first layer of each posterior MLP is split in
 ``e_t`` (computed for all T x B at once before the scan) and a part on the states: the same
 function as one dense layer on the concatenation, with fewer small matmuls inside the scan.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -26,9 +27,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxprune.dmdp.config import WorldModelConfig
-from jaxprune.dmdp.conv import Decoder, Encoder
-from jaxprune.dmdp.rssm import (GRU, MLP, Gauss, GaussHead, Latent, StepStats, gauss_from,
-                                sample)
+from jaxprune.dmdp.conv import PixelDecoder, PixelEncoder
+from jaxprune.dmdp.rssm import GRU, MLP, Gauss, GaussHead, Latent, StepStats, gauss_from, sample
 
 
 class WorldModel(nn.Module):
@@ -38,8 +38,8 @@ class WorldModel(nn.Module):
 
   def setup(self):
     c = self.cfg
-    self.encoder = Encoder(c)
-    self.decoder = Decoder(c)
+    self.encoder = PixelEncoder(c)
+    self.decoder = PixelDecoder(c)
     self.x_in = nn.Dense(c.x_deter)
     self.x_gru = GRU(c.x_deter)
     self.x_prior = GaussHead(c.x_deter, c.x_stoch, c.min_std)
@@ -94,14 +94,15 @@ class WorldModel(nn.Module):
       sy = sample(prior["y"], ky) if y_on else None
     else:
       state = [hx] + ([hy] if c.has_y else []) + ([prev.hz, prev.sz] if c.has_z else [])
-      g = gauss_from(self.xy_post_out(nn.elu(obs["xy"] + self.xy_post_state(cat(state)))),
-                     c.min_std)
-      post = {"x": Gauss(g.mean[:, :c.x_stoch], g.std[:, :c.x_stoch])}
+      g = gauss_from(
+        self.xy_post_out(nn.elu(obs["xy"] + self.xy_post_state(cat(state)))), c.min_std
+      )
+      post = {"x": Gauss(g.mean[:, : c.x_stoch], g.std[:, : c.x_stoch])}
       if c.has_y:
-        post["y"] = Gauss(g.mean[:, c.x_stoch:], g.std[:, c.x_stoch:])
+        post["y"] = Gauss(g.mean[:, c.x_stoch :], g.std[:, c.x_stoch :])
       s = sample(g, kx)
-      sx = s[:, :c.x_stoch]
-      sy = s[:, c.x_stoch:] if c.has_y else None
+      sx = s[:, : c.x_stoch]
+      sy = s[:, c.x_stoch :] if c.has_y else None
     if c.has_z and not x_only:
       xy = [hx, sx] + ([hy, sy] if c.has_y else [])
       xy_prior = [hx, sx] + ([hy, sy] if c.has_y and c.z_prior_uses_y else [])
@@ -111,7 +112,8 @@ class WorldModel(nn.Module):
         sz = sample(prior["z"], kz)
       else:
         post["z"] = gauss_from(
-            self.z_post_out(nn.elu(obs["z"] + self.z_post_state(cat(xy + [hz])))), c.min_std)
+          self.z_post_out(nn.elu(obs["z"] + self.z_post_state(cat(xy + [hz])))), c.min_std
+        )
         sz = sample(post["z"], kz)
     return Latent(hx, sx, hy, sy, hz, sz), StepStats(prior, post)
 
@@ -135,9 +137,14 @@ class WorldModel(nn.Module):
 def initial_latent(cfg: WorldModelConfig, batch: int) -> Latent:
   """Zeros for every present factor, B x size."""
   z = lambda d: jnp.zeros((batch, d), jnp.float32)
-  return Latent(z(cfg.x_deter), z(cfg.x_stoch),
-                z(cfg.y_deter) if cfg.has_y else None, z(cfg.y_stoch) if cfg.has_y else None,
-                z(cfg.z_deter) if cfg.has_z else None, z(cfg.z_stoch) if cfg.has_z else None)
+  return Latent(
+    z(cfg.x_deter),
+    z(cfg.x_stoch),
+    z(cfg.y_deter) if cfg.has_y else None,
+    z(cfg.y_stoch) if cfg.has_y else None,
+    z(cfg.z_deter) if cfg.has_z else None,
+    z(cfg.z_stoch) if cfg.has_z else None,
+  )
 
 
 def features(latent: Latent) -> jax.Array:
@@ -146,7 +153,7 @@ def features(latent: Latent) -> jax.Array:
   return jnp.concatenate(parts, axis=-1)
 
 
-def to_float(image):
+def to_centered_float(image):
   """uint8 pixels -> float32 in [-0.5, 0.5]; float input is taken as already scaled."""
   image = jnp.asarray(image)
   if image.dtype == jnp.uint8:
@@ -167,10 +174,10 @@ def num_params(params) -> int:
   return sum(int(p.size) for p in jax.tree.leaves(params))
 
 
-def embed(cfg: WorldModelConfig, params, image_BxTxHxWxC) -> jax.Array:
+def encode_images(cfg: WorldModelConfig, params, image_BxTxHxWxC) -> jax.Array:
   """Encoder embeddings of a batch of sequences, B x T x E (uint8 or scaled float pixels)."""
   b, t = image_BxTxHxWxC.shape[:2]
-  x = to_float(image_BxTxHxWxC).reshape(b * t, *image_BxTxHxWxC.shape[2:])
+  x = to_centered_float(image_BxTxHxWxC).reshape(b * t, *image_BxTxHxWxC.shape[2:])
   e = WorldModel(cfg).apply(params, x, method=WorldModel.encode)
   return e.reshape(b, t, -1)
 
@@ -188,8 +195,9 @@ def _scan_steps(cfg, params, start: Latent, action_TxBxA, obs, key, x_only=False
   return latents, stats
 
 
-def observe(cfg: WorldModelConfig, params, embed_TxBxE, action_TxBxA, key, *,
-            start: Latent | None = None):
+def observe(
+  cfg: WorldModelConfig, params, embed_TxBxE, action_TxBxA, key, *, start: Latent | None = None
+):
   """Posterior rollout over a sequence (``lax.scan`` of :meth:`WorldModel.step`).
 
   ``action[t]`` is a_{t-1}, the action taken before o_t (zeros at t = 0).
@@ -197,8 +205,10 @@ def observe(cfg: WorldModelConfig, params, embed_TxBxE, action_TxBxA, key, *,
   """
   t, b = embed_TxBxE.shape[:2]
   if action_TxBxA.shape != (t, b, cfg.action_dim):
-    raise ValueError(f"actions must be T x B x {cfg.action_dim} = {(t, b, cfg.action_dim)}, "
-                     f"got {action_TxBxA.shape}")
+    raise ValueError(
+      f"actions must be T x B x {cfg.action_dim} = {(t, b, cfg.action_dim)}, "
+      f"got {action_TxBxA.shape}"
+    )
   obs = WorldModel(cfg).apply(params, embed_TxBxE.reshape(t * b, -1), method=WorldModel.project)
   obs = jax.tree.map(lambda o: o.reshape(t, b, -1), obs)
   start = initial_latent(cfg, b) if start is None else start
@@ -210,8 +220,16 @@ def open_loop(cfg: WorldModelConfig, params, start: Latent, action_TxBxA, key):
   return _scan_steps(cfg, params, start, action_TxBxA, None, key)
 
 
-def imagine(cfg: WorldModelConfig, params, start: Latent, key, *, actions=None,
-            policy: Callable | None = None, horizon: int | None = None) -> Latent:
+def imagine(
+  cfg: WorldModelConfig,
+  params,
+  start: Latent,
+  key,
+  *,
+  actions=None,
+  policy: Callable | None = None,
+  horizon: int | None = None,
+) -> Latent:
   """Open-loop rollout of x's prior alone (what the policy learns on); y and z are not run.
 
   Either ``actions`` (H x B x A) or ``policy(feat_x_BxF, key) -> action_BxA`` with ``horizon``.
@@ -252,4 +270,5 @@ def reward(cfg: WorldModelConfig, params, latent: Latent):
 def denoised_reward(cfg: WorldModelConfig, params, latent: Latent) -> jax.Array:
   """f_x(h^x, x) alone (drives imagination); needs only the x fields of ``latent``."""
   return WorldModel(cfg).apply(params, latent, method=lambda m, l: m.reward_x(l.features("x")))[
-      ..., 0]
+    ..., 0
+  ]

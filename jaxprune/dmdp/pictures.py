@@ -4,6 +4,7 @@
 its first-step value; likewise for y and z. Rows of the grid: the observation, all factors, then
 one row per factor; columns: time steps.
 """
+
 from __future__ import annotations
 
 import jax
@@ -30,8 +31,8 @@ def freeze_others(latent_TxB: Latent, factor: str) -> Latent:
 def factor_reconstructions(cfg: WorldModelConfig, params, image_TxHxWxC, action_TxA, key):
   """``{"observation", "all", "x", "y", ("z")}`` -> T x H x W x C float images in [-0.5, 0.5],
   decoded from the posterior of one sequence."""
-  image = wm.to_float(image_TxHxWxC)[None]  # 1 x T x ...
-  e = jnp.swapaxes(wm.embed(cfg, params, image), 0, 1)
+  image = wm.to_centered_float(image_TxHxWxC)[None]  # 1 x T x ...
+  e = jnp.swapaxes(wm.encode_images(cfg, params, image), 0, 1)
   a = jnp.asarray(action_TxA, jnp.float32)[:, None]
   latent, _ = wm.observe(cfg, params, e, a, key)
   rows = {"observation": image[0], "all": wm.decode(cfg, params, latent)[:, 0]}
@@ -50,16 +51,25 @@ def grid(rows: dict, pad: int = 1) -> np.ndarray:
   for i in range(r):
     for j in range(t):
       y, x = pad + i * (h + pad), pad + j * (w + pad)
-      out[y:y + h, x:x + w] = imgs[i, j]
+      out[y : y + h, x : x + w] = imgs[i, j]
   return out
 
 
-def save_factor_pictures(path: str, cfg: WorldModelConfig, params, image_TxHxWxC, action_TxA,
-                         key: jax.Array, *, scale: int = 2) -> list[str]:
+def save_factor_pictures(
+  path: str,
+  cfg: WorldModelConfig,
+  params,
+  image_TxHxWxC,
+  action_TxA,
+  key: jax.Array,
+  *,
+  scale: int = 2,
+) -> list[str]:
   """Write the grid as a PNG (temporary file + ``os.replace``); returns the row names."""
   from PIL import Image
 
   from jaxprune.core.io import atomic_path
+
   if not path.endswith(".png"):
     raise ValueError(f"path must end in .png, got {path!r}")
   rows = factor_reconstructions(cfg, params, image_TxHxWxC, action_TxA, key)

@@ -29,6 +29,7 @@ Saving. ``save(path)`` writes one ``.npz`` atomically (temporary file + ``os.rep
 episodes, the in-progress episode, the counters and the generator's state; ``ReplayBuffer.load``
 restores all of it, so a resumed run draws the same samples.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,14 +48,17 @@ _FIELDS = ("image", "action", "reward")
 class ReplayBuffer:
   """Episodes of uint8 observations ``obs_shape`` (H x W x C) and ``action_dim`` actions."""
 
-  def __init__(self, *, capacity: int, obs_shape: tuple[int, ...], action_dim: int,
-               seed: int | None = 0):
+  def __init__(
+    self, *, capacity: int, obs_shape: tuple[int, ...], action_dim: int, seed: int | None = 0
+  ):
     obs_shape = tuple(int(s) for s in obs_shape)
     if capacity < 1:
       raise ValueError(f"capacity must be >= 1 step, got {capacity}")
     if action_dim < 1 or not obs_shape or min(obs_shape) < 1:
-      raise ValueError(f"need action_dim >= 1 and a non-empty obs_shape of positive sizes, got "
-                       f"action_dim {action_dim}, obs_shape {obs_shape}")
+      raise ValueError(
+        f"need action_dim >= 1 and a non-empty obs_shape of positive sizes, got "
+        f"action_dim {action_dim}, obs_shape {obs_shape}"
+      )
     self.capacity = int(capacity)
     self.obs_shape = obs_shape
     self.action_dim = int(action_dim)
@@ -104,7 +108,7 @@ class ReplayBuffer:
     obs = np.asarray(obs)
     if obs.dtype != np.uint8:
       raise ValueError(f"{what} must be uint8 pixels (stored compactly), got {obs.dtype}")
-    if obs.shape[-len(self.obs_shape):] != self.obs_shape:
+    if obs.shape[-len(self.obs_shape) :] != self.obs_shape:
       raise ValueError(f"{what} must end in shape {self.obs_shape}, got {obs.shape}")
     return obs
 
@@ -132,26 +136,35 @@ class ReplayBuffer:
       raise ValueError(f"obs must have shape {self.obs_shape}, got {obs.shape}")
     if self._current is None:
       if action is not None or reward is not None:
-        raise ValueError("no episode is in progress: its first observation takes no action or "
-                         "reward (call add(obs) after a reset)")
+        raise ValueError(
+          "no episode is in progress: its first observation takes no action or "
+          "reward (call add(obs) after a reset)"
+        )
       if done:
-        raise ValueError("an episode needs at least one transition; done=True on its first "
-                         "observation")
+        raise ValueError(
+          "an episode needs at least one transition; done=True on its first observation"
+        )
       self._current = [(obs.copy(), np.zeros(self.action_dim, np.float32), np.float32(0.0))]
       return
     if action is None or reward is None:
-      raise ValueError("an episode is in progress: add(obs, action, reward, done) needs the "
-                       "action that led to obs and the reward received with it")
+      raise ValueError(
+        "an episode is in progress: add(obs, action, reward, done) needs the "
+        "action that led to obs and the reward received with it"
+      )
     row = (obs.copy(), self._check_action(action), self._check_reward(reward))
     if self.current_length + 1 > self.capacity:
-      raise ValueError(f"the in-progress episode would exceed the capacity of {self.capacity} "
-                       "steps")
+      raise ValueError(
+        f"the in-progress episode would exceed the capacity of {self.capacity} steps"
+      )
     self._current.append(row)
     self.total_steps += 1
     if done:
       rows, self._current = self._current, None
-      self._commit(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]),
-                   np.stack([r[2] for r in rows]))
+      self._commit(
+        np.stack([r[0] for r in rows]),
+        np.stack([r[1] for r in rows]),
+        np.stack([r[2] for r in rows]),
+      )
 
   def add_episode(self, obs, action, reward) -> None:
     """A whole episode in the environment's layout: ``obs`` (T + 1) x H x W x C uint8 (o_0 ..
@@ -168,14 +181,18 @@ class ReplayBuffer:
     action = self._check_action(action, (t,))
     reward = self._check_reward(reward, (t,))
     self.total_steps += t
-    self._commit(obs.copy(), np.concatenate([np.zeros((1, self.action_dim), np.float32), action]),
-                 np.concatenate([np.zeros(1, np.float32), reward]))
+    self._commit(
+      obs.copy(),
+      np.concatenate([np.zeros((1, self.action_dim), np.float32), action]),
+      np.concatenate([np.zeros(1, np.float32), reward]),
+    )
 
   def _commit(self, image, action, reward) -> None:
     for a in (image, action, reward):
       a.setflags(write=False)
-    self._episodes.append({"image": image, "action": action, "reward": reward,
-                           "id": self.total_episodes})
+    self._episodes.append(
+      {"image": image, "action": action, "reward": reward, "id": self.total_episodes}
+    )
     self.total_episodes += 1
     self._stored_steps += len(image) - 1
     while self._stored_steps > self.capacity:
@@ -185,30 +202,41 @@ class ReplayBuffer:
   # -------------------------------------------------------------------------------------------
   # sampling
 
-  def sample(self, batch_size: int, length: int, *, num_batches: int | None = None,
-             rng: np.random.Generator | None = None) -> dict:
+  def sample(
+    self,
+    batch_size: int,
+    length: int,
+    *,
+    num_batches: int | None = None,
+    rng: np.random.Generator | None = None,
+  ) -> dict:
     """``{"image": B x L x H x W x C uint8, "action": B x L x A, "reward": B x L}`` (float32),
     chunks of ``length`` consecutive rows of one finished episode, uniform over all valid starts.
     With ``num_batches=K`` every array gets a leading K (stacked batches for ``run_steps``).
     Draws from ``rng`` when given, else from the buffer's own generator."""
     if batch_size < 1 or length < 1 or (num_batches is not None and num_batches < 1):
-      raise ValueError(f"need batch_size, length (and num_batches) >= 1, got {batch_size}, "
-                       f"{length}, {num_batches}")
+      raise ValueError(
+        f"need batch_size, length (and num_batches) >= 1, got {batch_size}, {length}, {num_batches}"
+      )
     rng = self.rng if rng is None else rng
     starts_per_ep = np.array([len(e["image"]) - length + 1 for e in self._episodes], np.int64)
     starts_per_ep = np.maximum(starts_per_ep, 0)
     total = int(starts_per_ep.sum())
     if total == 0:
-      raise ValueError(f"no finished episode holds a chunk of {length} observations (held: "
-                       f"{self.num_episodes} episodes, the longest {self.longest} observations; an "
-                       f"episode of T steps has T + 1)")
+      raise ValueError(
+        f"no finished episode holds a chunk of {length} observations (held: "
+        f"{self.num_episodes} episodes, the longest {self.longest} observations; an "
+        f"episode of T steps has T + 1)"
+      )
     n = batch_size * (num_batches or 1)
     flat = rng.integers(0, total, size=n)
     cum = np.cumsum(starts_per_ep)
     ep = np.searchsorted(cum, flat, side="right")
     start = flat - (cum[ep] - starts_per_ep[ep])
-    out = {k: np.stack([self._episodes[e][k][s:s + length] for e, s in zip(ep, start)])
-           for k in _FIELDS}
+    out = {
+      k: np.stack([self._episodes[e][k][s : s + length] for e, s in zip(ep, start)])
+      for k in _FIELDS
+    }
     if num_batches is not None:
       out = {k: v.reshape(num_batches, batch_size, *v.shape[1:]) for k, v in out.items()}
     return out
@@ -220,10 +248,17 @@ class ReplayBuffer:
     """Write the whole buffer (episodes, in-progress episode, counters, RNG) to ``path`` (.npz)
     atomically: a reader sees the previous file or the new one, never half of one. Episodes are
     written as they are held (one array each, no concatenated copy of the buffer in memory)."""
-    meta = {"format": _FORMAT, "capacity": self.capacity, "obs_shape": list(self.obs_shape),
-            "action_dim": self.action_dim, "total_steps": self.total_steps,
-            "total_episodes": self.total_episodes, "ids": self.episode_ids,
-            "open": self._current is not None, "rng": self.rng.bit_generator.state}
+    meta = {
+      "format": _FORMAT,
+      "capacity": self.capacity,
+      "obs_shape": list(self.obs_shape),
+      "action_dim": self.action_dim,
+      "total_steps": self.total_steps,
+      "total_episodes": self.total_episodes,
+      "ids": self.episode_ids,
+      "open": self._current is not None,
+      "rng": self.rng.bit_generator.state,
+    }
     arrays = {"meta": np.array(json.dumps(meta))}
     for i, ep in enumerate(self._episodes):
       for k in _FIELDS:
@@ -245,8 +280,12 @@ class ReplayBuffer:
         meta = json.loads(str(z["meta"]))
         if meta.get("format") != _FORMAT:
           raise ValueError(f"unknown format {meta.get('format')!r}")
-        buf = cls(capacity=meta["capacity"], obs_shape=tuple(meta["obs_shape"]),
-                  action_dim=meta["action_dim"], seed=None)
+        buf = cls(
+          capacity=meta["capacity"],
+          obs_shape=tuple(meta["obs_shape"]),
+          action_dim=meta["action_dim"],
+          seed=None,
+        )
         buf.rng.bit_generator.state = meta["rng"]
         for i, ep_id in enumerate(meta["ids"]):
           ep = buf._check_rows(*(z[f"{k}_{i}"] for k in _FIELDS))
@@ -256,24 +295,36 @@ class ReplayBuffer:
           buf._stored_steps += len(ep["image"]) - 1
         if meta["open"]:
           ep = buf._check_rows(*(z[f"{k}_open"] for k in _FIELDS))
-          buf._current = [(o, a, np.float32(r)) for o, a, r in
-                          zip(ep["image"], ep["action"], ep["reward"])]
+          buf._current = [
+            (o, a, np.float32(r)) for o, a, r in zip(ep["image"], ep["action"], ep["reward"])
+          ]
       if buf._stored_steps > buf.capacity:
         raise ValueError(f"{buf._stored_steps} stored steps exceed the capacity {buf.capacity}")
       buf.total_steps = int(meta["total_steps"])
       buf.total_episodes = int(meta["total_episodes"])
     except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
-      raise ValueError(f"replay file {path} is damaged or not a replay buffer "
-                       f"({type(e).__name__}: {str(e)[:200]})") from e
+      raise ValueError(
+        f"replay file {path} is damaged or not a replay buffer ({type(e).__name__}: {str(e)[:200]})"
+      ) from e
     return buf
 
   def _check_rows(self, image, action, reward) -> dict:
     """Aligned episode arrays read back from a file, checked against this buffer's shapes."""
     n = len(image)
-    if (n < 1 or image.dtype != np.uint8 or image.shape[1:] != self.obs_shape
-        or action.shape != (n, self.action_dim) or reward.shape != (n,)):
-      raise ValueError(f"episode arrays of shapes {image.shape} ({image.dtype}), {action.shape}, "
-                       f"{reward.shape} do not fit obs_shape {self.obs_shape}, action_dim "
-                       f"{self.action_dim}")
-    return {"image": image, "action": action.astype(np.float32),
-            "reward": reward.astype(np.float32)}
+    if (
+      n < 1
+      or image.dtype != np.uint8
+      or image.shape[1:] != self.obs_shape
+      or action.shape != (n, self.action_dim)
+      or reward.shape != (n,)
+    ):
+      raise ValueError(
+        f"episode arrays of shapes {image.shape} ({image.dtype}), {action.shape}, "
+        f"{reward.shape} do not fit obs_shape {self.obs_shape}, action_dim "
+        f"{self.action_dim}"
+      )
+    return {
+      "image": image,
+      "action": action.astype(np.float32),
+      "reward": reward.astype(np.float32),
+    }

@@ -3,6 +3,7 @@
 Std of every Gaussian is ``softplus(raw) + min_std``. Absent factors are ``None`` (an empty
 pytree), so Dreamer (x only) carries no y or z arrays and has no y or z parameters.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -57,8 +58,8 @@ class GRU(nn.Module):
     gi = nn.Dense(3 * f, name="input")(x_BxI)
     gh = nn.Dense(3 * f, name="hidden")(h_BxH)
     r = jax.nn.sigmoid(gi[:, :f] + gh[:, :f])
-    u = jax.nn.sigmoid(gi[:, f:2 * f] + gh[:, f:2 * f])
-    n = jnp.tanh(gi[:, 2 * f:] + r * gh[:, 2 * f:])
+    u = jax.nn.sigmoid(gi[:, f : 2 * f] + gh[:, f : 2 * f])
+    n = jnp.tanh(gi[:, 2 * f :] + r * gh[:, 2 * f :])
     return (1.0 - u) * n + u * h_BxH
 
 

@@ -8,35 +8,34 @@ Modules: ``dmc`` (the environment), ``backgrounds`` (video sources), ``compositi
 sensor value), ``rewards`` (noisy task rewards), ``jitter`` (camera jitter walk).
 Rendering is headless: ``MUJOCO_GL`` defaults to ``egl`` when unset.
 """
+
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
 
-from jaxprune.envs.backgrounds import (VIDEO_EXTENSIONS, load_video_dir,  # noqa: E402
-                                       procedural_video)
+from jaxprune.envs.backgrounds import VIDEO_EXTENSIONS, load_video_dir, procedural_video  # noqa: E402
 from jaxprune.envs.compositing import MASKS, blue_mask, composite, sensor_noise  # noqa: E402
-from jaxprune.envs.dmc import (CAMERA_ID, MASK_MODES, TASKS, VARIANTS, NoisyDMCEnv,  # noqa: E402
-                               make)
+from jaxprune.envs.dmc import CAMERA_ID, MASK_MODES, TASKS, VARIANTS, NoisyDMCEnv, make  # noqa: E402
 from jaxprune.envs.jitter import JitterState, jitter_init, jitter_step  # noqa: E402
 from jaxprune.envs.rewards import NOISY_REWARDS, noisy_reward  # noqa: E402
 
 __all__ = [
-    "CAMERA_ID",
-    "JitterState",
-    "MASKS",
-    "MASK_MODES",
-    "NOISY_REWARDS",
-    "NoisyDMCEnv",
-    "TASKS",
-    "VARIANTS",
-    "VIDEO_EXTENSIONS",
-    "blue_mask",
-    "composite",
-    "jitter_init",
-    "jitter_step",
-    "load_video_dir",
-    "make",
-    "noisy_reward",
-    "procedural_video",
-    "sensor_noise",
+  "CAMERA_ID",
+  "JitterState",
+  "MASKS",
+  "MASK_MODES",
+  "NOISY_REWARDS",
+  "NoisyDMCEnv",
+  "TASKS",
+  "VARIANTS",
+  "VIDEO_EXTENSIONS",
+  "blue_mask",
+  "composite",
+  "jitter_init",
+  "jitter_step",
+  "load_video_dir",
+  "make",
+  "noisy_reward",
+  "procedural_video",
+  "sensor_noise",
 ]

@@ -12,6 +12,7 @@ Two sources, both deterministic given their seed:
   camera. Every Fourier component advances by a whole number of cycles over the clip, so the
   clip loops without a seam (episodes start at a random frame and wrap around).
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,10 @@ def list_videos(video_dir: str) -> list[str]:
   if not os.path.isdir(video_dir):
     raise FileNotFoundError(f"video directory {video_dir!r} does not exist (or is not a directory)")
   return sorted(
-      os.path.join(video_dir, name) for name in os.listdir(video_dir)
-      if name.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(os.path.join(video_dir, name)))
+    os.path.join(video_dir, name)
+    for name in os.listdir(video_dir)
+    if name.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(os.path.join(video_dir, name))
+  )
 
 
 def _read_gray_frames(path: str, *, height: int, width: int, limit: int) -> list[np.ndarray]:
@@ -77,8 +80,9 @@ def _read_gray_frames(path: str, *, height: int, width: int, limit: int) -> list
   return frames
 
 
-def load_video_dir(video_dir: str, *, num_frames: int, height: int, width: int,
-                   seed: int) -> np.ndarray:
+def load_video_dir(
+  video_dir: str, *, num_frames: int, height: int, width: int, seed: int
+) -> np.ndarray:
   """Grayscale frames of the videos in ``video_dir``: uint8 ``T x height x width``, T <= num_frames.
 
   Files (extensions in ``VIDEO_EXTENSIONS``) are shuffled by ``seed``, read in that order and
@@ -95,27 +99,38 @@ def load_video_dir(video_dir: str, *, num_frames: int, height: int, width: int,
   failed = []
   for i in order:
     try:
-      frames += _read_gray_frames(paths[i], height=height, width=width,
-                                  limit=num_frames - len(frames))
+      frames += _read_gray_frames(
+        paths[i], height=height, width=width, limit=num_frames - len(frames)
+      )
     except Exception as e:  # imageio raises OSError, ValueError, RuntimeError... by backend
       failed.append(paths[i])
       warnings.warn(f"skipping unreadable video {paths[i]!r}: {type(e).__name__}: {e}")
     if len(frames) >= num_frames:
       break
   if not frames:
-    raise ValueError(f"no readable video frames in {video_dir!r} (tried {len(paths)} files, "
-                     f"{len(failed)} unreadable)")
+    raise ValueError(
+      f"no readable video frames in {video_dir!r} (tried {len(paths)} files, "
+      f"{len(failed)} unreadable)"
+    )
   return np.stack(frames)
 
 
-def _noise_layer(rng: np.random.Generator, *, num_frames: int, height: int, width: int,
-                 alpha: float, speeds: Sequence[float], boil: float) -> np.ndarray:
+def _noise_layer(
+  rng: np.random.Generator,
+  *,
+  num_frames: int,
+  height: int,
+  width: int,
+  alpha: float,
+  speeds: Sequence[float],
+  boil: float,
+) -> np.ndarray:
   """One looping layer of drifting 1/f^alpha noise: float32 ``T x H x W``, zero mean, unit std."""
   ky = np.fft.fftfreq(height) * height  # cycles per image
   kx = np.fft.rfftfreq(width) * width
   ky_HxK, kx_HxK = np.meshgrid(ky, kx, indexing="ij")
   k = np.hypot(ky_HxK / height, kx_HxK / width) * max(height, width)
-  amp = np.where(k > 0, (k**2 + 1.0)**(-alpha / 2), 0.0)
+  amp = np.where(k > 0, (k**2 + 1.0) ** (-alpha / 2), 0.0)
   band = np.clip(np.floor(np.log2(np.maximum(k, 1.0))), 0, len(speeds) - 1).astype(int)
   # one main direction of motion, each band a little off it
   angle = rng.uniform(0, 2 * np.pi) + rng.normal(0.0, 0.3, len(speeds))
@@ -134,7 +149,7 @@ def _noise_layer(rng: np.random.Generator, *, num_frames: int, height: int, widt
   for start in range(0, num_frames, _TIME_CHUNK):
     t = np.arange(start, min(num_frames, start + _TIME_CHUNK))
     phase = roots[(t[:, None, None] * cycles) % num_frames]
-    out[t[0]:t[-1] + 1] = np.fft.irfft2(spec * phase, s=(height, width))
+    out[t[0] : t[-1] + 1] = np.fft.irfft2(spec * phase, s=(height, width))
   std = out.std()
   return (out - out.mean()) / (std if std > 0 else 1.0)
 

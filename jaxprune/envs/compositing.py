@@ -11,6 +11,7 @@ background when blue is its largest channel:
 
 Both are the authors' release's masks ('dbc' and 'argmax'); checked on rendered frames.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,10 @@ def blue_mask(rgb_HxWx3: np.ndarray, *, mode: str) -> np.ndarray:
 def composite(rgb_HxWx3: np.ndarray, gray_HxW: np.ndarray, mask_HxW: np.ndarray) -> np.ndarray:
   """A copy of the frame with the masked pixels set to the gray background (all three channels)."""
   if gray_HxW.shape != rgb_HxWx3.shape[:2] or mask_HxW.shape != rgb_HxWx3.shape[:2]:
-    raise ValueError(f"frame {rgb_HxWx3.shape}, background {gray_HxW.shape} and mask "
-                     f"{mask_HxW.shape} must share H x W")
+    raise ValueError(
+      f"frame {rgb_HxWx3.shape}, background {gray_HxW.shape} and mask "
+      f"{mask_HxW.shape} must share H x W"
+    )
   return np.where(mask_HxW[..., None], gray_HxW[..., None], rgb_HxWx3).astype(np.uint8)
 
 
@@ -46,5 +49,5 @@ def sensor_noise(gray_HxW: np.ndarray) -> float:
   """
   h, w = gray_HxW.shape
   ph, pw = max(h // 4, 1), max(w // 4, 1)
-  patch = gray_HxW[h // 8:h // 8 + ph, w // 8:w // 8 + pw]
+  patch = gray_HxW[h // 8 : h // 8 + ph, w // 8 : w // 8 + pw]
   return float(patch.mean()) / 255.0 - 0.5

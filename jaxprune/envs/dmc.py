@@ -32,6 +32,7 @@ which the user's videos are read) and of the episode generator, from which every
 draws the start frame and the jitter walk's start, and every step the walk's noise. The same
 seed gives the same frames and rewards; successive episodes differ.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,14 +47,26 @@ from dm_control import suite  # noqa: E402
 from jaxprune.envs import backgrounds, compositing, jitter, rewards  # noqa: E402
 
 TASKS = ("cheetah_run", "walker_walk", "reacher_easy")
-VARIANTS = ("noiseless", "video_background", "video_background_noisy_sensor",
-            "video_background_camera_jitter")
+VARIANTS = (
+  "noiseless",
+  "video_background",
+  "video_background_noisy_sensor",
+  "video_background_camera_jitter",
+)
 MASK_MODES = {"cheetah_run": "strict", "walker_walk": "argmax", "reacher_easy": "strict"}
 CAMERA_ID = 0  # "side" for cheetah and walker, "fixed" (top-down) for reacher
 
 
-def _check_args(task: str, variant: str, *, seed: Any, image_size: int, action_repeat: int,
-                episode_length: int, num_background_frames: int) -> None:
+def _check_args(
+  task: str,
+  variant: str,
+  *,
+  seed: Any,
+  image_size: int,
+  action_repeat: int,
+  episode_length: int,
+  num_background_frames: int,
+) -> None:
   if task not in TASKS:
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
   if variant not in VARIANTS:
@@ -64,10 +77,15 @@ def _check_args(task: str, variant: str, *, seed: Any, image_size: int, action_r
     raise ValueError(f"image_size must be an int in [16, 1024], got {image_size!r}")
   if not isinstance(action_repeat, (int, np.integer)) or action_repeat < 1:
     raise ValueError(f"action_repeat must be a positive int, got {action_repeat!r}")
-  if (not isinstance(episode_length, (int, np.integer)) or episode_length < action_repeat
-      or episode_length % action_repeat):
-    raise ValueError(f"episode_length (physics steps) must be a positive multiple of "
-                     f"action_repeat={action_repeat}, got {episode_length!r}")
+  if (
+    not isinstance(episode_length, (int, np.integer))
+    or episode_length < action_repeat
+    or episode_length % action_repeat
+  ):
+    raise ValueError(
+      f"episode_length (physics steps) must be a positive multiple of "
+      f"action_repeat={action_repeat}, got {episode_length!r}"
+    )
   if num_background_frames < 1:
     raise ValueError(f"num_background_frames must be >= 1, got {num_background_frames}")
 
@@ -75,11 +93,27 @@ def _check_args(task: str, variant: str, *, seed: Any, image_size: int, action_r
 class NoisyDMCEnv:
   """One environment; see the module docstring. Build it with :func:`make`."""
 
-  def __init__(self, task: str, variant: str, *, seed: int, image_size: int = 64,
-               action_repeat: int = 2, episode_length: int = 1000, video_dir: str | None = None,
-               num_background_frames: int = 1000):
-    _check_args(task, variant, seed=seed, image_size=image_size, action_repeat=action_repeat,
-                episode_length=episode_length, num_background_frames=num_background_frames)
+  def __init__(
+    self,
+    task: str,
+    variant: str,
+    *,
+    seed: int,
+    image_size: int = 64,
+    action_repeat: int = 2,
+    episode_length: int = 1000,
+    video_dir: str | None = None,
+    num_background_frames: int = 1000,
+  ):
+    _check_args(
+      task,
+      variant,
+      seed=seed,
+      image_size=image_size,
+      action_repeat=action_repeat,
+      episode_length=episode_length,
+      num_background_frames=num_background_frames,
+    )
     self.task, self.variant = task, variant
     self.image_size, self.action_repeat = int(image_size), int(action_repeat)
     self.episode_length = int(episode_length)
@@ -87,8 +121,9 @@ class NoisyDMCEnv:
     self.observation_shape = (self.image_size, self.image_size, 3)
     self.camera_id = CAMERA_ID
     domain, name = task.split("_", 1)
-    self._env = suite.load(domain, name,
-                           task_kwargs={"random": int(seed), "time_limit": float("inf")})
+    self._env = suite.load(
+      domain, name, task_kwargs={"random": int(seed), "time_limit": float("inf")}
+    )
     spec = self._env.action_spec()
     self._action_low = np.asarray(spec.minimum, np.float64)
     self._action_high = np.asarray(spec.maximum, np.float64)
@@ -100,8 +135,9 @@ class NoisyDMCEnv:
     self.render_size = self.image_size + 2 * self._margin
     if self._jitter:
       fovy = self._env.physics.model.cam_fovy
-      fovy[CAMERA_ID] = jitter.widened_fovy(float(fovy[CAMERA_ID]), image_size=self.image_size,
-                                            margin=self._margin)
+      fovy[CAMERA_ID] = jitter.widened_fovy(
+        float(fovy[CAMERA_ID]), image_size=self.image_size, margin=self._margin
+      )
 
     bg_seq, episode_seq = np.random.SeedSequence(int(seed)).spawn(2)
     self._rng = np.random.default_rng(episode_seq)
@@ -194,8 +230,9 @@ class NoisyDMCEnv:
         reward += ts.reward
       self._t += 1
       if self._jitter:
-        self._walk = jitter.jitter_step(self._walk, self._rng.normal(size=2),
-                                        image_size=self.image_size)
+        self._walk = jitter.jitter_step(
+          self._walk, self._rng.normal(size=2), image_size=self.image_size
+        )
       last = ts.last()
       if last:  # not reached by these tasks (no early termination, time limit lifted)
         break
@@ -203,8 +240,12 @@ class NoisyDMCEnv:
     done = last or self._steps >= self.episode_steps
     self._needs_reset = done
     obs = self._observe()
-    info = {"clean_reward": float(clean), "discount": float(discount),
-            "background_index": self._background_index(), "jitter_offset": self._jitter_offset()}
+    info = {
+      "clean_reward": float(clean),
+      "discount": float(discount),
+      "background_index": self._background_index(),
+      "jitter_offset": self._jitter_offset(),
+    }
     return obs, float(reward), done, info
 
   def close(self) -> None:
@@ -212,15 +253,30 @@ class NoisyDMCEnv:
     self._env.physics.free()
 
 
-def make(task: str, variant: str = "noiseless", *, seed: int, image_size: int = 64,
-         action_repeat: int = 2, episode_length: int = 1000, video_dir: str | None = None,
-         num_background_frames: int = 1000) -> NoisyDMCEnv:
+def make(
+  task: str,
+  variant: str = "noiseless",
+  *,
+  seed: int,
+  image_size: int = 64,
+  action_repeat: int = 2,
+  episode_length: int = 1000,
+  video_dir: str | None = None,
+  num_background_frames: int = 1000,
+) -> NoisyDMCEnv:
   """An environment of ``task`` (in ``TASKS``) and ``variant`` (in ``VARIANTS``).
 
   ``video_dir``: a directory of the user's videos for the background (None: the offline
   procedural video). ``num_background_frames``: length of the background clip (the authors used
   1000 frames of Kinetics "driving car"). See the module docstring for the rest.
   """
-  return NoisyDMCEnv(task, variant, seed=seed, image_size=image_size, action_repeat=action_repeat,
-                     episode_length=episode_length, video_dir=video_dir,
-                     num_background_frames=num_background_frames)
+  return NoisyDMCEnv(
+    task,
+    variant,
+    seed=seed,
+    image_size=image_size,
+    action_repeat=action_repeat,
+    episode_length=episode_length,
+    video_dir=video_dir,
+    num_background_frames=num_background_frames,
+  )

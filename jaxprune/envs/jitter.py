@@ -14,6 +14,7 @@ velocity of a clipped axis is zeroed). Its stationary std is ~6.5 px and it move
 agent step (action repeat 2) on average. All draws come from the environment's seeded generator
 (the authors' release drew them from torch's unseeded global RNG).
 """
+
 from __future__ import annotations
 
 import math
@@ -80,4 +81,4 @@ def crop_window(frame_HxWxC: np.ndarray, offset: tuple[int, int], *, image_size:
   dy, dx = offset
   if abs(dy) > m or abs(dx) > m:
     raise ValueError(f"offset {offset} outside [-{m}, {m}]")
-  return frame_HxWxC[m + dy:m + dy + image_size, m + dx:m + dx + image_size]
+  return frame_HxWxC[m + dy : m + dy + image_size, m + dx : m + dx + image_size]

@@ -10,6 +10,7 @@ Each reward reads one physical quantity to which ``scale * noise`` is added (noi
 
 With ``noise=0`` each function returns exactly the task's own ``get_reward(physics)``.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -23,23 +24,33 @@ def cheetah_run_reward(physics, task, noise: float = 0.0) -> float:
   """``tolerance(speed + 10 noise, bounds=(10, inf), margin=10, linear)``."""
   del task
   speed = physics.speed() + cheetah._RUN_SPEED * noise
-  return rewards.tolerance(speed, bounds=(cheetah._RUN_SPEED, float("inf")),
-                           margin=cheetah._RUN_SPEED, value_at_margin=0, sigmoid="linear")
+  return rewards.tolerance(
+    speed,
+    bounds=(cheetah._RUN_SPEED, float("inf")),
+    margin=cheetah._RUN_SPEED,
+    value_at_margin=0,
+    sigmoid="linear",
+  )
 
 
 def walker_walk_reward(physics, task, noise: float = 0.0) -> float:
   """PlanarWalker's reward with the torso height read as ``height + 1.2 noise``."""
   height = physics.torso_height() + walker._STAND_HEIGHT * noise
-  standing = rewards.tolerance(height, bounds=(walker._STAND_HEIGHT, float("inf")),
-                               margin=walker._STAND_HEIGHT / 2)
+  standing = rewards.tolerance(
+    height, bounds=(walker._STAND_HEIGHT, float("inf")), margin=walker._STAND_HEIGHT / 2
+  )
   upright = (1 + physics.torso_upright()) / 2
   stand_reward = (3 * standing + upright) / 4
   move_speed = task._move_speed
   if move_speed == 0:
     return stand_reward
-  move_reward = rewards.tolerance(physics.horizontal_velocity(),
-                                  bounds=(move_speed, float("inf")), margin=move_speed / 2,
-                                  value_at_margin=0.5, sigmoid="linear")
+  move_reward = rewards.tolerance(
+    physics.horizontal_velocity(),
+    bounds=(move_speed, float("inf")),
+    margin=move_speed / 2,
+    value_at_margin=0.5,
+    sigmoid="linear",
+  )
   return stand_reward * (5 * move_reward + 1) / 6
 
 
@@ -52,9 +63,9 @@ def reacher_easy_reward(physics, task, noise: float = 0.0) -> float:
 
 
 NOISY_REWARDS: dict[str, Callable[..., float]] = {
-    "cheetah_run": cheetah_run_reward,
-    "walker_walk": walker_walk_reward,
-    "reacher_easy": reacher_easy_reward,
+  "cheetah_run": cheetah_run_reward,
+  "walker_walk": walker_walk_reward,
+  "reacher_easy": reacher_easy_reward,
 }
 
 
