@@ -190,6 +190,12 @@ def test_bad_arguments():
     envs.make("cheetah_run", seed=0, episode_length=7)
   with pytest.raises(ValueError, match="seed"):
     envs.make("cheetah_run", seed=-1)
+  with pytest.raises(ValueError, match="scene"):
+    envs.make("cheetah_run", seed=0, scene="dbc")
+  with pytest.raises(ValueError, match="jitter"):
+    envs.make("cheetah_run", seed=0, jitter="warp")
+  with pytest.raises(ValueError, match="mask"):
+    envs.make("cheetah_run", seed=0, mask="blue")
   env = _make("reacher_easy", "noiseless", episode_length=4)
   with pytest.raises(RuntimeError, match="reset"):
     env.step(np.zeros(2))
@@ -243,7 +249,8 @@ def test_noiseless_matches_plain_dm_control():
 
 @pytest.mark.parametrize("task", envs.TASKS)
 def test_video_background_replaces_exactly_the_masked_pixels(task):
-  clean = _make(task, "noiseless", seed=2, episode_length=8)
+  # the video variants default to the release's scene: the clean reference is rendered in it too
+  clean = _make(task, "noiseless", seed=2, episode_length=8, scene="release")
   video = _make(task, "video_background", seed=2, episode_length=8)
   acts = _actions(4, clean.action_dim, seed=4)
   fc, rc, _ = _rollout(clean, acts)
@@ -280,9 +287,11 @@ def test_noisy_sensor_changes_reward_not_pixels():
   assert rn[-1] == want
 
 
-def test_camera_jitter_translates_the_scene_smoothly():
+def test_camera_jitter_crop_translates_the_scene_smoothly():
   plain = _make("cheetah_run", "noiseless", seed=1, episode_length=40)
-  jit = _make("cheetah_run", "video_background_camera_jitter", seed=1, episode_length=40)
+  # the upstream scene, as the plain env: its agent mask (not blue) is then the cheetah alone
+  kw = dict(seed=1, episode_length=40, jitter="crop", scene="upstream")
+  jit = _make("cheetah_run", "video_background_camera_jitter", **kw)
   acts = _actions(20, 6, seed=6)
   fp, _, _ = _rollout(plain, acts)
   fj, _, ij = _rollout(jit, acts)
@@ -306,7 +315,7 @@ def test_camera_jitter_translates_the_scene_smoothly():
     assert (still <= 2).mean() < 0.9  # and not where it was
     checked += 1
   assert checked >= 5
-  again = _make("cheetah_run", "video_background_camera_jitter", seed=1, episode_length=40)
+  again = _make("cheetah_run", "video_background_camera_jitter", **kw)
   np.testing.assert_array_equal(_rollout(again, acts)[0], fj)
 
 
@@ -341,7 +350,7 @@ def test_user_video_directory(tmp_path):
   v = env.background
   obs = env.reset()
   start = (env.step(np.zeros(2))[3]["background_index"] - 2) % len(v)
-  clean = _make("reacher_easy", "noiseless", episode_length=4).reset()
+  clean = _make("reacher_easy", "noiseless", episode_length=4, scene="release").reset()
   mask = compositing.blue_mask(clean, mode="strict")
   assert mask.mean() > 0.5
   np.testing.assert_array_equal(obs[mask], np.repeat(v[start][mask][:, None], 3, axis=1))

@@ -4,8 +4,14 @@
 >>> obs = env.reset()                       # uint8 64 x 64 x 3
 >>> obs, reward, done, info = env.step(a)   # a in [-1, 1]^action_dim
 
-Modules: ``dmc`` (the environment), ``backgrounds`` (video sources), ``compositing`` (masks, noisy
-sensor value), ``rewards`` (noisy task rewards), ``jitter`` (camera jitter walk).
+``make(..., scene="release" | "upstream", jitter="shift" | "crop", mask=None, video_dir=None)``:
+the video variants use the scene of the authors' release by default (grey floors), camera
+jitter is the release's sub-pixel shift by default, and ``video_dir`` points at real videos
+(e.g. Kinetics-400 ``train/driving_car``, as in the paper) instead of the procedural default.
+
+Modules: ``dmc`` (the environment), ``scene`` (the release's floor / sky / wall colours),
+``backgrounds`` (video sources), ``compositing`` (masks, noisy sensor value), ``rewards`` (noisy
+task rewards), ``jitter`` (camera jitter walks and the translation).
 Rendering is headless: ``MUJOCO_GL`` defaults to ``egl`` when unset.
 """
 
@@ -15,17 +21,39 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
 
 from jaxprune.envs.backgrounds import VIDEO_EXTENSIONS, load_video_dir, procedural_video  # noqa: E402
 from jaxprune.envs.compositing import MASKS, blue_mask, composite, sensor_noise  # noqa: E402
-from jaxprune.envs.dmc import CAMERA_ID, MASK_MODES, TASKS, VARIANTS, NoisyDMCEnv, make  # noqa: E402
-from jaxprune.envs.jitter import JitterState, jitter_init, jitter_step  # noqa: E402
+from jaxprune.envs.dmc import (  # noqa: E402
+  CAMERA_ID,
+  DEFAULT_SCENES,
+  MASK_MODES,
+  TASKS,
+  VARIANTS,
+  NoisyDMCEnv,
+  make,
+)
+from jaxprune.envs.jitter import (  # noqa: E402
+  JITTERS,
+  JitterState,
+  ShiftState,
+  jitter_init,
+  jitter_step,
+  shift_init,
+  shift_step,
+  translate,
+)
 from jaxprune.envs.rewards import NOISY_REWARDS, noisy_reward  # noqa: E402
+from jaxprune.envs.scene import SCENES, release_assets  # noqa: E402
 
 __all__ = [
   "CAMERA_ID",
+  "DEFAULT_SCENES",
+  "JITTERS",
   "JitterState",
   "MASKS",
   "MASK_MODES",
   "NOISY_REWARDS",
   "NoisyDMCEnv",
+  "SCENES",
+  "ShiftState",
   "TASKS",
   "VARIANTS",
   "VIDEO_EXTENSIONS",
@@ -37,5 +65,9 @@ __all__ = [
   "make",
   "noisy_reward",
   "procedural_video",
+  "release_assets",
   "sensor_noise",
+  "shift_init",
+  "shift_step",
+  "translate",
 ]

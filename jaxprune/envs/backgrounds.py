@@ -2,15 +2,34 @@
 
 Two sources, both deterministic given their seed:
 
-* :func:`load_video_dir` - the user's own videos (the Denoised MDP paper used the Kinetics-400
-  "driving car" class), read with imageio, converted to grayscale (BT.601 luma) and resized to
-  ``H x W`` (no crop: the aspect ratio is not kept, as in the authors' release). Files are taken
-  in a seeded random order and their frames concatenated until ``num_frames`` are read.
-* :func:`procedural_video` - an offline default that needs no download: two layers of drifting,
+* :func:`procedural_video` - the offline default that needs no download: two layers of drifting,
   slowly evolving 1/f^alpha noise (large blobs with soft edges from a ``tanh`` contrast curve plus a
   finer texture), each spatial scale moving with its own velocity like parallax in a moving
   camera. Every Fourier component advances by a whole number of cycles over the clip, so the
   clip loops without a seam (episodes start at a random frame and wrap around).
+* :func:`load_video_dir` - the user's own videos, read with imageio (+ ffmpeg), converted to
+  grayscale (BT.601 luma) and resized to ``H x W`` (no crop: the aspect ratio is not kept, as in
+  the authors' release). Files are taken in a seeded random order and their frames concatenated
+  until ``num_frames`` are read (only those frames are decoded).
+
+The paper's videos (Kinetics-400 "driving car"). The authors used the ``driving car`` class of the
+Kinetics-400 *training* split, laid out as ``$KINETICS_DIR/train/driving_car/*.mp4`` (their README
+links https://github.com/Showmax/kinetics-downloader, a downloader of the clips from YouTube, where
+some are gone; the CVDF mirror https://github.com/cvdfoundation/kinetics-dataset has the whole split
+as tarballs plus ``annotations/train.csv``, whose ``label`` column names each clip's class). Put the
+clips in one folder and pass it as ``video_dir`` (``--video_dir`` of ``scripts/train_dmdp.py``)::
+
+  python scripts/train_dmdp.py --variant video_background \\
+      --video_dir $KINETICS_DIR/train/driving_car
+
+As in the release, the clip is ``num_background_frames`` = 1000 frames (about four 10 s clips, so a
+few dozen files are plenty; which ones are used depends on the seed), grayscale, 64 x 64 (bilinear),
+concatenated from shuffled files, and the environment shows one frame per physics step from a random
+start, looping. Differences from the release: it decodes with scikit-video's ffmpeg ``gray`` output
+(ffmpeg's luma) and resizes with OpenCV's bilinear filter (no antialiasing; ours antialiases when
+shrinking); it skips the first file after each shuffle (an indexing quirk); and it draws the start
+frame once per environment, the video then running on across episodes, where we draw a new start at
+every ``reset()``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
 """Putting a background video behind the DMC scene, and the noisy sensor read from it.
 
-The DMC skybox and floor are blue; the agents are orange / red / white. A pixel belongs to the
-background when blue is its largest channel:
+The DMC skybox is blue; the agents are orange / red / white. A pixel belongs to the background
+when blue is its largest channel:
 
-* ``strict`` mask (cheetah, reacher): ``B > R and B > G``. Gray pixels (ties) stay, which keeps the
-  white-cyan specular highlights of the reacher's arm (e.g. RGB 197, 255, 255) out of the mask.
-* ``argmax`` mask (walker, Sec. B.1.1 of the paper): ``B >= R and B >= G`` (ties count as blue), so
-  the gray speckles of the skybox and the gray floor shadows around the walker are replaced
-  too; the walker itself is orange and never ties.
+* ``strict`` mask (cheetah, reacher): ``B > R and B > G``. Gray pixels (ties) stay: the grey
+  floor of the release's scene for cheetah (``scene``), the black marks of its sky, and the
+  white-cyan specular highlights of the reacher's arm (e.g. RGB 197, 255, 255).
+* ``argmax`` mask (walker, Sec. B.1.1 of the paper): ``B >= R and B >= G`` (ties count as blue),
+  so the exactly grey pixels are replaced too: the sky's marks, and in the release's scene most of
+  the walker's grey checker floor (its shadows included); the walker itself is orange and never
+  ties, and the floor's orange reflection of it stays.
 
-Both are the authors' release's masks ('dbc' and 'argmax'); checked on rendered frames.
+Both are the authors' release's masks ('dbc' and 'argmax'); checked on rendered frames. Which
+pixels they take depends on the scene: upstream dm_control's floor is blue-grey, replaced by both.
 """
 
 from __future__ import annotations

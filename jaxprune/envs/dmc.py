@@ -10,9 +10,24 @@ Tasks ``TASKS`` from pixels, in four variants ``VARIANTS``:
   the background (``rewards``): the env's reward is the noisy one, ``info["clean_reward"]`` the
   task's own. The noise of a physics step comes from the background frame shown before it.
 * ``video_background_camera_jitter``: as ``video_background``, with the whole image translated
-  along a smooth seeded random walk (``jitter``). The scene is rendered with a wider field of
-  view at ``S + 2M`` pixels (``render_size``) and the background clip is made at that size, so
-  the background looks 1.5x larger than in the other variants and the window moves over it.
+  along a smooth seeded random walk (``jitter``). ``jitter="shift"`` (default, the release's
+  mechanism): the composited ``S x S`` image is translated by a sub-pixel shift with black
+  borders. ``jitter="crop"``: the scene is rendered with a wider field of view at ``S + 2M``
+  pixels (``render_size``) and the background clip is made at that size, so the background looks
+  1.5x larger than in the other variants and an ``S x S`` window moves over it.
+
+Scene (``scene``, module ``scene``): ``"release"`` is the modified suite of the authors' release
+(and DBC): a dark grey checker floor for cheetah and walker, a blue floor and orange walls for
+reacher, no white stars in the sky; ``"upstream"`` is dm_control's own. Default (``None``):
+``release`` for the video variants, ``upstream`` for ``noiseless`` (so that it equals plain
+dm_control). Only textures and colours differ; the physics is the same.
+
+Mask (``mask``): ``None`` is the release's rule per task, ``MASK_MODES``: ``strict`` (blue
+strictly largest) for cheetah and reacher, ``argmax`` (blue >= red and >= green) for walker
+(Sec. B.1.1 of the paper; the release's ``dbc`` / ``argmax``). In the release scene the strict
+mask keeps the grey floor of cheetah (90% of its pixels; the rest is its far edge, blended with
+the sky), while walker's ``argmax`` replaces the exactly grey (R = G = B) floor pixels, i.e. >90%
+of its floor, as the release does; ``mask="strict"`` keeps it.
 
 Time: ``episode_length`` counts physics-control steps (dm_control ``env.step`` calls; 1000 in the
 paper, the suite's own episode length for all three tasks). It must be a multiple of
@@ -31,6 +46,12 @@ Seeding: with ``seed`` s, the task's own ``RandomState`` is ``RandomState(s)`` (
 which the user's videos are read) and of the episode generator, from which every ``reset()``
 draws the start frame and the jitter walk's start, and every step the walk's noise. The same
 seed gives the same frames and rewards; successive episodes differ.
+
+Background video: an offline procedural clip by default; ``video_dir`` reads the user's videos
+(``backgrounds.load_video_dir``). The paper used the Kinetics-400 "driving car" training clips
+(``<kinetics>/train/driving_car/*.mp4``): pass that folder as ``video_dir`` (``--video_dir`` of
+``scripts/train_dmdp.py``); see ``backgrounds`` for how they are read and where this differs
+from the release.
 """
 
 from __future__ import annotations
@@ -44,7 +65,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from dm_control import suite  # noqa: E402
 
-from jaxprune.envs import backgrounds, compositing, jitter, rewards  # noqa: E402
+from jaxprune.envs import backgrounds, compositing, rewards  # noqa: E402
+from jaxprune.envs import jitter as jitter_lib  # noqa: E402
+from jaxprune.envs import scene as _scene  # noqa: E402
 
 TASKS = ("cheetah_run", "walker_walk", "reacher_easy")
 VARIANTS = (
@@ -55,6 +78,9 @@ VARIANTS = (
 )
 MASK_MODES = {"cheetah_run": "strict", "walker_walk": "argmax", "reacher_easy": "strict"}
 CAMERA_ID = 0  # "side" for cheetah and walker, "fixed" (top-down) for reacher
+# scene when make(scene=None): noiseless stays plain dm_control, the video variants get the
+# release's scene (a grey floor that the strict mask keeps)
+DEFAULT_SCENES = {v: ("upstream" if v == "noiseless" else "release") for v in VARIANTS}
 
 
 def _check_args(
@@ -66,6 +92,9 @@ def _check_args(
   action_repeat: int,
   episode_length: int,
   num_background_frames: int,
+  scene_name: str | None,
+  jitter: str,
+  mask: str | None,
 ) -> None:
   if task not in TASKS:
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -88,6 +117,12 @@ def _check_args(
     )
   if num_background_frames < 1:
     raise ValueError(f"num_background_frames must be >= 1, got {num_background_frames}")
+  if scene_name is not None and scene_name not in _scene.SCENES:
+    raise ValueError(f"scene must be None or one of {_scene.SCENES}, got {scene_name!r}")
+  if jitter not in jitter_lib.JITTERS:
+    raise ValueError(f"jitter must be one of {jitter_lib.JITTERS}, got {jitter!r}")
+  if mask is not None and mask not in compositing.MASKS:
+    raise ValueError(f"mask must be None or one of {compositing.MASKS}, got {mask!r}")
 
 
 class NoisyDMCEnv:
@@ -104,6 +139,9 @@ class NoisyDMCEnv:
     episode_length: int = 1000,
     video_dir: str | None = None,
     num_background_frames: int = 1000,
+    scene: str | None = None,
+    jitter: str = "shift",
+    mask: str | None = None,
   ):
     _check_args(
       task,
@@ -113,6 +151,9 @@ class NoisyDMCEnv:
       action_repeat=action_repeat,
       episode_length=episode_length,
       num_background_frames=num_background_frames,
+      scene_name=scene,
+      jitter=jitter,
+      mask=mask,
     )
     self.task, self.variant = task, variant
     self.image_size, self.action_repeat = int(image_size), int(action_repeat)
@@ -120,22 +161,26 @@ class NoisyDMCEnv:
     self.episode_steps = self.episode_length // self.action_repeat
     self.observation_shape = (self.image_size, self.image_size, 3)
     self.camera_id = CAMERA_ID
+    self.scene = scene if scene is not None else DEFAULT_SCENES[variant]
+    self.mask_mode = mask if mask is not None else MASK_MODES[task]
     domain, name = task.split("_", 1)
     self._env = suite.load(
       domain, name, task_kwargs={"random": int(seed), "time_limit": float("inf")}
     )
+    _scene.apply_scene(self._env.physics, domain, scene=self.scene)
     spec = self._env.action_spec()
     self._action_low = np.asarray(spec.minimum, np.float64)
     self._action_high = np.asarray(spec.maximum, np.float64)
     self.action_dim = int(spec.shape[0])
 
-    self._jitter = variant == "video_background_camera_jitter"
+    # "shift" | "crop" for the camera-jitter variant, else None
+    self.jitter = jitter if variant == "video_background_camera_jitter" else None
     self._noisy = variant == "video_background_noisy_sensor"
-    self._margin = jitter.jitter_margin(self.image_size) if self._jitter else 0
+    self._margin = jitter_lib.jitter_margin(self.image_size) if self.jitter == "crop" else 0
     self.render_size = self.image_size + 2 * self._margin
-    if self._jitter:
+    if self.jitter == "crop":
       fovy = self._env.physics.model.cam_fovy
-      fovy[CAMERA_ID] = jitter.widened_fovy(
+      fovy[CAMERA_ID] = jitter_lib.widened_fovy(
         float(fovy[CAMERA_ID]), image_size=self.image_size, margin=self._margin
       )
 
@@ -149,11 +194,10 @@ class NoisyDMCEnv:
         self.background = backgrounds.procedural_video(seed=bg_seed, **size)
       else:
         self.background = backgrounds.load_video_dir(video_dir, seed=bg_seed, **size)
-    self._mask_mode = MASK_MODES[task]
     self._t = 0  # physics steps taken this episode
     self._steps = 0  # agent steps taken this episode
     self._start = 0
-    self._walk: jitter.JitterState | None = None
+    self._walk: jitter_lib.ShiftState | jitter_lib.JitterState | None = None
     self._needs_reset = True
 
   @property
@@ -171,17 +215,38 @@ class NoisyDMCEnv:
       return None
     return (self._start + self._t) % len(self.background)
 
-  def _jitter_offset(self) -> tuple[int, int]:
-    return jitter.jitter_offset(self._walk) if self._jitter else (0, 0)
+  def _jitter_offset(self) -> tuple[float, float]:
+    if self.jitter == "shift":
+      return jitter_lib.shift_offset(self._walk, image_size=self.image_size)
+    if self.jitter == "crop":
+      return jitter_lib.jitter_offset(self._walk)
+    return (0, 0)
 
   def _observe(self) -> np.ndarray:
     frame = self._env.physics.render(self.render_size, self.render_size, camera_id=CAMERA_ID)
     if self.background is not None:
-      mask = compositing.blue_mask(frame, mode=self._mask_mode)
+      mask = compositing.blue_mask(frame, mode=self.mask_mode)
       frame = compositing.composite(frame, self.background[self._background_index()], mask)
-    if self._jitter:
-      frame = jitter.crop_window(frame, self._jitter_offset(), image_size=self.image_size)
+    if self.jitter == "shift":  # after compositing, as the release: borders are black
+      dy, dx = self._jitter_offset()
+      frame = jitter_lib.translate(frame, (-dy, -dx))
+    elif self.jitter == "crop":
+      frame = jitter_lib.crop_window(frame, self._jitter_offset(), image_size=self.image_size)
     return np.array(frame, dtype=np.uint8, copy=True)
+
+  def _walk_init(self) -> None:
+    if self.jitter == "shift":
+      self._walk = jitter_lib.shift_init(self._rng)
+    elif self.jitter == "crop":
+      self._walk = jitter_lib.jitter_init(self._rng, image_size=self.image_size)
+
+  def _walk_step(self) -> None:
+    if self.jitter == "shift":
+      self._walk = jitter_lib.shift_step(self._walk, self._rng.normal(size=2))
+    elif self.jitter == "crop":
+      self._walk = jitter_lib.jitter_step(
+        self._walk, self._rng.normal(size=2), image_size=self.image_size
+      )
 
   def reset(self) -> np.ndarray:
     """Start a new episode; returns the first observation, ``uint8`` ``S x S x 3``."""
@@ -189,8 +254,7 @@ class NoisyDMCEnv:
     self._t = self._steps = 0
     if self.background is not None:
       self._start = int(self._rng.integers(len(self.background)))
-    if self._jitter:
-      self._walk = jitter.jitter_init(self._rng, image_size=self.image_size)
+    self._walk_init()
     self._needs_reset = False
     return self._observe()
 
@@ -210,7 +274,8 @@ class NoisyDMCEnv:
 
     ``info``: ``clean_reward`` (the task's own reward, summed), ``discount`` (product over the
     repeats), ``background_index`` (frame of the clip shown, None when noiseless) and
-    ``jitter_offset`` ((dy, dx) window offset, (0, 0) without jitter).
+    ``jitter_offset`` (the camera's offset (dy, dx) in pixels: the scene appears moved by
+    (-dy, -dx); floats with ``jitter="shift"``, ints with ``"crop"``, (0, 0) without jitter).
     """
     if self._needs_reset:
       raise RuntimeError("call reset() before step() (at the start and after done=True)")
@@ -229,10 +294,7 @@ class NoisyDMCEnv:
       else:
         reward += ts.reward
       self._t += 1
-      if self._jitter:
-        self._walk = jitter.jitter_step(
-          self._walk, self._rng.normal(size=2), image_size=self.image_size
-        )
+      self._walk_step()
       last = ts.last()
       if last:  # not reached by these tasks (no early termination, time limit lifted)
         break
@@ -263,12 +325,20 @@ def make(
   episode_length: int = 1000,
   video_dir: str | None = None,
   num_background_frames: int = 1000,
+  scene: str | None = None,
+  jitter: str = "shift",
+  mask: str | None = None,
 ) -> NoisyDMCEnv:
   """An environment of ``task`` (in ``TASKS``) and ``variant`` (in ``VARIANTS``).
 
   ``video_dir``: a directory of the user's videos for the background (None: the offline
-  procedural video). ``num_background_frames``: length of the background clip (the authors used
-  1000 frames of Kinetics "driving car"). See the module docstring for the rest.
+  procedural video), e.g. Kinetics-400 ``train/driving_car`` as in the paper.
+  ``num_background_frames``: length of the background clip (the authors used 1000 frames).
+  ``scene``: ``"release"`` | ``"upstream"`` (None: ``DEFAULT_SCENES[variant]``, release for the
+  video variants). ``jitter``: ``"shift"`` (the release's sub-pixel translation, default) |
+  ``"crop"`` (a window over a wider render); used by ``video_background_camera_jitter`` only.
+  ``mask``: ``"strict"`` | ``"argmax"`` (None: ``MASK_MODES[task]``, the release's rule). See the
+  module docstring for the rest.
   """
   return NoisyDMCEnv(
     task,
@@ -279,4 +349,7 @@ def make(
     episode_length=episode_length,
     video_dir=video_dir,
     num_background_frames=num_background_frames,
+    scene=scene,
+    jitter=jitter,
+    mask=mask,
   )
