@@ -1,85 +1,140 @@
 """jaxprune: data pruning with self-supervised prototypes, and Denoised MDPs, in JAX.
 
-The public API, re-exported here. The Denoised MDP world model lives in ``jaxprune.dmdp``
-(re-exported there: ``from jaxprune import dmdp``); episode replay in ``jaxprune.replay``.
+The public API, re-exported here. Packages: ``jaxprune.core`` (the loop and its driver, shared),
+``jaxprune.models``, ``jaxprune.pruning``, ``jaxprune.theory``, ``jaxprune.dmdp`` (the Denoised
+MDP world model and agent; its episode replay is ``jaxprune.dmdp.replay``) and ``jaxprune.envs``.
+``dmdp``, ``replay`` and ``ReplayBuffer`` are imported on first use (the agent's dependencies
+load only when it is used).
 """
-from jaxprune import dmdp
-from jaxprune.dmdp import replay
-from jaxprune.core.checkpoint import CheckpointError, Checkpointer
-from jaxprune.pruning.classifiers import ClassifierConfig, accuracy, supervised_metrics
-from jaxprune.pruning.classifiers import train as train_classifiers
+
+import importlib
+
+from jaxprune.core.checkpoint import Checkpointer, CheckpointError
+from jaxprune.core.loop import (
+  DeviceData,
+  TrainState,
+  create_state,
+  make_data_step,
+  make_update,
+  run_steps,
+  to_device,
+)
+from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run, WorkdirInUseError, fit
+from jaxprune.core.sharding import data_mesh, initialize_distributed
+from jaxprune.models.classifier import Classifier, ClassifierConfig, accuracy
+from jaxprune.models.classifier import build as build_classifier
 from jaxprune.pruning.curve import CurveConfig
-from jaxprune.pruning.data import (Dataset, load, load_digits, load_embeddings, load_tfds,
-                           load_train_test, pixel_embeddings)
+from jaxprune.pruning.curve import run as run_curve
+from jaxprune.pruning.data import (
+  Dataset,
+  load,
+  load_digits,
+  load_embeddings,
+  load_kept,
+  load_tfds,
+  load_train_test,
+  pixel_embeddings,
+)
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
 from jaxprune.pruning.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
-from jaxprune.pruning.prune import PruneConfig, run as run_prune
-from jaxprune.dmdp.replay import ReplayBuffer
-from jaxprune.pruning.scores import (el2n, forgetting, grand, random_scores, self_supervised_prototypes,
-                             supervised_prototypes)
+from jaxprune.pruning.prune import PruneConfig
+from jaxprune.pruning.prune import run as run_prune
+from jaxprune.pruning.scores import (
+  el2n,
+  forgetting,
+  grand,
+  random_scores,
+  self_supervised_prototypes,
+  supervised_prototypes,
+)
 from jaxprune.pruning.select import num_kept, select
-from jaxprune.core.sharding import data_mesh, initialize_distributed
-from jaxprune.pruning.supervised import Tracked, make_tracked_step, supervised_scores, train_ensemble
-from jaxprune.core.loop import (DeviceData, TrainState, create_state, make_data_step,
-                                make_update, run_steps, to_device)
-from jaxprune.core.run import (ConfigMismatchError, NonFiniteError, Run, WorkdirInUseError,
-                               fit)
-from jaxprune.pruning.train_subset import TrainConfig
+from jaxprune.pruning.supervised import (
+  Tracked,
+  ensemble_fns,
+  fit_ensemble,
+  make_tracked_step,
+  supervised_metrics,
+  supervised_scores,
+  train_classifiers,
+)
+from jaxprune.pruning.train_subset import SubsetTrainConfig
+from jaxprune.pruning.train_subset import run as run_subset_train
+
+_LAZY = {
+  "dmdp": ("jaxprune.dmdp", None),
+  "replay": ("jaxprune.dmdp.replay", None),
+  "ReplayBuffer": ("jaxprune.dmdp.replay", "ReplayBuffer"),
+}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)
+  raise AttributeError(f"module 'jaxprune' has no attribute {name!r}")
+
 
 __all__ = [
-    "dmdp",
-    "replay",
-    "CheckpointError",
-    "ConfigMismatchError",
-    "Run",
-    "WorkdirInUseError",
-    "Checkpointer",
-    "ClassifierConfig",
-    "CurveConfig",
-    "Dataset",
-    "DeviceData",
-    "KMeansResult",
-    "NonFiniteError",
-    "PruneConfig",
-    "ReplayBuffer",
-    "SSLConfig",
-    "Tracked",
-    "TrainConfig",
-    "TrainState",
-    "accuracy",
-    "assign",
-    "create_state",
-    "data_mesh",
-    "el2n",
-    "fit",
-    "forgetting",
-    "grand",
-    "inertia",
-    "initialize_distributed",
-    "kmeans",
-    "kmeans_plusplus",
-    "kmeans_streamed",
-    "load",
-    "load_digits",
-    "load_embeddings",
-    "load_tfds",
-    "load_train_test",
-    "make_data_step",
-    "make_tracked_step",
-    "make_update",
-    "num_kept",
-    "pixel_embeddings",
-    "random_scores",
-    "run_prune",
-    "run_steps",
-    "select",
-    "self_supervised_prototypes",
-    "ssl_embeddings",
-    "supervised_metrics",
-    "supervised_prototypes",
-    "supervised_scores",
-    "to_device",
-    "train_classifiers",
-    "train_ensemble",
+  "dmdp",
+  "replay",
+  "CheckpointError",
+  "Checkpointer",
+  "Classifier",
+  "ClassifierConfig",
+  "ConfigMismatchError",
+  "CurveConfig",
+  "Dataset",
+  "DeviceData",
+  "KMeansResult",
+  "NonFiniteError",
+  "PruneConfig",
+  "ReplayBuffer",
+  "Run",
+  "SSLConfig",
+  "SubsetTrainConfig",
+  "Tracked",
+  "TrainState",
+  "WorkdirInUseError",
+  "accuracy",
+  "assign",
+  "build_classifier",
+  "create_state",
+  "data_mesh",
+  "el2n",
+  "ensemble_fns",
+  "fit",
+  "fit_ensemble",
+  "forgetting",
+  "grand",
+  "inertia",
+  "initialize_distributed",
+  "kmeans",
+  "kmeans_plusplus",
+  "kmeans_streamed",
+  "load",
+  "load_digits",
+  "load_embeddings",
+  "load_kept",
+  "load_tfds",
+  "load_train_test",
+  "make_data_step",
+  "make_tracked_step",
+  "make_update",
+  "num_kept",
+  "pixel_embeddings",
+  "random_scores",
+  "run_curve",
+  "run_prune",
+  "run_steps",
+  "run_subset_train",
+  "select",
+  "self_supervised_prototypes",
+  "ssl_embeddings",
+  "supervised_metrics",
+  "supervised_prototypes",
+  "supervised_scores",
+  "to_device",
+  "train_classifiers",
 ]

@@ -1,4 +1,5 @@
 """k-means against scikit-learn and numpy references."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +7,14 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from jaxprune.pruning.kmeans import assign, inertia, kmeans, kmeans_plusplus, lloyd_stats, update_centroids
+from jaxprune.pruning.kmeans import (
+  assign,
+  inertia,
+  kmeans,
+  kmeans_plusplus,
+  lloyd_stats,
+  update_centroids,
+)
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 
 
@@ -60,8 +68,9 @@ def test_kmeanspp_seeds_are_data_points_and_spread(blobs):
 def test_n_init_keeps_best(blobs):
   x, _ = blobs
   best = kmeans(x, k=15, key=jax.random.key(0), n_init=4)
-  singles = [float(kmeans(x, k=15, key=k, n_init=1).inertia)
-             for k in jax.random.split(jax.random.key(0), 4)]
+  singles = [
+    float(kmeans(x, k=15, key=k, n_init=1).inertia) for k in jax.random.split(jax.random.key(0), 4)
+  ]
   np.testing.assert_allclose(float(best.inertia), min(singles), rtol=1e-5)
 
 
@@ -69,7 +78,7 @@ def test_cosine_matches_numpy_reference(blobs):
   x, _ = blobs
   c0 = _init(x, 10)
   it = 4
-  ours = kmeans(x, k=10, key=jax.random.key(0), init=c0, metric="cosine", max_iter=it, tol=0.0)
+  ours = kmeans(x, k=10, key=jax.random.key(0), init=c0, distance="cosine", max_iter=it, tol=0.0)
   xn = x / np.linalg.norm(x, axis=1, keepdims=True)
   c = c0 / np.linalg.norm(c0, axis=1, keepdims=True)
   for _ in range(it):
@@ -78,23 +87,23 @@ def test_cosine_matches_numpy_reference(blobs):
     c /= np.linalg.norm(c, axis=1, keepdims=True)
   np.testing.assert_allclose(np.asarray(ours.centroids), c, atol=1e-5)
   np.testing.assert_allclose(np.linalg.norm(np.asarray(ours.centroids), axis=1), 1.0, atol=1e-5)
-  labels, dist = assign(x, ours.centroids, metric="cosine")
+  labels, dist = assign(x, ours.centroids, distance="cosine")
   sims = xn @ c.T
   np.testing.assert_array_equal(np.asarray(labels), sims.argmax(1))
   np.testing.assert_allclose(np.asarray(dist), 1.0 - sims.max(1), atol=1e-5)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_chunked_equals_unchunked(blobs, metric):
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_chunked_equals_unchunked(blobs, distance):
   x, _ = blobs
   c0 = _init(x, 15)
-  ref = kmeans(x, k=15, key=jax.random.key(0), init=c0, metric=metric, chunk_size=len(x))
+  ref = kmeans(x, k=15, key=jax.random.key(0), init=c0, distance=distance, chunk_size=len(x))
   for chunk in (7, 256, 1000):  # 3000 = 428 * 7 + 4: exercises the tail chunk
-    r = kmeans(x, k=15, key=jax.random.key(0), init=c0, metric=metric, chunk_size=chunk)
+    r = kmeans(x, k=15, key=jax.random.key(0), init=c0, distance=distance, chunk_size=chunk)
     np.testing.assert_allclose(np.asarray(r.centroids), np.asarray(ref.centroids), atol=1e-4)
     np.testing.assert_allclose(float(r.inertia), float(ref.inertia), rtol=1e-5)
-    l1, d1 = assign(x, r.centroids, metric=metric, chunk_size=chunk)
-    l2, d2 = assign(x, r.centroids, metric=metric, chunk_size=len(x))
+    l1, d1 = assign(x, r.centroids, distance=distance, chunk_size=chunk)
+    l2, d2 = assign(x, r.centroids, distance=distance, chunk_size=len(x))
     np.testing.assert_array_equal(np.asarray(l1), np.asarray(l2))
 
 
@@ -129,9 +138,9 @@ def test_empty_cluster_is_reseeded_never_nan():
   x += np.random.default_rng(0).normal(0, 0.1, x.shape).astype(np.float32)
   # third centre far from everything: it gets no points in the first assignment
   c0 = np.array([[0, 0], [10, 10], [1000, 1000]], np.float32)
-  stats = lloyd_stats(jnp.asarray(x), jnp.asarray(c0), metric="euclidean", chunk_size=16)
+  stats = lloyd_stats(jnp.asarray(x), jnp.asarray(c0), distance="euclidean", chunk_size=16)
   assert float(stats.counts_K[2]) == 0
-  new = np.asarray(update_centroids(jnp.asarray(c0), stats, metric="euclidean"))
+  new = np.asarray(update_centroids(jnp.asarray(c0), stats, distance="euclidean"))
   assert np.isfinite(new).all()
   # re-seeded at the point farthest from its centre
   d = np.minimum(((x - c0[0]) ** 2).sum(1), ((x - c0[1]) ** 2).sum(1))
@@ -149,30 +158,34 @@ def test_duplicate_points_k_equals_n():
   assert float(r.inertia) == pytest.approx(0.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_streamed_equals_in_memory(blobs, tmp_path, metric):
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_streamed_equals_in_memory(blobs, tmp_path, distance):
   x, _ = blobs
   path = tmp_path / "x.npy"
   np.save(path, x)
   xm = np.load(path, mmap_mode="r")
-  res, labels, dist = kmeans_streamed(xm, k=15, key=jax.random.key(0), metric=metric,
-                                      block_size=700, chunk_size=128)
+  res, labels, dist = kmeans_streamed(
+    xm, k=15, key=jax.random.key(0), distance=distance, block_size=700, chunk_size=128
+  )
   assert bool(res.converged)
-  l2, d2 = assign(x, res.centroids, metric=metric)
+  l2, d2 = assign(x, res.centroids, distance=distance)
   np.testing.assert_array_equal(labels, np.asarray(l2))
   np.testing.assert_allclose(dist, np.asarray(d2), rtol=1e-4, atol=1e-5)
   # same seeding path as in memory: same final inertia as scikit-learn from a good init
   sk = KMeans(15, n_init=1, init=np.asarray(kmeans_plusplus(x, k=15, key=jax.random.key(1)))).fit(x)
-  if metric == "euclidean":
+  if distance == "euclidean":
     assert float(res.inertia) <= 1.03 * sk.inertia_
 
 
-@pytest.mark.parametrize("bad, msg", [
+@pytest.mark.parametrize(
+  "bad, msg",
+  [
     (np.array([[np.nan, 1.0], [0.0, 1.0]], np.float32), "NaN or inf"),
     (np.array([[np.inf, 1.0], [0.0, 1.0]], np.float32), "NaN or inf"),
     (np.zeros((0, 3), np.float32), "empty"),
     (np.zeros((4,), np.float32), "2-D"),
-])
+  ],
+)
 def test_bad_points_raise(bad, msg):
   with pytest.raises(ValueError, match=msg):
     kmeans(bad, k=1, key=jax.random.key(0))
@@ -185,10 +198,10 @@ def test_bad_k_raises(k):
     kmeans(x, k=k, key=jax.random.key(0))
 
 
-def test_bad_metric_and_init_raise():
+def test_bad_distance_and_init_raise():
   x = np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32)
-  with pytest.raises(ValueError, match="metric"):
-    kmeans(x, k=2, key=jax.random.key(0), metric="manhattan")
+  with pytest.raises(ValueError, match="distance must be one of"):
+    kmeans(x, k=2, key=jax.random.key(0), distance="manhattan")
   with pytest.raises(ValueError, match="init must have shape"):
     kmeans(x, k=2, key=jax.random.key(0), init=np.zeros((3, 2)))
 

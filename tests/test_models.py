@@ -1,14 +1,28 @@
 """Tests of jaxprune.models: shapes, NT-Xent against numpy, augmentations, classifier loss."""
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import flax.linen as nn
 import optax
 import pytest
 from sklearn.datasets import load_digits
 
-from jaxprune.models import (Encoder, ResNet18, SmallCNN, classifier_loss, embed, nt_xent,
-                             random_crop_flip, simclr_augment, simclr_loss, to_float)
+from jaxprune.models import (
+  ClassifierConfig,
+  ResNet18,
+  SimCLREncoder,
+  SmallCNN,
+  accuracy,
+  build,
+  classifier_loss,
+  nt_xent,
+  random_crop_flip,
+  simclr_augment,
+  simclr_features,
+  simclr_loss,
+  to_unit_float,
+)
 
 
 def n_params(params) -> int:
@@ -54,19 +68,19 @@ def test_models_reject_bad_input():
     SmallCNN(3).init(jax.random.key(0), jnp.ones((1, 8, 8, 1), jnp.uint8))
 
 
-def test_encoder_shapes_and_embed_batches():
-  encoder = Encoder(embed_dim=16, width=8)
+def test_encoder_shapes_and_feature_batches():
+  encoder = SimCLREncoder(embed_dim=16, width=8)
   x = jax.random.uniform(jax.random.key(0), (7, 8, 8, 1))
   params = encoder.init(jax.random.key(1), x)["params"]
   assert encoder.apply({"params": params}, x).shape == (7, 16)
   rep = encoder.apply({"params": params}, x, project=False)
   assert rep.shape == (7, 32)
   # 3 batches of 3 (last padded) give the same rows as one pass over all 7.
-  got = embed(encoder, params, np.asarray(x), batch_size=3)
+  got = simclr_features(encoder, params, np.asarray(x), batch_size=3)
   assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == (7, 32)
   np.testing.assert_allclose(got, np.asarray(rep), rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="batch_size"):
-    embed(encoder, params, x, batch_size=0)
+    simclr_features(encoder, params, x, batch_size=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,7 +121,7 @@ def test_nt_xent_aligned_views_lower_and_finite_grad():
 
 
 def test_simclr_loss_identity_views():
-  encoder = Encoder(embed_dim=16, width=8)
+  encoder = SimCLREncoder(embed_dim=16, width=8)
   x = jax.random.uniform(jax.random.key(0), (6, 8, 8, 1))
   params = encoder.init(jax.random.key(1), x)["params"]
   loss_fn = simclr_loss(encoder, augment=lambda key, images: images)
@@ -118,12 +132,13 @@ def test_simclr_loss_identity_views():
 
 
 def test_simclr_loss_augmented_grad():
-  encoder = Encoder(embed_dim=16, width=8)
+  encoder = SimCLREncoder(embed_dim=16, width=8)
   x, _ = digits(8)
   params = encoder.init(jax.random.key(1), x)["params"]
   loss_fn = jax.jit(simclr_loss(encoder))
   (loss, metrics), grads = jax.jit(jax.value_and_grad(simclr_loss(encoder), has_aux=True))(
-      params, {"image": x}, jax.random.key(3))
+    params, {"image": x}, jax.random.key(3)
+  )
   assert np.isfinite(float(loss)) and 0.0 <= float(metrics["ssl_accuracy"]) <= 1.0
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
   # Different keys give different views, hence different losses.
@@ -148,15 +163,20 @@ def test_random_crop_flip_pad4_crops_of_reflect_padded():
   x = jax.random.uniform(jax.random.key(0), (6, 8, 8, 3))
   out = random_crop_flip(jax.random.key(2), x, pad=4)
   assert out.shape == x.shape
-  np.testing.assert_array_equal(np.asarray(out),
-                                np.asarray(random_crop_flip(jax.random.key(2), x, pad=4)))
+  np.testing.assert_array_equal(
+    np.asarray(out), np.asarray(random_crop_flip(jax.random.key(2), x, pad=4))
+  )
   assert not np.array_equal(np.asarray(out), np.asarray(random_crop_flip(jax.random.key(3), x)))
   padded = np.pad(np.asarray(x), ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
   offsets = set()
   for o, p in zip(np.asarray(out), padded):
-    matches = [(dy, dx) for dy in range(9) for dx in range(9)
-               for cand in (p[dy:dy + 8, dx:dx + 8], p[dy:dy + 8, dx:dx + 8][:, ::-1])
-               if np.array_equal(o, cand)]
+    matches = [
+      (dy, dx)
+      for dy in range(9)
+      for dx in range(9)
+      for cand in (p[dy : dy + 8, dx : dx + 8], p[dy : dy + 8, dx : dx + 8][:, ::-1])
+      if np.array_equal(o, cand)
+    ]
     assert matches, "output is not a (flipped) crop of the reflect-padded image"
     offsets.add(matches[0])
   assert len(offsets) > 1  # offsets differ per image
@@ -196,12 +216,12 @@ def test_simclr_augment_without_crop_or_jitter_is_identity_or_flip():
     simclr_augment(jax.random.key(1), x, crop_min_scale=0.0)
 
 
-def test_to_float():
+def test_to_unit_float():
   u = np.array([[0, 128, 255]], np.uint8)
-  np.testing.assert_allclose(to_float(u), np.array([[0.0, 128 / 255, 1.0]], np.float32))
-  assert to_float(u).dtype == jnp.float32
+  np.testing.assert_allclose(to_unit_float(u), np.array([[0.0, 128 / 255, 1.0]], np.float32))
+  assert to_unit_float(u).dtype == jnp.float32
   with pytest.raises(ValueError, match="uint8"):
-    to_float(u.astype(np.float32))
+    to_unit_float(u.astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,8 +239,9 @@ def test_classifier_loss_matches_hand_computation():
   log_z = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
   expected = np.mean(log_z - logits[np.arange(16), np.asarray(y)])
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
-  np.testing.assert_allclose(float(metrics["accuracy"]),
-                             np.mean(logits.argmax(axis=1) == np.asarray(y)))
+  np.testing.assert_allclose(
+    float(metrics["accuracy"]), np.mean(logits.argmax(axis=1) == np.asarray(y))
+  )
   grads = jax.grad(lambda p: loss_fn(p, {"image": x, "label": y}, jax.random.key(1))[0])(params)
   leaves = jax.tree.leaves(grads)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
@@ -233,8 +254,7 @@ def test_classifier_loss_adam_lowers_loss():
   x, y = digits(16)
   model = SmallCNN(num_classes=10, width=8)
   params = model.init(jax.random.key(0), x)["params"]
-  loss_fn = classifier_loss(model, augment=lambda key, images: random_crop_flip(key, images,
-                                                                               pad=1))
+  loss_fn = classifier_loss(model, augment=lambda key, images: random_crop_flip(key, images, pad=1))
   opt = optax.adam(1e-2)
   batch = {"image": x, "label": y}
 
@@ -253,13 +273,62 @@ def test_classifier_loss_adam_lowers_loss():
   assert last < 0.7 * first, (first, last)
 
 
-@pytest.mark.parametrize("shape, k, stride", [((2, 8, 8, 3), 3, 1), ((2, 8, 8, 3), 3, 2),
-                                               ((1, 7, 9, 2), 3, 2), ((2, 28, 28, 1), 5, 2)])
+@pytest.mark.parametrize(
+  "shape, k, stride",
+  [((2, 8, 8, 3), 3, 1), ((2, 8, 8, 3), 3, 2), ((1, 7, 9, 2), 3, 2), ((2, 28, 28, 1), 5, 2)],
+)
 def test_patch_conv_equals_flax_conv(shape, k, stride):
   from jaxprune.models.layers import PatchConv
+
   x = jax.random.normal(jax.random.key(1), shape)
   pc = PatchConv(5, k, stride)
   params = pc.init(jax.random.key(2), x)
   conv = nn.Conv(5, (k, k), strides=stride, padding="SAME")
-  np.testing.assert_allclose(np.asarray(pc.apply(params, x)),
-                             np.asarray(conv.apply(params, x)), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(pc.apply(params, x)), np.asarray(conv.apply(params, x)), atol=1e-5
+  )
+
+
+# ---------------------------------------------------------------------------------------------
+# the classifier a job trains: config, build, accuracy
+
+
+@pytest.mark.parametrize(
+  "kw, msg",
+  [
+    (dict(batch_size=0), "batch_size"),
+    (dict(steps=0), "steps"),
+    (dict(width=0), "width"),
+    (dict(lr=float("nan")), "finite"),
+    (dict(lr=0.0), "lr"),
+    (dict(model="vgg"), "model"),
+    (dict(optimizer="lamb"), "optimizer"),
+    (dict(steps_per_dispatch=0), "steps_per_dispatch"),
+  ],
+)
+def test_classifier_config_rejects_bad_values(kw, msg):
+  with pytest.raises(ValueError, match=msg):
+    ClassifierConfig(**kw)
+
+
+def test_build_is_memoised_on_values():
+  a = build(ClassifierConfig(width=4), num_classes=3, image_shape=(8, 8, 1))
+  b = build(ClassifierConfig(width=4), num_classes=3, image_shape=np.zeros((8, 8, 1)).shape)
+  c = build(ClassifierConfig(width=8), num_classes=3, image_shape=(8, 8, 1))
+  assert a is b and a is not c  # equal configs, the very same functions: shared compilations
+  params = a.init_fn(jax.random.key(0))
+  assert params["backbone"]["PatchConv_0"]["kernel"].shape == (3, 3, 1, 4)
+
+
+def test_accuracy_of_stacked_models():
+  x, y = digits(12)
+  images = np.asarray(np.round(x * 255), np.uint8)
+  clf = build(ClassifierConfig(width=4), num_classes=10, image_shape=images.shape[1:])
+  params_S = jax.tree.map(
+    lambda *a: jnp.stack(a), *[clf.init_fn(jax.random.key(i)) for i in range(2)]
+  )
+  got = accuracy(clf, params_S, images, np.asarray(y), batch_size=5)  # 3 batches, last short
+  for s in range(2):
+    p = jax.tree.map(lambda a: a[s], params_S)
+    pred = np.argmax(np.asarray(clf.apply_fn(p, to_unit_float(images))), -1)
+    assert got[s] == pytest.approx(np.mean(pred == np.asarray(y)))

@@ -1,4 +1,5 @@
 """End-to-end smoke tests of scripts/prune.py and the pruning job."""
+
 import json
 import os
 import subprocess
@@ -29,9 +30,23 @@ def _check_outputs(workdir, n, n_kept):
 
 def test_script_on_default_data(tmp_path):
   wd = str(tmp_path / "run")
-  r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "prune.py"), "--workdir", wd,
-                      "--fraction", "0.3", "--mode", "hard", "--progress", "false"],
-                     capture_output=True, text=True, timeout=600)
+  r = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(ROOT, "scripts", "prune.py"),
+      "--workdir",
+      wd,
+      "--fraction",
+      "0.3",
+      "--mode",
+      "hard",
+      "--progress",
+      "false",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   assert "kept 404 of 1348" in r.stdout and "class: before -> after" in r.stdout
   z, kept = _check_outputs(wd, 1348, 404)
@@ -45,13 +60,13 @@ def test_script_on_default_data(tmp_path):
 
 def test_tfds_mock_data(tmp_path):
   import tensorflow_datasets as tfds
+
   with tfds.testing.mock_data(num_examples=40):
     ds = load_tfds("mnist", split="train")
     assert ds.images.shape == (40, 28, 28, 1) and ds.images.dtype == np.uint8
     assert ds.labels.shape == (40,)
     wd = str(tmp_path / "mnist")
-    s = run(PruneConfig(data="mnist", k=4, fraction=0.25, mode="easy", workdir=wd,
-                        progress=False))
+    s = run(PruneConfig(data="mnist", k=4, fraction=0.25, mode="easy", workdir=wd, progress=False))
   assert s["n"] == 40 and s["kept"] == 10
   z, kept = _check_outputs(wd, 40, 10)
   assert z["score"][kept].max() <= np.delete(z["score"], kept).min()
@@ -71,8 +86,11 @@ def test_user_npz_and_npy(tmp_path):
   ids = np.array([f"img_{i:04d}" for i in range(120)])
   np.savez(tmp_path / "e.npz", embeddings=emb, labels=labels, ids=ids)
   wd = str(tmp_path / "npz")
-  s = run(PruneConfig(data=str(tmp_path / "e.npz"), k=5, fraction=0.5, workdir=wd,
-                      class_balance=1.0, progress=False))
+  s = run(
+    PruneConfig(
+      data=str(tmp_path / "e.npz"), k=5, fraction=0.5, workdir=wd, class_balance=1.0, progress=False
+    )
+  )
   z, kept = _check_outputs(wd, 120, 60)
   np.testing.assert_array_equal(z["id"], ids)
   counts = np.bincount(labels)
@@ -82,14 +100,20 @@ def test_user_npz_and_npy(tmp_path):
   ds = load_embeddings(str(tmp_path / "e.npy"))
   assert isinstance(ds.embeddings, np.memmap)
   wd = str(tmp_path / "npy")
-  run(PruneConfig(data=str(tmp_path / "e.npy"), k=5, fraction=0.2, stream=True, workdir=wd,
-                  progress=False))
+  run(
+    PruneConfig(
+      data=str(tmp_path / "e.npy"), k=5, fraction=0.2, stream=True, workdir=wd, progress=False
+    )
+  )
   _check_outputs(wd, 120, 24)
   # supervised prototypes and random through the same job
   for score in ("supervised_prototypes", "random"):
     wd = str(tmp_path / score)
-    run(PruneConfig(data=str(tmp_path / "e.npz"), score=score, fraction=0.5, workdir=wd,
-                    progress=False))
+    run(
+      PruneConfig(
+        data=str(tmp_path / "e.npz"), score=score, fraction=0.5, workdir=wd, progress=False
+      )
+    )
     _check_outputs(wd, 120, 60)
 
 
@@ -100,8 +124,9 @@ def test_bad_inputs_are_clear(tmp_path):
   emb[3, 1] = np.nan
   np.save(tmp_path / "nan.npy", emb)
   with pytest.raises(ValueError, match="NaN or inf"):
-    run(PruneConfig(data=str(tmp_path / "nan.npy"), k=2, workdir=str(tmp_path / "w"),
-                    progress=False))
+    run(
+      PruneConfig(data=str(tmp_path / "nan.npy"), k=2, workdir=str(tmp_path / "w"), progress=False)
+    )
   np.savez(tmp_path / "bad.npz", embeddings=np.ones((10, 3), np.float32), labels=np.zeros(9, int))
   with pytest.raises(ValueError, match="labels"):
     load_embeddings(str(tmp_path / "bad.npz"))

@@ -1,5 +1,7 @@
 """End-to-end smoke tests of scripts/train.py, scripts/prune_curve.py and prune --embedding ssl,
 on the bundled digits and on TFDS mock data."""
+
+import dataclasses
 import json
 import os
 import signal
@@ -10,31 +12,53 @@ import time
 import numpy as np
 import pytest
 
-from jaxprune.pruning import curve
-from jaxprune.pruning import train_subset as trainer
-from jaxprune.pruning.prune import PruneConfig, run as run_prune
+from jaxprune.core.run import ConfigMismatchError
+from jaxprune.models.classifier import ClassifierConfig
+from jaxprune.pruning import curve, train_subset
+from jaxprune.pruning.embeddings import SSLConfig
+from jaxprune.pruning.prune import PruneConfig
+from jaxprune.pruning.prune import run as run_prune
+from jaxprune.pruning.train_subset import SubsetTrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_prune_then_train_on_digits(tmp_path):
   run_prune(PruneConfig(fraction=0.5, workdir=str(tmp_path / "p"), progress=False))
-  res = trainer.run(trainer.TrainConfig(kept=str(tmp_path / "p" / "kept_indices.npy"), steps=60,
-                                        seeds=2, workdir=str(tmp_path / "t"), progress=False))
+  res = train_subset.run(
+    SubsetTrainConfig(
+      kept=str(tmp_path / "p" / "kept_indices.npy"),
+      classifier=ClassifierConfig(steps=60),
+      seeds=2,
+      workdir=str(tmp_path / "t"),
+      progress=False,
+    )
+  )
   assert res["n_train"] == 674 and res["n_test"] == 449
   assert len(res["test_accuracy"]) == 2 and res["test_accuracy_mean"] > 0.5  # chance is 0.1
   for f in ("result.json", "metrics.jsonl", "training_curves.png", "config.json"):
     assert os.path.getsize(tmp_path / "t" / f) > 0
   with pytest.raises(ValueError, match="row indices"):
     np.save(tmp_path / "bad.npy", np.array([0, 5000]))
-    trainer.run(trainer.TrainConfig(kept=str(tmp_path / "bad.npy"), workdir=str(tmp_path / "b"),
-                                    progress=False))
+    train_subset.run(
+      SubsetTrainConfig(kept=str(tmp_path / "bad.npy"), workdir=str(tmp_path / "b"), progress=False)
+    )
 
 
 def test_train_script_resumes_after_kill(tmp_path):
   wd = str(tmp_path / "run")
-  cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--workdir", wd,
-         "--steps", "400", "--steps_per_dispatch", "10", "--progress", "false"]
+  cmd = [
+    sys.executable,
+    os.path.join(ROOT, "scripts", "train.py"),
+    "--workdir",
+    wd,
+    "--classifier.steps",
+    "400",
+    "--classifier.steps_per_dispatch",
+    "10",
+    "--progress",
+    "false",
+  ]
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   ckpt = os.path.join(wd, "checkpoints")
   deadline = time.time() + 240
@@ -56,14 +80,27 @@ def test_train_script_resumes_after_kill(tmp_path):
 
 def test_prune_curve_tiny_and_resume(tmp_path):
   wd = str(tmp_path / "curve")
-  cfg = curve.CurveConfig(fractions="0.3", metrics="supervised_prototypes,forgetting",
-                          embedding="pixels", seeds=2, steps=30, score_epochs=1,
-                          score_models=2, workdir=wd, progress=False)
+  cfg = curve.CurveConfig(
+    fractions=(0.3,),
+    scores=("supervised_prototypes", "forgetting"),
+    embedding="pixels",
+    seeds=2,
+    classifier=ClassifierConfig(steps=30),
+    score_epochs=1,
+    score_models=2,
+    workdir=wd,
+    progress=False,
+  )
   rows = curve.run(cfg)
-  keys = {(r["metric"], r["mode"], r["fraction"]) for r in rows}
-  assert keys == {("full", "-", 1.0), ("random", "random", 0.3),
-                  ("supervised_prototypes", "hard", 0.3), ("supervised_prototypes", "easy", 0.3),
-                  ("forgetting", "hard", 0.3), ("forgetting", "easy", 0.3)}
+  keys = {(r["score"], r["mode"], r["fraction"]) for r in rows}
+  assert keys == {
+    ("full", "-", 1.0),
+    ("random", "random", 0.3),
+    ("supervised_prototypes", "hard", 0.3),
+    ("supervised_prototypes", "easy", 0.3),
+    ("forgetting", "hard", 0.3),
+    ("forgetting", "easy", 0.3),
+  }
   assert all(len(r["acc_seeds"]) == 2 for r in rows)
   assert all(r["n_kept"] == 404 for r in rows if r["fraction"] == 0.3)
   for f in ("results.csv", "table.txt", "accuracy_vs_fraction.png", "scores_forgetting.npy"):
@@ -73,28 +110,100 @@ def test_prune_curve_tiny_and_resume(tmp_path):
   rows2 = curve.run(cfg)
   assert len(rows2) == len(rows) and time.time() - t < 30
   assert "supervised_prototypes" in curve.table(rows)
+  # stored results of other models stop a rerun before any work; fewer fractions may change
+  with pytest.raises(ConfigMismatchError, match="seeds: 2 -> 3"):
+    curve.run(dataclasses.replace(cfg, seeds=3))
+  with pytest.raises(ConfigMismatchError, match="classifier.steps: 30 -> 40"):
+    curve.run(dataclasses.replace(cfg, classifier=ClassifierConfig(steps=40)))
+  rows3 = curve.run(dataclasses.replace(cfg, modes=("hard",)))
+  assert len(rows3) == len(rows)
 
 
 def test_prune_curve_script_on_tfds_mock(tmp_path):
   import tensorflow_datasets as tfds
+
   with tfds.testing.mock_data(num_examples=64):
-    rows = curve.run(curve.CurveConfig(data="mnist", fractions="0.5", metrics="el2n,grand",
-                                       modes="hard", seeds=2, steps=10, score_epochs=1,
-                                       score_models=2, batch_size=16,
-                                       workdir=str(tmp_path / "c"), progress=False))
-    assert {(r["metric"], r["fraction"]) for r in rows} == {
-        ("full", 1.0), ("random", 0.5), ("el2n", 0.5), ("grand", 0.5)}
-    res = trainer.run(trainer.TrainConfig(data="mnist", steps=10, batch_size=16,
-                                          workdir=str(tmp_path / "t"), progress=False))
+    small = ClassifierConfig(steps=10, batch_size=16)
+    rows = curve.run(
+      curve.CurveConfig(
+        data="mnist",
+        fractions=(0.5,),
+        scores=("el2n", "grand"),
+        modes=("hard",),
+        seeds=2,
+        classifier=small,
+        score_epochs=1,
+        score_models=2,
+        workdir=str(tmp_path / "c"),
+        progress=False,
+      )
+    )
+    assert {(r["score"], r["fraction"]) for r in rows} == {
+      ("full", 1.0),
+      ("random", 0.5),
+      ("el2n", 0.5),
+      ("grand", 0.5),
+    }
+    res = train_subset.run(
+      SubsetTrainConfig(data="mnist", classifier=small, workdir=str(tmp_path / "t"), progress=False)
+    )
     assert res["n_train"] == 64 and res["n_test"] == 64
 
 
 def test_prune_with_ssl_embeddings(tmp_path):
-  s = run_prune(PruneConfig(embedding="ssl", ssl_steps=20, fraction=0.4,
-                            workdir=str(tmp_path / "ssl"), progress=False))
+  s = run_prune(
+    PruneConfig(
+      embedding="ssl",
+      ssl=SSLConfig(steps=20),
+      fraction=0.4,
+      workdir=str(tmp_path / "ssl"),
+      progress=False,
+    )
+  )
   assert s["kept"] == 539 and s["n"] == 1348
   assert os.path.isdir(tmp_path / "ssl" / "ssl" / "checkpoints")
-  for score in ("el2n", "grand", "forgetting"):
-    s = run_prune(PruneConfig(score=score, score_epochs=1, score_models=2, fraction=0.5,
-                              workdir=str(tmp_path / score), progress=False))
+  # a workdir holding a seed-0 encoder: another seed stops, before any training
+  with pytest.raises(ConfigMismatchError, match="seed: 0 -> 3"):
+    run_prune(
+      PruneConfig(
+        embedding="ssl",
+        ssl=SSLConfig(steps=20),
+        seed=3,
+        fraction=0.4,
+        workdir=str(tmp_path / "ssl"),
+        progress=False,
+      )
+    )
+  with pytest.raises(ConfigMismatchError, match="ssl.lr"):
+    run_prune(
+      PruneConfig(
+        embedding="ssl",
+        ssl=SSLConfig(steps=20, lr=1e-3),
+        fraction=0.4,
+        workdir=str(tmp_path / "ssl"),
+        progress=False,
+      )
+    )
+  s = run_prune(
+    PruneConfig(
+      embedding="ssl",
+      ssl=SSLConfig(steps=20),
+      fraction=0.5,
+      workdir=str(tmp_path / "ssl"),
+      progress=False,
+    )
+  )  # same encoder
+  assert s["kept"] == 674
+  for score in ("el2n", "grand", "forgetting"):  # one compilation for all three (memoised)
+    s = run_prune(
+      PruneConfig(
+        score=score,
+        score_epochs=1,
+        score_models=2,
+        fraction=0.5,
+        classifier=ClassifierConfig(width=8),
+        workdir=str(tmp_path / score),
+        progress=False,
+      )
+    )
     assert s["kept"] == 674

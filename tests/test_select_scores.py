@@ -1,4 +1,5 @@
 """Selection rules and hardness metrics on hand-checkable inputs."""
+
 import jax
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ def test_ssl_prototypes_cosine_distance_to_nearest_centroid():
 
 def test_ssl_prototypes_euclidean_is_distance_not_squared():
   x = np.array([[0, 0], [2, 0], [10, 0], [12, 0]], np.float32)
-  s, _, _ = self_supervised_prototypes(x, k=2, key=jax.random.key(0), metric="euclidean")
+  s, _, _ = self_supervised_prototypes(x, k=2, key=jax.random.key(0), distance="euclidean")
   np.testing.assert_allclose(np.asarray(s), [1, 1, 1, 1], atol=1e-5)
 
 
@@ -93,7 +94,7 @@ def test_supervised_prototypes_hand_checked():
   x = np.array([[1, 0], [0, 1], [1, 1], [3, 3]], np.float32)
   y = np.array([0, 0, 1, 1])
   # class 0 centroid (0.5, 0.5): euclidean distance sqrt(0.5) for both members
-  s = np.asarray(supervised_prototypes(x, y, metric="euclidean"))
+  s = np.asarray(supervised_prototypes(x, y, distance="euclidean"))
   np.testing.assert_allclose(s, [np.sqrt(0.5), np.sqrt(0.5), np.sqrt(2), np.sqrt(2)], rtol=1e-5)
   # cosine: class 1 points are parallel -> 0; class 0 at 45 degrees to its centroid
   s = np.asarray(supervised_prototypes(x, y))

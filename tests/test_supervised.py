@@ -1,12 +1,24 @@
 """EL2N, GraNd and forgetting on tiny hand-checkable cases."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxprune.core.loop import TrainState, epoch_batch_indices, steps_per_epoch, to_device
+from jaxprune.core.run import jitted_dispatch
+from jaxprune.models.classifier import Classifier, ClassifierConfig
 from jaxprune.pruning.scores import el2n, forgetting, grand
-from jaxprune.pruning.supervised import make_tracked_step, supervised_scores, track, train_ensemble
-from jaxprune.core.loop import TrainState, create_state, epoch_batch_indices, to_device
+from jaxprune.pruning.supervised import (
+  classifier_ensemble_fns,
+  ensemble_fns,
+  fit_ensemble,
+  make_tracked_step,
+  model_keys,
+  supervised_scores,
+  track,
+  train_classifiers,
+)
 
 
 def linear_apply(p, x):
@@ -20,9 +32,11 @@ def test_el2n_hand_checked():
   w = jnp.array([[1.0, 0.0]])
   params = {"w": jnp.stack([w, 2 * w])}  # two models: second has logits (2x, 0)
   got = np.asarray(el2n(linear_apply, params, x, y, num_classes=2))
+
   def e(s, label):
     p = np.array([s, 1 - s])
     return np.linalg.norm(p - np.eye(2)[label])
+
   s1 = 1 / (1 + np.exp(-np.array([0.0, np.log(3)])))
   s2 = 1 / (1 + np.exp(-np.array([0.0, 2 * np.log(3)])))
   want = [(e(s1[i], y[i]) + e(s2[i], y[i])) / 2 for i in range(2)]
@@ -34,17 +48,21 @@ def test_grand_equals_norm_of_jax_grad_per_example():
   rng = np.random.default_rng(0)
   x = rng.standard_normal((37, 5)).astype(np.float32)  # 37: not a multiple of the chunk
   y = rng.integers(0, 3, 37)
-  params = {"w": jnp.asarray(rng.standard_normal((2, 5, 3)), jnp.float32),
-            "b": jnp.asarray(rng.standard_normal((2, 3)), jnp.float32)}
+  params = {
+    "w": jnp.asarray(rng.standard_normal((2, 5, 3)), jnp.float32),
+    "b": jnp.asarray(rng.standard_normal((2, 3)), jnp.float32),
+  }
   apply = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
-  loss = lambda p, xi, yi: optax.softmax_cross_entropy_with_integer_labels(apply(p, xi[None])[0], yi)
+  loss = lambda p, xi, yi: optax.softmax_cross_entropy_with_integer_labels(
+    apply(p, xi[None])[0], yi
+  )
   got = np.asarray(grand(loss, params, x, y, chunk_size=8))
   for i in (0, 17, 36):
     norms = []
     for m in range(2):
       p = jax.tree.map(lambda a: a[m], params)
       g = jax.grad(loss)(p, jnp.asarray(x[i]), y[i])
-      norms.append(np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(g))))
+      norms.append(np.sqrt(sum(float(jnp.sum(l**2)) for l in jax.tree.leaves(g))))
     np.testing.assert_allclose(got[i], np.mean(norms), rtol=1e-5)
   np.testing.assert_allclose(got, np.asarray(grand(loss, params, x, y, chunk_size=37)), rtol=1e-5)
 
@@ -69,11 +87,15 @@ def test_forgetting_tracker_against_python_loop():
   def fake_step(state, data):  # no learning: just advance the step
     return state.replace(step=state.step + 1, params={"t": state.params["t"] + 1}), {}
 
-  st = TrainState(params={"t": jnp.int32(0)}, opt_state=(), step=jnp.int32(0),
-                  key=jax.random.key(4))
+  st = TrainState(
+    params={"t": jnp.int32(0)}, opt_state=(), step=jnp.int32(0), key=jax.random.key(4)
+  )
   t = track(st, n)
-  step = jax.jit(make_tracked_step(fake_step, apply_fn, batch_size=b,
-                                   preprocess_eval=lambda im: im.astype(jnp.float32)))
+  step = jax.jit(
+    make_tracked_step(
+      fake_step, apply_fn, batch_size=b, preprocess_eval=lambda im: im.astype(jnp.float32)
+    )
+  )
   prev, forgets, learned = np.zeros(n, bool), np.zeros(n, int), np.zeros(n, bool)
   for s in range(steps):
     idx = np.asarray(epoch_batch_indices(st.key, s, n=n, batch_size=b))
@@ -102,8 +124,17 @@ def test_train_ensemble_end_to_end_on_separable_data():
     logits = apply(p, batch["image"])
     return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean(), {}
 
-  ens = train_ensemble(init, apply, loss, optax.adam(0.1), data, seeds=[0, 1, 2], epochs=15,
-                       batch_size=16, preprocess=pre, preprocess_eval=pre, progress=False)
+  linear = Classifier(init, apply, loss, optax.adam(0.1), pre, pre)
+  init_S, step_S = ensemble_fns(linear, n=n, batch_size=16, track_forgetting=True)
+  ens = fit_ensemble(
+    init_S,
+    step_S,
+    data,
+    key=jax.random.key(0),
+    num_models=3,
+    num_steps=15 * steps_per_epoch(n, 16),
+    progress=False,
+  )
   assert ens.train.params["w"].shape == (3, 4, 2)
   assert not np.allclose(ens.train.params["w"][0], ens.train.params["w"][1])  # distinct seeds
   sc = supervised_scores(ens, apply, data, num_classes=2, preprocess_eval=pre)
@@ -112,3 +143,32 @@ def test_train_ensemble_end_to_end_on_separable_data():
   assert int(np.argmax(sc["el2n"])) == 0
   assert int(np.argmax(sc["grand"])) == 0
   assert sc["forgetting"][0] == sc["forgetting"].max()
+
+
+def test_model_keys_do_not_depend_on_the_ensemble_size():
+  a, b = model_keys(jax.random.key(3), 2), model_keys(jax.random.key(3), 3)
+  np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b[:2]))
+  assert len(np.unique(np.asarray(jax.random.key_data(b)), axis=0)) == 3
+
+
+def test_subsets_of_one_size_compile_once():
+  """A pruning curve trains many subsets of a few sizes: the ensemble's functions are memoised
+  on values, so a second subset of the same size reuses the compiled dispatch."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (60, 8, 8, 1)).astype(np.uint8)
+  labels = rng.integers(0, 3, 60)
+  cfg = ClassifierConfig(width=4, steps=6, batch_size=8, steps_per_dispatch=4)
+  fns = lambda n: classifier_ensemble_fns(cfg, 3, (8, 8, 1), n, 8, False, None)
+  train = lambda idx: train_classifiers(
+    cfg, images[idx], labels[idx], num_classes=3, key=jax.random.key(0), num_models=2
+  )
+  clf, p1 = train(np.arange(0, 40))
+  dispatch = jitted_dispatch(fns(40)[2], None)
+  compiled = dispatch._cache_size()
+  assert compiled == 2  # lengths 4 and 2 (6 steps, 4 per dispatch)
+  clf2, p2 = train(np.arange(20, 60))  # another subset of 40 examples
+  assert clf2 is clf and fns(40) is fns(40)
+  assert dispatch._cache_size() == compiled  # no new compilation
+  assert not np.allclose(p1["head"]["kernel"], p2["head"]["kernel"])  # it did train on it
+  train(np.arange(0, 30))  # another size: its own step, its own compilations
+  assert fns(30)[2] is not fns(40)[2]

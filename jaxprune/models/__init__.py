@@ -1,9 +1,33 @@
-"""Models: classifiers (SmallCNN, ResNet18), SimCLR encoder and loss, augmentations."""
-from jaxprune.models.augment import random_crop_flip, simclr_augment, to_float
-from jaxprune.models.classifier import ResNet18, SmallCNN, classifier_loss
-from jaxprune.models.ssl import Encoder, embed, nt_xent, simclr_loss
+"""Models: classifiers (SmallCNN, ResNet18) and the classifier a job trains (config, build,
+accuracy), the SimCLR encoder and loss, augmentations, image conventions."""
+
+from jaxprune.models.augment import random_crop_flip, simclr_augment
+from jaxprune.models.classifier import (
+  Classifier,
+  ClassifierConfig,
+  ResNet18,
+  SmallCNN,
+  accuracy,
+  build,
+  classifier_loss,
+)
+from jaxprune.models.images import check_images, to_unit_float
+from jaxprune.models.ssl import SimCLREncoder, nt_xent, simclr_features, simclr_loss
 
 __all__ = [
-    "Encoder", "ResNet18", "SmallCNN", "classifier_loss", "embed", "nt_xent", "random_crop_flip",
-    "simclr_augment", "simclr_loss", "to_float",
+  "Classifier",
+  "ClassifierConfig",
+  "ResNet18",
+  "SimCLREncoder",
+  "SmallCNN",
+  "accuracy",
+  "build",
+  "check_images",
+  "classifier_loss",
+  "nt_xent",
+  "random_crop_flip",
+  "simclr_augment",
+  "simclr_features",
+  "simclr_loss",
+  "to_unit_float",
 ]

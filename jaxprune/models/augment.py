@@ -2,24 +2,17 @@
 
 Every image in a batch draws its own random parameters from ``key``; same key, same output.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune.models.classifier import check_images
+from jaxprune.models.images import check_images
 
 # ITU-R 601 luma weights, for the greyscale image used by contrast and saturation jitter.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def to_float(images_uint8) -> jax.Array:
-  """uint8 images (any shape) -> float32 in [0, 1]."""
-  dtype = getattr(images_uint8, "dtype", None)
-  if dtype != np.uint8:
-    raise ValueError(f"to_float expects uint8 images (values 0..255), got dtype {dtype}")
-  return jnp.asarray(images_uint8, jnp.float32) / 255.0
 
 
 def _flip(key, x_NxHxWxC):
@@ -35,8 +28,9 @@ def random_crop_flip(key: jax.Array, x, *, pad: int = 4) -> jax.Array:
     raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
   n, h, w, c = x.shape
   if pad >= min(h, w):
-    raise ValueError(f"pad must be smaller than the image size {(h, w)} for reflect padding, "
-                     f"got pad={pad}")
+    raise ValueError(
+      f"pad must be smaller than the image size {(h, w)} for reflect padding, got pad={pad}"
+    )
   crop_key, flip_key = jax.random.split(key)
   xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
   offsets_Nx2 = jax.random.randint(crop_key, (n, 2), 0, 2 * pad + 1)
@@ -52,8 +46,12 @@ def _resized_crop(key, img_HxWxC, min_scale):
   # Aspect ratios limited to those whose crop fits in the image (ratio in [area, 1 / area]), so
   # the area is exact and area 1 is the whole image.
   log_area = jnp.log(area)
-  log_ratio = jax.random.uniform(k_ratio, (), minval=jnp.maximum(np.log(3 / 4), log_area),
-                                 maxval=jnp.minimum(np.log(4 / 3), -log_area))
+  log_ratio = jax.random.uniform(
+    k_ratio,
+    (),
+    minval=jnp.maximum(np.log(3 / 4), log_area),
+    maxval=jnp.minimum(np.log(4 / 3), -log_area),
+  )
   ratio = jnp.exp(log_ratio)  # crop width / height, relative to the image's own aspect
   ch = jnp.clip(h * jnp.sqrt(area / ratio), 1.0, h)
   cw = jnp.clip(w * jnp.sqrt(area * ratio), 1.0, w)
@@ -62,8 +60,9 @@ def _resized_crop(key, img_HxWxC, min_scale):
   # scale_and_translate maps input coordinate u to output coordinate u * scale + translation.
   scale = jnp.stack([h / ch, w / cw])
   translation = -jnp.stack([y0, x0]) * scale
-  return jax.image.scale_and_translate(img_HxWxC, img_HxWxC.shape, (0, 1), scale, translation,
-                                       method="linear")
+  return jax.image.scale_and_translate(
+    img_HxWxC, img_HxWxC.shape, (0, 1), scale, translation, method="linear"
+  )
 
 
 def _colour_jitter(key, img_HxWxC, strength):
@@ -79,8 +78,9 @@ def _colour_jitter(key, img_HxWxC, strength):
   return img
 
 
-def simclr_augment(key: jax.Array, x, *, crop_min_scale: float = 0.3,
-                   jitter: float = 0.4) -> jax.Array:
+def simclr_augment(
+  key: jax.Array, x, *, crop_min_scale: float = 0.3, jitter: float = 0.4
+) -> jax.Array:
   """SimCLR view of images in [0, 1]: random resized crop, flip, colour jitter; clipped to [0, 1].
 
   ``x_NxHxWxC -> N x H x W x C``. ``crop_min_scale``: smallest crop area as a fraction of the
@@ -94,8 +94,9 @@ def simclr_augment(key: jax.Array, x, *, crop_min_scale: float = 0.3,
   n = x.shape[0]
   crop_key, flip_key, jitter_key = jax.random.split(key, 3)
   x = x.astype(jnp.float32)
-  x = jax.vmap(_resized_crop, in_axes=(0, 0, None))(jax.random.split(crop_key, n), x,
-                                                     crop_min_scale)
+  x = jax.vmap(_resized_crop, in_axes=(0, 0, None))(
+    jax.random.split(crop_key, n), x, crop_min_scale
+  )
   x = _flip(flip_key, x)
   x = jax.vmap(_colour_jitter, in_axes=(0, 0, None))(jax.random.split(jitter_key, n), x, jitter)
   return jnp.clip(x, 0.0, 1.0)

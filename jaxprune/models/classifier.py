@@ -1,30 +1,31 @@
-"""Image classifiers (flax.linen) and their pure loss.
+"""Image classifiers (flax.linen), their pure loss, and the classifier a job trains: the config,
+:func:`build` (the model's pure functions, memoised) and :func:`accuracy`.
 
 Inputs are float32 image batches ``x_NxHxWxC``; outputs are logits ``N x num_classes``.
 No BatchNorm anywhere: models have no mutable state, so a step is a pure function of
 ``(params, batch, key)`` and can be vmapped over seeds.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Literal, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from jaxprune.core.cache import memoize
+from jaxprune.core.config import check_finite, require
+from jaxprune.models.augment import random_crop_flip
+from jaxprune.models.images import check_images, to_unit_float
 from jaxprune.models.layers import PatchConv
 
 LossFn = Callable[[dict, dict, jax.Array], tuple[jax.Array, dict]]
-
-
-def check_images(x, *, name: str = "images") -> None:
-  """Raise ``ValueError`` unless ``x`` is a 4-D N x H x W x C floating-point array."""
-  shape = getattr(x, "shape", None)
-  if shape is None or len(shape) != 4:
-    raise ValueError(f"{name} must be a 4-D array of shape (N, H, W, C), got shape {shape}")
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise ValueError(f"{name} must be floating point (e.g. float32 in [0, 1]), got {x.dtype}")
+MODELS = ("cnn", "resnet18")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 class ConvBackbone(nn.Module):
@@ -98,8 +99,9 @@ class ResNet18(nn.Module):
     return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
 
 
-def classifier_loss(model: nn.Module, *,
-                    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None) -> LossFn:
+def classifier_loss(
+  model: nn.Module, *, augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+) -> LossFn:
   """Pure ``loss_fn(params, batch, key) -> (loss, {"accuracy"})`` for a classifier.
 
   ``batch = {"image": float32 N x H x W x C, "label": int N}``; ``params`` is
@@ -114,8 +116,9 @@ def classifier_loss(model: nn.Module, *,
     images, labels = batch["image"], batch["label"]
     check_images(images, name='batch["image"]')
     if labels.shape != images.shape[:1]:
-      raise ValueError(f'batch["label"] must have shape (N,) = {images.shape[:1]}, '
-                       f"got {labels.shape}")
+      raise ValueError(
+        f'batch["label"] must have shape (N,) = {images.shape[:1]}, got {labels.shape}'
+      )
     if augment is not None:
       images = augment(key, images)
     logits = model.apply({"params": params}, images, train=True)
@@ -124,3 +127,113 @@ def classifier_loss(model: nn.Module, *,
     return loss, {"accuracy": accuracy}
 
   return loss_fn
+
+
+# ---------------------------------------------------------------------------------------------
+# the classifier a job trains
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+  """How a classifier is trained (the same for every subset of a pruning curve)."""
+
+  model: Literal["cnn", "resnet18"] = "cnn"
+  """cnn (SmallCNN) or resnet18 (CIFAR ResNet-18, GroupNorm)"""
+  width: int = 32
+  """SmallCNN width (channels of its first layer)"""
+  steps: int = 300
+  """optimizer steps per training run (equal compute for every subset); the cosine decay length"""
+  batch_size: int = 64
+  """examples per step (capped at the training set's size)"""
+  lr: float = 3e-3
+  """peak learning rate (cosine decay to 0 over steps)"""
+  weight_decay: float = 1e-4
+  """decoupled weight decay"""
+  optimizer: Literal["adamw", "sgd"] = "adamw"
+  """adamw, or sgd (momentum 0.9, the usual ResNet recipe)"""
+  augment: bool = False
+  """random crop (pad 4) + flip, for CIFAR-style data"""
+  steps_per_dispatch: int = 25
+  """optimizer steps per jitted dispatch (lax.scan)"""
+
+  def __post_init__(self):
+    check_finite(self)
+    require(self.model in MODELS, f"classifier.model must be one of {MODELS}, got {self.model!r}")
+    require(
+      self.optimizer in OPTIMIZERS,
+      f"classifier.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}",
+    )
+    require(self.width >= 1, f"classifier.width must be >= 1, got {self.width}")
+    require(self.steps >= 1, f"classifier.steps must be >= 1, got {self.steps}")
+    require(self.batch_size >= 1, f"classifier.batch_size must be >= 1, got {self.batch_size}")
+    require(self.lr > 0, f"classifier.lr must be > 0, got {self.lr}")
+    require(
+      self.weight_decay >= 0, f"classifier.weight_decay must be >= 0, got {self.weight_decay}"
+    )
+    require(
+      self.steps_per_dispatch >= 1,
+      f"classifier.steps_per_dispatch must be >= 1, got {self.steps_per_dispatch}",
+    )
+
+
+class Classifier(NamedTuple):
+  """A classifier's pure functions."""
+
+  init_fn: Callable  # key -> params
+  apply_fn: Callable  # (params, images float) -> logits
+  loss_fn: Callable  # (params, batch, key) -> (loss, metrics)
+  optimizer: optax.GradientTransformation
+  preprocess: Callable  # (uint8 images, key) -> float images (augmented)
+  preprocess_eval: Callable  # uint8 images -> float images
+
+
+def build(cfg: ClassifierConfig, *, num_classes: int, image_shape: tuple[int, ...]) -> Classifier:
+  """The model's pure functions. Memoised: the same (config, classes, image shape) gives the
+  very same function objects, so trainings that share them share compilations."""
+  return _build(cfg, int(num_classes), tuple(int(d) for d in image_shape))
+
+
+@memoize
+def _build(cfg: ClassifierConfig, num_classes: int, image_shape: tuple[int, ...]) -> Classifier:
+  model = SmallCNN(num_classes, cfg.width) if cfg.model == "cnn" else ResNet18(num_classes)
+  dummy = jnp.zeros((1,) + image_shape, jnp.float32)
+  init_fn = lambda key: model.init(key, dummy)["params"]
+  apply_fn = lambda params, x: model.apply({"params": params}, x)
+  sched = optax.cosine_decay_schedule(cfg.lr, cfg.steps)
+  if cfg.optimizer == "adamw":
+    opt = optax.adamw(sched, weight_decay=cfg.weight_decay)
+  else:
+    opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(sched, momentum=0.9))
+
+  def preprocess(images, key):
+    x = to_unit_float(images)
+    return random_crop_flip(key, x) if cfg.augment else x
+
+  return Classifier(init_fn, apply_fn, classifier_loss(model), opt, preprocess, to_unit_float)
+
+
+def accuracy(clf: Classifier, params_S, images, labels, *, batch_size: int = 1000) -> np.ndarray:
+  """Test accuracy of each of the S stacked models (``params_S``): an array of S floats."""
+  labels = np.asarray(labels)
+  correct = _correct_fn(clf)
+  total = sum(
+    np.asarray(
+      correct(
+        params_S, jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size])
+      )
+    )
+    for i in range(0, len(labels), batch_size)
+  )
+  return total / len(labels)
+
+
+@memoize
+def _correct_fn(clf: Classifier) -> Callable:
+  """Jitted ``(params_S, uint8 x_BxHxWxC, y_B) -> correct_S``; ``clf`` comes from the memoised
+  :func:`build`, so its identity is a value and one test set compiles once per classifier."""
+
+  def correct(params_S, x, y):
+    logits = jax.vmap(clf.apply_fn, in_axes=(0, None))(params_S, clf.preprocess_eval(x))
+    return jnp.sum(jnp.argmax(logits, -1) == y[None], axis=1)
+
+  return jax.jit(correct)

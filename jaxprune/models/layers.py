@@ -1,13 +1,14 @@
 """Layers that run fast on XLA:CPU.
 
-``PatchConv`` is a drop-in for ``nn.Conv(features, (k, k), strides=s, padding="SAME" | "VALID")`` (same
-parameter names and shapes, same output) written as im2col + one matmul. Why: XLA:CPU runs a
+``PatchConv`` is a drop-in for ``nn.Conv(features, (k, k), strides=s, padding="SAME" | "VALID")``
+(same parameter names and shapes, same output) written as im2col + one matmul. Why: XLA:CPU runs a
 convolution inside a ``while`` loop -- and so inside ``lax.scan``, which is how the shared loop
 runs K steps per dispatch -- about 10x slower than the same convolution at top level (measured
 here: the SmallCNN digits update takes 6.4 ms alone, 70 ms per step inside a scan); as shifted
 slices and a matmul the step takes 2.4 ms scanned. For small kernels and images the im2col
 buffer (N x H' x W' x k*k*C) is small.
 """
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -42,13 +43,17 @@ class PatchConv(nn.Module):
     else:
       raise ValueError(f"padding must be SAME or VALID, got {self.padding!r}")
     xp = jnp.pad(x_NxHxWxC, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    cols = [xp[:, i:i + (ho - 1) * s + 1:s, j:j + (wo - 1) * s + 1:s, :]
-            for i in range(k) for j in range(k)]
+    cols = [
+      xp[:, i : i + (ho - 1) * s + 1 : s, j : j + (wo - 1) * s + 1 : s, :]
+      for i in range(k)
+      for j in range(k)
+    ]
     patches = jnp.concatenate(cols, axis=-1)  # N x H' x W' x (k*k*C), order (i, j, c)
     kernel = self.param("kernel", self.kernel_init, (k, k, c, self.features))
     # 2-D operands: XLA:CPU runs the backward of a 4-D x 2-D dot far slower
-    y = (patches.reshape(n * ho * wo, k * k * c) @ kernel.reshape(k * k * c, self.features)
-         ).reshape(n, ho, wo, self.features)
+    y = (
+      patches.reshape(n * ho * wo, k * k * c) @ kernel.reshape(k * k * c, self.features)
+    ).reshape(n, ho, wo, self.features)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y

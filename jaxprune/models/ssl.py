@@ -1,7 +1,8 @@
-"""SimCLR (Chen et al., 2020): encoder with a projection head, NT-Xent loss, embeddings.
+"""SimCLR (Chen et al., 2020): encoder with a projection head, NT-Xent loss, features.
 
 The backbone representation (not the projection) is what k-means sees downstream.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -13,10 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune.models.augment import simclr_augment
-from jaxprune.models.classifier import ConvBackbone, LossFn, check_images
+from jaxprune.models.classifier import ConvBackbone, LossFn
+from jaxprune.models.images import check_images
 
 
-class Encoder(nn.Module):
+class SimCLREncoder(nn.Module):
   """:class:`ConvBackbone` (representation ``N x 4*width``) + 2-layer MLP projection head.
 
   ``__call__(x, project=True)`` returns the projection ``N x embed_dim``; ``project=False`` the
@@ -70,8 +72,12 @@ def nt_xent(z1, z2, *, temperature: float = 0.2) -> jax.Array:
   return jnp.mean(loss_2N)
 
 
-def simclr_loss(encoder: Encoder, *, temperature: float = 0.2,
-                augment: Callable[[jax.Array, jax.Array], jax.Array] = simclr_augment) -> LossFn:
+def simclr_loss(
+  encoder: SimCLREncoder,
+  *,
+  temperature: float = 0.2,
+  augment: Callable[[jax.Array, jax.Array], jax.Array] = simclr_augment,
+) -> LossFn:
   """Pure ``loss_fn(params, batch, key) -> (loss, {"ssl_accuracy"})`` for SimCLR.
 
   ``batch = {"image": float32 N x H x W x C in [0, 1]}``. Two views per image from
@@ -104,7 +110,9 @@ def _represent(encoder, params, x_BxHxWxC):
   return encoder.apply({"params": params}, x_BxHxWxC, train=False, project=False)
 
 
-def embed(encoder: Encoder, params, images_float, *, batch_size: int = 512) -> np.ndarray:
+def simclr_features(
+  encoder: SimCLREncoder, params, images_float, *, batch_size: int = 512
+) -> np.ndarray:
   """Backbone representations (no projection head) of ``images_NxHxWxC``: float32 N x D numpy.
 
   Runs in batches of ``batch_size`` (the last one padded, so one compilation).
@@ -118,7 +126,7 @@ def embed(encoder: Encoder, params, images_float, *, batch_size: int = 512) -> n
   b = min(batch_size, n)
   outs = []
   for start in range(0, n, b):
-    x = jnp.asarray(images_float[start:start + b], jnp.float32)
+    x = jnp.asarray(images_float[start : start + b], jnp.float32)
     if x.shape[0] < b:
       x = jnp.concatenate([x, jnp.zeros((b - x.shape[0],) + x.shape[1:], x.dtype)])
     outs.append(_represent(encoder, params, x))  # dispatched; fetched after the loop

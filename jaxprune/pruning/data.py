@@ -3,15 +3,21 @@
 Every loader returns a :class:`Dataset` whose rows are in the dataset's original order, with an
 ``ids`` array so that scores can always be mapped back to examples.
 """
+
 from __future__ import annotations
 
+import hashlib
 import os
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 DEFAULT = "digits"
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK"
 
 
 class Dataset(NamedTuple):
@@ -27,31 +33,42 @@ class Dataset(NamedTuple):
 
 
 def load_digits() -> Dataset:
-  """scikit-learn's bundled digits: 1,797 real 8x8 grey images (0..16 scaled to 0..255), 10 classes."""
+  """scikit-learn's bundled digits: 1,797 real 8x8 grey images (0..16 scaled to 0..255), 10
+  classes."""
   from sklearn.datasets import load_digits as _load
+
   d = _load()
   images = np.clip(d.images * 16, 0, 255).astype(np.uint8)[..., None]
   return Dataset("digits", np.arange(len(images)), d.target.astype(np.int32), images)
 
 
-def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None,
-              image_key: str = "image", label_key: str = "label",
-              max_examples: int | None = None, batch: int = 1024,
-              progress: bool = False) -> Dataset:
+def load_tfds(
+  name: str,
+  *,
+  split: str = "train",
+  data_dir: str | None = None,
+  image_key: str = "image",
+  label_key: str = "label",
+  max_examples: int | None = None,
+  batch: int = 1024,
+  progress: bool = False,
+) -> Dataset:
   """Any TFDS image-classification dataset through ``tfds.data_source`` (ArrayRecord, no TF).
 
   The dataset must already be prepared in ``data_dir`` (``tfds build NAME --file_format
   array_record``); nothing is downloaded here.
   """
   import tensorflow_datasets as tfds
+
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(f"unknown TFDS dataset {name!r}: {str(e).splitlines()[0]}") from e
   except Exception as e:  # not prepared, wrong file format, missing split ...
     raise FileNotFoundError(
-        f"TFDS dataset {name!r} (split {split!r}) is not available in data_dir={data_dir!r}: "
-        f"prepare it first with `tfds build {name} --file_format=array_record` ({e})") from e
+      f"TFDS dataset {name!r} (split {split!r}) is not available in data_dir={data_dir!r}: "
+      f"prepare it first with `tfds build {name} --file_format=array_record` ({e})"
+    ) from e
   n = len(source) if max_examples is None else min(len(source), max_examples)
   if n == 0:
     raise ValueError(f"TFDS dataset {name!r} split {split!r} is empty")
@@ -73,22 +90,60 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None,
   return Dataset(f"tfds:{name}/{split}", np.arange(n), labels, images)
 
 
+def _damaged(path: str, what: str, e: Exception) -> ValueError:
+  """A ValueError naming ``path`` and what is wrong with it (empty, not numpy, truncated)."""
+  size = os.path.getsize(path)
+  with open(path, "rb") as f:
+    head = f.read(8)
+  magic = _ZIP_MAGIC if path.endswith(".npz") else _NPY_MAGIC
+  if size == 0:
+    why = "it is empty (0 bytes)"
+  elif not head.startswith(magic):
+    why = f"it is not a NumPy {os.path.splitext(path)[1]} file (it starts with {head!r})"
+  else:
+    why = f"it is damaged or truncated ({size} bytes; numpy: {type(e).__name__}: {e})"
+  return ValueError(f"cannot read {what} {path}: {why}")
+
+
+# what numpy raises for empty, truncated, foreign or corrupt files
+_READ_ERRORS = (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
+def load_npy(path: str, *, what: str = "array file", mmap: bool = False) -> np.ndarray:
+  """A ``.npy`` file (memory-mapped with ``mmap``); a damaged one is a ``ValueError`` naming it."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{what} not found: {path}")
+  try:
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+  except _READ_ERRORS as e:
+    raise _damaged(path, what, e) from e
+
+
+def load_npz(path: str, keys, *, what: str = "array file") -> tuple[dict, list[str]]:
+  """``(arrays, names)``: the arrays ``keys`` (those present, read now) of a ``.npz`` file and
+  the names of all its arrays; a damaged file is a ``ValueError`` naming it."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{what} not found: {path}")
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      return {k: z[k] for k in keys if k in z.files}, list(z.files)
+  except _READ_ERRORS as e:
+    raise _damaged(path, what, e) from e
+
+
 def load_embeddings(path: str) -> Dataset:
   """A user file: ``.npy`` (N x D, memory-mapped) or ``.npz`` with ``embeddings`` and optional
   ``labels``, ``ids`` and ``images``."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"embeddings file not found: {path}")
-  if path.endswith(".npy"):
-    emb = np.load(path, mmap_mode="r")
-    extra = {}
-  elif path.endswith(".npz"):
-    with np.load(path, allow_pickle=False) as z:
-      if "embeddings" not in z:
-        raise ValueError(f"{path} has no 'embeddings' array; it has {sorted(z.files)}")
-      emb = z["embeddings"]
-      extra = {k: z[k] for k in ("labels", "ids", "images") if k in z}
-  else:
+  if not path.endswith((".npy", ".npz")):
     raise ValueError(f"embeddings file must be .npy or .npz, got {path}")
+  if path.endswith(".npy"):
+    emb = load_npy(path, what="embeddings file", mmap=True)
+    extra = {}
+  else:
+    extra, files = load_npz(path, ("embeddings", "labels", "ids", "images"), what="embeddings file")
+    if "embeddings" not in extra:
+      raise ValueError(f"{path} has no 'embeddings' array; it has {sorted(files)}")
+    emb = extra.pop("embeddings")
   if emb.ndim != 2:
     raise ValueError(f"embeddings in {path} must be 2-D (N, D), got shape {emb.shape}")
   n = emb.shape[0]
@@ -98,13 +153,21 @@ def load_embeddings(path: str) -> Dataset:
   labels = extra.get("labels")
   if labels is not None:
     from jaxprune.pruning.select import check_labels
+
     labels = check_labels(labels, n)
-  return Dataset(os.path.basename(path), extra.get("ids", np.arange(n)), labels,
-                 extra.get("images"), emb)
+  return Dataset(
+    os.path.basename(path), extra.get("ids", np.arange(n)), labels, extra.get("images"), emb
+  )
 
 
-def load(name: str, *, data_dir: str | None = None, split: str = "train",
-         max_examples: int | None = None, progress: bool = False) -> Dataset:
+def load(
+  name: str,
+  *,
+  data_dir: str | None = None,
+  split: str = "train",
+  max_examples: int | None = None,
+  progress: bool = False,
+) -> Dataset:
   """``digits`` (bundled; splits ``train`` (1,348), ``test`` (449), ``all``), a path to
   ``.npy``/``.npz`` embeddings, or a TFDS name (``tfds:`` prefix optional).
 
@@ -118,8 +181,13 @@ def load(name: str, *, data_dir: str | None = None, split: str = "train",
     return load_train_test(DEFAULT)[0 if split == "train" else 1]
   if name.endswith((".npy", ".npz")):
     return load_embeddings(name)
-  return load_tfds(name.removeprefix("tfds:"), split=split, data_dir=data_dir,
-                   max_examples=max_examples, progress=progress)
+  return load_tfds(
+    name.removeprefix("tfds:"),
+    split=split,
+    data_dir=data_dir,
+    max_examples=max_examples,
+    progress=progress,
+  )
 
 
 def pixel_embeddings(images: np.ndarray) -> np.ndarray:
@@ -129,8 +197,14 @@ def pixel_embeddings(images: np.ndarray) -> np.ndarray:
   return (x - mean) / np.where(std > 0, std, 1.0)
 
 
-def load_train_test(name: str, *, data_dir: str | None = None, test_fraction: float = 0.25,
-                    max_examples: int | None = None, progress: bool = False):
+def load_train_test(
+  name: str,
+  *,
+  data_dir: str | None = None,
+  test_fraction: float = 0.25,
+  max_examples: int | None = None,
+  progress: bool = False,
+):
   """``(train, test)`` Datasets: TFDS ``train`` / ``test`` splits, or for the bundled digits a
   fixed random split (``test_fraction`` held out, seed 0)."""
   if name == DEFAULT:
@@ -138,9 +212,59 @@ def load_train_test(name: str, *, data_dir: str | None = None, test_fraction: fl
     perm = np.random.default_rng(0).permutation(ds.size)
     n_test = int(round(test_fraction * ds.size))
     te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    pick = lambda idx: Dataset(ds.name + ("/test" if idx is te else "/train"), ds.ids[idx],
-                               ds.labels[idx], ds.images[idx])
+    pick = lambda idx: Dataset(
+      ds.name + ("/test" if idx is te else "/train"), ds.ids[idx], ds.labels[idx], ds.images[idx]
+    )
     return pick(tr), pick(te)
   kw = dict(data_dir=data_dir, max_examples=max_examples, progress=progress)
   name = name.removeprefix("tfds:")
   return load_tfds(name, split="train", **kw), load_tfds(name, split="test", **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# kept subsets (scripts/prune.py writes them, scripts/train.py reads them)
+
+
+def load_kept(path: str) -> np.ndarray:
+  """Row indices saved by ``scripts/prune.py`` (``kept_indices.npy``), validated without the data:
+  a non-empty 1-D array of distinct non-negative integers. Returns them as int64."""
+  kept = load_npy(path, what="kept indices file")
+  if kept.ndim != 1 or len(kept) == 0:
+    raise ValueError(
+      f"{path} must hold a non-empty 1-D array of row indices, got shape {kept.shape}"
+    )
+  if not np.issubdtype(kept.dtype, np.integer):
+    raise ValueError(
+      f"{path} must hold integer row indices, got dtype {kept.dtype} (e.g. "
+      f"{kept[:3].tolist()}); save them with numpy.save(path, indices.astype(int))"
+    )
+  if kept.min() < 0:
+    raise ValueError(f"{path} must hold non-negative row indices, got min {kept.min()}")
+  dup = len(kept) - len(np.unique(kept))
+  if dup:
+    raise ValueError(
+      f"{path} holds {dup} duplicate row indices (of {len(kept)}); each kept "
+      "example must appear once"
+    )
+  return kept.astype(np.int64)
+
+
+def check_kept(kept: np.ndarray, n: int, *, path: str, data: str) -> None:
+  """Raise unless every index of ``kept`` (from :func:`load_kept`) is a row of an ``n``-example
+  training split."""
+  if kept.max() >= n:
+    raise ValueError(
+      f"{path} must hold row indices into the {n}-example training split of "
+      f"{data}; got {len(kept)} values in [{kept.min()}, {kept.max()}]"
+    )
+
+
+def fingerprint(x: np.ndarray, *, max_rows: int | None = None) -> str:
+  """16 hex digits of the sha256 of an array's shape, dtype and rows (``max_rows`` evenly spaced
+  ones when given, so that a large dataset is identified cheaply): what a run's stored config
+  holds to tell one dataset or kept subset from another."""
+  h = hashlib.sha256(f"{tuple(x.shape)} {x.dtype}".encode())
+  if max_rows is not None and len(x) > max_rows:
+    x = x[np.linspace(0, len(x) - 1, max_rows).astype(np.int64)]
+  h.update(np.ascontiguousarray(x).tobytes())
+  return h.hexdigest()[:16]

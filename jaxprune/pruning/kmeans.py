@@ -1,11 +1,11 @@
 """k-means in JAX: greedy k-means++, Lloyd iterations in ``lax.while_loop``, chunked assignment.
 
-Shapes: ``x_NxD`` points, ``c_KxD`` centroids. Two metrics:
+Shapes: ``x_NxD`` points, ``c_KxD`` centroids. Two distances:
 
 * ``"euclidean"``: squared euclidean distance, the usual k-means objective.
 * ``"cosine"``: spherical k-means; distance ``1 - cos(x, c)``. Points are normalised on the fly
   (chunk by chunk, so no normalised copy of the data is held) and centroids are renormalised
-  after every update.
+  after every update. A point of zero norm has no direction: it is rejected.
 
 Memory: distances are computed for one chunk of points at a time (``chunk_size`` x K), never the
 full N x K matrix. The centroid update is a segment sum per chunk.
@@ -16,6 +16,7 @@ device runs the chunked pass over its own points and partial sums are ``psum``-r
 Speed note: ``jnp.argmin`` lowers to a variadic reduce that is slow on XLA:CPU (it halves the
 throughput of a Lloyd iteration); we take the min and then the first index that attains it.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,14 +27,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-METRICS = ("euclidean", "cosine")
+DISTANCES = ("euclidean", "cosine")
 _N_FAR = 8  # far-point candidates kept per chunk for re-seeding empty clusters
 
 
 class KMeansResult(NamedTuple):
-  """Result of :func:`kmeans`. ``centroids`` is K x D; ``inertia`` sums distances under the metric."""
+  """Result of :func:`kmeans`. ``centroids`` is K x D; ``inertia`` sums the points' distances to
+  their nearest centroid."""
 
   centroids: jax.Array
   inertia: jax.Array
@@ -55,31 +58,64 @@ class LloydStats(NamedTuple):
 # validation (host side, at the public boundary)
 
 
-def check_metric(metric: str) -> None:
-  if metric not in METRICS:
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+def check_distance(distance: str) -> None:
+  if distance not in DISTANCES:
+    raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
 
 
-def check_points(x, *, name: str = "embeddings", check_finite: bool = True) -> None:
-  """Raise ``ValueError`` unless ``x`` is a non-empty, finite N x D float array."""
+def check_points(
+  x, *, name: str = "embeddings", check_finite: bool = True, distance: str | None = None
+) -> None:
+  """Raise ``ValueError`` unless ``x`` is a non-empty, finite N x D float array (with no row of
+  zero norm for ``distance="cosine"``: its cosine to anything is undefined)."""
   shape = getattr(x, "shape", None)
   if shape is None or len(shape) != 2:
     raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {shape}")
   if shape[0] == 0 or shape[1] == 0:
-    raise ValueError(f"{name} is empty: shape {tuple(shape)}; need at least one point and one feature")
+    raise ValueError(
+      f"{name} is empty: shape {tuple(shape)}; need at least one point and one feature"
+    )
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(f"{name} must be floating point, got dtype {x.dtype}")
   if check_finite:
     bad = int(_count_nonfinite(x))
     if bad:
       raise ValueError(f"{name} contains {bad} NaN or inf values; clean or drop those rows first")
+  if distance == "cosine":
+    check_norms(count_zero_norm(x), shape[0], name=name)
 
 
 def _count_nonfinite(x) -> int:
   if isinstance(x, np.ndarray):  # numpy / memmap: count block by block, bounded memory
-    step = max(1, (1 << 26) // max(1, x.shape[1]))
-    return sum(int(np.count_nonzero(~np.isfinite(x[i:i + step]))) for i in range(0, x.shape[0], step))
+    step = _block_rows(x)
+    return sum(
+      int(np.count_nonzero(~np.isfinite(x[i : i + step]))) for i in range(0, x.shape[0], step)
+    )
   return int(jnp.sum(~jnp.isfinite(x)))
+
+
+def _block_rows(x) -> int:
+  return max(1, (1 << 26) // max(1, x.shape[1]))
+
+
+def count_zero_norm(x) -> int:
+  """Rows of ``x`` whose float32 norm is 0 (what :func:`normalise` cannot give a direction)."""
+  if isinstance(x, np.ndarray):
+    step = _block_rows(x)
+    return sum(
+      int(np.count_nonzero(np.einsum("ij,ij->i", b, b) == 0))
+      for b in (np.asarray(x[i : i + step], np.float32) for i in range(0, x.shape[0], step))
+    )
+  x = jnp.asarray(x, jnp.float32)
+  return int(jnp.sum(jnp.sum(x * x, axis=1) == 0))
+
+
+def check_norms(zero_rows: int, n: int, *, name: str = "embeddings") -> None:
+  if zero_rows:
+    raise ValueError(
+      f"{name} has {zero_rows} of {n} rows with zero norm: the cosine distance is undefined "
+      "for them; drop those rows or use distance='euclidean'"
+    )
 
 
 def check_k(k, n: int) -> None:
@@ -93,9 +129,9 @@ def check_k(k, n: int) -> None:
 # chunk kernels
 
 
-def prepare(x_CxD: jax.Array, metric: str) -> jax.Array:
+def prepare(x_CxD: jax.Array, distance: str) -> jax.Array:
   x_CxD = x_CxD.astype(jnp.float32)
-  if metric == "cosine":
+  if distance == "cosine":
     return normalise(x_CxD)
   return x_CxD
 
@@ -105,19 +141,19 @@ def normalise(v: jax.Array) -> jax.Array:
   return v / jnp.where(norm > 0, norm, 1.0)
 
 
-def nearest(xp_CxD: jax.Array, c_KxD: jax.Array, metric: str):
+def nearest(xp_CxD: jax.Array, c_KxD: jax.Array, distance: str):
   """Nearest centroid of each (prepared) point: ``(labels_C int32, dist_C float32)``."""
   k = c_KxD.shape[0]
   # K x C layout: the reduction over K then runs across rows, which vectorises over C.
   dot_KxC = c_KxD @ xp_CxD.T
-  if metric == "cosine":
+  if distance == "cosine":
     score_KxC = -dot_KxC
   else:
     score_KxC = jnp.sum(c_KxD * c_KxD, axis=1)[:, None] - 2.0 * dot_KxC
   best_C = jnp.min(score_KxC, axis=0)
   k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
   labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, k), axis=0)
-  if metric == "cosine":
+  if distance == "cosine":
     dist_C = 1.0 + best_C
   else:
     dist_C = best_C + jnp.sum(xp_CxD * xp_CxD, axis=1)
@@ -141,15 +177,19 @@ def scan_chunks(f: Callable, x_NxD: jax.Array, carry, *, chunk_size: int, offset
   carry, ys = lax.scan(body, carry, jnp.arange(n_full))
   ys = jax.tree.map(lambda y: y.reshape((n_full * c,) + y.shape[2:]), ys)
   if tail:
-    carry, y_tail = f(carry, x_NxD[n_full * c:], offset + n_full * c)
+    carry, y_tail = f(carry, x_NxD[n_full * c :], offset + n_full * c)
     ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, y_tail)
   return carry, ys
 
 
 def empty_stats(k: int, d: int) -> LloydStats:
-  return LloydStats(jnp.zeros((k, d), jnp.float32), jnp.zeros((k,), jnp.float32),
-                    jnp.zeros((), jnp.float32), jnp.full((_N_FAR,), -1.0, jnp.float32),
-                    jnp.zeros((_N_FAR, d), jnp.float32))
+  return LloydStats(
+    jnp.zeros((k, d), jnp.float32),
+    jnp.zeros((k,), jnp.float32),
+    jnp.zeros((), jnp.float32),
+    jnp.full((_N_FAR,), -1.0, jnp.float32),
+    jnp.zeros((_N_FAR, d), jnp.float32),
+  )
 
 
 def _merge_far(d_a, x_a, d_b, x_b):
@@ -161,12 +201,14 @@ def _merge_far(d_a, x_a, d_b, x_b):
 def merge_stats(a: LloydStats, b: LloydStats) -> LloydStats:
   """Combine the statistics of two disjoint sets of points."""
   far_d, far_x = _merge_far(a.far_d_M, a.far_x_MxD, b.far_d_M, b.far_x_MxD)
-  return LloydStats(a.sums_KxD + b.sums_KxD, a.counts_K + b.counts_K, a.inertia + b.inertia,
-                    far_d, far_x)
+  return LloydStats(
+    a.sums_KxD + b.sums_KxD, a.counts_K + b.counts_K, a.inertia + b.inertia, far_d, far_x
+  )
 
 
-def lloyd_stats(x_NxD: jax.Array, c_KxD: jax.Array, *, metric: str, chunk_size: int,
-                n_valid=None, offset=0) -> LloydStats:
+def lloyd_stats(
+  x_NxD: jax.Array, c_KxD: jax.Array, *, distance: str, chunk_size: int, n_valid=None, offset=0
+) -> LloydStats:
   """One assignment pass over ``x`` in chunks: per-cluster sums and counts, inertia, far points.
 
   Rows with global index ``offset + i >= n_valid`` (padding) are ignored.
@@ -174,8 +216,8 @@ def lloyd_stats(x_NxD: jax.Array, c_KxD: jax.Array, *, metric: str, chunk_size: 
   k, d = c_KxD.shape
 
   def f(stats, x_CxD, start):
-    xp = prepare(x_CxD, metric)
-    labels, dist = nearest(xp, c_KxD, metric)
+    xp = prepare(x_CxD, distance)
+    labels, dist = nearest(xp, c_KxD, distance)
     if n_valid is not None:
       w = (start + jnp.arange(xp.shape[0]) < n_valid).astype(jnp.float32)
       xp, dist = xp * w[:, None], dist * w
@@ -183,17 +225,27 @@ def lloyd_stats(x_NxD: jax.Array, c_KxD: jax.Array, *, metric: str, chunk_size: 
       w = jnp.ones_like(dist)
     m = min(_N_FAR, xp.shape[0])
     top_d, top_i = lax.top_k(jnp.where(w > 0, dist, -1.0), m)
-    chunk = LloydStats(jax.ops.segment_sum(xp, labels, k), jax.ops.segment_sum(w, labels, k),
-                       jnp.sum(dist), top_d, xp[top_i])
+    chunk = LloydStats(
+      jax.ops.segment_sum(xp, labels, k),
+      jax.ops.segment_sum(w, labels, k),
+      jnp.sum(dist),
+      top_d,
+      xp[top_i],
+    )
     far_d, far_x = _merge_far(stats.far_d_M, stats.far_x_MxD, chunk.far_d_M, chunk.far_x_MxD)
-    return LloydStats(stats.sums_KxD + chunk.sums_KxD, stats.counts_K + chunk.counts_K,
-                      stats.inertia + chunk.inertia, far_d, far_x), None
+    return LloydStats(
+      stats.sums_KxD + chunk.sums_KxD,
+      stats.counts_K + chunk.counts_K,
+      stats.inertia + chunk.inertia,
+      far_d,
+      far_x,
+    ), None
 
   stats, _ = scan_chunks(f, x_NxD, empty_stats(k, d), chunk_size=chunk_size, offset=offset)
   return stats
 
 
-def update_centroids(c_KxD: jax.Array, stats: LloydStats, *, metric: str) -> jax.Array:
+def update_centroids(c_KxD: jax.Array, stats: LloydStats, *, distance: str) -> jax.Array:
   """Centroids = cluster means; an empty cluster is re-seeded with one of the farthest points."""
   counts = stats.counts_K
   means = stats.sums_KxD / jnp.maximum(counts, 1.0)[:, None]
@@ -202,7 +254,7 @@ def update_centroids(c_KxD: jax.Array, stats: LloydStats, *, metric: str) -> jax
   usable = empty & (rank < _N_FAR) & (stats.far_d_M[jnp.clip(rank, 0, _N_FAR - 1)] >= 0)
   reseed = stats.far_x_MxD[jnp.clip(rank, 0, _N_FAR - 1)]
   new = jnp.where(empty[:, None], jnp.where(usable[:, None], reseed, c_KxD), means)
-  if metric == "cosine":
+  if distance == "cosine":
     new = normalise(new)
   return new
 
@@ -211,23 +263,30 @@ def update_centroids(c_KxD: jax.Array, stats: LloydStats, *, metric: str) -> jax
 # sharding
 
 
-def _stats_fn(metric: str, chunk_size: int, n_valid: int, mesh: Mesh | None, axis_name: str):
+def _stats_fn(distance: str, chunk_size: int, n_valid: int, mesh: Mesh | None, axis_name: str):
   """``(x, c) -> LloydStats`` on one device, or sharded over ``mesh`` with psum reductions."""
   if mesh is None:  # unpadded: no row mask needed
-    return partial(lloyd_stats, metric=metric, chunk_size=chunk_size)
+    return partial(lloyd_stats, distance=distance, chunk_size=chunk_size)
 
   def local(x_local, c):
     offset = lax.axis_index(axis_name) * x_local.shape[0]
-    s = lloyd_stats(x_local, c, metric=metric, chunk_size=chunk_size, n_valid=n_valid,
-                    offset=offset)
+    s = lloyd_stats(
+      x_local, c, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=offset
+    )
     far_d = lax.all_gather(s.far_d_M, axis_name, tiled=True)
     far_x = lax.all_gather(s.far_x_MxD, axis_name, tiled=True)
     top_d, idx = lax.top_k(far_d, _N_FAR)
-    return LloydStats(lax.psum(s.sums_KxD, axis_name), lax.psum(s.counts_K, axis_name),
-                      lax.psum(s.inertia, axis_name), top_d, far_x[idx])
+    return LloydStats(
+      lax.psum(s.sums_KxD, axis_name),
+      lax.psum(s.counts_K, axis_name),
+      lax.psum(s.inertia, axis_name),
+      top_d,
+      far_x[idx],
+    )
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(axis_name), P()), out_specs=P(),
-                       check_vma=False)
+  return jax.shard_map(
+    local, mesh=mesh, in_specs=(P(axis_name), P()), out_specs=P(), check_vma=False
+  )
 
 
 def shard_points(x_NxD, mesh: Mesh, axis_name: str = "data") -> jax.Array:
@@ -245,17 +304,17 @@ def shard_points(x_NxD, mesh: Mesh, axis_name: str = "data") -> jax.Array:
 # k-means++
 
 
-def _dists_to(x_NxD, xsq_N, c_MxD, metric: str) -> jax.Array:
+def _dists_to(x_NxD, xsq_N, c_MxD, distance: str) -> jax.Array:
   """M x N distances from a few centres to all points (memory M x N; M is small)."""
   dot = c_MxD @ x_NxD.T
-  if metric == "cosine":
+  if distance == "cosine":
     d = 1.0 - dot * lax.rsqrt(jnp.maximum(xsq_N, 1e-30))[None, :]
   else:
     d = xsq_N[None, :] - 2.0 * dot + jnp.sum(c_MxD * c_MxD, axis=1)[:, None]
   return jnp.maximum(d, 0.0)
 
 
-def _kmeanspp(key, x_NxD, *, k: int, metric: str, n_local_trials: int, n_valid: int):
+def _kmeanspp(key, x_NxD, *, k: int, distance: str, n_local_trials: int, n_valid: int):
   n, dim = x_NxD.shape
   x_NxD = x_NxD.astype(jnp.float32)
   xsq_N = jnp.sum(x_NxD * x_NxD, axis=1)
@@ -265,10 +324,10 @@ def _kmeanspp(key, x_NxD, *, k: int, metric: str, n_local_trials: int, n_valid: 
 
   def centre(i):
     c = x_NxD[i]
-    return normalise(c) if metric == "cosine" else c
+    return normalise(c) if distance == "cosine" else c
 
   c0 = centre(first)
-  d_N = _dists_to(x_NxD, xsq_N, c0[None], metric)[0] * valid_N
+  d_N = _dists_to(x_NxD, xsq_N, c0[None], distance)[0] * valid_N
   centres = jnp.zeros((k, dim), jnp.float32).at[0].set(c0)
 
   def body(i, carry):
@@ -277,7 +336,7 @@ def _kmeanspp(key, x_NxD, *, k: int, metric: str, n_local_trials: int, n_valid: 
     r = jax.random.uniform(jax.random.fold_in(key, i), (n_local_trials,)) * cum[-1]
     cand = jnp.clip(jnp.searchsorted(cum, r), 0, n_valid - 1)
     cand_c = jax.vmap(centre)(cand)
-    new_d = jnp.minimum(d_N[None, :], _dists_to(x_NxD, xsq_N, cand_c, metric) * valid_N)
+    new_d = jnp.minimum(d_N[None, :], _dists_to(x_NxD, xsq_N, cand_c, distance) * valid_N)
     best = jnp.argmin(jnp.sum(new_d, axis=1))
     return centres.at[i].set(cand_c[best]), new_d[best]
 
@@ -289,31 +348,33 @@ def default_local_trials(k: int) -> int:
   return 2 + int(math.log(k))
 
 
-def kmeans_plusplus(x, *, k: int, key: jax.Array, metric: str = "euclidean",
-                    n_local_trials: int | None = None) -> jax.Array:
+def kmeans_plusplus(
+  x, *, k: int, key: jax.Array, distance: str = "euclidean", n_local_trials: int | None = None
+) -> jax.Array:
   """Greedy k-means++ seeding (``2 + log k`` local trials per centre). Returns K x D."""
-  check_metric(metric)
-  check_points(x)
+  check_distance(distance)
+  check_points(x, distance=distance)
   check_k(k, x.shape[0])
   trials = default_local_trials(k) if n_local_trials is None else int(n_local_trials)
-  return kmeanspp_jit(key, jnp.asarray(x), k=k, metric=metric, n_local_trials=trials,
-                       n_valid=x.shape[0])
+  return kmeanspp_jit(
+    key, jnp.asarray(x), k=k, distance=distance, n_local_trials=trials, n_valid=x.shape[0]
+  )
 
 
-kmeanspp_jit = jax.jit(_kmeanspp, static_argnames=("k", "metric", "n_local_trials", "n_valid"))
+kmeanspp_jit = jax.jit(_kmeanspp, static_argnames=("k", "distance", "n_local_trials", "n_valid"))
 
 
 # ---------------------------------------------------------------------------------------------
 # Lloyd
 
 
-def mean_variance(x_NxD, metric: str, n_valid: int, chunk_size: int):
+def mean_variance(x_NxD, distance: str, n_valid: int, chunk_size: int):
   """Mean per-feature variance of the (prepared) points, in one chunked pass."""
   d = x_NxD.shape[1]
 
   def f(carry, x_CxD, start):
     w = (start + jnp.arange(x_CxD.shape[0]) < n_valid).astype(jnp.float32)[:, None]
-    xp = prepare(x_CxD, metric) * w
+    xp = prepare(x_CxD, distance) * w
     return (carry[0] + xp.sum(0), carry[1] + (xp * xp).sum(0)), None
 
   zeros = jnp.zeros((d,), jnp.float32)
@@ -322,7 +383,7 @@ def mean_variance(x_NxD, metric: str, n_valid: int, chunk_size: int):
   return jnp.mean(jnp.maximum(s2 / n_valid - mean * mean, 0.0))
 
 
-def lloyd(x_NxD, c0_KxD, *, stats_fn: Callable, metric: str, max_iter: int, tol_abs):
+def lloyd(x_NxD, c0_KxD, *, stats_fn: Callable, distance: str, max_iter: int, tol_abs):
   """Lloyd iterations in a ``lax.while_loop`` until the total squared centre shift <= tol_abs.
 
   Returns ``(centroids, n_iter, converged)``; matches scikit-learn's lloyd loop step for step.
@@ -334,28 +395,57 @@ def lloyd(x_NxD, c0_KxD, *, stats_fn: Callable, metric: str, max_iter: int, tol_
 
   def body(carry):
     c, i, _ = carry
-    new = update_centroids(c, stats_fn(x_NxD, c), metric=metric)
+    new = update_centroids(c, stats_fn(x_NxD, c), distance=distance)
     return new, i + 1, jnp.sum((new - c) ** 2)
 
   c, n_iter, shift = lax.while_loop(cond, body, (c0_KxD, jnp.int32(0), jnp.float32(jnp.inf)))
   return c, n_iter, shift <= tol_abs
 
 
-@partial(jax.jit, static_argnames=("k", "metric", "n_init", "max_iter", "chunk_size", "n_valid",
-                                   "mesh", "axis_name", "n_local_trials", "given_init"))
-def _fit(x, init, key, tol, *, k, metric, n_init, max_iter, chunk_size, n_valid, mesh, axis_name,
-         n_local_trials, given_init):
-  stats_fn = _stats_fn(metric, chunk_size, n_valid, mesh, axis_name)
-  tol_abs = tol * mean_variance(x, metric, n_valid, chunk_size)
+@partial(
+  jax.jit,
+  static_argnames=(
+    "k",
+    "distance",
+    "n_init",
+    "max_iter",
+    "chunk_size",
+    "n_valid",
+    "mesh",
+    "axis_name",
+    "n_local_trials",
+    "given_init",
+  ),
+)
+def _fit(
+  x,
+  init,
+  key,
+  tol,
+  *,
+  k,
+  distance,
+  n_init,
+  max_iter,
+  chunk_size,
+  n_valid,
+  mesh,
+  axis_name,
+  n_local_trials,
+  given_init,
+):
+  stats_fn = _stats_fn(distance, chunk_size, n_valid, mesh, axis_name)
+  tol_abs = tol * mean_variance(x, distance, n_valid, chunk_size)
 
   def one(key):
     if given_init:
       c0 = init.astype(jnp.float32)
-      c0 = normalise(c0) if metric == "cosine" else c0
+      c0 = normalise(c0) if distance == "cosine" else c0
     else:
-      c0 = _kmeanspp(key, x, k=k, metric=metric, n_local_trials=n_local_trials, n_valid=n_valid)
-    c, n_iter, converged = lloyd(x, c0, stats_fn=stats_fn, metric=metric, max_iter=max_iter,
-                                 tol_abs=tol_abs)
+      c0 = _kmeanspp(key, x, k=k, distance=distance, n_local_trials=n_local_trials, n_valid=n_valid)
+    c, n_iter, converged = lloyd(
+      x, c0, stats_fn=stats_fn, distance=distance, max_iter=max_iter, tol_abs=tol_abs
+    )
     return KMeansResult(c, stats_fn(x, c).inertia, n_iter, converged)
 
   runs = jax.vmap(one)(jax.random.split(key, n_init))
@@ -363,10 +453,21 @@ def _fit(x, init, key, tol, *, k, metric, n_init, max_iter, chunk_size, n_valid,
   return jax.tree.map(lambda a: a[best], runs)
 
 
-def kmeans(x, *, k: int, key: jax.Array, metric: str = "euclidean", n_init: int = 1,
-           max_iter: int = 100, tol: float = 1e-4, init=None, chunk_size: int = 512,
-           mesh: Mesh | None = None, axis_name: str = "data",
-           n_local_trials: int | None = None) -> KMeansResult:
+def kmeans(
+  x,
+  *,
+  k: int,
+  key: jax.Array,
+  distance: str = "euclidean",
+  n_init: int = 1,
+  max_iter: int = 100,
+  tol: float = 1e-4,
+  init=None,
+  chunk_size: int = 512,
+  mesh: Mesh | None = None,
+  axis_name: str = "data",
+  n_local_trials: int | None = None,
+) -> KMeansResult:
   """k-means of ``x`` (N x D) with ``k`` clusters.
 
   ``init``: None for greedy k-means++ (``n_init`` restarts, vmapped, best inertia kept) or a
@@ -375,8 +476,8 @@ def kmeans(x, *, k: int, key: jax.Array, metric: str = "euclidean", n_init: int 
   With ``mesh``, points are sharded along N over ``axis_name``.
   Deterministic for a given ``key``.
   """
-  check_metric(metric)
-  check_points(x)
+  check_distance(distance)
+  check_points(x, distance=distance)
   n, d = x.shape
   check_k(k, n)
   if n_init < 1:
@@ -389,57 +490,81 @@ def kmeans(x, *, k: int, key: jax.Array, metric: str = "euclidean", n_init: int 
     init = jnp.asarray(init)
     if init.shape != (k, d):
       raise ValueError(f"init must have shape (k, D) = {(k, d)}, got {init.shape}")
-    check_points(init, name="init")
+    check_points(init, name="init", distance=distance)
   xs = shard_points(x, mesh, axis_name) if mesh is not None else jnp.asarray(x)
   trials = default_local_trials(k) if n_local_trials is None else int(n_local_trials)
-  return _fit(xs, init if init is not None else jnp.zeros((k, d), jnp.float32), key,
-              jnp.float32(tol), k=k, metric=metric, n_init=1 if init is not None else n_init,
-              max_iter=max_iter, chunk_size=chunk_size, n_valid=n, mesh=mesh,
-              axis_name=axis_name, n_local_trials=trials, given_init=init is not None)
+  return _fit(
+    xs,
+    init if init is not None else jnp.zeros((k, d), jnp.float32),
+    key,
+    jnp.float32(tol),
+    k=k,
+    distance=distance,
+    n_init=1 if init is not None else n_init,
+    max_iter=max_iter,
+    chunk_size=chunk_size,
+    n_valid=n,
+    mesh=mesh,
+    axis_name=axis_name,
+    n_local_trials=trials,
+    given_init=init is not None,
+  )
 
 
 # ---------------------------------------------------------------------------------------------
 # assignment
 
 
-def _assign(x_NxD, c_KxD, *, metric: str, chunk_size: int):
+def _assign(x_NxD, c_KxD, *, distance: str, chunk_size: int):
   def f(carry, x_CxD, start):
-    return carry, nearest(prepare(x_CxD, metric), c_KxD, metric)
+    return carry, nearest(prepare(x_CxD, distance), c_KxD, distance)
 
   _, (labels, dist) = scan_chunks(f, x_NxD, None, chunk_size=chunk_size)
   return labels, dist
 
 
-@partial(jax.jit, static_argnames=("metric", "chunk_size", "mesh", "axis_name"))
-def assign_jit(x, c, *, metric, chunk_size, mesh, axis_name):
+@partial(jax.jit, static_argnames=("distance", "chunk_size", "mesh", "axis_name"))
+def assign_jit(x, c, *, distance, chunk_size, mesh, axis_name):
   if mesh is None:
-    return _assign(x, c, metric=metric, chunk_size=chunk_size)
-  fn = jax.shard_map(partial(_assign, metric=metric, chunk_size=chunk_size), mesh=mesh,
-                     in_specs=(P(axis_name), P()), out_specs=(P(axis_name), P(axis_name)),
-                     check_vma=False)
+    return _assign(x, c, distance=distance, chunk_size=chunk_size)
+  fn = jax.shard_map(
+    partial(_assign, distance=distance, chunk_size=chunk_size),
+    mesh=mesh,
+    in_specs=(P(axis_name), P()),
+    out_specs=(P(axis_name), P(axis_name)),
+    check_vma=False,
+  )
   return fn(x, c)
 
 
-def assign(x, centroids, *, metric: str = "euclidean", chunk_size: int = 512,
-           mesh: Mesh | None = None, axis_name: str = "data"):
+def assign(
+  x,
+  centroids,
+  *,
+  distance: str = "euclidean",
+  chunk_size: int = 512,
+  mesh: Mesh | None = None,
+  axis_name: str = "data",
+):
   """Nearest centroid of every point: ``(labels_N int32, dist_N float32)``.
 
-  ``dist`` is the squared euclidean distance, or ``1 - cos`` for ``metric="cosine"``.
+  ``dist`` is the squared euclidean distance, or ``1 - cos`` for ``distance="cosine"``.
   """
-  check_metric(metric)
-  check_points(x)
+  check_distance(distance)
+  check_points(x, distance=distance)
   centroids = jnp.asarray(centroids, jnp.float32)
   if centroids.ndim != 2 or centroids.shape[1] != x.shape[1]:
     raise ValueError(f"centroids must have shape (K, {x.shape[1]}), got {centroids.shape}")
-  if metric == "cosine":
+  if distance == "cosine":
     centroids = normalise(centroids)
   n = x.shape[0]
   xs = shard_points(x, mesh, axis_name) if mesh is not None else jnp.asarray(x)
-  labels, dist = assign_jit(xs, centroids, metric=metric, chunk_size=chunk_size, mesh=mesh,
-                             axis_name=axis_name)
+  labels, dist = assign_jit(
+    xs, centroids, distance=distance, chunk_size=chunk_size, mesh=mesh, axis_name=axis_name
+  )
   return labels[:n], dist[:n]
 
 
-def inertia(x, centroids, *, metric: str = "euclidean", chunk_size: int = 512) -> jax.Array:
+def inertia(x, centroids, *, distance: str = "euclidean", chunk_size: int = 512) -> jax.Array:
   """Sum over points of the distance to the nearest centroid."""
-  return jnp.sum(assign(x, centroids, metric=metric, chunk_size=chunk_size)[1])
+  return jnp.sum(assign(x, centroids, distance=distance, chunk_size=chunk_size)[1])

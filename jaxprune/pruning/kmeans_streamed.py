@@ -9,6 +9,7 @@ peak memory is a few blocks plus K x D, whatever N is.
 k-means++ seeding runs on a random sample of ``init_sample`` rows (all rows when None), and the
 convergence tolerance is scaled by that sample's feature variance.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -19,9 +20,22 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune.pruning.kmeans import (KMeansResult, assign_jit, empty_stats, kmeanspp_jit, mean_variance,
-                              check_k, check_metric, check_points, default_local_trials,
-                              lloyd_stats, merge_stats, update_centroids)
+from jaxprune.pruning.kmeans import (
+  KMeansResult,
+  assign_jit,
+  check_distance,
+  check_k,
+  check_norms,
+  check_points,
+  count_zero_norm,
+  default_local_trials,
+  empty_stats,
+  kmeanspp_jit,
+  lloyd_stats,
+  mean_variance,
+  merge_stats,
+  update_centroids,
+)
 
 
 def _file_view(x):
@@ -32,7 +46,8 @@ def _file_view(x):
 
 
 def iter_blocks(x, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
-  """Yield ``(start, block)`` with every block exactly ``block_size`` rows (the last zero-padded)."""
+  """Yield ``(start, block)`` with every block exactly ``block_size`` rows (the last one
+  zero-padded)."""
   n, d = x.shape
   view = _file_view(x)
   f = open(view[0], "rb") if view else None
@@ -44,7 +59,7 @@ def iter_blocks(x, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
         f.seek(view[1] + start * d * 4)
         f.readinto(memoryview(blk[:rows]).cast("B"))
       else:
-        blk[:rows] = x[start:start + rows]
+        blk[:rows] = x[start : start + rows]
       yield start, blk
   finally:
     if f is not None:
@@ -68,33 +83,45 @@ def read_rows(x, idx: np.ndarray) -> np.ndarray:
 def _check_finite(rows_BxD: np.ndarray, row_ids: np.ndarray) -> None:
   bad = ~np.isfinite(rows_BxD).all(axis=1)
   if bad.any():
-    raise ValueError(f"embeddings contain NaN or inf values (first bad row: "
-                     f"{int(row_ids[np.argmax(bad)])}); clean or drop those rows first")
+    raise ValueError(
+      f"embeddings contain NaN or inf values (first bad row: "
+      f"{int(row_ids[np.argmax(bad)])}); clean or drop those rows first"
+    )
 
 
-@partial(jax.jit, static_argnames=("metric", "chunk_size", "n_valid"))
-def _block_stats(stats, blk, c, start, *, metric, chunk_size, n_valid):
-  s = lloyd_stats(blk, c, metric=metric, chunk_size=chunk_size, n_valid=n_valid, offset=start)
+@partial(jax.jit, static_argnames=("distance", "chunk_size", "n_valid"))
+def _block_stats(stats, blk, c, start, *, distance, chunk_size, n_valid):
+  s = lloyd_stats(blk, c, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=start)
   return merge_stats(stats, s)
 
 
-@partial(jax.jit, static_argnames=("metric",))
-def _update(c, stats, *, metric):
-  new = update_centroids(c, stats, metric=metric)
+@partial(jax.jit, static_argnames=("distance",))
+def _update(c, stats, *, distance):
+  new = update_centroids(c, stats, distance=distance)
   return new, jnp.sum((new - c) ** 2)
 
 
-def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max_iter: int = 100,
-                    tol: float = 1e-4, init_sample: int | None = None,
-                    block_size: int | None = None,
-                    chunk_size: int = 512, progress: bool = False):
+def kmeans_streamed(
+  x,
+  *,
+  k: int,
+  key: jax.Array,
+  distance: str = "euclidean",
+  max_iter: int = 100,
+  tol: float = 1e-4,
+  init_sample: int | None = None,
+  block_size: int | None = None,
+  chunk_size: int = 512,
+  progress: bool = False,
+):
   """k-means over a host array streamed in blocks.
 
   Returns ``(KMeansResult, labels_N, dist_N)``; labels and distances (as in :func:`kmeans.assign`)
   are numpy arrays computed against the final centroids.
   """
-  check_metric(metric)
-  check_points(x, check_finite=False)  # finiteness is checked block by block in the first pass
+  check_distance(distance)
+  # finiteness (and, for cosine, zero norms) are checked block by block in the first pass
+  check_points(x, check_finite=False)
   n, d = x.shape
   check_k(k, n)
   if block_size is None:  # about 128 MiB of float32 per block
@@ -102,32 +129,44 @@ def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max
   block_size = min(block_size, n)
   m = n if init_sample is None else max(k, min(n, int(init_sample)))
   key_sample, key_init = jax.random.split(key)
-  idx = np.arange(n) if m == n else np.sort(np.asarray(
-      jax.random.choice(key_sample, n, (m,), replace=False)))
+  idx = (
+    np.arange(n)
+    if m == n
+    else np.sort(np.asarray(jax.random.choice(key_sample, n, (m,), replace=False)))
+  )
   sample = read_rows(x, idx)
   _check_finite(sample, idx)
   sample = jnp.asarray(sample)
-  c = kmeanspp_jit(key_init, sample, k=k, metric=metric,
-                       n_local_trials=default_local_trials(k), n_valid=m)
-  tol_abs = float(tol * mean_variance(sample, metric, m, chunk_size))
+  c = kmeanspp_jit(
+    key_init, sample, k=k, distance=distance, n_local_trials=default_local_trials(k), n_valid=m
+  )
+  tol_abs = float(tol * mean_variance(sample, distance, m, chunk_size))
   del sample
 
   n_blocks = -(-n // block_size)
-  bar = tqdm(total=max_iter * n_blocks, desc="k-means (streamed)", unit="block",
-             disable=not progress)
-  n_iter, converged = 0, False
+  bar = tqdm(
+    total=max_iter * n_blocks, desc="k-means (streamed)", unit="block", disable=not progress
+  )
+  n_iter, converged, zero_rows = 0, False, 0
   for n_iter in range(1, max_iter + 1):
     stats = empty_stats(k, d)
     for start, blk in iter_blocks(x, block_size):
       if n_iter == 1:
         _check_finite(blk, np.arange(start, start + len(blk)))
+        if distance == "cosine":  # counted over the whole pass: the error says how many
+          zero_rows += count_zero_norm(blk[: min(block_size, n - start)])
       prev = stats
-      stats = _block_stats(stats, blk, c, start, metric=metric, chunk_size=chunk_size, n_valid=n)
+      stats = _block_stats(
+        stats, blk, c, start, distance=distance, chunk_size=chunk_size, n_valid=n
+      )
       # back-pressure: at most one block computing while the next is read, so memory stays at
       # a few blocks instead of async dispatch queueing the whole file
       jax.block_until_ready(prev)
       bar.update(1)
-    c, shift = _update(c, stats, metric=metric)
+    if zero_rows:
+      bar.close()
+      check_norms(zero_rows, n)
+    c, shift = _update(c, stats, distance=distance)
     shift = float(shift)
     bar.set_postfix(shift=f"{shift:.3g}", inertia=f"{float(stats.inertia):.4g}")
     if shift <= tol_abs:
@@ -138,11 +177,13 @@ def kmeans_streamed(x, *, k: int, key: jax.Array, metric: str = "euclidean", max
   labels = np.empty(n, np.int32)
   dist = np.empty(n, np.float32)
   for start, blk in iter_blocks(x, block_size):
-    lab, dst = assign_jit(blk, c, metric=metric, chunk_size=chunk_size, mesh=None,
-                              axis_name="data")
+    lab, dst = assign_jit(
+      blk, c, distance=distance, chunk_size=chunk_size, mesh=None, axis_name="data"
+    )
     rows = min(block_size, n - start)
-    labels[start:start + rows] = np.asarray(lab[:rows])
-    dist[start:start + rows] = np.asarray(dst[:rows])
-  result = KMeansResult(c, jnp.float32(dist.sum(dtype=np.float64)), jnp.int32(n_iter),
-                           jnp.bool_(converged))
+    labels[start : start + rows] = np.asarray(lab[:rows])
+    dist[start : start + rows] = np.asarray(dst[:rows])
+  result = KMeansResult(
+    c, jnp.float32(dist.sum(dtype=np.float64)), jnp.int32(n_iter), jnp.bool_(converged)
+  )
   return result, labels, dist

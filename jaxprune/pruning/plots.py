@@ -1,5 +1,6 @@
-"""Figures a researcher looks at after pruning: the hardness histogram and the easiest / hardest
-examples."""
+"""Figures a researcher looks at after pruning: the hardness histogram, the easiest / hardest
+examples, the training curves of a subset's classifiers, and a pruning curve."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -32,7 +33,8 @@ def extremes_grid(images: np.ndarray, scores: np.ndarray, labels=None, *, n: int
     for c, i in enumerate(idx):
       ax = axes[r, c]
       img = images[i]
-      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+      grey = img.shape[-1] == 1
+      ax.imshow(img[..., 0] if grey else img, cmap="gray" if grey else None)
       lab = "" if labels is None else f"y={labels[i]} "
       ax.set_title(f"{lab}{scores[i]:.2f}", fontsize=7)
       ax.set_xticks([])
@@ -40,3 +42,51 @@ def extremes_grid(images: np.ndarray, scores: np.ndarray, labels=None, *, n: int
     axes[r, 0].set_ylabel(name)
   fig.tight_layout()
   return fig
+
+
+def training_curves(rows: list[dict]):
+  """Train loss and accuracy against the step, from ``metrics.jsonl`` records."""
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+  steps = [r["step"] for r in rows]
+  for ax, key in zip(axes, ("loss", "accuracy")):
+    if key in rows[0]:
+      ax.plot(steps, [r[key] for r in rows], lw=1)
+      ax.set_xlabel("step")
+      ax.set_ylabel(f"train {key}")
+      ax.grid(alpha=0.3)
+  fig.tight_layout()
+  return fig
+
+
+def accuracy_vs_fraction(rows: list[dict], *, title: str = ""):
+  """One panel per keep mode: test accuracy (mean +- std over models) against the fraction kept,
+  a line per score, the random baseline dashed; the full-data point closes every line at 1."""
+  modes = sorted({r["mode"] for r in rows} - {"random", "-"})
+  full = [r for r in rows if r["score"] == "full"]
+  fig, axes = plt.subplots(
+    1, max(1, len(modes)), figsize=(6 * max(1, len(modes)), 4), squeeze=False
+  )
+  for ax, mode in zip(axes[0], modes or ["hard"]):
+    for score in sorted({r["score"] for r in rows if r["mode"] in (mode, "random")}):
+      pts = sorted(
+        (r["fraction"], r["acc_mean"], r["acc_std"])
+        for r in rows
+        if r["score"] == score and r["mode"] in (mode, "random")
+      )
+      pts += [(1.0, full[0]["acc_mean"], full[0]["acc_std"])] if full else []
+      f, m, s = map(np.asarray, zip(*pts))
+      style = dict(color="k", ls="--") if score == "random" else {}
+      ax.errorbar(f, 100 * m, yerr=100 * s, marker="o", ms=3, capsize=2, label=score, **style)
+    ax.set_xlabel("fraction of training data kept")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"keep {mode}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle(title)
+  fig.tight_layout()
+  return fig
+
+
+def close(fig) -> None:
+  """Free a figure once saved (pyplot keeps every open figure alive)."""
+  plt.close(fig)

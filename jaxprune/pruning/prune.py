@@ -1,72 +1,155 @@
 """The main job: score a dataset's examples, keep a fraction, and write the results.
 
-``run(PruneConfig(...))`` loads the data, computes embeddings (given, or standardised pixels),
-scores every example, selects the kept subset, and writes to ``workdir``:
+``run(PruneConfig(...))`` loads the data, computes embeddings (given, standardised pixels, or a
+SimCLR encoder's), scores every example, selects the kept subset, and writes to ``workdir``:
 
 * ``scores.npz`` / ``scores.csv``: id, label, cluster, score and kept flag per example, in the
   dataset's original order;
 * ``kept_indices.npy``: row indices of the kept examples (sorted);
 * ``config.json``, ``summary.json``; ``hardness_hist.png``; ``extremes.png`` when there are images.
+
+Every output, ``config.json`` included, is written after the work succeeded: a failed run leaves
+an earlier run's files as they were. The job holds the workdir's lock while it runs.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import jax
 import numpy as np
 
-from jaxprune.pruning import data as data_lib
 from jaxprune.core import io
-from jaxprune.pruning import scores as scores_lib
-from jaxprune.pruning.select import select
+from jaxprune.core.config import check_finite, require, to_dict
+from jaxprune.core.run import Run
 from jaxprune.core.sharding import data_mesh
+from jaxprune.models.classifier import ClassifierConfig
+from jaxprune.pruning import data as data_lib
+from jaxprune.pruning import keys
+from jaxprune.pruning import scores as scores_lib
+from jaxprune.pruning.embeddings import SSLConfig
+from jaxprune.pruning.kmeans import DISTANCES, check_k
+from jaxprune.pruning.select import MODES, select
 
 SCORES = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting", "random")
 SUPERVISED = ("el2n", "grand", "forgetting")
 EMBEDDINGS = ("pixels", "ssl")
+DIGITS_SPLITS = ("train", "test", "all")
 
 
 @dataclass(frozen=True)
 class PruneConfig:
-  """Score and prune a dataset with (self-)supervised prototypes."""
+  """Score and prune a dataset with (self-)supervised prototypes or a supervised score."""
 
-  data: str = field(default="digits", metadata={"help": "digits | a TFDS name | a .npy/.npz file"})
-  data_dir: str | None = field(default=None, metadata={"help": "TFDS data_dir"})
+  data: str = "digits"
+  """digits (bundled) | a TFDS name | a .npy/.npz embeddings file"""
+  data_dir: str | None = None
+  """TFDS data_dir (the dataset prepared there as ArrayRecord)"""
   split: str = "train"
+  """dataset split (digits: train, test or all)"""
   max_examples: int | None = None
-  embeddings: str | None = field(default=None, metadata={
-      "help": ".npy/.npz embeddings, one row per example (overrides --embedding)"})
-  embedding: str = field(default="pixels", metadata={
-      "help": "embeddings when none are given: pixels (standardised) | ssl (SimCLR encoder "
-              "trained through the loop)"})
-  ssl_steps: int = field(default=400, metadata={"help": "SimCLR training steps (--embedding ssl)"})
-  score_epochs: int = field(default=10, metadata={
-      "help": "epochs the models behind el2n / grand / forgetting train"})
-  score_models: int = field(default=4, metadata={
-      "help": "models (seeds, vmapped) averaged by el2n / grand / forgetting"})
-  score: str = field(default="ssl_prototypes", metadata={"help": " | ".join(SCORES)})
-  metric: str = field(default="cosine", metadata={"help": "cosine | euclidean"})
-  k: int | None = field(default=None, metadata={
-      "help": "clusters (default: number of classes, else 100)"})
-  fraction: float = field(default=0.5, metadata={"help": "fraction kept, in (0, 1]"})
-  mode: str = field(default="hard", metadata={"help": "hard | easy | random"})
-  class_balance: float = field(default=0.0, metadata={
-      "help": "each class keeps at least this share of its proportional quota"})
+  """use at most this many examples (TFDS)"""
+  embeddings: str | None = None
+  """.npy/.npz embeddings, one row per example (overrides --embedding)"""
+  embedding: Literal["pixels", "ssl"] = "pixels"
+  """embeddings when none are given: pixels (standardised) or ssl (a SimCLR encoder trained
+  through the loop, in workdir/ssl)"""
+  ssl: SSLConfig = field(default_factory=SSLConfig)
+  """the SimCLR encoder of --embedding ssl"""
+  score: Literal[
+    "ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting", "random"
+  ] = "ssl_prototypes"
+  """the pruning score (hardness of each example)"""
+  distance: Literal["cosine", "euclidean"] = "cosine"
+  """distance of the prototype scores"""
+  k: int | None = None
+  """k-means clusters; None: the number of classes, else 100"""
+  fraction: float = 0.5
+  """fraction of the examples kept, in (0, 1]"""
+  mode: Literal["hard", "easy", "random"] = "hard"
+  """keep the hardest, the easiest, or a random subset"""
+  class_balance: float = 0.0
+  """each class keeps at least this share of its proportional quota, in [0, 1]"""
+  classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+  """the models behind el2n / grand / forgetting"""
+  score_epochs: int = 10
+  """epochs the models behind el2n / grand / forgetting train"""
+  score_models: int = 4
+  """models (vmapped) averaged by el2n / grand / forgetting"""
   seed: int = 0
+  """root of every key of the job (k-means, random subsets, SimCLR, score models)"""
   n_init: int = 1
+  """k-means restarts (vmapped; the lowest inertia is kept)"""
   max_iter: int = 100
+  """k-means iterations at most"""
   tol: float = 1e-4
+  """k-means tolerance, relative to the mean feature variance"""
   chunk_size: int = 512
-  stream: bool | None = field(default=None, metadata={
-      "help": "stream embeddings from disk (default: when the file is larger than 2 GiB)"})
-  init_sample: int | None = field(default=None, metadata={
-      "help": "rows used for k-means++ seeding when streaming (default 64 * k)"})
-  shard: bool = field(default=True, metadata={"help": "shard over all local devices if > 1"})
+  """points per chunk of the k-means assignment"""
+  stream: bool | None = None
+  """stream embeddings from disk; None: when the file is larger than 2 GiB"""
+  init_sample: int | None = None
+  """rows used for k-means++ seeding when streaming; None: 64 * k"""
+  shard: bool = True
+  """shard k-means over all local devices when there are several"""
   workdir: str = "runs/prune"
+  """output directory"""
+  overwrite: bool = False
+  """discard a stored SimCLR encoder (workdir/ssl) of another config instead of stopping"""
   progress: bool = True
+  """show progress bars and timings"""
+
+  def __post_init__(self):
+    check_finite(self)
+    require(self.score in SCORES, f"score must be one of {SCORES}, got {self.score!r}")
+    require(
+      self.distance in DISTANCES, f"distance must be one of {DISTANCES}, got {self.distance!r}"
+    )
+    require(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
+    require(
+      self.embedding in EMBEDDINGS, f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}"
+    )
+    require(0.0 < self.fraction <= 1.0, f"fraction must be in (0, 1], got {self.fraction}")
+    require(
+      0.0 <= self.class_balance <= 1.0, f"class_balance must be in [0, 1], got {self.class_balance}"
+    )
+    require(
+      self.data != data_lib.DEFAULT or self.split in DIGITS_SPLITS,
+      f"digits splits are {DIGITS_SPLITS}; got split {self.split!r}",
+    )
+    for name in ("k", "max_examples", "init_sample"):
+      v = getattr(self, name)
+      require(v is None or v >= 1, f"{name} must be >= 1, got {v}")
+    for name in ("score_epochs", "score_models", "n_init", "max_iter", "chunk_size"):
+      v = getattr(self, name)
+      require(v >= 1, f"{name} must be >= 1, got {v}")
+    require(self.tol >= 0, f"tol must be >= 0, got {self.tol}")
+
+
+def _check_data(cfg: PruneConfig, ds: data_lib.Dataset) -> None:
+  """What the config needs of the data, checked before any work (cheap)."""
+  if cfg.score == "supervised_prototypes" and ds.labels is None:
+    raise ValueError("score=supervised_prototypes needs labels, and this dataset has none")
+  if cfg.score in SUPERVISED and (ds.labels is None or ds.images is None):
+    raise ValueError(f"score={cfg.score} trains classifiers: it needs images and labels")
+  if (
+    cfg.score in ("ssl_prototypes", "supervised_prototypes")
+    and cfg.embeddings is None
+    and ds.embeddings is None
+    and ds.images is None
+  ):
+    raise ValueError(f"{ds.name} has no images to embed; give --embeddings")
+  if cfg.score == "ssl_prototypes":
+    check_k(_num_clusters(cfg, ds), ds.size)
+
+
+def _num_clusters(cfg: PruneConfig, ds: data_lib.Dataset) -> int:
+  if cfg.k is not None:
+    return cfg.k
+  return min(ds.size, int(ds.labels.max()) + 1 if ds.labels is not None else 100)
 
 
 def _embeddings(cfg: PruneConfig, ds: data_lib.Dataset):
@@ -77,14 +160,17 @@ def _embeddings(cfg: PruneConfig, ds: data_lib.Dataset):
     return emb_ds.embeddings
   if ds.embeddings is not None:
     return ds.embeddings
-  if cfg.embedding not in EMBEDDINGS:
-    raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {cfg.embedding!r}")
-  if ds.images is None:
-    raise ValueError(f"{ds.name} has no images to embed; give --embeddings")
   if cfg.embedding == "ssl":
-    from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
-    return ssl_embeddings(ds.images, cfg=SSLConfig(steps=cfg.ssl_steps), seed=cfg.seed,
-                          workdir=cfg.workdir, progress=cfg.progress)
+    from jaxprune.pruning.embeddings import ssl_embeddings
+
+    return ssl_embeddings(
+      ds.images,
+      cfg=cfg.ssl,
+      seed=cfg.seed,
+      workdir=cfg.workdir,
+      overwrite=cfg.overwrite,
+      progress=cfg.progress,
+    )
   return data_lib.pixel_embeddings(ds.images)
 
 
@@ -95,45 +181,65 @@ def _mesh(cfg: PruneConfig):
 
 
 def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
-  """``(scores_N, cluster_N or None, info)`` for the configured metric."""
-  key = jax.random.key(cfg.seed)
+  """``(scores_N, cluster_N or None, info)`` for the configured score."""
   n = ds.size
   if cfg.score == "random":
+    key = keys.job_key(cfg.seed, keys.RANDOM_SCORES)
     return np.asarray(scores_lib.random_scores(n, key=key)), None, {}
   if cfg.score == "supervised_prototypes":
-    if ds.labels is None:
-      raise ValueError("score=supervised_prototypes needs labels, and this dataset has none")
-    return np.asarray(scores_lib.supervised_prototypes(emb, ds.labels, metric=cfg.metric)), \
-        ds.labels, {}
+    return (
+      np.asarray(scores_lib.supervised_prototypes(emb, ds.labels, distance=cfg.distance)),
+      ds.labels,
+      {},
+    )
   if cfg.score in SUPERVISED:
-    if ds.labels is None or ds.images is None:
-      raise ValueError(f"score={cfg.score} trains classifiers: it needs images and labels")
-    from jaxprune.pruning.classifiers import ClassifierConfig, supervised_metrics
-    out = supervised_metrics(ClassifierConfig(), ds.images, ds.labels,
-                             num_classes=int(ds.labels.max()) + 1,
-                             seeds=range(cfg.seed, cfg.seed + cfg.score_models),
-                             epochs=cfg.score_epochs, progress=cfg.progress)
-    return out[cfg.score], ds.labels, {"score_models": cfg.score_models,
-                                        "score_epochs": cfg.score_epochs}
-  if cfg.score != "ssl_prototypes":
-    raise ValueError(f"score must be one of {SCORES}, got {cfg.score!r}")
-  k = cfg.k
-  if k is None:
-    k = min(n, int(ds.labels.max()) + 1 if ds.labels is not None else 100)
+    from jaxprune.pruning.supervised import supervised_metrics
+
+    out = supervised_metrics(
+      cfg.classifier,
+      ds.images,
+      ds.labels,
+      num_classes=int(ds.labels.max()) + 1,
+      key=keys.job_key(cfg.seed, keys.SCORE_MODELS),
+      num_models=cfg.score_models,
+      epochs=cfg.score_epochs,
+      progress=cfg.progress,
+    )
+    return (
+      out[cfg.score],
+      ds.labels,
+      {"score_models": cfg.score_models, "score_epochs": cfg.score_epochs},
+    )
+  k = _num_clusters(cfg, ds)
   stream = cfg.stream
   if stream is None:
     stream = isinstance(emb, np.memmap) and emb.nbytes > (2 << 30)
   init_sample = cfg.init_sample if cfg.init_sample is not None else 64 * k
   t0 = time.perf_counter()
   if cfg.progress and not stream:
-    print(f"k-means: N={n} D={emb.shape[1]} K={k} metric={cfg.metric} (jitted, one dispatch)")
+    print(f"k-means: N={n} D={emb.shape[1]} K={k} distance={cfg.distance} (jitted, one dispatch)")
   s, cluster, res = scores_lib.self_supervised_prototypes(
-      emb, k=k, key=key, metric=cfg.metric, n_init=cfg.n_init, max_iter=cfg.max_iter,
-      tol=cfg.tol, chunk_size=cfg.chunk_size, mesh=None if stream else _mesh(cfg),
-      streamed=stream, init_sample=init_sample if stream else None, progress=cfg.progress)
-  info = {"k": k, "kmeans_iterations": int(res.n_iter), "kmeans_converged": bool(res.converged),
-          "kmeans_inertia": float(res.inertia), "kmeans_seconds": time.perf_counter() - t0,
-          "streamed": bool(stream)}
+    emb,
+    k=k,
+    key=keys.job_key(cfg.seed, keys.KMEANS),
+    distance=cfg.distance,
+    n_init=cfg.n_init,
+    max_iter=cfg.max_iter,
+    tol=cfg.tol,
+    chunk_size=cfg.chunk_size,
+    mesh=None if stream else _mesh(cfg),
+    streamed=stream,
+    init_sample=init_sample if stream else None,
+    progress=cfg.progress,
+  )
+  info = {
+    "k": k,
+    "kmeans_iterations": int(res.n_iter),
+    "kmeans_converged": bool(res.converged),
+    "kmeans_inertia": float(res.inertia),
+    "kmeans_seconds": time.perf_counter() - t0,
+    "streamed": bool(stream),
+  }
   return np.asarray(s), np.asarray(cluster), info
 
 
@@ -147,55 +253,86 @@ def _class_table(labels, kept):
 
 def run(cfg: PruneConfig) -> dict:
   """Run the whole job; returns the summary dict (also written to ``summary.json``)."""
+  # the lock (one job per workdir); overwrite applies to what this job stores, not to the
+  # workdir's own checkpoints, which it never writes
+  with Run(cfg.workdir, config=cfg):
+    ds = data_lib.load(
+      cfg.data,
+      data_dir=cfg.data_dir,
+      split=cfg.split,
+      max_examples=cfg.max_examples,
+      progress=cfg.progress,
+    )
+    _check_data(cfg, ds)
+    needs_emb = cfg.score in ("ssl_prototypes", "supervised_prototypes")
+    emb = _embeddings(cfg, ds) if needs_emb else None
+    scores, cluster, info = compute_scores(cfg, ds, emb)
+    kept = select(
+      scores,
+      fraction=cfg.fraction,
+      mode=cfg.mode,
+      key=keys.job_key(cfg.seed, keys.SELECT),
+      labels=ds.labels if cfg.class_balance > 0 else None,
+      class_balance=cfg.class_balance,
+    )
+    summary = _write_outputs(cfg, ds, scores, cluster, kept, info)
+  return summary
+
+
+def _write_outputs(cfg: PruneConfig, ds: data_lib.Dataset, scores, cluster, kept, info) -> dict:
   from jaxprune.pruning import plots
-  os.makedirs(cfg.workdir, exist_ok=True)
-  io.save_json(os.path.join(cfg.workdir, "config.json"), cfg)
-  ds = data_lib.load(cfg.data, data_dir=cfg.data_dir, split=cfg.split,
-                     max_examples=cfg.max_examples, progress=cfg.progress)
-  needs_emb = cfg.score in ("ssl_prototypes", "supervised_prototypes")
-  emb = _embeddings(cfg, ds) if needs_emb else None
-  scores, cluster, info = compute_scores(cfg, ds, emb)
-  kept = select(scores, fraction=cfg.fraction, mode=cfg.mode,
-                key=jax.random.fold_in(jax.random.key(cfg.seed), 1),
-                labels=ds.labels if cfg.class_balance > 0 else None,
-                class_balance=cfg.class_balance)
+
   kept_mask = np.zeros(ds.size, bool)
   kept_mask[kept] = True
-
   cols = {"id": ds.ids}
   if ds.labels is not None:
     cols["label"] = ds.labels
   if cluster is not None and cfg.score == "ssl_prototypes":
     cols["cluster"] = cluster
   cols.update(score=scores, kept=kept_mask.astype(np.int8))
+  io.save_json(os.path.join(cfg.workdir, "config.json"), to_dict(cfg))
   io.save_npz(os.path.join(cfg.workdir, "scores.npz"), **cols)
   io.save_csv(os.path.join(cfg.workdir, "scores.csv"), cols)
   io.save_npy(os.path.join(cfg.workdir, "kept_indices.npy"), kept.astype(np.int64))
 
   q = np.quantile(scores, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
-  summary = {"data": ds.name, "n": ds.size, "kept": int(len(kept)), "fraction": cfg.fraction,
-             "mode": cfg.mode, "score": cfg.score,
-             "metric": cfg.metric if cfg.score.endswith("prototypes") else "-",
-             "hardness_quantiles": dict(zip(["min", "q10", "q25", "median", "q75", "q90", "max"],
-                                            map(float, q))),
-             "per_class_before_after": _class_table(ds.labels, kept), **info}
+  summary = {
+    "data": ds.name,
+    "n": ds.size,
+    "kept": int(len(kept)),
+    "fraction": cfg.fraction,
+    "mode": cfg.mode,
+    "score": cfg.score,
+    "distance": cfg.distance if cfg.score.endswith("prototypes") else "-",
+    "hardness_quantiles": dict(
+      zip(["min", "q10", "q25", "median", "q75", "q90", "max"], map(float, q))
+    ),
+    "per_class_before_after": _class_table(ds.labels, kept),
+    **info,
+  }
   io.save_json(os.path.join(cfg.workdir, "summary.json"), summary)
   title = f"{ds.name}: {cfg.score}, keep {cfg.mode} {cfg.fraction:g}"
-  io.save_figure(os.path.join(cfg.workdir, "hardness_hist.png"),
-                 plots.hardness_histogram(scores, kept, title=title))
+  figures = {"hardness_hist.png": plots.hardness_histogram(scores, kept, title=title)}
   if ds.images is not None:
-    io.save_figure(os.path.join(cfg.workdir, "extremes.png"),
-                   plots.extremes_grid(ds.images, scores, ds.labels))
+    figures["extremes.png"] = plots.extremes_grid(ds.images, scores, ds.labels)
+  for name, fig in figures.items():
+    io.save_figure(os.path.join(cfg.workdir, name), fig)
+    plots.close(fig)
   return summary
 
 
 def format_summary(s: dict) -> str:
-  lines = [f"{s['data']}: kept {s['kept']} of {s['n']} ({s['mode']}, {s['score']}, {s['metric']})"]
+  lines = [
+    f"{s['data']}: kept {s['kept']} of {s['n']} ({s['mode']}, {s['score']}, {s['distance']})"
+  ]
   if "k" in s:
-    lines.append(f"k-means: k={s['k']}, {s['kmeans_iterations']} iterations "
-                 f"(converged={s['kmeans_converged']}), {s['kmeans_seconds']:.2f} s")
-  lines.append("hardness quantiles: " + ", ".join(
-      f"{k}={v:.4f}" for k, v in s["hardness_quantiles"].items()))
+    lines.append(
+      f"k-means: k={s['k']}, {s['kmeans_iterations']} iterations "
+      f"(converged={s['kmeans_converged']}), {s['kmeans_seconds']:.2f} s"
+    )
+  lines.append(
+    "hardness quantiles: " + ", ".join(f"{k}={v:.4f}" for k, v in s["hardness_quantiles"].items())
+  )
   if s["per_class_before_after"]:
     lines.append("class: before -> after")
     lines.extend(f"  {c:>4}: {b:>7} -> {a:>7}" for c, (b, a) in s["per_class_before_after"].items())

@@ -1,4 +1,4 @@
-"""Hardness metrics. Every function returns one float per example (higher = harder).
+"""Hardness scores. Every function returns one float per example (higher = harder).
 
 Self-supervised prototypes (Sorscher et al. 2022): k-means in embedding space, hardness = distance
 to the nearest centroid. Supervised prototypes: distance to the example's own class centroid.
@@ -7,64 +7,97 @@ Random: i.i.d. uniform scores (the baseline).
 Distances: ``"cosine"`` gives ``1 - cos`` (the paper's choice, the default); ``"euclidean"`` gives
 the euclidean distance (the square root of the k-means objective's term).
 """
+
 from __future__ import annotations
 
 from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 import numpy as np
+from jax import lax
 
-from jaxprune.pruning.kmeans import (normalise, prepare, assign, check_metric, check_points, kmeans)
+from jaxprune.pruning.kmeans import assign, check_distance, check_points, kmeans, normalise, prepare
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 from jaxprune.pruning.select import check_labels
 
 
-def _to_distance(dist, metric: str):
-  return jnp.sqrt(dist) if metric == "euclidean" else dist
+def _hardness(dist, distance: str):
+  """k-means' distance (squared for euclidean) -> the score (the distance itself)."""
+  return jnp.sqrt(dist) if distance == "euclidean" else dist
 
 
-def self_supervised_prototypes(x, *, k: int, key: jax.Array, metric: str = "cosine",
-                               n_init: int = 1, max_iter: int = 100, tol: float = 1e-4,
-                               chunk_size: int = 512, mesh=None, streamed: bool = False,
-                               init_sample: int | None = None, progress: bool = False):
+def self_supervised_prototypes(
+  x,
+  *,
+  k: int,
+  key: jax.Array,
+  distance: str = "cosine",
+  n_init: int = 1,
+  max_iter: int = 100,
+  tol: float = 1e-4,
+  chunk_size: int = 512,
+  mesh=None,
+  streamed: bool = False,
+  init_sample: int | None = None,
+  progress: bool = False,
+):
   """Hardness = distance to the nearest k-means centroid of the embeddings ``x`` (N x D).
 
   Returns ``(scores_N, cluster_N, result)``. ``streamed=True`` keeps ``x`` on the host (a memory
   map, say) and streams it in blocks: memory stays bounded for embeddings larger than RAM.
   """
   if streamed:
-    result, labels, dist = kmeans_streamed(x, k=k, key=key, metric=metric, max_iter=max_iter,
-                                           tol=tol, init_sample=init_sample,
-                                           chunk_size=chunk_size, progress=progress)
-    return np.asarray(_to_distance(jnp.asarray(dist), metric)), labels, result
-  result = kmeans(x, k=k, key=key, metric=metric, n_init=n_init, max_iter=max_iter, tol=tol,
-                     chunk_size=chunk_size, mesh=mesh)
-  labels, dist = assign(x, result.centroids, metric=metric, chunk_size=chunk_size, mesh=mesh)
-  return _to_distance(dist, metric), labels, result
+    result, labels, dist = kmeans_streamed(
+      x,
+      k=k,
+      key=key,
+      distance=distance,
+      max_iter=max_iter,
+      tol=tol,
+      init_sample=init_sample,
+      chunk_size=chunk_size,
+      progress=progress,
+    )
+    return np.asarray(_hardness(jnp.asarray(dist), distance)), labels, result
+  result = kmeans(
+    x,
+    k=k,
+    key=key,
+    distance=distance,
+    n_init=n_init,
+    max_iter=max_iter,
+    tol=tol,
+    chunk_size=chunk_size,
+    mesh=mesh,
+  )
+  labels, dist = assign(x, result.centroids, distance=distance, chunk_size=chunk_size, mesh=mesh)
+  return _hardness(dist, distance), labels, result
 
 
-@partial(jax.jit, static_argnames=("num_classes", "metric"))
-def _supervised(x, labels, *, num_classes, metric):
-  xp = prepare(x, metric)
+@partial(jax.jit, static_argnames=("num_classes", "distance"))
+def _supervised(x, labels, *, num_classes, distance):
+  xp = prepare(x, distance)
   sums = jax.ops.segment_sum(xp, labels, num_classes)
   counts = jax.ops.segment_sum(jnp.ones(labels.shape, jnp.float32), labels, num_classes)
   centroids = sums / jnp.maximum(counts, 1.0)[:, None]
-  if metric == "cosine":
+  if distance == "cosine":
     centroids = normalise(centroids)
     return 1.0 - jnp.sum(xp * centroids[labels], axis=1)
   return jnp.linalg.norm(xp - centroids[labels], axis=1)
 
 
-def supervised_prototypes(x, labels, *, metric: str = "cosine",
-                          num_classes: int | None = None) -> jax.Array:
+def supervised_prototypes(
+  x, labels, *, distance: str = "cosine", num_classes: int | None = None
+) -> jax.Array:
   """Hardness = distance of each example to the centroid of its own class."""
-  check_metric(metric)
-  check_points(x)
+  check_distance(distance)
+  check_points(x, distance=distance)
   labels = check_labels(labels, x.shape[0])
   num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-  return _supervised(jnp.asarray(x), jnp.asarray(labels), num_classes=num_classes, metric=metric)
+  return _supervised(
+    jnp.asarray(x), jnp.asarray(labels), num_classes=num_classes, distance=distance
+  )
 
 
 def random_scores(n: int, *, key: jax.Array) -> jax.Array:
@@ -75,7 +108,7 @@ def random_scores(n: int, *, key: jax.Array) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# supervised metrics: pure functions of trained params (see jaxprune/supervised.py for training)
+# supervised scores: pure functions of trained params (training: jaxprune/pruning/supervised.py)
 
 
 def _check_images_labels(images, labels):
@@ -90,8 +123,9 @@ def el2n(apply_fn, params_S, images, labels, *, num_classes: int, batch_size: in
   labels = _check_images_labels(images, labels)
 
   def batch(params_S, x, y):
-    err = lambda p: jnp.linalg.norm(jax.nn.softmax(apply_fn(p, x)) - jax.nn.one_hot(
-        y, num_classes), axis=-1)
+    err = lambda p: jnp.linalg.norm(
+      jax.nn.softmax(apply_fn(p, x)) - jax.nn.one_hot(y, num_classes), axis=-1
+    )
     return jnp.mean(jax.vmap(err)(params_S), axis=0)
 
   return _map_batches(batch, params_S, images, labels, batch_size)
@@ -132,11 +166,11 @@ def _map_batches(fn, params, x, y, batch_size: int):
   @jax.jit
   def run(params, x, y):
     n_full = x.shape[0] // b
-    xs = x[:n_full * b].reshape((n_full, b) + x.shape[1:])
-    ys = y[:n_full * b].reshape(n_full, b)
+    xs = x[: n_full * b].reshape((n_full, b) + x.shape[1:])
+    ys = y[: n_full * b].reshape(n_full, b)
     out = lax.map(lambda xy: fn(params, *xy), (xs, ys)).reshape(-1)
     if x.shape[0] % b:
-      out = jnp.concatenate([out, fn(params, x[n_full * b:], y[n_full * b:])])
+      out = jnp.concatenate([out, fn(params, x[n_full * b :], y[n_full * b :])])
     return out
 
   return run(params, x, y)

@@ -7,6 +7,7 @@ With ``labels`` and ``class_balance = b`` in [0, 1], every class c first keeps
 ``floor(b * f * n_c)`` of its own best-ranked examples; the remaining budget goes to the best
 ranked examples overall. Indices come back sorted, in the dataset's original order.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,9 @@ def check_labels(labels, n: int, *, name: str = "labels") -> np.ndarray:
   """Validate one non-negative integer class id per example; returns a numpy array."""
   labels = np.asarray(labels)
   if labels.ndim != 1 or labels.shape[0] != n:
-    raise ValueError(f"{name} must be a 1-D array with one entry per example ({n}), "
-                     f"got shape {labels.shape}")
+    raise ValueError(
+      f"{name} must be a 1-D array with one entry per example ({n}), got shape {labels.shape}"
+    )
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"{name} must be integers, got dtype {labels.dtype}")
   if n and labels.min() < 0:
@@ -58,8 +60,7 @@ def _select(rank_key, labels, quota, *, n_keep, num_classes):
     cls_sorted = labels[order]
     by_class = jnp.lexsort((jnp.arange(n), cls_sorted))  # stable: class, then global position
     first = jnp.searchsorted(cls_sorted[by_class], jnp.arange(num_classes))
-    within = jnp.zeros(n, jnp.int32).at[by_class].set(
-        jnp.arange(n) - first[cls_sorted[by_class]])
+    within = jnp.zeros(n, jnp.int32).at[by_class].set(jnp.arange(n) - first[cls_sorted[by_class]])
     forced = within < quota[cls_sorted]
     # forced examples first, then the rest, each in global order
     pos = jnp.lexsort((jnp.arange(n), (~forced).astype(jnp.int32)))
@@ -67,8 +68,15 @@ def _select(rank_key, labels, quota, *, n_keep, num_classes):
   return jnp.sort(order[:n_keep])
 
 
-def select(scores, *, fraction: float, mode: str = "hard", key: jax.Array | None = None,
-           labels=None, class_balance: float = 0.0) -> np.ndarray:
+def select(
+  scores,
+  *,
+  fraction: float,
+  mode: str = "hard",
+  key: jax.Array | None = None,
+  labels=None,
+  class_balance: float = 0.0,
+) -> np.ndarray:
   """Indices (sorted, original order) of the examples kept. See the module docstring."""
   check_fraction(fraction)
   if mode not in MODES:
@@ -97,5 +105,6 @@ def select(scores, *, fraction: float, mode: str = "hard", key: jax.Array | None
   elif labels is None and class_balance > 0:
     raise ValueError("class_balance > 0 needs labels")
   lab = jnp.asarray(labels if num_classes else np.zeros(n, np.int32))
-  return np.asarray(_select(jnp.asarray(rank_key), lab, quota, n_keep=n_keep,
-                            num_classes=num_classes))
+  return np.asarray(
+    _select(jnp.asarray(rank_key), lab, quota, n_keep=n_keep, num_classes=num_classes)
+  )

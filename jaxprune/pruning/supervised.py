@@ -1,15 +1,20 @@
-"""Train an ensemble of classifiers (vmapped over seeds, through the shared loop) and score every
-training example with the supervised metrics: EL2N, GraNd and forgetting.
+"""Classifier ensembles (vmapped over models, through the shared loop): trained on a subset
+(:func:`train_classifiers`), or on all data with the supervised scores EL2N, GraNd and forgetting
+recorded (:func:`supervised_metrics`).
 
-One run gives all three: S models train for E epochs on the full training set while a tracker
-records, for every example, correct -> incorrect transitions each time the example is drawn
-(forgetting, Toneva et al.; correctness is judged on the un-augmented image just before the
+One run gives all three scores: S models train for E epochs on the full training set while a
+tracker records, for every example, correct -> incorrect transitions each time the example is
+drawn (forgetting, Toneva et al.; correctness is judged on the un-augmented image just before the
 update); EL2N and GraNd are computed from the S models' parameters at the end (Paul et al. use
 an early epoch: choose E accordingly).
+
+Compilation: the jitted init and step of an ensemble come from :func:`classifier_ensemble_fns`,
+memoised on values (classifier config, classes, image shape, N, batch size, tracking, mesh), and
+``fit`` memoises its dispatch on the step: a pruning curve compiles once per subset size.
 """
+
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import jax
@@ -18,10 +23,20 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxprune.core.cache import memoize
+from jaxprune.core.loop import (
+  DeviceData,
+  TrainState,
+  create_state,
+  epoch_batch_indices,
+  make_data_step,
+  make_update,
+  steps_per_epoch,
+  to_device,
+)
+from jaxprune.core.run import Run, fit
+from jaxprune.models.classifier import Classifier, ClassifierConfig, build
 from jaxprune.pruning import scores as scores_lib
-from jaxprune.core.loop import (DeviceData, TrainState, create_state, epoch_batch_indices,
-                                make_data_step, make_update, steps_per_epoch)
-from jaxprune.core.run import fit
 
 
 class Tracked(struct.PyTreeNode):
@@ -41,9 +56,11 @@ def track(state: TrainState, n: int) -> Tracked:
   return Tracked(state, jnp.zeros(n, bool), jnp.zeros(n, jnp.int32), jnp.zeros(n, bool))
 
 
-def make_tracked_step(step: Callable, apply_fn: Callable, *, batch_size: int,
-                      preprocess_eval: Callable) -> Callable:
-  """Wrap a data step (see :func:`train.make_data_step`) with forgetting statistics."""
+def make_tracked_step(
+  step: Callable, apply_fn: Callable, *, batch_size: int, preprocess_eval: Callable
+) -> Callable:
+  """Wrap a data step (see :func:`jaxprune.core.loop.make_data_step`) with forgetting
+  statistics."""
 
   def tracked(t: Tracked, data: DeviceData):
     n = data.labels.shape[0]
@@ -52,63 +69,178 @@ def make_tracked_step(step: Callable, apply_fn: Callable, *, batch_size: int,
     correct = jnp.argmax(logits, -1) == data.labels[idx]
     forgot = t.prev_correct[idx] & ~correct
     train, metrics = step(t.train, data)
-    return Tracked(train, t.prev_correct.at[idx].set(correct),
-                   t.forgets.at[idx].add(forgot.astype(jnp.int32)),
-                   t.learned.at[idx].max(correct)), metrics
+    return Tracked(
+      train,
+      t.prev_correct.at[idx].set(correct),
+      t.forgets.at[idx].add(forgot.astype(jnp.int32)),
+      t.learned.at[idx].max(correct),
+    ), metrics
 
   return tracked
 
 
-def train_ensemble(init_fn: Callable, apply_fn: Callable, loss_fn: Callable,
-                   optimizer: optax.GradientTransformation, data: DeviceData, *, seeds,
-                   epochs: int, batch_size: int, preprocess: Callable, preprocess_eval: Callable,
-                   steps_per_dispatch: int = 10, workdir: str | None = None,
-                   progress: bool = True, track_forgetting: bool = True,
-                   num_steps: int | None = None, mesh=None):
-  """S = len(seeds) models trained side by side (vmapped) for ``epochs`` epochs (or exactly
-  ``num_steps`` steps); resumable with ``workdir``. Returns the stacked :class:`Tracked` states
-  (or plain stacked :class:`TrainState` with ``track_forgetting=False``).
-
-  ``init_fn(key) -> params``; ``loss_fn(params, batch, key) -> (loss, metrics)``.
-  """
-  n = int(data.labels.shape[0])
-  keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-  init, step = _ensemble_fns(init_fn, apply_fn, loss_fn, optimizer, n, batch_size, preprocess,
-                             preprocess_eval, track_forgetting, mesh)
-  states = init(keys)
-  if num_steps is None:
-    num_steps = epochs * steps_per_epoch(n, batch_size)
-  states, _ = fit(step, states, data, num_steps=num_steps,
-                  workdir=workdir, steps_per_dispatch=steps_per_dispatch,
-                  log_every=max(1, num_steps // 20), ckpt_every=max(1, num_steps // 4),
-                  progress=progress, desc=f"ensemble of {len(seeds)}", mesh=mesh,
-                  config={"batch_size": batch_size, "steps_per_epoch":
-                        steps_per_epoch(n, batch_size), "seeds": [int(s) for s in seeds]})
-  return states
-
-
-@functools.lru_cache(maxsize=64)
-def _ensemble_fns(init_fn, apply_fn, loss_fn, optimizer, n, batch_size, preprocess,
-                  preprocess_eval, track_forgetting, mesh):
-  """The jitted vmapped init and the vmapped step of an ensemble, cached so that repeated
-  trainings with the same model and shapes (a pruning curve) compile once."""
+def ensemble_fns(
+  clf: Classifier, *, n: int, batch_size: int, track_forgetting: bool = True, mesh=None
+) -> tuple[Callable, Callable]:
+  """``(init_S, step_S)`` of an ensemble of ``clf`` on ``n`` examples: ``init_S(keys_S)`` (jitted)
+  gives the stacked states (:class:`Tracked` with ``track_forgetting``), ``step_S`` is the
+  vmapped data step. Not memoised: jobs use :func:`classifier_ensemble_fns`."""
 
   def init_one(key):
     k_init, k_run = jax.random.split(key)
-    state = create_state(init_fn(k_init), optimizer, k_run)
+    state = create_state(clf.init_fn(k_init), clf.optimizer, k_run)
     return track(state, n) if track_forgetting else state
 
-  step = make_data_step(make_update(loss_fn, optimizer), batch_size=batch_size,
-                        preprocess=preprocess, mesh=mesh)
+  step = make_data_step(
+    make_update(clf.loss_fn, clf.optimizer),
+    batch_size=batch_size,
+    preprocess=clf.preprocess,
+    mesh=mesh,
+  )
   if track_forgetting:
-    step = make_tracked_step(step, apply_fn, batch_size=batch_size,
-                             preprocess_eval=preprocess_eval)
+    step = make_tracked_step(
+      step, clf.apply_fn, batch_size=batch_size, preprocess_eval=clf.preprocess_eval
+    )
   return jax.jit(jax.vmap(init_one)), jax.vmap(step, in_axes=(0, None))
 
 
-def supervised_scores(ensemble: Tracked, apply_fn: Callable, data: DeviceData, *,
-                      num_classes: int, preprocess_eval: Callable,
-                      grand_chunk: int = 32) -> dict[str, np.ndarray]:
+@memoize
+def classifier_ensemble_fns(
+  cfg: ClassifierConfig,
+  num_classes: int,
+  image_shape: tuple,
+  n: int,
+  batch_size: int,
+  track_forgetting: bool,
+  mesh=None,
+) -> tuple[Classifier, Callable, Callable]:
+  """``(clf, init_S, step_S)`` for a classifier config (:func:`ensemble_fns`), memoised on these
+  values: repeated trainings of the same model and shapes (a pruning curve) compile once."""
+  clf = build(cfg, num_classes=num_classes, image_shape=image_shape)
+  return (
+    clf,
+    *ensemble_fns(clf, n=n, batch_size=batch_size, track_forgetting=track_forgetting, mesh=mesh),
+  )
+
+
+def model_keys(key: jax.Array, num_models: int) -> jax.Array:
+  """The S keys of an ensemble: model i gets ``fold_in(key, i)`` (so model i is the same model
+  whatever S)."""
+  if num_models < 1:
+    raise ValueError(f"num_models must be >= 1, got {num_models}")
+  return jnp.stack([jax.random.fold_in(key, i) for i in range(num_models)])
+
+
+def fit_ensemble(
+  init_S: Callable,
+  step_S: Callable,
+  data: DeviceData,
+  *,
+  key: jax.Array,
+  num_models: int,
+  num_steps: int,
+  run: Run | None = None,
+  steps_per_dispatch: int = 10,
+  progress: bool = True,
+  mesh=None,
+):
+  """Train ``num_models`` models side by side (vmapped) for ``num_steps`` steps; resumable under
+  ``run``. Returns the stacked states."""
+  states, _ = fit(
+    step_S,
+    init_S(model_keys(key, num_models)),
+    data,
+    num_steps=num_steps,
+    run=run,
+    steps_per_dispatch=steps_per_dispatch,
+    log_every=max(1, num_steps // 20),
+    ckpt_every=max(1, num_steps // 4),
+    progress=progress,
+    desc=f"ensemble of {num_models}",
+    mesh=mesh,
+  )
+  return states
+
+
+def train_classifiers(
+  cfg: ClassifierConfig,
+  images,
+  labels,
+  *,
+  num_classes: int,
+  key: jax.Array,
+  num_models: int,
+  run: Run | None = None,
+  progress: bool = False,
+  mesh=None,
+) -> tuple[Classifier, object]:
+  """Train ``num_models`` classifiers side by side for ``cfg.steps`` steps (batches sharded over
+  ``mesh`` when given); resumable under ``run``. Returns ``(classifier, stacked params)``."""
+  bs = min(cfg.batch_size, len(labels))
+  clf, init_S, step_S = classifier_ensemble_fns(
+    cfg, int(num_classes), tuple(images.shape[1:]), len(labels), bs, False, mesh
+  )
+  states = fit_ensemble(
+    init_S,
+    step_S,
+    to_device(images, labels, mesh),
+    key=key,
+    num_models=num_models,
+    num_steps=cfg.steps,
+    run=run,
+    steps_per_dispatch=cfg.steps_per_dispatch,
+    progress=progress,
+    mesh=mesh,
+  )
+  return clf, states.params
+
+
+def supervised_metrics(
+  cfg: ClassifierConfig,
+  images,
+  labels,
+  *,
+  num_classes: int,
+  key: jax.Array,
+  num_models: int,
+  epochs: int,
+  run: Run | None = None,
+  progress: bool = False,
+) -> dict[str, np.ndarray]:
+  """EL2N, GraNd and forgetting scores of every training example from ``num_models`` models
+  trained ``epochs`` epochs on all of it."""
+  if epochs < 1:
+    raise ValueError(f"epochs must be >= 1, got {epochs}")
+  bs = min(cfg.batch_size, len(labels))
+  clf, init_S, step_S = classifier_ensemble_fns(
+    cfg, int(num_classes), tuple(images.shape[1:]), len(labels), bs, True, None
+  )
+  data = to_device(images, labels)
+  ens = fit_ensemble(
+    init_S,
+    step_S,
+    data,
+    key=key,
+    num_models=num_models,
+    num_steps=epochs * steps_per_epoch(len(labels), bs),
+    run=run,
+    steps_per_dispatch=cfg.steps_per_dispatch,
+    progress=progress,
+  )
+  return supervised_scores(
+    ens, clf.apply_fn, data, num_classes=num_classes, preprocess_eval=clf.preprocess_eval
+  )
+
+
+def supervised_scores(
+  ensemble: Tracked,
+  apply_fn: Callable,
+  data: DeviceData,
+  *,
+  num_classes: int,
+  preprocess_eval: Callable,
+  grand_chunk: int = 32,
+) -> dict[str, np.ndarray]:
   """``{"el2n", "grand", "forgetting"}``: one float per training example, higher = harder."""
   images = preprocess_eval(data.images)
   labels = np.asarray(data.labels)
@@ -121,9 +253,9 @@ def supervised_scores(ensemble: Tracked, apply_fn: Callable, data: DeviceData, *
   forgets = np.asarray(ensemble.forgets).mean(0)  # averaged over the S runs
   learned = np.asarray(ensemble.learned).all(0)
   return {
-      "el2n": np.asarray(scores_lib.el2n(apply_fn, params, images, labels,
-                                         num_classes=num_classes)),
-      "grand": np.asarray(scores_lib.grand(loss_single, params, images, labels,
-                                           chunk_size=grand_chunk)),
-      "forgetting": np.asarray(scores_lib.forgetting(forgets, learned)),
+    "el2n": np.asarray(scores_lib.el2n(apply_fn, params, images, labels, num_classes=num_classes)),
+    "grand": np.asarray(
+      scores_lib.grand(loss_single, params, images, labels, chunk_size=grand_chunk)
+    ),
+    "forgetting": np.asarray(scores_lib.forgetting(forgets, learned)),
   }
