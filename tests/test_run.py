@@ -1,5 +1,6 @@
 """The shared driver (jaxprune.core.run.Run) and its files: lock, config check on resume,
 checkpoint files, metrics.jsonl truncation and damage, NaN guard, file modes, the config CLI."""
+
 import json
 import os
 import stat
@@ -15,8 +16,13 @@ import pytest
 from jaxprune.core import io
 from jaxprune.core.cache import memoize
 from jaxprune.core.config import check_finite, parse, require
-from jaxprune.core.run import (ConfigMismatchError, NonFiniteError, Run, WorkdirInUseError,
-                               config_diff)
+from jaxprune.core.run import (
+  ConfigMismatchError,
+  NonFiniteError,
+  Run,
+  WorkdirInUseError,
+  config_diff,
+)
 
 
 def _state(v=0.0):
@@ -26,8 +32,7 @@ def _state(v=0.0):
 def test_lock_held_by_live_process_stops_second_run(tmp_path):
   sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
   try:
-    (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid,
-                                                "host": os.uname().nodename}))
+    (tmp_path / ".lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
     with pytest.raises(WorkdirInUseError, match=f"in use by process {sleeper.pid}"):
       Run(str(tmp_path))
     assert (tmp_path / ".lock").exists()  # the owner's lock is left alone
@@ -198,24 +203,27 @@ _PRESETS = {"small": lambda: _Job(batch_size=2), "big": lambda: _Job(batch_size=
 
 
 def test_cli_nested_tuples_bools_and_presets():
-  cfg = parse(_Job, ["--inner.model", "resnet18", "--fractions", "0.1", "0.3", "--shard",
-                     "false"])
+  cfg = parse(_Job, ["--inner.model", "resnet18", "--fractions", "0.1", "0.3", "--shard", "false"])
   assert cfg == _Job(shard=False, fractions=(0.1, 0.3), inner=_Inner(model="resnet18"))
   # the preset applies first, explicit flags after it whatever their order
-  cfg = parse(_Job, ["--inner.lr", "0.2", "--preset", "big"], presets=_PRESETS,
-              default_preset="small")
+  cfg = parse(
+    _Job, ["--inner.lr", "0.2", "--preset", "big"], presets=_PRESETS, default_preset="small"
+  )
   assert cfg.batch_size == 64 and cfg.inner.lr == 0.2
   assert parse(_Job, [], presets=_PRESETS, default_preset="small").batch_size == 2
 
 
-@pytest.mark.parametrize("argv, needle", [
+@pytest.mark.parametrize(
+  "argv, needle",
+  [
     (["--shard", "ture"], "--shard"),
     (["--inner.model", "vgg"], "resnet18"),
     (["--batch_size", "1e9"], "--batch_size"),
     (["--batch_size", "0"], "batch_size must be >= 1"),
     (["--inner.lr", "nan"], "lr must be a finite number"),
     (["--preset", "huge"], "small"),
-])
+  ],
+)
 def test_cli_bad_values_exit_naming_the_flag(argv, needle, capsys):
   with pytest.raises(SystemExit) as e:
     parse(_Job, argv, presets=_PRESETS, default_preset="small")

@@ -1,4 +1,5 @@
 """The shared loop: updates, scan, resume, checkpoints, NaN guard, sharding."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,13 @@ import optax
 import pytest
 
 from jaxprune.core.checkpoint import CheckpointError
-from jaxprune.core.loop import (DeviceData, create_state, make_data_step, make_update, run_steps,
-                                to_device)
+from jaxprune.core.loop import (
+  create_state,
+  make_data_step,
+  make_update,
+  run_steps,
+  to_device,
+)
 from jaxprune.core.run import NonFiniteError, fit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,8 +69,10 @@ def test_scanned_equals_single_updates():
   opt = optax.adam(0.05)
   update = make_update(linear_loss, opt)
   images, labels = tiny_data()
-  batches = {"image": jnp.asarray(images[:40].reshape(5, 8, 4, 4, 1) / 255.0, jnp.float32),
-             "label": jnp.asarray(labels[:40].reshape(5, 8))}
+  batches = {
+    "image": jnp.asarray(images[:40].reshape(5, 8, 4, 4, 1) / 255.0, jnp.float32),
+    "label": jnp.asarray(labels[:40].reshape(5, 8)),
+  }
   s_scan, m_scan = jax.jit(lambda s, b: run_steps(update, s, b))(tiny_state(opt), batches)
   s = tiny_state(opt)
   losses = []
@@ -86,6 +94,7 @@ def test_data_step_epochs_are_permutations():
   for _ in range(10):  # 2 epochs of 5 steps
     s2, _ = step(s, data)
     from jaxprune.core.loop import epoch_batch_indices
+
     seen.append(np.asarray(epoch_batch_indices(s.key, s.step, n=40, batch_size=8)))
     s = s2
   e1, e2 = np.concatenate(seen[:5]), np.concatenate(seen[5:])
@@ -97,8 +106,16 @@ def test_fit_learns_and_writes_metrics(tmp_path):
   opt = optax.adam(0.05)
   step = make_data_step(make_update(linear_loss, opt), batch_size=16, preprocess=preprocess)
   images, labels = tiny_data()
-  state, rec = fit(step, tiny_state(opt), to_device(images, labels), num_steps=40,
-                   workdir=str(tmp_path), steps_per_dispatch=4, log_every=8, progress=False)
+  state, rec = fit(
+    step,
+    tiny_state(opt),
+    to_device(images, labels),
+    num_steps=40,
+    workdir=str(tmp_path),
+    steps_per_dispatch=4,
+    log_every=8,
+    progress=False,
+  )
   assert int(state.step) == 40
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert [r["step"] for r in rows] == list(range(1, 41))
@@ -127,8 +144,16 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
   opt = optax.adam(0.05)
   step = make_data_step(make_update(linear_loss, opt), batch_size=16, preprocess=preprocess)
   data = to_device(*tiny_data())
-  fit(step, tiny_state(opt), data, num_steps=6, workdir=str(tmp_path), ckpt_every=3,
-      steps_per_dispatch=3, progress=False)
+  fit(
+    step,
+    tiny_state(opt),
+    data,
+    num_steps=6,
+    workdir=str(tmp_path),
+    ckpt_every=3,
+    steps_per_dispatch=3,
+    progress=False,
+  )
   ck = tmp_path / "checkpoints" / "6"
   for root, _, files in os.walk(ck):
     for f in files:
@@ -145,9 +170,9 @@ def test_nan_stops_the_run_naming_the_step(tmp_path):
     # finite for the first 6 steps, then NaN
     return l, {**m, "probe": jnp.where(params["count"] >= 6.5, jnp.nan, 1.0)}
 
-  opt = optax.sgd(0.0)
-  count_opt = optax.multi_transform({"a": optax.sgd(0.0), "c": optax.sgd(-1.0)},
-                                    {"w": "a", "b": "a", "count": "c"})
+  count_opt = optax.multi_transform(
+    {"a": optax.sgd(0.0), "c": optax.sgd(-1.0)}, {"w": "a", "b": "a", "count": "c"}
+  )
   params = {"w": jnp.zeros((16, 3)), "b": jnp.zeros(3), "count": jnp.float32(0)}
 
   def loss2(p, b, k):  # count grows by one per step (gradient 1, lr -1)
@@ -157,13 +182,21 @@ def test_nan_stops_the_run_naming_the_step(tmp_path):
   step = make_data_step(make_update(loss2, count_opt), batch_size=16, preprocess=preprocess)
   st = create_state(params, count_opt, jax.random.key(0))
   with pytest.raises(NonFiniteError, match="at step 8"):
-    fit(step, st, to_device(*tiny_data()), num_steps=20, steps_per_dispatch=5, log_every=10,
-        progress=False)
+    fit(
+      step,
+      st,
+      to_device(*tiny_data()),
+      num_steps=20,
+      steps_per_dispatch=5,
+      log_every=10,
+      progress=False,
+    )
 
 
 def test_bad_batch_size_raises():
   with pytest.raises(ValueError, match="larger than the dataset"):
     from jaxprune.core.loop import steps_per_epoch
+
     steps_per_epoch(10, 16)
 
 
@@ -178,7 +211,8 @@ out = {}
 for n_dev in (1, 8):
   mesh = data_mesh(n_dev)
   opt = optax.adam(0.05)
-  step = make_data_step(make_update(linear_loss, opt), batch_size=16, preprocess=preprocess, mesh=mesh)
+  step = make_data_step(make_update(linear_loss, opt), batch_size=16, preprocess=preprocess,
+                        mesh=mesh)
   s, _ = fit(step, tiny_state(opt), to_device(*tiny_data(), mesh=mesh), num_steps=12,
              steps_per_dispatch=4, mesh=mesh, progress=False)
   out[n_dev] = np.asarray(s.params["w"]).tolist()
@@ -187,10 +221,15 @@ print(json.dumps(out))
 
 
 def test_eight_devices_equal_one():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  r = subprocess.run([sys.executable, "-c", PROG], capture_output=True,
-                     text=True, env=env, timeout=600)
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=ROOT,
+  )
+  r = subprocess.run(
+    [sys.executable, "-c", PROG], capture_output=True, text=True, env=env, timeout=600
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   out = json.loads(r.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(out["1"], out["8"], rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ or steps that a memoised builder returned (so their identity is a value too). Th
 arguments give the very same function objects, hence jax's own trace cache applies and the
 compilation is shared.
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,8 +29,10 @@ def memoize(builder: Callable) -> Callable:
     try:
       hash(key)
     except TypeError as e:
-      raise TypeError(f"{builder.__qualname__} is memoised: its arguments must be hashable "
-                      f"(frozen configs, ints, tuples), got {args} {kw}") from e
+      raise TypeError(
+        f"{builder.__qualname__} is memoised: its arguments must be hashable "
+        f"(frozen configs, ints, tuples), got {args} {kw}"
+      ) from e
     with _LOCK:
       if key in _CACHE:
         _CACHE.move_to_end(key)

@@ -4,6 +4,7 @@ Typed PRNG keys are stored as their raw key data and re-wrapped on restore. A ch
 cannot be read (truncated files, a different model) raises :class:`CheckpointError` naming the
 directory, never a bare orbax/tensorstore traceback.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,7 @@ def _unwrap_keys(tree):
 
 
 def _rewrap_keys(tree, like):
-  return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x) if _is_key(ref) else x,
-                      tree, like)
+  return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x) if _is_key(ref) else x, tree, like)
 
 
 class Checkpointer:
@@ -35,9 +35,11 @@ class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
     self._mngr = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             enable_async_checkpointing=False))
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+      ),
+    )
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
@@ -47,9 +49,13 @@ class Checkpointer:
     return list(self._mngr.all_steps())
 
   def save(self, step: int, state, meta: dict | None = None) -> None:
-    self._mngr.save(int(step), args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_unwrap_keys(state)),
-        meta=ocp.args.JsonSave(dict(meta or {}))), force=True)
+    self._mngr.save(
+      int(step),
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_unwrap_keys(state)), meta=ocp.args.JsonSave(dict(meta or {}))
+      ),
+      force=True,
+    )
     self._mngr.wait_until_finished()
 
   def read_meta(self, step: int | None = None) -> dict | None:
@@ -60,8 +66,10 @@ class Checkpointer:
     try:
       out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
-      raise CheckpointError(f"checkpoint at step {step} in {self.directory} has unreadable "
-                            f"metadata ({type(e).__name__}: {str(e)[:300]})") from e
+      raise CheckpointError(
+        f"checkpoint at step {step} in {self.directory} has unreadable "
+        f"metadata ({type(e).__name__}: {str(e)[:300]})"
+      ) from e
     return dict(out.meta or {})
 
   def restore_latest(self, like_state):
@@ -74,16 +82,22 @@ class Checkpointer:
     if step is None:
       return None
     target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        _unwrap_keys(jax.tree.map(_abstract_key_data, like_state)))
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+      _unwrap_keys(jax.tree.map(_abstract_key_data, like_state)),
+    )
     try:
-      out = self._mngr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+      out = self._mngr.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+        ),
+      )
     except Exception as e:  # orbax / tensorstore raise many types for damaged files
       raise CheckpointError(
-          f"checkpoint at step {step} in {self.directory} is corrupt or does not match this "
-          f"model ({type(e).__name__}: {str(e)[:300]}); delete that step directory to fall back "
-          f"to an earlier checkpoint, or start in a fresh workdir") from e
+        f"checkpoint at step {step} in {self.directory} is corrupt or does not match this "
+        f"model ({type(e).__name__}: {str(e)[:300]}); delete that step directory to fall back "
+        f"to an earlier checkpoint, or start in a fresh workdir"
+      ) from e
     return _rewrap_keys(out.state, like_state), dict(out.meta or {})
 
   def close(self) -> None:

@@ -12,6 +12,7 @@ Conventions (every job config follows them):
 * ``__post_init__`` calls :func:`check_finite` and validates values, so a bad config fails before
   any work (and before anything is written).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,9 +34,13 @@ def _strict_bool(info: PrimitiveTypeInfo):
   if info.type is not bool:
     return None
   return PrimitiveConstructorSpec(
-      nargs=1, metavar="{true,false}", instance_from_str=lambda a: a[0].lower() == "true",
-      is_instance=lambda x: isinstance(x, bool), str_from_instance=lambda x: [str(x).lower()],
-      choices=("true", "false", "True", "False", "TRUE", "FALSE"))
+    nargs=1,
+    metavar="{true,false}",
+    instance_from_str=lambda a: a[0].lower() == "true",
+    is_instance=lambda x: isinstance(x, bool),
+    str_from_instance=lambda x: [str(x).lower()],
+    choices=("true", "false", "True", "False", "TRUE", "FALSE"),
+  )
 
 
 def check_finite(cfg) -> None:
@@ -97,9 +102,14 @@ def _split_preset(argv: Sequence[str]) -> tuple[str | None, list[str]]:
   return name, rest
 
 
-def parse(cls: type[T], argv: Sequence[str] | None = None, *,
-          presets: Mapping[str, Callable[[], T]] | None = None,
-          default_preset: str | None = None, description: str | None = None) -> T:
+def parse(
+  cls: type[T],
+  argv: Sequence[str] | None = None,
+  *,
+  presets: Mapping[str, Callable[[], T]] | None = None,
+  default_preset: str | None = None,
+  description: str | None = None,
+) -> T:
   """Build ``cls`` from the command line (``sys.argv[1:]`` by default).
 
   With ``presets``, ``--preset NAME`` picks the defaults (a complete config) before the other
@@ -116,11 +126,19 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, *,
       if name not in presets:
         raise SystemExit(f"error: unknown --preset {name!r}; choose from {sorted(presets)}")
       default = presets[name]()
-    desc += (f"\n\n--preset NAME (applied before the other flags): {', '.join(presets)}"
-             f" (default: {default_preset})")
+    desc += (
+      f"\n\n--preset NAME (applied before the other flags): {', '.join(presets)}"
+      f" (default: {default_preset})"
+    )
   with _REGISTRY:
     try:
-      return tyro.cli(cls, args=argv, default=default, description=desc, use_underscores=True,
-                      config=(tyro.conf.FlagConversionOff,))
+      return tyro.cli(
+        cls,
+        args=argv,
+        default=default,
+        description=desc,
+        use_underscores=True,
+        config=(tyro.conf.FlagConversionOff,),
+      )
     except ValueError as e:  # a config's own validation (__post_init__)
       raise SystemExit(f"error: {e}") from None

@@ -3,6 +3,7 @@
 An interrupted run never leaves a half-written result behind: a reader sees the old file or the
 new one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,8 +61,10 @@ def read_jsonl(path: str) -> list[dict]:
       rows.append(json.loads(line))
     except json.JSONDecodeError as e:
       if i == len(lines) - 1:  # no newline after it: an interrupted append
-        warnings.warn(f"{path}: dropping a partial last line ({len(line)} characters; an "
-                      "interrupted write)", stacklevel=2)
+        warnings.warn(
+          f"{path}: dropping a partial last line ({len(line)} characters; an interrupted write)",
+          stacklevel=2,
+        )
         break
       raise ValueError(f"{path}, line {i + 1}: not valid JSON ({e.msg}): {line[:80]!r}") from e
   return rows

@@ -14,6 +14,7 @@ resuming from a checkpoint resumes the data stream exactly.
 :func:`jaxprune.core.run.fit` drives any such step under a :class:`jaxprune.core.run.Run`, the
 driver that owns the work directory (checkpoints, metrics, NaN guard, lock, progress).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
@@ -24,7 +25,8 @@ import numpy as np
 import optax
 from flax import struct
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxprune.core.sharding import DATA_AXIS
 
@@ -57,8 +59,9 @@ def make_update(loss_fn: Callable, optimizer: optax.GradientTransformation) -> C
   """
 
   def update(state: TrainState, batch) -> tuple[TrainState, dict]:
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch,
-                                                                     step_key(state))
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params, batch, step_key(state)
+    )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
@@ -109,8 +112,9 @@ def epoch_batch_indices(key: jax.Array, step, *, n: int, batch_size: int) -> jax
   return lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
 
 
-def make_data_step(update: Callable, *, batch_size: int, preprocess: Callable,
-                   mesh: Mesh | None = None) -> Callable:
+def make_data_step(
+  update: Callable, *, batch_size: int, preprocess: Callable, mesh: Mesh | None = None
+) -> Callable:
   """``step(state, data) -> (state, metrics)`` drawing batch ``state.step`` from ``data``.
 
   ``preprocess(images_uint8_BxHxWxC, key) -> float images`` runs in jit (augmentation).
@@ -121,8 +125,11 @@ def make_data_step(update: Callable, *, batch_size: int, preprocess: Callable,
     n = data.labels.shape[0]
     idx = epoch_batch_indices(state.key, state.step, n=n, batch_size=batch_size)
     aug_key = jax.random.fold_in(jax.random.fold_in(state.key, _DATA_SALT + 1), state.step)
-    batch = {"image": preprocess(data.images[idx], aug_key), "label": data.labels[idx],
-             "index": idx}
+    batch = {
+      "image": preprocess(data.images[idx], aug_key),
+      "label": data.labels[idx],
+      "index": idx,
+    }
     if mesh is not None:
       batch = lax.with_sharding_constraint(batch, NamedSharding(mesh, P(DATA_AXIS)))
     return update(state, batch)

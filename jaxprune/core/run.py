@@ -17,6 +17,7 @@ interacts with an environment between updates):
   dropped on resume, and a NaN/Inf guard that names the first bad record and metric;
 * a progress bar and rates.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxprune.core import config as config_lib
@@ -75,8 +77,11 @@ def config_diff(old: Mapping, new: Mapping, may_change: Iterable[str] = ()) -> l
   """``["name: old -> new", ...]`` over the flattened (dotted) fields, except ``may_change``."""
   a, b = config_lib.flatten(old), config_lib.flatten(new)
   skip = set(may_change)
-  return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
-          for k in sorted(set(a) | set(b)) if k not in skip and a.get(k) != b.get(k)]
+  return [
+    f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+    for k in sorted(set(a) | set(b))
+    if k not in skip and a.get(k) != b.get(k)
+  ]
 
 
 def check_finite_record(record: Mapping, where: str) -> None:
@@ -98,8 +103,16 @@ class Run:
   may change (e.g. the number of steps; dotted names for nested fields).
   """
 
-  def __init__(self, workdir: str, *, config=None, may_change: Iterable[str] = (),
-               overwrite: bool = False, position_key: str = "step", max_to_keep: int = 2):
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    config=None,
+    may_change: Iterable[str] = (),
+    overwrite: bool = False,
+    position_key: str = "step",
+    max_to_keep: int = 2,
+  ):
     self.workdir = os.path.abspath(workdir)
     self.config = _jsonable(config)
     self.may_change = tuple(may_change)
@@ -139,10 +152,14 @@ class Run:
           break  # re-entrant within one process (a job and the fit it drives)
         if owner.get("host") == me["host"] and pid > 0 and _pid_alive(pid):
           raise WorkdirInUseError(
-              f"{self.workdir} is in use by process {pid} (lock file {self._lock_path}); wait "
-              "for it to finish or choose another --workdir") from None
-        warnings.warn(f"{self.workdir}: taking over the stale lock of process {pid} on "
-                      f"{owner.get('host')}, which is no longer running", stacklevel=3)
+            f"{self.workdir} is in use by process {pid} (lock file {self._lock_path}); wait "
+            "for it to finish or choose another --workdir"
+          ) from None
+        warnings.warn(
+          f"{self.workdir}: taking over the stale lock of process {pid} on "
+          f"{owner.get('host')}, which is no longer running",
+          stacklevel=3,
+        )
         os.remove(self._lock_path)
         continue
       with os.fdopen(fd, "w") as f:
@@ -193,19 +210,30 @@ class Run:
     diff = config_diff(meta["config"], self.config, self.may_change)
     if diff:
       raise ConfigMismatchError(
-          f"{self.workdir} holds a checkpoint (step {self._ckpt.latest_step()}) of a run with "
-          "a different config:\n  " + "\n  ".join(diff) + "\nUse a new --workdir, or "
-          "--overwrite true to discard it" + (
-              f" (fields that may change on resume: {', '.join(self.may_change)})"
-              if self.may_change else ""))
+        f"{self.workdir} holds a checkpoint (step {self._ckpt.latest_step()}) of a run with "
+        "a different config:\n  " + "\n  ".join(diff) + "\nUse a new --workdir, or "
+        "--overwrite true to discard it"
+        + (
+          f" (fields that may change on resume: {', '.join(self.may_change)})"
+          if self.may_change
+          else ""
+        )
+      )
 
   # -- checkpoints -------------------------------------------------------------------------------
   def file_path(self, name: str, step: int, ext: str = ".npz") -> str:
     """Where file ``name`` of the checkpoint at ``step`` lives (``workdir/files/name/``)."""
     return os.path.join(self.workdir, "files", name, f"{int(step):010d}{ext}")
 
-  def save(self, step: int, state, *, position: int, meta: Mapping | None = None,
-           files: Mapping[str, Callable[[str], None]] | None = None) -> None:
+  def save(
+    self,
+    step: int,
+    state,
+    *,
+    position: int,
+    meta: Mapping | None = None,
+    files: Mapping[str, Callable[[str], None]] | None = None,
+  ) -> None:
     """Checkpoint ``state`` at ``step``; ``position`` is the logging counter it corresponds to.
 
     ``files``: ``name -> write(path)`` for data that belongs to this checkpoint (written first,
@@ -215,8 +243,9 @@ class Run:
       path = self.file_path(name, step)
       os.makedirs(os.path.dirname(path), exist_ok=True)
       write(path)
-    self._open_checkpointer().save(int(step), state, {"config": self.config, "position": int(position),
-                                       **dict(meta or {})})
+    self._open_checkpointer().save(
+      int(step), state, {"config": self.config, "position": int(position), **dict(meta or {})}
+    )
     kept = set(self._ckpt.all_steps())
     for name in files or {}:
       for p in glob.glob(os.path.join(self.workdir, "files", name, "*")):
@@ -240,8 +269,9 @@ class Run:
     state, meta = restored
     step = self._ckpt.latest_step()
     names = [os.path.basename(d) for d in glob.glob(os.path.join(self.workdir, "files", "*"))]
-    meta["files"] = {n: self.file_path(n, step) for n in names
-                     if os.path.exists(self.file_path(n, step))}
+    meta["files"] = {
+      n: self.file_path(n, step) for n in names if os.path.exists(self.file_path(n, step))
+    }
     return state, meta
 
   def checkpoint_steps(self) -> list[int]:
@@ -259,11 +289,13 @@ class Run:
   def records(self) -> list[dict]:
     return io.read_jsonl(self.metrics_path)
 
-  def progress(self, *, total: int, initial: int, unit: str, desc: str,
-               enabled: bool = True) -> Any:
+  def progress(
+    self, *, total: int, initial: int, unit: str, desc: str, enabled: bool = True
+  ) -> Any:
     """The run's progress bar (closed with the run)."""
-    self._bar = tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=not enabled,
-                     smoothing=0.05)
+    self._bar = tqdm(
+      total=total, initial=initial, unit=unit, desc=desc, disable=not enabled, smoothing=0.05
+    )
     return self._bar
 
 
@@ -286,10 +318,23 @@ def _current_step(state) -> int:
   return int(np.max(jax.device_get(state.step)))  # vmapped states carry one step per model
 
 
-def fit(step: Callable, state, data=None, *, num_steps: int, run: Run | None = None,
-        workdir: str | None = None, config=None, steps_per_dispatch: int = 10,
-        log_every: int = 10, ckpt_every: int | None = None, mesh: Mesh | None = None,
-        progress: bool = True, stop_at: int | None = None, desc: str = "train"):
+def fit(
+  step: Callable,
+  state,
+  data=None,
+  *,
+  num_steps: int,
+  run: Run | None = None,
+  workdir: str | None = None,
+  config=None,
+  steps_per_dispatch: int = 10,
+  log_every: int = 10,
+  ckpt_every: int | None = None,
+  mesh: Mesh | None = None,
+  progress: bool = True,
+  stop_at: int | None = None,
+  desc: str = "train",
+):
   """Run ``step(state, data)`` until ``state.step == num_steps``; returns ``(state, records)``.
 
   ``state`` is any pytree with a ``step`` field (a ``TrainState``, a state carrying trackers, or
@@ -308,9 +353,20 @@ def fit(step: Callable, state, data=None, *, num_steps: int, run: Run | None = N
     raise ValueError("need num_steps >= 0, steps_per_dispatch >= 1 and log_every >= 1")
   if run is None and workdir is not None:
     with Run(workdir, config=config) as own:
-      return fit(step, state, data, num_steps=num_steps, run=own,
-                 steps_per_dispatch=steps_per_dispatch, log_every=log_every,
-                 ckpt_every=ckpt_every, mesh=mesh, progress=progress, stop_at=stop_at, desc=desc)
+      return fit(
+        step,
+        state,
+        data,
+        num_steps=num_steps,
+        run=own,
+        steps_per_dispatch=steps_per_dispatch,
+        log_every=log_every,
+        ckpt_every=ckpt_every,
+        mesh=mesh,
+        progress=progress,
+        stop_at=stop_at,
+        desc=desc,
+      )
   if run is not None:
     restored = run.restore(state)
     if restored is not None:

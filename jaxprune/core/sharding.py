@@ -1,4 +1,5 @@
 """Device meshes. Points / batches are sharded along one data axis; everything else replicated."""
+
 from __future__ import annotations
 
 import jax
