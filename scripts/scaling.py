@@ -7,6 +7,7 @@ Writes to --workdir: scaling.png (panels: keep-hard, keep-easy, imperfect probe,
 envelope), points.csv (every theory and simulation point) and config.json; prints the fitted
 exponents.
 """
+
 from jaxprune.core.config import parse
 from jaxprune.theory import ScalingConfig, run_scaling
 
@@ -15,8 +16,10 @@ def main(argv=None):
   cfg = parse(ScalingConfig, argv)
   out = run_scaling(cfg)
   print("\n".join(out["summary"]))
-  print(f"done in {out['seconds']:.0f} s; outputs in {cfg.workdir} "
-        "(scaling.png, points.csv, config.json)")
+  print(
+    f"done in {out['seconds']:.0f} s; outputs in {cfg.workdir} "
+    "(scaling.png, points.csv, config.json)"
+  )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Perceptron theory of pruning: the max-margin solver, the replica theory and the simulation."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,8 +9,15 @@ from sklearn.svm import SVC
 from jaxprune import theory
 
 # (alpha_tot, f, mode) shared by the theory and simulation fixtures (theta = 0)
-POINTS = [(3.0, 1.0, "hard"), (1.0, 0.5, "hard"), (1.0, 0.5, "easy"), (16.0, 0.25, "hard"),
-          (16.0, 0.25, "easy"), (200.0, 1.0, "hard"), (400.0, 1.0, "hard")]
+POINTS = [
+  (3.0, 1.0, "hard"),
+  (1.0, 0.5, "hard"),
+  (1.0, 0.5, "easy"),
+  (16.0, 0.25, "hard"),
+  (16.0, 0.25, "easy"),
+  (200.0, 1.0, "hard"),
+  (400.0, 1.0, "hard"),
+]
 N_SIM, SEEDS = 100, 8
 
 
@@ -61,8 +69,9 @@ def test_max_margin_padding_is_ignored():
   with jax.enable_x64(True):
     full = theory.max_margin(jnp.asarray(z))
     junk = np.random.default_rng(0).standard_normal((20, 20)) * 5
-    padded = theory.max_margin(jnp.asarray(np.concatenate([z, junk])),
-                               jnp.asarray(np.arange(80) < 60))
+    padded = theory.max_margin(
+      jnp.asarray(np.concatenate([z, junk])), jnp.asarray(np.arange(80) < 60)
+    )
   np.testing.assert_allclose(np.asarray(padded.w), np.asarray(full.w), rtol=1e-6, atol=1e-8)
 
 
@@ -78,14 +87,19 @@ def test_theory_converges_and_matches_the_asymptote(th):
 def test_threshold_keeps_fraction():
   rng = np.random.default_rng(0)
   t, u = rng.standard_normal((2, 400_000))
-  for theta, mode, f in [(0.0, "hard", 0.3), (0.0, "easy", 0.3), (0.4, "hard", 0.2),
-                         (0.4, "easy", 0.6)]:
+  for theta, mode, f in [
+    (0.0, "hard", 0.3),
+    (0.0, "easy", 0.3),
+    (0.4, "hard", 0.2),
+    (0.4, "easy", 0.6),
+  ]:
     gamma = theory.threshold(f, theta, mode)
     m = np.sign(t) * (np.cos(theta) * t + np.sin(theta) * u)
     kept = np.mean(m < gamma) if mode == "hard" else np.mean(m > gamma)
     assert abs(kept - f) < 3e-3
   # theta = 0, hard: keep |t| < gamma with 2 Phi(gamma) - 1 = f
   from scipy.stats import norm
+
   np.testing.assert_allclose(theory.threshold(0.3, 0.0, "hard"), norm.ppf(0.65), atol=1e-8)
 
 
@@ -118,7 +132,9 @@ def test_simulation_same_key_same_result():
   assert a.error.shape == (2, 2)
 
 
-@pytest.mark.parametrize("kw,msg", [
+@pytest.mark.parametrize(
+  "kw,msg",
+  [
     (dict(alpha_tot=1.0, f=0.0), "f"),
     (dict(alpha_tot=1.0, f=1.5), "f"),
     (dict(alpha_tot=1.0, f=np.nan), "f"),
@@ -126,7 +142,8 @@ def test_simulation_same_key_same_result():
     (dict(alpha_tot=-2.0), "alpha_tot"),
     (dict(alpha_tot=1.0, mode="random"), "mode"),
     (dict(alpha_tot=1.0, theta=2.0), "theta"),
-])
+  ],
+)
 def test_bad_input(kw, msg):
   with pytest.raises(ValueError, match=msg):
     theory.theory(**kw)
@@ -171,8 +188,9 @@ def test_keep_hard_from_a_pool_reaches_the_full_pool_error():
 def test_simulated_pool_pruning_keeps_the_same_student():
   # common random numbers: f = 0.2 keeps a subset of the same examples as f = 1; when that
   # subset holds every support vector, the max-margin student is the same to solver precision
-  res = theory.simulate(jax.random.key(5), n=100, alpha_tot=20.0, f=np.array([1.0, 0.2]),
-                        mode="hard", seeds=3)
+  res = theory.simulate(
+    jax.random.key(5), n=100, alpha_tot=20.0, f=np.array([1.0, 0.2]), mode="hard", seeds=3
+  )
   np.testing.assert_allclose(res.error[1], res.error[0], atol=1e-6)
   np.testing.assert_allclose(res.kappa[1], res.kappa[0], rtol=1e-6)
 
@@ -181,13 +199,34 @@ def test_scaling_script_smoke(tmp_path, capsys):
   import csv
   import importlib.util
   import os
+
   spec = importlib.util.spec_from_file_location(
-      "scaling_script", os.path.join(os.path.dirname(__file__), "..", "scripts", "scaling.py"))
+    "scaling_script", os.path.join(os.path.dirname(__file__), "..", "scripts", "scaling.py")
+  )
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
-  mod.main(["--n", "20", "--seeds", "2", "--alphas", "1", "4", "--fractions", "1", "0.4",
-            "--theory_points", "4", "--envelope_fractions", "4", "--budgets", "100",
-            "--workdir", str(tmp_path)])
+  mod.main(
+    [
+      "--n",
+      "20",
+      "--seeds",
+      "2",
+      "--alphas",
+      "1",
+      "4",
+      "--fractions",
+      "1",
+      "0.4",
+      "--theory_points",
+      "4",
+      "--envelope_fractions",
+      "4",
+      "--budgets",
+      "100",
+      "--workdir",
+      str(tmp_path),
+    ]
+  )
   out = capsys.readouterr().out
   assert "alpha^" in out and "envelope within alpha_tot <= 100" in out
   for name in ("scaling.png", "points.csv", "config.json"):
@@ -200,7 +239,9 @@ def test_scaling_script_smoke(tmp_path, capsys):
   assert all(0.0 <= float(r["error"]) <= 0.5 for r in sim)
 
 
-@pytest.mark.parametrize("kw,msg", [
+@pytest.mark.parametrize(
+  "kw,msg",
+  [
     (dict(seeds=0), "seeds"),
     (dict(n=2), "n"),
     (dict(fractions=(0.5, 0.2)), "fractions"),
@@ -208,7 +249,8 @@ def test_scaling_script_smoke(tmp_path, capsys):
     (dict(alphas=(0.0, 1.0)), "alphas"),
     (dict(alphas=(200.0,)), "budgets"),
     (dict(theta_deg=float("nan")), "theta_deg"),
-])
+  ],
+)
 def test_scaling_config_rejects_bad_values(kw, msg):
   with pytest.raises(ValueError, match=msg):
     theory.ScalingConfig(**kw)

@@ -3,6 +3,7 @@
 ``model`` (settings, probe margin, pruning threshold), ``replica`` (the N -> infinity theory),
 ``simulation`` (max-margin students on pruned data) and ``scaling`` (the Fig. 1 sweep).
 """
+
 from jaxprune.theory.model import MODES, threshold
 from jaxprune.theory.replica import TheoryResult, theory
 from jaxprune.theory.scaling import ScalingConfig
@@ -10,15 +11,15 @@ from jaxprune.theory.scaling import run as run_scaling
 from jaxprune.theory.simulation import MaxMarginResult, SimResult, max_margin, prune_order, simulate
 
 __all__ = [
-    "MODES",
-    "MaxMarginResult",
-    "ScalingConfig",
-    "SimResult",
-    "TheoryResult",
-    "max_margin",
-    "prune_order",
-    "run_scaling",
-    "simulate",
-    "theory",
-    "threshold",
+  "MODES",
+  "MaxMarginResult",
+  "ScalingConfig",
+  "SimResult",
+  "TheoryResult",
+  "max_margin",
+  "prune_order",
+  "run_scaling",
+  "simulate",
+  "theory",
+  "threshold",
 ]

@@ -9,6 +9,7 @@ and pruning keeps the fraction ``f`` with the smallest margins (``mode="hard"``)
 (``mode="easy"``). Shared by the replica theory (:mod:`.replica`) and the simulation
 (:mod:`.simulation`).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,9 @@ def margin_cdf(gamma, theta):
   # with Gauss-Legendre on segments split where (g - c t) / s changes fast (a step at theta = 0).
   s_safe = np.maximum(s, 1e-12)
   t0 = gamma / c
-  breaks = np.stack([np.zeros_like(t0), t0 - 8 * s_safe / c, t0, t0 + 8 * s_safe / c,
-                     np.full_like(t0, W)], -1)
+  breaks = np.stack(
+    [np.zeros_like(t0), t0 - 8 * s_safe / c, t0, t0 + 8 * s_safe / c, np.full_like(t0, W)], -1
+  )
   breaks = np.sort(np.clip(breaks, 0.0, W), -1)
   xg, wg = np.polynomial.legendre.leggauss(48)
   lo, hi = breaks[..., :-1, None], breaks[..., 1:, None]

@@ -12,6 +12,7 @@ student-probe overlap), the largest stability ``kappa`` is
 
 and stationarity in ``R`` and ``s`` are the other two saddle-point equations.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,9 +103,22 @@ def _kept_moment(kappa, R, s, Q, gamma, theta, hard):
   w_k, d_k = b / c1s, 8.0 * jnp.abs(c2s / c1s)
   m = kappa / r
   dm = 8.0 * Q / r
-  breaks = jnp.stack([-W, W, m - dm, m, m + dm, w_cross,
-                      w_k[0] - d_k[0], w_k[0], w_k[0] + d_k[0],
-                      w_k[1] - d_k[1], w_k[1], w_k[1] + d_k[1]])
+  breaks = jnp.stack(
+    [
+      -W,
+      W,
+      m - dm,
+      m,
+      m + dm,
+      w_cross,
+      w_k[0] - d_k[0],
+      w_k[0],
+      w_k[0] + d_k[0],
+      w_k[1] - d_k[1],
+      w_k[1],
+      w_k[1] + d_k[1],
+    ]
+  )
   # The split points move with the parameters, so each segment's pulled-back integrand stays
   # smooth and autodiff of the rule is accurate to second order (the Newton solver needs it):
   # a transition of width ~|s| stays inside its own segment as s -> 0.
@@ -181,8 +195,10 @@ def _kappa_derivatives(x, kappa, setting):
   gk = g[2]
   grad = -g[:2] / gk
   Gxk = H[:2, 2]
-  hess = -(H[:2, :2] + jnp.outer(Gxk, grad) + jnp.outer(grad, Gxk)
-           + H[2, 2] * jnp.outer(grad, grad)) / gk
+  hess = (
+    -(H[:2, :2] + jnp.outer(Gxk, grad) + jnp.outer(grad, Gxk) + H[2, 2] * jnp.outer(grad, grad))
+    / gk
+  )
   residual = _capacity(y, setting)
   return grad, hess, residual
 
@@ -352,8 +368,9 @@ def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> Th
       pad = bucket(idx.size, _CHUNK) - idx.size
       rows = np.concatenate([flat[idx], np.repeat(flat[idx[:1]], pad, 0)])
       res = _solve_batch(tuple(jnp.asarray(c) for c in rows.T), plane=plane)
-      out[idx] = np.stack([np.asarray(r) for r in res], -1)[:idx.size]
+      out[idx] = np.stack([np.asarray(r) for r in res], -1)[: idx.size]
   error, R, rho, kappa, gnorm, residual, n_iter = (out[:, i].reshape(shape) for i in range(7))
   converged = (gnorm < tol) & (np.abs(residual) < tol)
-  return TheoryResult(error, R, rho, kappa, gamma.reshape(shape), gnorm, residual, n_iter,
-                      converged)
+  return TheoryResult(
+    error, R, rho, kappa, gamma.reshape(shape), gnorm, residual, n_iter, converged
+  )

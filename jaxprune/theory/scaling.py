@@ -5,6 +5,7 @@ envelope over f (within data budgets ``alpha_tot <= A``) and pool curves (a fixe
 down), simulates the curves' max-margin students, and writes ``scaling.png``, ``points.csv`` and
 ``config.json`` to ``cfg.workdir``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,22 +63,34 @@ class ScalingConfig:
     check_finite(self)
     require(self.n >= 3, f"n must be >= 3, got {self.n}")
     require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
-    require(len(self.alphas) > 0 and all(a > 0 for a in self.alphas),
-            f"alphas must be non-empty and > 0, got {self.alphas}")
-    require(len(self.fractions) > 0 and all(0 < f <= 1 for f in self.fractions),
-            f"fractions must be non-empty and in (0, 1], got {self.fractions}")
+    require(
+      len(self.alphas) > 0 and all(a > 0 for a in self.alphas),
+      f"alphas must be non-empty and > 0, got {self.alphas}",
+    )
+    require(
+      len(self.fractions) > 0 and all(0 < f <= 1 for f in self.fractions),
+      f"fractions must be non-empty and in (0, 1], got {self.fractions}",
+    )
     require(1.0 in self.fractions, f"fractions must include 1 (no pruning), got {self.fractions}")
     require(0 < self.theta_deg < 90, f"theta_deg must be in (0, 90), got {self.theta_deg}")
     require(self.theory_points >= 2, f"theory_points must be >= 2, got {self.theory_points}")
-    require(self.envelope_fractions >= 1,
-            f"envelope_fractions must be >= 1, got {self.envelope_fractions}")
-    require(len(self.budgets) > 0 and all(b > 0 for b in self.budgets),
-            f"budgets must be non-empty and > 0, got {self.budgets}")
-    require(max(self.alphas) <= self.budgets[0],
-            f"alphas must be <= budgets[0] = {self.budgets[0]:g} (the simulated pool), "
-            f"got {max(self.alphas):g}")
-    require(self.alpha_max > THEORY_ALPHA_MIN,
-            f"alpha_max must be > {THEORY_ALPHA_MIN}, got {self.alpha_max}")
+    require(
+      self.envelope_fractions >= 1,
+      f"envelope_fractions must be >= 1, got {self.envelope_fractions}",
+    )
+    require(
+      len(self.budgets) > 0 and all(b > 0 for b in self.budgets),
+      f"budgets must be non-empty and > 0, got {self.budgets}",
+    )
+    require(
+      max(self.alphas) <= self.budgets[0],
+      f"alphas must be <= budgets[0] = {self.budgets[0]:g} (the simulated pool), "
+      f"got {max(self.alphas):g}",
+    )
+    require(
+      self.alpha_max > THEORY_ALPHA_MIN,
+      f"alpha_max must be > {THEORY_ALPHA_MIN}, got {self.alpha_max}",
+    )
 
 
 class TheorySweep(NamedTuple):
@@ -115,8 +128,10 @@ def _theory_sweep(cfg: ScalingConfig, log: Callable[[str], None]) -> TheorySweep
   fracs = list(cfg.fractions)
   alpha = np.geomspace(THEORY_ALPHA_MIN, cfg.alpha_max, cfg.theory_points)
   # the envelope's f grid: keep-hard with a perfect probe needs very small f at large alpha
-  env_f = {(0.0, "hard"): np.geomspace(1e-6, 1.0, cfg.envelope_fractions),
-           (theta1, "hard"): np.geomspace(0.02, 1.0, 10)}
+  env_f = {
+    (0.0, "hard"): np.geomspace(1e-6, 1.0, cfg.envelope_fractions),
+    (theta1, "hard"): np.geomspace(0.02, 1.0, 10),
+  }
   env_f[(0.0, "easy")] = env_f[(theta1, "easy")] = np.geomspace(0.02, 1.0, 6)
   curves = [(0.0, m, f) for m in MODES for f in fracs if not (m == "easy" and f == 1)]
   curves += [(theta1, "hard", f) for f in fracs if f < 1]
@@ -131,8 +146,10 @@ def _theory_sweep(cfg: ScalingConfig, log: Callable[[str], None]) -> TheorySweep
   log(f"theory: {AP.size} settings ...")
   t0 = time.time()
   res = theory(alpha_tot=AP / FR, f=FR, theta=TH, mode=MO)
-  log(f"theory: {time.time() - t0:.0f} s, converged {res.converged.mean():.1%} "
-      f"(max |grad| {res.grad_norm.max():.1e}, max |residual| {np.abs(res.residual).max():.1e})")
+  log(
+    f"theory: {time.time() - t0:.0f} s, converged {res.converged.mean():.1%} "
+    f"(max |grad| {res.grad_norm.max():.1e}, max |residual| {np.abs(res.residual).max():.1e})"
+  )
   # a point whose solve did not converge (very small f at very large alpha_tot) is left out
   err = np.where(res.converged, res.error, np.nan)
   curve_err = {s: err[i] for i, s in enumerate(curves)}
@@ -140,37 +157,67 @@ def _theory_sweep(cfg: ScalingConfig, log: Callable[[str], None]) -> TheorySweep
   # the perfect probe for every budget, the imperfect one without a budget
   env_err = {}
   for th, bud in [(0.0, b) for b in budgets] + [(theta1, np.inf)]:
-    rows = [i for i, s in enumerate(spec) if (s in env and s[0] == th)
-            or (s in pools and s[2] == -bud)]
+    rows = [
+      i for i, s in enumerate(spec) if (s in env and s[0] == th) or (s in pools and s[2] == -bud)
+    ]
     within = AP[rows] / FR[rows] <= bud * (1 + 1e-9)
     env_err[(th, bud)] = np.nanmin(np.where(within, err[rows], np.nan), 0)
   pool_err = {(m, -f): err[i] for i, (_, m, f) in enumerate(spec) if (0.0, m, f) in pools}
   return TheorySweep(alpha, curves, spec, FR, res, curve_err, env_err, pool_err)
 
 
-def _simulations(cfg: ScalingConfig, curves: list, key: jax.Array,
-                 log: Callable[[str], None]) -> Simulations:
+def _simulations(
+  cfg: ScalingConfig, curves: list, key: jax.Array, log: Callable[[str], None]
+) -> Simulations:
   """The curves at the simulated alphas in one call, and keep-hard from the first budget's pool."""
   alpha = np.array(cfg.alphas, dtype=np.float64)
   TH, MO, FR = (np.array([s[i] for s in curves])[:, None] for i in range(3))
   AP = np.broadcast_to(alpha, (len(curves), alpha.size))
   log(f"simulation: {AP.size} settings x {cfg.seeds} seeds, N = {cfg.n} ...")
   t0 = time.time()
-  sim = simulate(jax.random.fold_in(key, CURVES_SALT), n=cfg.n, alpha_tot=AP / FR, f=FR,
-                 theta=TH, mode=MO, seeds=cfg.seeds, progress=True)
-  log(f"simulation: {time.time() - t0:.0f} s, max margin gap {sim.gap.max():.1e}, "
-      f"max interior-point steps {sim.n_iter.max()}")
+  sim = simulate(
+    jax.random.fold_in(key, CURVES_SALT),
+    n=cfg.n,
+    alpha_tot=AP / FR,
+    f=FR,
+    theta=TH,
+    mode=MO,
+    seeds=cfg.seeds,
+    progress=True,
+  )
+  log(
+    f"simulation: {time.time() - t0:.0f} s, max margin gap {sim.gap.max():.1e}, "
+    f"max interior-point steps {sim.n_iter.max()}"
+  )
   th_at_sim = theory(alpha_tot=AP / FR, f=FR, theta=TH, mode=MO).error
   # the envelope's own simulation: keep-hard, perfect probe, from a pool of alpha_tot = A
   pool = cfg.budgets[0]
   pool_f = alpha / pool
-  log(f"simulation: envelope within alpha_tot = {pool:g} "
-      f"(f = {pool_f.min():.3g}..{pool_f.max():.3g})")
-  psim = simulate(jax.random.fold_in(key, POOL_SALT), n=cfg.n, alpha_tot=pool, f=pool_f,
-                  mode="hard", seeds=cfg.seeds)
+  log(
+    f"simulation: envelope within alpha_tot = {pool:g} (f = {pool_f.min():.3g}..{pool_f.max():.3g})"
+  )
+  psim = simulate(
+    jax.random.fold_in(key, POOL_SALT),
+    n=cfg.n,
+    alpha_tot=pool,
+    f=pool_f,
+    mode="hard",
+    seeds=cfg.seeds,
+  )
   pool_th = theory(alpha_tot=pool, f=pool_f, mode="hard").error
-  return Simulations(alpha, sim, sim.error.mean(-1), _sem(sim.error), th_at_sim, pool, pool_f,
-                     psim, psim.error.mean(-1), _sem(psim.error), pool_th)
+  return Simulations(
+    alpha,
+    sim,
+    sim.error.mean(-1),
+    _sem(sim.error),
+    th_at_sim,
+    pool,
+    pool_f,
+    psim,
+    psim.error.mean(-1),
+    _sem(psim.error),
+    pool_th,
+  )
 
 
 def _sem(e):
@@ -187,8 +234,22 @@ def _fit(x, y):
 
 def _save_points(path: str, cfg: ScalingConfig, th: TheorySweep, sim: Simulations) -> None:
   """Every theory, simulation and envelope point as one CSV row."""
-  cols = {k: [] for k in ("kind", "theta", "mode", "f", "alpha_prune", "alpha_tot", "error",
-                          "error_sem", "theory_error", "seeds", "converged")}
+  cols = {
+    k: []
+    for k in (
+      "kind",
+      "theta",
+      "mode",
+      "f",
+      "alpha_prune",
+      "alpha_tot",
+      "error",
+      "error_sem",
+      "theory_error",
+      "seeds",
+      "converged",
+    )
+  }
 
   def add(kind, theta, mode, f, ap, e, sem, te, seeds, conv):
     for k, v in zip(cols, (kind, theta, mode, f, ap, ap / f, e, sem, te, seeds, conv)):
@@ -197,19 +258,59 @@ def _save_points(path: str, cfg: ScalingConfig, th: TheorySweep, sim: Simulation
   res = th.result
   for i, (theta, m, _) in enumerate(th.spec):
     for j, ap in enumerate(th.alpha):
-      add("theory", theta, m, th.f[i, j], ap, res.error[i, j], 0.0, res.error[i, j], 0,
-          bool(res.converged[i, j]))
+      add(
+        "theory",
+        theta,
+        m,
+        th.f[i, j],
+        ap,
+        res.error[i, j],
+        0.0,
+        res.error[i, j],
+        0,
+        bool(res.converged[i, j]),
+      )
   for i, (theta, m, f) in enumerate(th.curves):
     for j, ap in enumerate(sim.alpha):
-      add("simulation", theta, m, f, ap, sim.mean[i, j], sim.sem[i, j], sim.theory[i, j],
-          cfg.seeds, bool(sim.curves.gap[i, j].max() < 1e-6))
+      add(
+        "simulation",
+        theta,
+        m,
+        f,
+        ap,
+        sim.mean[i, j],
+        sim.sem[i, j],
+        sim.theory[i, j],
+        cfg.seeds,
+        bool(sim.curves.gap[i, j].max() < 1e-6),
+      )
   for j, ap in enumerate(sim.alpha):
-    add("simulation_pool", 0.0, "hard", sim.pool_f[j], ap, sim.pool_mean[j], sim.pool_sem[j],
-        sim.pool_theory[j], cfg.seeds, bool(sim.pool_sim.gap[j].max() < 1e-6))
+    add(
+      "simulation_pool",
+      0.0,
+      "hard",
+      sim.pool_f[j],
+      ap,
+      sim.pool_mean[j],
+      sim.pool_sem[j],
+      sim.pool_theory[j],
+      cfg.seeds,
+      bool(sim.pool_sim.gap[j].max() < 1e-6),
+    )
   for (theta, bud), e in th.env_err.items():
     for j, ap in enumerate(th.alpha):  # alpha_tot column = the budget (inf: none)
-      add(f"envelope_budget_{bud:g}", theta, "best", ap / bud if np.isfinite(bud) else np.nan,
-          ap, e[j], 0.0, e[j], 0, True)
+      add(
+        f"envelope_budget_{bud:g}",
+        theta,
+        "best",
+        ap / bud if np.isfinite(bud) else np.nan,
+        ap,
+        e[j],
+        0.0,
+        e[j],
+        0,
+        True,
+      )
   io.save_csv(path, cols)
 
 
@@ -224,38 +325,50 @@ def _summary(cfg: ScalingConfig, th: TheorySweep, sim: Simulations) -> dict:
   nu_sim = _fit(np.log(sim.alpha[sb]), np.log(full_sim[sb]))[0] if sb.sum() >= 2 else float("nan")
   at = lambda e, x: float(e[int(np.argmin(np.abs(a - x)))])
   out = {"nu_theory": float(nu_th), "nu_simulation": float(nu_sim)}
-  lines = [f"f = 1 (no pruning), alpha >= 3: error ~ alpha^{nu_th:.3f} (theory), "
-           f"alpha^{nu_sim:.3f} (simulation, N = {cfg.n}); large-alpha asymptote 0.50 / alpha"]
+  lines = [
+    f"f = 1 (no pruning), alpha >= 3: error ~ alpha^{nu_th:.3f} (theory), "
+    f"alpha^{nu_sim:.3f} (simulation, N = {cfg.n}); large-alpha asymptote 0.50 / alpha"
+  ]
   for bud in cfg.budgets:
     e = th.env_err[(0.0, bud)]
     marks = {x: at(e, x) for x in MARKS}
     hi, lo = float(np.nanmax(e[big] * bud)), float(np.nanmin(e[big] * bud))
     out[f"envelope_{bud:g}"] = dict(at=marks, times_budget_max=hi, times_budget_min=lo)
-    lines.append(f"perfect probe, envelope within alpha_tot <= {bud:g}: error at alpha_prune "
-                 + ", ".join(f"{x:g}: {v:.2e}" for x, v in marks.items())
-                 + f"; at alpha_prune >= 3 it is {hi:.4f} / A .. {lo:.4f} / A "
-                 "(full-pool error 0.50 / A)")
+    lines.append(
+      f"perfect probe, envelope within alpha_tot <= {bud:g}: error at alpha_prune "
+      + ", ".join(f"{x:g}: {v:.2e}" for x, v in marks.items())
+      + f"; at alpha_prune >= 3 it is {hi:.4f} / A .. {lo:.4f} / A "
+      "(full-pool error 0.50 / A)"
+    )
   e0 = th.env_err[(0.0, cfg.budgets[-1])]
   out["envelope_drop_1.5_2.5"] = at(e0, 1.5) / at(e0, 2.5)
   out["full_drop_1.5_2.5"] = at(full, 1.5) / at(full, 2.5)
-  lines.append(f"  drop across alpha_prune = 1.5 -> 2.5: x{out['envelope_drop_1.5_2.5']:.3g} "
-               f"(f = 1: x{out['full_drop_1.5_2.5']:.3g})")
+  lines.append(
+    f"  drop across alpha_prune = 1.5 -> 2.5: x{out['envelope_drop_1.5_2.5']:.3g} "
+    f"(f = 1: x{out['full_drop_1.5_2.5']:.3g})"
+  )
   e1 = th.env_err[(np.deg2rad(cfg.theta_deg), np.inf)]
   pw1, pw1_res = _fit(np.log(a[big]), np.log(e1[big]))
   ex1, ex1_res = _fit(a[big], np.log(e1[big]))
-  out.update(probe_power_slope=float(pw1), probe_power_rms=pw1_res, probe_exp_rate=float(ex1),
-             probe_exp_rms=ex1_res)
+  out.update(
+    probe_power_slope=float(pw1),
+    probe_power_rms=pw1_res,
+    probe_exp_rate=float(ex1),
+    probe_exp_rms=ex1_res,
+  )
   out["median_abs_log_sim_over_theory"] = float(np.median(np.abs(np.log(sim.mean / sim.theory))))
   out["pool_simulation"] = sim.pool_mean.tolist()
   out["pool_theory"] = sim.pool_theory.tolist()
   lines += [
-      f"envelope over f (theta = {cfg.theta_deg:g} deg), alpha_prune >= 3: power-law slope "
-      f"{pw1:.2f} (rms {pw1_res:.3f}) vs exponential rate {ex1:.3f} (rms {ex1_res:.3f}) -> "
-      f"{'exponential' if ex1_res < pw1_res else 'power law'} fits better",
-      f"simulation vs theory: median |log(sim / theory)| = "
-      f"{out['median_abs_log_sim_over_theory']:.3f}; pool of alpha_tot = {sim.pool:g}: "
-      + ", ".join(f"{x:g}: {m:.4f} (theory {t:.4f})"
-                  for x, m, t in zip(sim.alpha, sim.pool_mean, sim.pool_theory)),
+    f"envelope over f (theta = {cfg.theta_deg:g} deg), alpha_prune >= 3: power-law slope "
+    f"{pw1:.2f} (rms {pw1_res:.3f}) vs exponential rate {ex1:.3f} (rms {ex1_res:.3f}) -> "
+    f"{'exponential' if ex1_res < pw1_res else 'power law'} fits better",
+    f"simulation vs theory: median |log(sim / theory)| = "
+    f"{out['median_abs_log_sim_over_theory']:.3f}; pool of alpha_tot = {sim.pool:g}: "
+    + ", ".join(
+      f"{x:g}: {m:.4f} (theory {t:.4f})"
+      for x, m, t in zip(sim.alpha, sim.pool_mean, sim.pool_theory)
+    ),
   ]
   out["summary"] = lines
   return out

@@ -7,6 +7,7 @@ shortcut, not an approximation). The student, the perceptron of optimal stabilit
 SVM through the origin), comes from :func:`max_margin`, an interior-point solver with a certified
 stopping rule; its test error is ``arccos(R) / pi`` with ``R`` its cosine to the teacher.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -38,8 +39,9 @@ class MaxMarginResult(NamedTuple):
   n_iter: jax.Array
 
 
-def max_margin(z_KxN: jax.Array, mask_K: jax.Array | None = None, *, tol: float = 1e-10,
-               max_iter: int = 100) -> MaxMarginResult:
+def max_margin(
+  z_KxN: jax.Array, mask_K: jax.Array | None = None, *, tol: float = 1e-10, max_iter: int = 100
+) -> MaxMarginResult:
   """The perceptron of optimal stability: ``max_w min_i z_i.w / |w|`` over the masked rows.
 
   Solves ``min |w|^2 / 2`` s.t. ``z_i.w >= 1`` with a primal-dual interior-point method
@@ -86,8 +88,13 @@ def max_margin(z_KxN: jax.Array, mask_K: jax.Array | None = None, *, tol: float 
   def cond(c):
     return (c[3] > tol) & (c[4] < max_iter)
 
-  init = (jnp.zeros(n, z.dtype), jnp.ones(k, z.dtype), jnp.ones(k, z.dtype),
-          jnp.asarray(jnp.inf, z.dtype), 0)
+  init = (
+    jnp.zeros(n, z.dtype),
+    jnp.ones(k, z.dtype),
+    jnp.ones(k, z.dtype),
+    jnp.asarray(jnp.inf, z.dtype),
+    0,
+  )
   w, _, lam, _, n_iter = lax.while_loop(cond, body, init)
   gap, kkt, gmin = _certificate(z, mask_K, w, lam)
   return MaxMarginResult(w / gmin, lam * valid, gmin / jnp.linalg.norm(w), gap, kkt, n_iter)
@@ -157,15 +164,27 @@ def _simulate_one(key, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, ma
 
 
 @partial(jax.jit, static_argnames=("n", "p_max", "k_max", "tol", "max_iter", "batch_size"))
-def _simulate_batch(keys, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter,
-                    batch_size):
+def _simulate_batch(
+  keys, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter, batch_size
+):
   one = partial(_simulate_one, n=n, p_max=p_max, k_max=k_max, tol=tol, max_iter=max_iter)
   return lax.map(lambda a: one(*a), (keys, theta, hard, n_total, n_kept), batch_size=batch_size)
 
 
-def simulate(key: jax.Array, *, n: int, alpha_tot, f=1.0, theta=0.0, mode="hard",
-             seeds: int = 4, tol: float = 1e-9, max_iter: int = 100,
-             batch_size: int = 8, progress: bool = False) -> SimResult:
+def simulate(
+  key: jax.Array,
+  *,
+  n: int,
+  alpha_tot,
+  f=1.0,
+  theta=0.0,
+  mode="hard",
+  seeds: int = 4,
+  tol: float = 1e-9,
+  max_iter: int = 100,
+  batch_size: int = 8,
+  progress: bool = False,
+) -> SimResult:
   """Simulate the pruned teacher-student experiment for every setting and seed in one call.
 
   Settings (``alpha_tot``, ``f``, ``theta``, ``mode``) broadcast together; each uses
@@ -184,8 +203,10 @@ def simulate(key: jax.Array, *, n: int, alpha_tot, f=1.0, theta=0.0, mode="hard"
   shape = alpha_tot.shape
   n_total = np.maximum(1, np.floor(alpha_tot * n + 0.5)).astype(np.int32)
   n_kept = np.maximum(1, np.floor(f * n_total + 0.5)).astype(np.int32)
-  flat = {k: np.repeat(v.ravel(), seeds) for k, v in
-          dict(theta=theta, hard=hard, n_total=n_total, n_kept=n_kept).items()}
+  flat = {
+    k: np.repeat(v.ravel(), seeds)
+    for k, v in dict(theta=theta, hard=hard, n_total=n_total, n_kept=n_kept).items()
+  }
   seed_idx = np.tile(np.arange(seeds), n_kept.size)
   k_pad = np.array([bucket(int(v), 8) for v in flat["n_kept"]])  # padded kept-set sizes
   out = np.zeros((7, k_pad.size))
@@ -193,6 +214,7 @@ def simulate(key: jax.Array, *, n: int, alpha_tot, f=1.0, theta=0.0, mode="hard"
   bar = None
   if progress:
     from tqdm.auto import tqdm
+
     bar = tqdm(total=k_pad.size, desc="simulate", unit="student")
   with jax.enable_x64(True):
     seed_keys = jax.random.split(key, seeds)
@@ -201,12 +223,20 @@ def simulate(key: jax.Array, *, n: int, alpha_tot, f=1.0, theta=0.0, mode="hard"
       pad = (-idx.size) % batch_size  # whole batches: one compilation per bucket
       idx_p = np.concatenate([idx, np.repeat(idx[:1], pad)])
       p_max = bucket(int(flat["n_total"][idx].max()), 8)
-      res = _simulate_batch(seed_keys[seed_idx[idx_p]],
-                            jnp.asarray(flat["theta"][idx_p]), jnp.asarray(flat["hard"][idx_p]),
-                            jnp.asarray(flat["n_total"][idx_p]), jnp.asarray(flat["n_kept"][idx_p]),
-                            n=int(n), p_max=p_max, k_max=int(k_max), tol=float(tol),
-                            max_iter=int(max_iter), batch_size=int(batch_size))
-      out[:, idx] = np.stack([np.asarray(r, np.float64) for r in res])[:, :idx.size]
+      res = _simulate_batch(
+        seed_keys[seed_idx[idx_p]],
+        jnp.asarray(flat["theta"][idx_p]),
+        jnp.asarray(flat["hard"][idx_p]),
+        jnp.asarray(flat["n_total"][idx_p]),
+        jnp.asarray(flat["n_kept"][idx_p]),
+        n=int(n),
+        p_max=p_max,
+        k_max=int(k_max),
+        tol=float(tol),
+        max_iter=int(max_iter),
+        batch_size=int(batch_size),
+      )
+      out[:, idx] = np.stack([np.asarray(r, np.float64) for r in res])[:, : idx.size]
       if bar is not None:
         bar.update(idx.size)
   if bar is not None:
