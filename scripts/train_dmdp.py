@@ -6,8 +6,10 @@ r"""Train a Denoised MDP (or Dreamer) agent on a noisy DeepMind Control task fro
   python scripts/train_dmdp.py --preset small --model dreamer --env walker_walk \
       --world_model.free_nats 3 --agent.horizon 15 --beta 1 --workdir runs/walker
 
---preset (full | small), --model and --env give a complete config; every other flag (nested:
---world_model.*, --agent.*) applies on top; --beta B sets --world_model.beta_y and beta_z to B.
+--preset (full | small), --model, --env and --variant give a complete config, with beta from the
+per-(task, variant) table jaxprune.dmdp.config.BETA (release defaults; its docstring gives the
+sources); every other flag (nested: --world_model.*, --agent.*) applies on top; --beta B sets
+--world_model.beta_y and beta_z to B.
 Writes to --workdir: config.json, model_config.json, metrics.jsonl (train / episode / eval
 records), returns.png, pictures/, checkpoints/ and files/replay/ (resumed automatically; another
 config stops with an error, --overwrite true starts afresh), summary.json.

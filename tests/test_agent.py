@@ -11,6 +11,8 @@ import pytest
 
 from jaxprune import dmdp
 from jaxprune.core.loop import create_state, make_update, run_steps
+from jaxprune.dmdp import model as wm_module
+from jaxprune.dmdp.model import WorldModel
 
 KEY = jax.random.key(0)
 CFG = dmdp.tiny()  # 2b: x and y
@@ -235,6 +237,55 @@ def test_update_through_the_shared_loop_changes_every_group(params, run):
     pairs = list(zip(jax.tree.leaves(new.params[name]), jax.tree.leaves(params[name])))
     assert all(np.all(np.isfinite(a)) for a, _ in pairs)
     assert all(float(np.abs(a - b).max()) > 0 for a, b in pairs), name
+
+
+# ---------------------------------------------------------------------------------------------
+# imagination: the actor reads stop_gradient(features); the dynamics carry the gradient
+
+
+def _probed_imagine(delta_HxNxF, eps_HxNxA):
+  """``model.imagine``'s policy rollout with two probes: ``delta`` is added to the features the
+  policy reads (and to nothing else), ``eps`` to the actions the dynamics read."""
+
+  def imagine(cfg, params, start, key, *, policy, horizon):
+    model = WorldModel(cfg)
+
+    def body(latent, inp):
+      k, d, e = inp
+      ka, ks = jax.random.split(k)
+      a = policy(latent.features("x") + d, ka) + e
+      latent, _ = model.apply(params, latent, a, None, ks, True, method=WorldModel.step)
+      return latent, latent
+
+    x0 = dmdp.Latent(start.hx, start.sx)
+    return jax.lax.scan(body, x0, (jax.random.split(key, horizon), delta_HxNxF, eps_HxNxA))[1]
+
+  return imagine
+
+
+def test_actor_reads_stopped_features_and_learns_through_the_dynamics(params, monkeypatch):
+  """As the release (``get_action(previous_latent_state.detach())``) and Dreamer v1: the actor
+  loss has exactly zero gradient w.r.t. the imagined features on their way into the actor (the
+  only path of ``delta``), and a non-zero one w.r.t. every step's action through the dynamics,
+  the denoised reward and the values of the next states (``eps``)."""
+  batch = jax.tree.map(jnp.asarray, _batch(2, 3))
+  start = dmdp.posterior_start(CFG, params["model"], batch, KEY)
+  n, h = start.hx.shape[0], AC.horizon
+  delta = jnp.zeros((h, n, CFG.x_deter + CFG.x_stoch))
+  eps = jnp.zeros((h, n, CFG.action_dim))
+  plain = dmdp.imagination_losses(CFG, AC, params, start, KEY)[0]
+
+  def actor_loss(delta, eps):
+    with monkeypatch.context() as m:
+      m.setattr(wm_module, "imagine", _probed_imagine(delta, eps))
+      return dmdp.imagination_losses(CFG, AC, params, start, KEY)[0]
+
+  loss, (g_delta, g_eps) = jax.jit(jax.value_and_grad(actor_loss, argnums=(0, 1)))(delta, eps)
+  np.testing.assert_allclose(loss, plain, rtol=1e-6)  # the probed rollout is the real one
+  assert np.all(np.asarray(g_delta) == 0.0)
+  per_step = np.abs(np.asarray(g_eps)).max(axis=(1, 2))
+  print("max |d actor loss / d action| per imagined step:", per_step)
+  assert np.all(per_step > 1e-6), per_step
 
 
 # ---------------------------------------------------------------------------------------------

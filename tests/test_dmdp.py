@@ -9,7 +9,7 @@ import pytest
 from jaxprune import dmdp
 from jaxprune.core.loop import create_state, make_update, run_steps
 from jaxprune.dmdp import config as dcfg
-from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv
+from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv, ValidConv
 from jaxprune.dmdp.model import WorldModel
 from jaxprune.models.layers import PatchConv
 
@@ -73,6 +73,9 @@ def test_valid_conv_equals_flax_conv():
   p = _perturb(PatchConv(3, 3, padding="VALID").init(KEY, x))
   ref = nn.Conv(3, (3, 3), padding="VALID").apply(p, x)
   np.testing.assert_allclose(PatchConv(3, 3, padding="VALID").apply(p, x), ref, atol=1e-5)
+  # the 96-pixel encoder's final layer (its own initialisers): same parameters, same function
+  assert jax.tree.map(jnp.shape, ValidConv(3, 3).init(KEY, x)) == jax.tree.map(jnp.shape, p)
+  np.testing.assert_allclose(ValidConv(3, 3).apply(p, x), ref, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +179,133 @@ def test_one_name_per_model_and_centered_pixels():
   np.testing.assert_allclose(dmdp.to_centered_float(u), [[-0.5, 0.2 - 0.5, 0.5]], atol=1e-7)
   assert dmdp.to_centered_float(u).dtype == jnp.float32
   np.testing.assert_array_equal(dmdp.to_centered_float(np.float32([0.25])), [0.25])
+
+
+# ---------------------------------------------------------------------------------------------
+# initialisation: the release's (PyTorch defaults) or Flax's
+
+
+def _init_params():
+  """``{init: ((world-model cfg, 96-pixel cfg), params)}``: the agent of the small preset's 2c
+  model (all of the world model's layers, actor, value) and a tiny 96-pixel encoder (its final
+  3x3 conv), for both inits, in one compilation. The key is an "rbg" key: it compiles ~3x faster
+  than threefry here, and the initialisers draw the same way from either."""
+  from jaxprune.dmdp import experiment
+
+  small = experiment.small(model="dmdp_2c")
+  rd = dmdp.robodesk_96(dmdp.tiny(), encoder_kernels=(4, 4, 4, 4))
+  cfgs = {i: (small.world_model.replace(init=i), rd.replace(init=i)) for i in ("torch", "flax")}
+
+  def init(key):
+    return {
+      i: {
+        "agent": dmdp.init_agent(wm, small.agent.replace(init=i), key),
+        "rd": dmdp.PixelEncoder(r).init(key, jnp.zeros((1, 96, 96, 3))),
+      }
+      for i, (wm, r) in cfgs.items()
+    }
+
+  params = jax.device_get(jax.jit(init)(jax.random.key(0, impl="rbg")))
+  return {i: (cfgs[i], params[i]) for i in cfgs}
+
+
+def _torch_bounds(tree, wm, rd):
+  """``{path: (array, bound)}`` of every parameter, the bound written from PyTorch's rules for the
+  release's layers: Linear / Conv2d 1/sqrt(fan_in), fan_in = inputs (x k^2); ConvTranspose2d
+  fan_in = k^2 C_out; GRUCell 1/sqrt(hidden); the posterior's first Linear reads
+  [states, embedding] (jaxprune splits it in two parts), so its fan_in is the sum."""
+  xy = lambda c: c.embed_size + c.x_deter + c.y_deter + c.z_deter + c.z_stoch
+  z = lambda c: c.embed_size + c.x_deter + c.x_stoch + c.y_deter + c.y_stoch + c.z_deter
+  leaves = jax.tree.flatten_with_path(tree)[0]
+  kernels = {path[:-1]: w.shape for path, w in leaves if w.ndim > 1}  # each layer's kernel
+  out = {}
+  for path, v in leaves:
+    names = [str(getattr(k, "key", k)) for k in path]
+    cfg = rd if names[0] == "rd" else wm
+    layer, kshape = names[-2], kernels[path[:-1]]
+    if len(kshape) == 4:
+      fan_in = kshape[0] * kshape[1] * (kshape[3] if layer.startswith("deconv") else kshape[2])
+    elif any(n.endswith("_gru") for n in names):
+      fan_in = kshape[1] // 3
+    elif layer.startswith("xy_post_") and layer != "xy_post_out":
+      fan_in = xy(cfg)
+    elif layer.startswith("z_post_") and layer != "z_post_out":
+      fan_in = z(cfg)
+    else:
+      fan_in = kshape[0]
+    out["/".join(names)] = (np.asarray(v), 1.0 / np.sqrt(fan_in))
+  return out
+
+
+@pytest.fixture(scope="module")
+def init_params():
+  return _init_params()
+
+
+def test_torch_init_is_pytorchs_default_everywhere(init_params):
+  (wm, rd), tree = init_params["torch"]
+  bounds = _torch_bounds(tree, wm, rd)
+  assert any("conv_final" in k for k in bounds) and any("z_gru" in k for k in bounds)
+  # a few layers: U(-b, b) has std b / sqrt(3) and reaches |w| ~ b
+  for name, fan_in in (
+    ("agent/model/params/encoder/conv1/kernel", 4 * 4 * 16),  # 4x4 conv, 16 -> 32 channels
+    ("agent/model/params/decoder/deconv0/kernel", 5 * 5 * 32),  # transposed: k^2 C_out
+    ("agent/model/params/decoder/dense/kernel", 64 + 64 + 64 + 3 * 8),  # all factors' features
+    ("agent/model/params/x_gru/hidden/kernel", 64),  # GRU: 1/sqrt(hidden)
+    ("agent/model/params/x_gru/input/kernel", 64),
+    ("agent/model/params/xy_post_embed/kernel", 256 + 64 + 64 + 64 + 8),  # [states, e_t]
+    ("agent/actor/params/mlp/hidden1/kernel", 128),
+  ):
+    w, b = bounds[name]
+    assert b == pytest.approx(1 / np.sqrt(fan_in)), name
+    assert float(np.abs(w).max()) <= b and float(np.abs(w).max()) > 0.97 * b, name
+    np.testing.assert_allclose(w.std(), b / np.sqrt(3), rtol=0.05, err_msg=name)
+  # every parameter within its bound; pooled over the tree, w / b is U(-1, 1): std 1/sqrt(3)
+  kern = np.concatenate([(w / b).ravel() for k, (w, b) in bounds.items() if w.ndim > 1])
+  bias = np.concatenate([(w / b).ravel() for k, (w, b) in bounds.items() if w.ndim == 1])
+  for name, u in (("kernels", kern), ("biases", bias)):
+    assert float(np.abs(u).max()) <= 1.0 + 1e-6 and float(np.abs(u).max()) > 0.99, name
+    np.testing.assert_allclose(u.std(), 1 / np.sqrt(3), rtol=0.03, err_msg=name)
+    np.testing.assert_allclose(u.mean(), 0.0, atol=0.02, err_msg=name)
+  # biases are drawn, not zero (PyTorch's default), in every layer that has one
+  assert all(np.all(w != 0) for k, (w, b) in bounds.items() if w.ndim == 1)
+
+
+def test_flax_init_keeps_the_old_statistics(init_params):
+  (wm, rd), tree = init_params["flax"]
+  (_, _), torch_tree = init_params["torch"]
+  leaves = jax.tree.flatten_with_path(tree)[0]
+  assert [p for p, _ in leaves] == [p for p, _ in jax.tree.flatten_with_path(torch_tree)[0]]
+  assert jax.tree.map(np.shape, tree) == jax.tree.map(np.shape, torch_tree)
+  # lecun_normal: truncated normal at 2 std, std 1/sqrt(prod(shape[:-1])) (Flax's fan-in); zero
+  # biases
+  kern = []
+  for path, w in leaves:
+    if w.ndim == 1:
+      assert not np.any(w), path
+    else:
+      u = w * np.sqrt(np.prod(w.shape[:-1]))
+      assert float(np.abs(u).max()) <= 2.0 / 0.87962566 + 1e-5, path
+      kern.append(u.ravel())
+  np.testing.assert_allclose(np.concatenate(kern).std(), 1.0, rtol=0.03)
+  # Flax's std is ~sqrt(3) = 1.7x the torch one on a dense layer
+  name = ("agent", "model", "params", "reward_x", "hidden0", "kernel")
+  get = lambda t: np.asarray(t[name[0]][name[1]][name[2]][name[3]][name[4]][name[5]])
+  np.testing.assert_allclose(get(tree).std() / get(torch_tree).std(), np.sqrt(3), rtol=0.05)
+
+
+def test_init_is_a_config_choice_with_release_default():
+  from jaxprune.dmdp import experiment
+
+  assert dmdp.WorldModelConfig().init == "torch" and dmdp.AgentConfig().init == "torch"
+  for preset in (experiment.full, experiment.small):
+    for model in dmdp.MODELS:
+      cfg = preset(model=model)
+      assert cfg.world_model.init == "torch" and cfg.agent.init == "torch", (preset, model)
+  with pytest.raises(ValueError, match="init"):
+    dmdp.dmdp(init="xavier")
+  with pytest.raises(ValueError, match="init"):
+    dmdp.AgentConfig(init="xavier")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,6 +455,51 @@ def test_free_nats_clamp_acts_on_x_only():
     )["kl_loss"]
   )(small["y"].mean)
   assert np.all(np.asarray(gx) == 0.0) and float(jnp.abs(gy).max()) > 0
+
+
+def test_partial_free_nats_on_x_by_hand():
+  """The release's ``beta_free_nats_x``: alpha * b_fn * mean(max(KL_x, fn)) + alpha * (beta_x -
+  b_fn) * mean(KL_x) (+ the y, z terms). KL(N(m, 1) || N(0, 1)) over 4 dims is 2 m^2."""
+  t, b, d = 2, 1, 4
+  prior = {f: dmdp.Gauss(jnp.zeros((t, b, d)), jnp.ones((t, b, d))) for f in "xyz"}
+  m_x = jnp.array([0.5, np.sqrt(2.0)]).reshape(t, b, 1) * jnp.ones((t, b, d))  # KL_x 0.5, 4
+  post = {
+    "x": dmdp.Gauss(m_x, jnp.ones((t, b, d))),
+    "y": dmdp.Gauss(jnp.full((t, b, d), 0.5), jnp.ones((t, b, d))),  # KL_y 0.5 every step
+    "z": dmdp.Gauss(jnp.full((t, b, d), 1.0), jnp.ones((t, b, d))),  # KL_z 2 every step
+  }
+  stats = dmdp.StepStats(prior, post)
+  base = TINY["dmdp_2c"].replace(alpha=2.0, beta_y=0.5, beta_z=0.25, free_nats=3.0)
+  # clamped mean (3 + 4) / 2 = 3.5, raw mean (0.5 + 4) / 2 = 2.25, y 0.5, z 2
+  yz = 0.5 * 0.5 + 0.25 * 2.0
+  cases = [
+    (dict(), 2.0 * (3.5 + yz)),  # None: all of beta_x = 1 gets free nats (the old objective)
+    (dict(beta_free_nats_x=1.0), 2.0 * (3.5 + yz)),
+    (dict(beta_free_nats_x=0.25), 2.0 * (0.25 * 3.5 + 0.75 * 2.25 + yz)),
+    (dict(beta_free_nats_x=0.0), 2.0 * (2.25 + yz)),  # no free nats at all
+    (dict(beta_x=0.5, beta_free_nats_x=0.25), 2.0 * (0.25 * 3.5 + 0.25 * 2.25 + yz)),
+    (dict(beta_x=0.5), 2.0 * (0.5 * 3.5 + yz)),
+  ]
+  for kw, want in cases:
+    got = dmdp.kl_terms(base.replace(**kw), stats)
+    np.testing.assert_allclose(got["kl_loss"], want, rtol=1e-5, err_msg=str(kw))
+    np.testing.assert_allclose(got["kl_x"], 2.25, rtol=1e-5)
+    np.testing.assert_allclose(got["kl_x_clamped"], 3.5, rtol=1e-5)
+  # below free nats the clamped part has no gradient; the unclamped part has: at the first step
+  # (m = 0.5 per dim) d/dm of alpha (beta_x - b_fn) mean_t(sum_d m^2 / 2) = 2 * 0.75 * m / 2
+  grad = lambda cfg: jax.grad(
+    lambda m: dmdp.kl_terms(
+      cfg, dmdp.StepStats(prior, {**post, "x": dmdp.Gauss(m, post["x"].std)})
+    )["kl_loss"]
+  )(m_x)
+  assert np.all(np.asarray(grad(base)[0]) == 0.0)
+  np.testing.assert_allclose(grad(base.replace(beta_free_nats_x=0.25))[0], 0.375, rtol=1e-5)
+  with pytest.raises(ValueError, match="beta_free_nats_x"):
+    dmdp.dmdp(beta_free_nats_x=0.5, beta_x=0.25)
+  with pytest.raises(ValueError, match="beta_free_nats_x"):
+    dmdp.dmdp(beta_free_nats_x=-0.1)
+  with pytest.raises(ValueError, match="beta_x"):
+    dmdp.dmdp(beta_x=float("nan"))
 
 
 def test_loss_terms_add_up():

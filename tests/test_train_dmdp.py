@@ -18,6 +18,7 @@ import pytest
 
 from jaxprune.core import cache
 from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run
+from jaxprune.dmdp import config as wm_config
 from jaxprune.dmdp import experiment
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "train_dmdp.py")
@@ -263,6 +264,33 @@ def test_presets_model_and_flags():
   assert experiment.parse_args([]) == experiment.full() == experiment.RunConfig()
   assert experiment.full(model="dmdp_2c").world_model.z_stoch == 20
   assert experiment.small().world_model.x_deter == 64 and experiment.small().batch == 16
+
+
+def test_beta_per_task_and_variant_is_the_default(monkeypatch):
+  tasks, variants = get_args(experiment.Task), get_args(experiment.Variant)
+  assert set(wm_config.BETA) == {(t, v) for t in tasks for v in variants}
+  # the release's KLLoss defaults everywhere (the paper's appendix table could not be read; the
+  # sources are in config.py): beta_y = beta_z = 0.25, alpha 1, beta_x 1, all of it with free
+  # nats (3 in the full preset, 1 in the small one)
+  assert set(wm_config.BETA.values()) == {0.25}
+  for preset, free_nats in ((experiment.full, 3.0), (experiment.small, 1.0)):
+    w = preset(env="walker_walk", variant="noiseless").world_model
+    assert (w.alpha, w.beta_x, w.beta_free_nats_x, w.free_nats) == (1.0, 1.0, None, free_nats)
+  # the presets and the command line read the table for (env, variant)
+  monkeypatch.setitem(wm_config.BETA, ("walker_walk", "video_background"), 0.125)
+  for preset in ("full", "small"):
+    flags = ["--preset", preset, "--env", "walker_walk", "--model", "dmdp_2c"]
+    cfg = experiment.parse_args(flags + ["--variant", "video_background"])
+    assert cfg.variant == "video_background"
+    assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.125, 0.125)
+    cfg = experiment.parse_args(flags + ["--variant", "noiseless"])
+    assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.25, 0.25)
+    cfg = experiment.parse_args(flags + ["--variant=video_background", "--beta", "0.5"])
+    assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.5, 0.5)
+  cfg = experiment.parse_args(["--world_model.beta_free_nats_x", "0.25"])
+  assert cfg.world_model.beta_free_nats_x == 0.25
+  with pytest.raises(ValueError, match="no default beta"):
+    wm_config.beta_for("walker_run", "noiseless")
 
 
 def test_action_dims_match_the_environments():

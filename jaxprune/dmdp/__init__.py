@@ -26,9 +26,11 @@ from jaxprune.dmdp.agent import (
   value_fn,
 )
 from jaxprune.dmdp.config import (
+  BETA,
   MODELS,
   PRESETS,
   WorldModelConfig,
+  beta_for,
   dmdp,
   dmdp_2c,
   dreamer,
@@ -77,9 +79,11 @@ __all__ = [
   "sample_action",
   "tanh_gauss_from",
   "value_fn",
+  "BETA",
   "MODELS",
   "PRESETS",
   "WorldModelConfig",
+  "beta_for",
   "dmdp",
   "dmdp_2c",
   "dreamer",

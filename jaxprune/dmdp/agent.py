@@ -1,10 +1,11 @@
 """Policy learning on the signal factor x, Dreamer-style (Hafner et al. 2020, as in the refs).
 
 From every posterior state of the training batch (T x B of them, gradient stopped) the actor
-rolls x's prior alone ``horizon`` steps forward (:func:`jaxprune.dmdp.imagine`); the denoised
-reward f_x and the value net score the imagined states; the actor maximises the discounted
-lambda-returns by backpropagating through the (frozen) dynamics; the value net regresses the
-returns.
+rolls x's prior alone ``horizon`` steps forward (:func:`jaxprune.dmdp.imagine`), reading
+``stop_gradient`` of each imagined state (as the release and Dreamer v1 do); the denoised reward
+f_x and the value net score the imagined states; the actor maximises the discounted
+lambda-returns by backpropagating through the (frozen) dynamics into its actions; the value net
+regresses the returns.
 
 One update trains all three parts through the shared loop::
 
@@ -27,7 +28,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -39,7 +40,7 @@ from jaxprune.core.config import check_finite, require
 from jaxprune.dmdp import model as wm
 from jaxprune.dmdp.config import WorldModelConfig
 from jaxprune.dmdp.losses import world_model_terms
-from jaxprune.dmdp.rssm import MLP, Latent
+from jaxprune.dmdp.rssm import MLP, Init, Latent
 
 _LOG2 = math.log(2.0)
 
@@ -80,6 +81,9 @@ class AgentConfig:
   """std at raw 0 (softplus(raw + log(exp(init_std) - 1)))"""
   min_std: float = 1e-4
   """lower bound of the actor's std"""
+  init: Literal["torch", "flax"] = "torch"
+  """actor and value init: torch = the release's (PyTorch defaults, weights and biases
+  U(+-1/sqrt(fan_in))); flax = lecun_normal weights, zero biases"""
 
   def __post_init__(self):
     check_finite(self)
@@ -105,6 +109,7 @@ class AgentConfig:
     require(self.explore_std >= 0, f"explore_std must be >= 0, got {self.explore_std}")
     for name in ("actor_hidden", "actor_layers", "value_hidden", "value_layers"):
       require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+    require(self.init in ("torch", "flax"), f"init must be 'torch' or 'flax', got {self.init!r}")
 
   def replace(self, **kw) -> "AgentConfig":
     return dataclasses.replace(self, **kw)
@@ -127,10 +132,11 @@ class Actor(nn.Module):
   hidden: int
   layers: int
   action_dim: int
+  param_init: Init = "torch"
 
   @nn.compact
   def __call__(self, feat_NxF):
-    return MLP(self.hidden, self.layers, 2 * self.action_dim, name="mlp")(feat_NxF)
+    return MLP(self.hidden, self.layers, 2 * self.action_dim, self.param_init, name="mlp")(feat_NxF)
 
 
 class Value(nn.Module):
@@ -138,18 +144,19 @@ class Value(nn.Module):
 
   hidden: int
   layers: int
+  param_init: Init = "torch"
 
   @nn.compact
   def __call__(self, feat_NxF):
-    return MLP(self.hidden, self.layers, 1, name="mlp")(feat_NxF)[..., 0]
+    return MLP(self.hidden, self.layers, 1, self.param_init, name="mlp")(feat_NxF)[..., 0]
 
 
 def _actor(cfg: WorldModelConfig, agent_cfg: AgentConfig) -> Actor:
-  return Actor(agent_cfg.actor_hidden, agent_cfg.actor_layers, cfg.action_dim)
+  return Actor(agent_cfg.actor_hidden, agent_cfg.actor_layers, cfg.action_dim, agent_cfg.init)
 
 
 def _value(agent_cfg: AgentConfig) -> Value:
-  return Value(agent_cfg.value_hidden, agent_cfg.value_layers)
+  return Value(agent_cfg.value_hidden, agent_cfg.value_layers, agent_cfg.init)
 
 
 def tanh_gauss_from(agent_cfg: AgentConfig, raw_Nx2A) -> TanhGauss:
@@ -249,10 +256,12 @@ def imagination_losses(
 ) -> tuple[jax.Array, jax.Array, dict]:
   """``(actor_loss, value_loss, metrics)`` from x start states (N x ...).
 
-  The actor loss is -mean of the discount-weighted lambda-returns; its gradient flows through the
-  imagined dynamics, reward and values into the actor only (model and value parameters enter as
-  constants). The value loss is the weighted mean of 0.5 (v - stop_grad(R))^2 on stopped
-  features, so it moves only the value parameters.
+  The actor loss is -mean of the discount-weighted lambda-returns; its gradient flows from the
+  rewards and values of the imagined states back through the dynamics into the actions, and from
+  there into the actor only (model and value parameters enter as constants). The actor reads
+  ``stop_gradient`` of each imagined state, as in the release and Dreamer v1: no gradient runs
+  from the actor's input back into earlier states and actions. The value loss is the weighted
+  mean of 0.5 (v - stop_grad(R))^2 on stopped features, so it moves only the value parameters.
   """
   h = agent_cfg.horizon
   model_p = lax.stop_gradient(params["model"])
@@ -260,6 +269,8 @@ def imagination_losses(
   actor_p = params["actor"]
 
   def policy(feat_NxF, k):
+    # the release's get_action(previous_latent_state.detach()); the next state is not detached
+    feat_NxF = lax.stop_gradient(feat_NxF)
     return sample_action(actor_dist(cfg, agent_cfg, actor_p, feat_NxF), k)[0]
 
   x = wm.imagine(cfg, model_p, Latent(start.hx, start.sx), key, policy=policy, horizon=h)

@@ -15,6 +15,11 @@ Both layers hold the parameters of the flax layer they replace (``kernel`` k x k
   also slow (refs: 30 s for 800 images forward + backward). The sub-pixel form (im2col of the
   input, one matmul to the four phases, depth-to-space) is the same function; ``method="auto"``
   picks, per layer, the form whose expanded tensor is smaller (both are memory-bound here).
+* :class:`ValidConv` = ``nn.Conv(f, (k, k), padding="VALID")`` (stride 1) as im2col + matmul:
+  the 96-pixel encoder's final 3x3 layer.
+
+Every layer takes its weight and bias initialisers (the encoder and decoder pass the ones
+``cfg.init`` names, see :mod:`jaxprune.dmdp.rssm`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxprune.dmdp.config import WorldModelConfig, decoder_channels
-from jaxprune.models.layers import PatchConv
+from jaxprune.dmdp.rssm import Init, bias_init, dense, kernel_init
 
 
 def space_to_depth(x_NxHxWxC):
@@ -48,6 +53,7 @@ class S2DConv(nn.Module):
   features: int
   kernel_size: int = 4
   kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x_NxHxWxC):
@@ -56,7 +62,7 @@ class S2DConv(nn.Module):
     if k % 2:
       raise ValueError(f"S2DConv needs an even kernel size, got {k}")
     kernel = self.param("kernel", self.kernel_init, (k, k, c, self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    bias = self.param("bias", self.bias_init, (self.features,))
     ho, wo, q = (h - k) // 2 + 1, (w - k) // 2 + 1, k // 2
     # rows past 2 (ho - 1) + k are never read by a VALID stride-2 window
     xs = space_to_depth(x_NxHxWxC[:, : 2 * (ho + q - 1), : 2 * (wo + q - 1)])
@@ -78,13 +84,14 @@ class MatmulConvTranspose(nn.Module):
   # depth-to-space; "auto": whichever expands to the smaller tensor (same function either way)
   method: str = "auto"
   kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x_NxHxWxC):
     n, h, w, c = x_NxHxWxC.shape
     k, f = self.kernel_size, self.features
     kernel = self.param("kernel", self.kernel_init, (k, k, c, f))
-    bias = self.param("bias", nn.initializers.zeros, (f,))
+    bias = self.param("bias", self.bias_init, (f,))
     # flax's ConvTranspose (transpose_kernel=False) correlates the dilated input with the kernel:
     # y[2 i + (k - 1 - t)] += x[i] W[t]; with the flipped kernel, y[2 i + t] += x[i] Wf[t].
     wf = kernel[::-1, ::-1]
@@ -123,9 +130,36 @@ class MatmulConvTranspose(nn.Module):
     return y + bias
 
 
+class ValidConv(nn.Module):
+  """``k x k`` stride-1 VALID convolution (``nn.Conv`` parameters) as im2col + one matmul."""
+
+  features: int
+  kernel_size: int = 3
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x_NxHxWxC):
+    n, h, w, c = x_NxHxWxC.shape
+    k = self.kernel_size
+    ho, wo = h - k + 1, w - k + 1
+    kernel = self.param("kernel", self.kernel_init, (k, k, c, self.features))
+    bias = self.param("bias", self.bias_init, (self.features,))
+    patches = jnp.concatenate(
+      [x_NxHxWxC[:, i : i + ho, j : j + wo] for i in range(k) for j in range(k)], axis=-1
+    )  # N x ho x wo x (k*k*C), order (i, j, c)
+    y = patches.reshape(n * ho * wo, k * k * c) @ kernel.reshape(k * k * c, self.features)
+    return y.reshape(n, ho, wo, self.features) + bias
+
+
+def _conv_inits(init: Init, fan_in: int) -> dict:
+  return {"kernel_init": kernel_init(init, fan_in), "bias_init": bias_init(init, fan_in)}
+
+
 class PixelEncoder(nn.Module):
   """Pixels N x H x W x C in [-0.5, 0.5] -> embedding N x embed_size: stride-2 convs (ReLU),
-  an optional 3x3 conv (ReLU), flatten, dense (no activation)."""
+  an optional 3x3 conv (ReLU), flatten, dense (no activation). Init: ``cfg.init`` (torch: fan-in
+  k^2 C_in)."""
 
   cfg: WorldModelConfig
 
@@ -133,26 +167,36 @@ class PixelEncoder(nn.Module):
   def __call__(self, x_NxHxWxC):
     c = self.cfg
     for i, k in enumerate(c.encoder_kernels):
-      x_NxHxWxC = nn.relu(S2DConv(c.cnn_depth * 2**i, k, name=f"conv{i}")(x_NxHxWxC))
-    if c.encoder_final_3x3:
-      x_NxHxWxC = nn.relu(
-        PatchConv(x_NxHxWxC.shape[-1], 3, padding="VALID", name="conv_final")(x_NxHxWxC)
+      conv = S2DConv(
+        c.cnn_depth * 2**i, k, **_conv_inits(c.init, k * k * x_NxHxWxC.shape[-1]), name=f"conv{i}"
       )
-    return nn.Dense(c.embed_size, name="dense")(x_NxHxWxC.reshape(x_NxHxWxC.shape[0], -1))
+      x_NxHxWxC = nn.relu(conv(x_NxHxWxC))
+    if c.encoder_final_3x3:
+      ch = x_NxHxWxC.shape[-1]
+      conv = ValidConv(ch, 3, **_conv_inits(c.init, 9 * ch), name="conv_final")
+      x_NxHxWxC = nn.relu(conv(x_NxHxWxC))
+    flat = x_NxHxWxC.reshape(x_NxHxWxC.shape[0], -1)
+    return dense(c.embed_size, flat.shape[-1], c.init, name="dense")(flat)
 
 
 class PixelDecoder(nn.Module):
   """Features N x F -> mean image N x H x W x C: dense, ReLU, reshape 1x1, transposed convs
-  (ReLU between them)."""
+  (ReLU between them). Init: ``cfg.init`` (torch: a transposed conv's fan-in is k^2 C_out, as
+  PyTorch computes it from its ``ConvTranspose2d`` weight, C_in x C_out x k x k)."""
 
   cfg: WorldModelConfig
 
   @nn.compact
   def __call__(self, feat_NxF):
-    x = nn.relu(nn.Dense(self.cfg.decoder_hidden, name="dense")(feat_NxF))[:, None, None, :]
-    chans = decoder_channels(self.cfg)
-    for i, (k, f) in enumerate(zip(self.cfg.decoder_kernels, chans)):
-      x = MatmulConvTranspose(f, k, self.cfg.deconv_method, name=f"deconv{i}")(x)
+    c = self.cfg
+    x = nn.relu(dense(c.decoder_hidden, feat_NxF.shape[-1], c.init, name="dense")(feat_NxF))
+    x = x[:, None, None, :]
+    chans = decoder_channels(c)
+    for i, (k, f) in enumerate(zip(c.decoder_kernels, chans)):
+      deconv = MatmulConvTranspose(
+        f, k, c.deconv_method, **_conv_inits(c.init, k * k * f), name=f"deconv{i}"
+      )
+      x = deconv(x)
       if i < len(chans) - 1:
         x = nn.relu(x)
     return x

@@ -25,13 +25,15 @@ guard, progress bar) and does, per episode:
 Env steps count physics-control steps (the paper's unit): one agent step = ``action_repeat``.
 
 Configs are complete (:class:`RunConfig`, nested ``world_model`` and ``agent``); presets are
-functions of the model and task: :func:`full` = the refs' settings (64x64, 1e6 env steps, batch
+functions of the model, task and variant (beta per (task, variant) from
+:data:`jaxprune.dmdp.config.BETA`, whose docstring gives every value's source; the release's
+PyTorch-default init): :func:`full` = the refs' settings (64x64, 1e6 env steps, batch
 50 x 50, 100 updates per 1000 env steps, horizon 15, full model sizes) for accelerators;
 :func:`small` = a CPU run of minutes (32x32 pixels, 100-step episodes, small networks, 5x the
 refs' learning rates, 20 updates of 16 x 16 per 100 env steps, free nats 1: with 8-dim latents
 KL_x stays below the refs' 3 nats, which would leave x's prior, the one imagination runs on,
-untrained). On the command line (:func:`parse_args`) ``--preset``, ``--model`` and ``--env``
-choose the preset's values, then every other flag applies on top.
+untrained). On the command line (:func:`parse_args`) ``--preset``, ``--model``, ``--env`` and
+``--variant`` choose the preset's values, then every other flag applies on top.
 """
 
 from __future__ import annotations
@@ -202,20 +204,29 @@ class RunConfig:
     )
 
 
-def full(model: str = "dmdp", env: str = "cheetah_run") -> RunConfig:
+def full(
+  model: str = "dmdp", env: str = "cheetah_run", variant: str = "video_background_camera_jitter"
+) -> RunConfig:
   """The refs' settings: 64x64 pixels, 1e6 env steps, 5,000 prefill, 100 updates of 50 x 50 per
-  1000 env steps, horizon 15, the model's full sizes (an accelerator's run)."""
-  return RunConfig(
-    env=env, model=model, world_model=wm_config.preset(model, action_dim=ACTION_DIMS[env])
-  )
+  1000 env steps, horizon 15, the model's full sizes (an accelerator's run); beta from
+  :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's (PyTorch) init."""
+  beta = wm_config.beta_for(env, variant)
+  world_model = wm_config.preset(model, action_dim=ACTION_DIMS[env], beta_y=beta, beta_z=beta)
+  return RunConfig(env=env, variant=variant, model=model, world_model=world_model)
 
 
-def small(model: str = "dmdp", env: str = "cheetah_run") -> RunConfig:
+def small(
+  model: str = "dmdp", env: str = "cheetah_run", variant: str = "video_background_camera_jitter"
+) -> RunConfig:
   """A CPU run of minutes: 32x32 pixels, 100-step episodes, 16,000 env steps, 20 updates of
   16 x 16 per 100 env steps, latents at most 64 / 8 wide, 5x the refs' learning rates, free nats
-  1 on KL_x (8-dim latents stay below the refs' 3 nats, which would leave x's prior untrained)."""
+  1 on KL_x (8-dim latents stay below the refs' 3 nats, which would leave x's prior untrained);
+  beta from :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's init."""
   base = wm_config.preset(model)
+  beta = wm_config.beta_for(env, variant)
   world_model = base.replace(
+    beta_y=beta,
+    beta_z=beta,
     action_dim=ACTION_DIMS[env],
     image_size=32,
     encoder_kernels=(4, 4, 4),  # 32 -> 15 -> 6 -> 2
@@ -244,6 +255,7 @@ def small(model: str = "dmdp", env: str = "cheetah_run") -> RunConfig:
   )
   return RunConfig(
     env=env,
+    variant=variant,
     model=model,
     episode_length=200,
     env_steps=16_000,
@@ -296,13 +308,18 @@ def _expand_beta(argv: Sequence[str]) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None = None, description: str | None = None) -> RunConfig:
   """The :class:`RunConfig` of a command line. ``--preset full|small`` (default full) with the
-  ``--model`` and ``--env`` given gives the defaults (a complete config: the model's sizes, the
-  task's action size); every other flag applies on top (``--world_model.beta_y 1``,
-  ``--agent.horizon 10``). ``--beta B`` sets beta_y = beta_z = B."""
+  ``--model``, ``--env`` and ``--variant`` given gives the defaults (a complete config: the
+  model's sizes, the task's action size, the (task, variant)'s beta); every other flag applies
+  on top (``--world_model.beta_y 1``, ``--agent.horizon 10``). ``--beta B`` sets beta_y = beta_z
+  = B."""
   argv = _expand_beta(list(sys.argv[1:] if argv is None else argv))
   model = _flag_value(argv, "--model", tuple(FACTORS), "dmdp")
   env = _flag_value(argv, "--env", tuple(ACTION_DIMS), "cheetah_run")
-  presets = {name: functools.partial(fn, model=model, env=env) for name, fn in PRESETS.items()}
+  variant = _flag_value(argv, "--variant", get_args(Variant), "video_background_camera_jitter")
+  presets = {
+    name: functools.partial(fn, model=model, env=env, variant=variant)
+    for name, fn in PRESETS.items()
+  }
   desc = description or (RunConfig.__doc__ + "\n\n" + parse_args.__doc__)
   return config_lib.parse(RunConfig, argv, presets=presets, default_preset="full", description=desc)
 

@@ -3,9 +3,12 @@
 Per time step (summed over pixels / latent dims), averaged over T x B:
 
   L = -log N(o; Dec, I) - log N(r; f_x + f_y, 1)
-      + alpha * max(KL_x, free_nats) + alpha * beta_y * KL_y + alpha * beta_z * KL_z
+      + alpha * b_fn * max(KL_x, free_nats) + alpha * (beta_x - b_fn) * KL_x
+      + alpha * beta_y * KL_y + alpha * beta_z * KL_z
 
-with KL_f = KL(q(f_t | ...) || p(f_t | h^f_t)). The free-nats clamp is per step and on x only.
+with KL_f = KL(q(f_t | ...) || p(f_t | h^f_t)) and b_fn = ``beta_free_nats_x`` (None: beta_x, so
+the unclamped KL_x term vanishes; beta_x defaults to 1), as the release's ``KLLoss``. The
+free-nats clamp is per step and on x only.
 The Gaussian NLLs include their constants (0.5 log 2 pi per dimension), so they are true NLLs.
 """
 
@@ -32,7 +35,11 @@ def kl_terms(cfg: WorldModelConfig, stats: StepStats) -> dict:
   zero = jnp.zeros(())
   kl_y = jnp.mean(kl["y"]) if "y" in kl else zero
   kl_z = jnp.mean(kl["z"]) if "z" in kl else zero
-  loss = cfg.alpha * (kl_x + cfg.beta_y * kl_y + cfg.beta_z * kl_z)
+  b_fn = cfg.beta_x if cfg.beta_free_nats_x is None else cfg.beta_free_nats_x
+  kl_part = b_fn * kl_x + cfg.beta_y * kl_y + cfg.beta_z * kl_z
+  if b_fn < cfg.beta_x:  # the release's extra term: the rest of beta_x without free nats
+    kl_part = kl_part + (cfg.beta_x - b_fn) * jnp.mean(kl["x"])
+  loss = cfg.alpha * kl_part
   return {
     "kl_x": jnp.mean(kl["x"]),
     "kl_x_clamped": kl_x,

@@ -15,6 +15,7 @@ Graph (per step t, action a_{t-1}, embedding e_t of o_t), as in the refs:
 rollout on the x prior alone). The first layer of each posterior MLP is split into a part on
 ``e_t`` (computed for all T x B at once before the scan) and a part on the states: the same
 function as one dense layer on the concatenation, with fewer small matmuls inside the scan.
+Parameters are initialised as ``cfg.init`` says (see :mod:`jaxprune.dmdp.rssm`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxprune.dmdp.config import WorldModelConfig
+from jaxprune.dmdp.config import WorldModelConfig, feature_dims
 from jaxprune.dmdp.conv import PixelDecoder, PixelEncoder
-from jaxprune.dmdp.rssm import GRU, MLP, Gauss, GaussHead, Latent, StepStats, gauss_from, sample
+from jaxprune.dmdp.rssm import (
+  GRU,
+  MLP,
+  Gauss,
+  GaussHead,
+  Latent,
+  StepStats,
+  dense,
+  gauss_from,
+  sample,
+)
 
 
 class WorldModel(nn.Module):
@@ -37,30 +48,34 @@ class WorldModel(nn.Module):
   cfg: WorldModelConfig
 
   def setup(self):
-    c = self.cfg
+    c, init = self.cfg, self.cfg.init
     self.encoder = PixelEncoder(c)
     self.decoder = PixelDecoder(c)
-    self.x_in = nn.Dense(c.x_deter)
-    self.x_gru = GRU(c.x_deter)
-    self.x_prior = GaussHead(c.x_deter, c.x_stoch, c.min_std)
+    self.x_in = dense(c.x_deter, c.x_stoch + c.action_dim, init)
+    self.x_gru = GRU(c.x_deter, init)
+    self.x_prior = GaussHead(c.x_deter, c.x_stoch, c.min_std, init)
     if c.has_y:
-      self.y_in = nn.Dense(c.y_deter)
-      self.y_gru = GRU(c.y_deter)
-      self.y_prior = GaussHead(c.y_deter, c.y_stoch, c.min_std)
+      self.y_in = dense(c.y_deter, c.y_stoch, init)
+      self.y_gru = GRU(c.y_deter, init)
+      self.y_prior = GaussHead(c.y_deter, c.y_stoch, c.min_std, init)
+    # the posterior's first layer is one dense layer on [states, e_t] split in two parts: both
+    # parts (and its bias) are initialised with the whole layer's fan-in
     hidden = c.x_deter + c.y_deter
-    self.xy_post_embed = nn.Dense(hidden)
-    self.xy_post_state = nn.Dense(hidden, use_bias=False)
-    self.xy_post_out = nn.Dense(2 * (c.x_stoch + c.y_stoch))
+    xy_fan_in = c.embed_size + c.x_deter + c.y_deter + c.z_deter + c.z_stoch
+    self.xy_post_embed = dense(hidden, xy_fan_in, init)
+    self.xy_post_state = dense(hidden, xy_fan_in, init, use_bias=False)
+    self.xy_post_out = dense(2 * (c.x_stoch + c.y_stoch), hidden, init)
     if c.has_z:
-      self.z_in = MLP(c.z_deter, 1, c.z_deter)  # two dense layers, ELU after each
-      self.z_gru = GRU(c.z_deter)
-      self.z_prior = GaussHead(c.z_deter, c.z_stoch, c.min_std)
-      self.z_post_embed = nn.Dense(c.z_deter)
-      self.z_post_state = nn.Dense(c.z_deter, use_bias=False)
-      self.z_post_out = nn.Dense(2 * c.z_stoch)
-    self.reward_x = MLP(c.reward_hidden, c.reward_layers, 1)
+      self.z_in = MLP(c.z_deter, 1, c.z_deter, init)  # two dense layers, ELU after each
+      self.z_gru = GRU(c.z_deter, init)
+      self.z_prior = GaussHead(c.z_deter, c.z_stoch, c.min_std, init)
+      z_fan_in = c.embed_size + sum(feature_dims(c).values()) - c.z_stoch
+      self.z_post_embed = dense(c.z_deter, z_fan_in, init)
+      self.z_post_state = dense(c.z_deter, z_fan_in, init, use_bias=False)
+      self.z_post_out = dense(2 * c.z_stoch, c.z_deter, init)
+    self.reward_x = MLP(c.reward_hidden, c.reward_layers, 1, init)
     if c.has_y:
-      self.reward_y = MLP(c.reward_hidden, c.reward_layers, 1)
+      self.reward_y = MLP(c.reward_hidden, c.reward_layers, 1, init)
 
   def encode(self, image_NxHxWxC):
     return self.encoder(image_NxHxWxC)

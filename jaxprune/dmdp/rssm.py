@@ -1,16 +1,65 @@
-"""RSSM building blocks: a fused GRU cell, Gaussian heads, latent state and statistics.
+"""RSSM building blocks: a fused GRU cell, Gaussian heads, latent state and statistics, and the
+two parameter initialisations.
 
 Std of every Gaussian is ``softplus(raw) + min_std``. Absent factors are ``None`` (an empty
 pytree), so Dreamer (x only) carries no y or z arrays and has no y or z parameters.
+
+Initialisation (``init``): ``"torch"`` is PyTorch's default, which the authors' release uses for
+every layer: weights and biases U(+-1/sqrt(fan_in)) (std bound/sqrt(3)); a GRU cell's weights and
+biases U(+-1/sqrt(hidden)). ``"flax"`` is Flax's default: lecun_normal weights (std
+1/sqrt(fan_in), ~1.7x the torch std), zero biases. Both give the same parameter tree.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import math
+from typing import Literal, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+Init = Literal["torch", "flax"]
+INITS: tuple[str, ...] = ("torch", "flax")
+
+
+def uniform(bound: float) -> nn.initializers.Initializer:
+  """U(-bound, bound) of any shape."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def kernel_init(init: Init, fan_in: int) -> nn.initializers.Initializer:
+  """Weights: U(+-1/sqrt(fan_in)) (torch) or lecun_normal (flax, fan_in from the shape)."""
+  if init == "torch":
+    return uniform(1.0 / math.sqrt(fan_in))
+  if init == "flax":
+    return nn.initializers.lecun_normal()
+  raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+def bias_init(init: Init, fan_in: int) -> nn.initializers.Initializer:
+  """Biases: U(+-1/sqrt(fan_in)) (torch) or zeros (flax)."""
+  if init == "flax":
+    return nn.initializers.zeros
+  return kernel_init(init, fan_in)
+
+
+def dense(
+  features: int, fan_in: int, init: Init, *, use_bias: bool = True, name: str | None = None
+) -> nn.Dense:
+  """``nn.Dense`` with the ``init`` scheme for a layer of ``fan_in`` inputs (for a layer split
+  into parts, e.g. the posterior's embedding and state parts, the whole layer's ``fan_in``)."""
+  return nn.Dense(
+    features,
+    use_bias=use_bias,
+    kernel_init=kernel_init(init, fan_in),
+    bias_init=bias_init(init, fan_in),
+    name=name,
+  )
 
 
 class Gauss(NamedTuple):
@@ -48,15 +97,18 @@ class GRU(nn.Module):
   """GRU cell with PyTorch's ``GRUCell`` equations, gates fused into two matmuls.
 
   r, u = sigmoid(Wi x + Wh h); n = tanh(Wi_n x + r * (Wh_n h)); h' = (1 - u) n + u h.
+  ``init="torch"``: every weight and bias U(+-1/sqrt(features)), as PyTorch's ``GRUCell``.
   """
 
   features: int
+  param_init: Init = "torch"
 
   @nn.compact
   def __call__(self, x_BxI, h_BxH):
     f = self.features
-    gi = nn.Dense(3 * f, name="input")(x_BxI)
-    gh = nn.Dense(3 * f, name="hidden")(h_BxH)
+    # torch's GRUCell bounds every parameter by 1/sqrt(hidden), whatever the input width
+    gi = dense(3 * f, f, self.param_init, name="input")(x_BxI)
+    gh = dense(3 * f, f, self.param_init, name="hidden")(h_BxH)
     r = jax.nn.sigmoid(gi[:, :f] + gh[:, :f])
     u = jax.nn.sigmoid(gi[:, f : 2 * f] + gh[:, f : 2 * f])
     n = jnp.tanh(gi[:, 2 * f :] + r * gh[:, 2 * f :])
@@ -74,11 +126,14 @@ class GaussHead(nn.Module):
   hidden: int
   stoch: int
   min_std: float
+  param_init: Init = "torch"
 
   @nn.compact
   def __call__(self, x_BxI):
-    h = nn.elu(nn.Dense(self.hidden, name="hidden")(x_BxI))
-    return gauss_from(nn.Dense(2 * self.stoch, name="out")(h), self.min_std)
+    h = nn.elu(dense(self.hidden, x_BxI.shape[-1], self.param_init, name="hidden")(x_BxI))
+    return gauss_from(
+      dense(2 * self.stoch, self.hidden, self.param_init, name="out")(h), self.min_std
+    )
 
 
 class MLP(nn.Module):
@@ -87,12 +142,13 @@ class MLP(nn.Module):
   hidden: int
   layers: int
   out: int
+  param_init: Init = "torch"
 
   @nn.compact
   def __call__(self, x):
     for i in range(self.layers):
-      x = nn.elu(nn.Dense(self.hidden, name=f"hidden{i}")(x))
-    return nn.Dense(self.out, name="out")(x)
+      x = nn.elu(dense(self.hidden, x.shape[-1], self.param_init, name=f"hidden{i}")(x))
+    return dense(self.out, x.shape[-1], self.param_init, name="out")(x)
 
 
 def sample(g: Gauss, key: jax.Array) -> jax.Array:
