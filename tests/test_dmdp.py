@@ -543,7 +543,20 @@ def test_factor_pictures_png(tmp_path):
   from PIL import Image
 
   img = np.asarray(Image.open(path))
-  assert img.shape == (2 * (5 * 17 + 1), 2 * (4 * 17 + 1), 3)
+  # the labelled figure holds the grid (5 rows x 4 steps of 16x16 images, 1-pixel gaps) plus
+  # its row labels and time axis
+  rec = dmdp.factor_reconstructions(cfg, params, batch["image"][0], batch["action"][0], KEY)
+  from jaxprune.dmdp.pictures import ROW_LABELS, grid
+
+  assert grid(rec).shape == (5 * 17 + 1, 4 * 17 + 1, 3)
+  assert img.shape[0] > 2 * (5 * 17 + 1) and img.shape[1] > 2 * (4 * 17 + 1)
+  assert [ROW_LABELS[r] for r in rows] == [
+    "observed",
+    "all factors",
+    "x alone",
+    "y alone",
+    "z alone",
+  ]
   assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
   # "x alone": y and z frozen at their first step
   rec = dmdp.factor_reconstructions(cfg, params, batch["image"][0], batch["action"][0], KEY)

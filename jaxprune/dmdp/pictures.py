@@ -55,6 +55,15 @@ def grid(rows: dict, pad: int = 1) -> np.ndarray:
   return out
 
 
+ROW_LABELS = {
+  "observation": "observed",
+  "all": "all factors",
+  "x": "x alone",
+  "y": "y alone",
+  "z": "z alone",
+}
+
+
 def save_factor_pictures(
   path: str,
   cfg: WorldModelConfig,
@@ -64,21 +73,35 @@ def save_factor_pictures(
   key: jax.Array,
   *,
   scale: int = 2,
+  title: str | None = None,
 ) -> list[str]:
-  """Write the grid as a PNG (temporary file + ``os.replace``); returns the row names."""
-  from PIL import Image
+  """Write the grid as a PNG (atomically) with its rows labelled (observed / all factors /
+  x alone / y alone / z alone) and its columns by time step; returns the row names."""
+  import matplotlib
 
-  from jaxprune.core.io import atomic_path
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from jaxprune.core.io import save_figure
 
   if not path.endswith(".png"):
     raise ValueError(f"path must end in .png, got {path!r}")
   rows = factor_reconstructions(cfg, params, image_TxHxWxC, action_TxA, key)
-  g = grid(rows)
-  if g.shape[-1] == 1:
-    g = g[..., 0]
-  img = Image.fromarray(g)
-  if scale > 1:
-    img = img.resize((g.shape[1] * scale, g.shape[0] * scale), Image.NEAREST)
-  with atomic_path(path) as tmp:
-    img.save(tmp, format="PNG")
+  pad = 1
+  g = grid(rows, pad=pad)
+  t, h, w = np.asarray(rows["observation"]).shape[:3]
+  fig, ax = plt.subplots(figsize=(scale * g.shape[1] / 80 + 1.2, scale * g.shape[0] / 80 + 0.6))
+  ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", interpolation="nearest")
+  ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(len(rows))])
+  ax.set_yticklabels([ROW_LABELS.get(r, r) for r in rows], fontsize=8)
+  ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(t)])
+  ax.set_xticklabels([str(j) for j in range(t)], fontsize=7)
+  ax.set_xlabel("time step (agent steps)", fontsize=8)
+  ax.tick_params(length=0)
+  for spine in ax.spines.values():
+    spine.set_visible(False)
+  if title:
+    ax.set_title(title, fontsize=9)
+  save_figure(path, fig)
+  plt.close(fig)
   return list(rows)
