@@ -1,0 +1,156 @@
+"""Compare agent runs: evaluation-return curves in one figure and a table of the last evaluations.
+
+Each run is a work directory of ``scripts/train_dmdp.py``; its ``config.json`` names the model,
+the variant and the seed, its ``metrics.jsonl`` holds the evaluations and the training losses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxprune.core import io
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+  """Evaluation curves and a last-evaluations table of several train_dmdp runs."""
+
+  runs: tuple[str, ...] = ()
+  """work directories of scripts/train_dmdp.py"""
+  out: str = "runs/compare"
+  """where compare.png, compare.md and compare.json go"""
+  last: int = 3
+  """evaluations averaged at the end of each run"""
+
+  def __post_init__(self):
+    if not self.runs:
+      raise ValueError("give the runs to compare: --runs DIR [DIR ...]")
+    if self.last < 1:
+      raise ValueError(f"last must be >= 1, got {self.last}")
+
+
+def load_run(workdir: str) -> dict:
+  """Config, evaluations and the largest training losses of one run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{workdir} holds no config.json: not a train_dmdp work directory")
+  with open(path) as f:
+    cfg = json.load(f)
+  rows = io.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  evals = [r for r in rows if r["kind"] == "eval"]
+  train = [r for r in rows if r["kind"] == "train"]
+  return {
+    "workdir": workdir,
+    "model": cfg["model"],
+    "variant": cfg["variant"],
+    "env": cfg["env"],
+    "seed": cfg["seed"],
+    "beta": cfg["world_model"]["beta_y"],
+    "eval_steps": [r["env_steps"] for r in evals],
+    "eval_return": [r["return_mean"] for r in evals],
+    "env_steps": max([r["env_steps"] for r in rows], default=0),
+    "max_value_loss": max([r.get("value_loss", 0.0) for r in train], default=float("nan")),
+  }
+
+
+def summarize(runs: list[dict], last: int) -> list[dict]:
+  """Per run: mean of the last ``last`` evaluation returns (and how many there were)."""
+  out = []
+  for r in runs:
+    tail = r["eval_return"][-last:]
+    out.append(
+      {
+        **{k: r[k] for k in ("model", "variant", "seed", "beta", "env_steps")},
+        "last_mean": float(np.mean(tail)) if tail else float("nan"),
+        "n_last": len(tail),
+        "first": r["eval_return"][0] if tail else float("nan"),
+        "max_value_loss": r["max_value_loss"],
+        "workdir": r["workdir"],
+      }
+    )
+  return out
+
+
+def table(rows: list[dict]) -> str:
+  """Markdown: one line per run, then the mean over seeds per (model, variant)."""
+  lines = [
+    "| model | variant | seed | beta | env steps | first eval | mean of last evals | "
+    "max value loss |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+  ]
+  for r in sorted(rows, key=lambda r: (r["variant"], r["model"], r["seed"])):
+    lines.append(
+      f"| {r['model']} | {r['variant']} | {r['seed']} | {r['beta']:g} | "
+      f"{r['env_steps']:,} | {r['first']:.1f} | {r['last_mean']:.1f} "
+      f"(last {r['n_last']}) | {r['max_value_loss']:.3g} |"
+    )
+  groups: dict = {}
+  for r in rows:
+    groups.setdefault((r["variant"], r["model"]), []).append(r["last_mean"])
+  lines += [
+    "",
+    "| variant | model | seeds | mean of last evals, over seeds |",
+    "| --- | --- | --- | --- |",
+  ]
+  for (variant, model), v in sorted(groups.items()):
+    lines.append(
+      f"| {variant} | {model} | {len(v)} | {np.mean(v):.1f} ({', '.join(f'{x:.1f}' for x in v)}) |"
+    )
+  return "\n".join(lines)
+
+
+def figure(runs: list[dict]):
+  """Evaluation return against env steps; one panel per variant, one colour per model."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  variants = sorted({r["variant"] for r in runs})
+  colours = {"dmdp": "C0", "dmdp_2c": "C2", "dreamer": "C3"}
+  fig, axes = plt.subplots(
+    1, len(variants), figsize=(5.5 * len(variants), 3.8), squeeze=False, sharey=True
+  )
+  for ax, variant in zip(axes[0], variants):
+    for r in sorted(
+      (r for r in runs if r["variant"] == variant), key=lambda r: (r["model"], r["seed"])
+    ):
+      ax.plot(
+        r["eval_steps"],
+        r["eval_return"],
+        marker="o",
+        ms=3,
+        lw=1.2,
+        color=colours.get(r["model"], "k"),
+        ls="-" if r["seed"] % 2 == 0 else "--",
+        label=f"{r['model']} (beta {r['beta']:g}) seed {r['seed']}",
+      )
+    ax.set(
+      title=f"{runs[0]['env']}, {variant}",
+      xlabel="env steps",
+      ylabel="evaluation return (policy mode)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  return fig
+
+
+def compare(cfg: CompareConfig) -> list[dict]:
+  """Load the runs, write ``compare.png`` / ``compare.md`` / ``compare.json``; returns rows."""
+  import matplotlib.pyplot as plt
+
+  runs = [load_run(w) for w in cfg.runs]
+  rows = summarize(runs, cfg.last)
+  os.makedirs(cfg.out, exist_ok=True)
+  fig = figure(runs)
+  io.save_figure(os.path.join(cfg.out, "compare.png"), fig)
+  plt.close(fig)
+  with io.atomic_path(os.path.join(cfg.out, "compare.md")) as tmp, open(tmp, "w") as f:
+    f.write(table(rows) + "\n")
+  io.save_json(os.path.join(cfg.out, "compare.json"), rows)
+  return rows

@@ -1,0 +1,22 @@
+"""Compare train_dmdp runs: evaluation-return curves in one figure, a table of the last evaluations.
+
+  python scripts/compare_dmdp.py --runs runs/i11/dmdp_noiseless_s0 runs/i11/dreamer_noiseless_s0 \
+      --out runs/i11/compare
+
+Writes to --out: compare.png (one panel per variant, one colour per model), compare.md (per run
+and per (variant, model) over seeds), compare.json.
+"""
+
+from jaxprune.core.config import parse
+from jaxprune.dmdp.report import CompareConfig, compare, table
+
+
+def main(argv=None):
+  cfg = parse(CompareConfig, argv)
+  rows = compare(cfg)
+  print(table(rows))
+  print(f"outputs in {cfg.out}")
+
+
+if __name__ == "__main__":
+  main()
