@@ -46,6 +46,10 @@ def test_compare_table_by_hand(tmp_path):
   assert "| noiseless | dmdp | 2 | 3.8 (4.0, 3.5) |" in md  # mean over seeds
   assert os.path.getsize(tmp_path / "out" / "compare.png") > 1000
   assert load_run(c)["eval_steps"] == [1000, 2000, 3000]
+  assert load_run(c)["beta"] is None and "| dreamer | video_background | 0 | - |" in md
+  # an equal budget: evaluations after up_to env steps are left out
+  rows = compare(CompareConfig(runs=(a,), out=str(tmp_path / "o2"), last=2, up_to=3000))
+  assert rows[0]["last_mean"] == pytest.approx(2.5) and rows[0]["env_steps"] == 3000
 
 
 def test_compare_errors(tmp_path):

@@ -25,6 +25,8 @@ class CompareConfig:
   """where compare.png, compare.md and compare.json go"""
   last: int = 3
   """evaluations averaged at the end of each run"""
+  up_to: int | None = None
+  """only evaluations at or before this many env steps (compare runs at an equal budget)"""
 
   def __post_init__(self):
     if not self.runs:
@@ -33,14 +35,16 @@ class CompareConfig:
       raise ValueError(f"last must be >= 1, got {self.last}")
 
 
-def load_run(workdir: str) -> dict:
-  """Config, evaluations and the largest training losses of one run."""
+def load_run(workdir: str, up_to: int | None = None) -> dict:
+  """Config, evaluations (up to ``up_to`` env steps) and the largest value loss of one run."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{workdir} holds no config.json: not a train_dmdp work directory")
   with open(path) as f:
     cfg = json.load(f)
   rows = io.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  if up_to is not None:
+    rows = [r for r in rows if r["env_steps"] <= up_to]
   evals = [r for r in rows if r["kind"] == "eval"]
   train = [r for r in rows if r["kind"] == "train"]
   return {
@@ -49,7 +53,8 @@ def load_run(workdir: str) -> dict:
     "variant": cfg["variant"],
     "env": cfg["env"],
     "seed": cfg["seed"],
-    "beta": cfg["world_model"]["beta_y"],
+    # Dreamer has no y or z: its beta weighs nothing
+    "beta": None if cfg["model"] == "dreamer" else cfg["world_model"]["beta_y"],
     "eval_steps": [r["env_steps"] for r in evals],
     "eval_return": [r["return_mean"] for r in evals],
     "env_steps": max([r["env_steps"] for r in rows], default=0),
@@ -75,6 +80,10 @@ def summarize(runs: list[dict], last: int) -> list[dict]:
   return out
 
 
+def _beta(b) -> str:
+  return "-" if b is None else f"{b:g}"
+
+
 def table(rows: list[dict]) -> str:
   """Markdown: one line per run, then the mean over seeds per (model, variant)."""
   lines = [
@@ -84,7 +93,7 @@ def table(rows: list[dict]) -> str:
   ]
   for r in sorted(rows, key=lambda r: (r["variant"], r["model"], r["seed"])):
     lines.append(
-      f"| {r['model']} | {r['variant']} | {r['seed']} | {r['beta']:g} | "
+      f"| {r['model']} | {r['variant']} | {r['seed']} | {_beta(r['beta'])} | "
       f"{r['env_steps']:,} | {r['first']:.1f} | {r['last_mean']:.1f} "
       f"(last {r['n_last']}) | {r['max_value_loss']:.3g} |"
     )
@@ -127,7 +136,7 @@ def figure(runs: list[dict]):
         lw=1.2,
         color=colours.get(r["model"], "k"),
         ls="-" if r["seed"] % 2 == 0 else "--",
-        label=f"{r['model']} (beta {r['beta']:g}) seed {r['seed']}",
+        label=f"{r['model']} (beta {_beta(r['beta'])}) seed {r['seed']}",
       )
     ax.set(
       title=f"{runs[0]['env']}, {variant}",
@@ -144,7 +153,7 @@ def compare(cfg: CompareConfig) -> list[dict]:
   """Load the runs, write ``compare.png`` / ``compare.md`` / ``compare.json``; returns rows."""
   import matplotlib.pyplot as plt
 
-  runs = [load_run(w) for w in cfg.runs]
+  runs = [load_run(w, cfg.up_to) for w in cfg.runs]
   rows = summarize(runs, cfg.last)
   os.makedirs(cfg.out, exist_ok=True)
   fig = figure(runs)
