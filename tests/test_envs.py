@@ -161,7 +161,8 @@ def test_shapes_dtypes_and_episode_end_every_variant():
       obs, r, done, info = env.step(a)
       assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
       assert isinstance(r, float) and np.isfinite(r)
-      assert set(info) == {"clean_reward", "discount", "background_index", "jitter_offset"}
+      keys = {"clean_reward", "discount", "background_index", "jitter_offset", "sensor_noise"}
+      assert set(info) == keys
       assert info["discount"] == 1.0
       assert done == (i == 2)
     with pytest.raises(RuntimeError, match="reset"):

@@ -95,6 +95,11 @@ def save_npy(path: str, array) -> None:
     np.save(f, np.asarray(array))
 
 
+def save_text(path: str, text: str) -> None:
+  with atomic_path(path) as tmp, open(tmp, "w") as f:
+    f.write(text)
+
+
 def save_json(path: str, obj) -> None:
   if dataclasses.is_dataclass(obj):
     obj = dataclasses.asdict(obj)

@@ -1,6 +1,8 @@
 """Denoised MDP world model (Wang et al. 2022) in Flax; Dreamer is its x-only preset; the agent
 learns its policy on x by imagination (``agent.py``); ``experiment.py`` is the agent's run (on the
-shared driver ``jaxprune.core.run.Run``), ``benchmark.py`` times world-model updates.
+shared driver ``jaxprune.core.run.Run``), ``benchmark.py`` times world-model updates;
+``offline.py`` trains world models on fixed episodes (seeds vmapped), ``probes.py`` fits ridge and
+MLP probes, ``disentangle.py`` is the paper's representation test (what x, y, z hold).
 
 Model names, everywhere: ``dmdp`` (Fig. 2b), ``dmdp_2c`` (Fig. 2c), ``dreamer``."""
 
@@ -40,6 +42,8 @@ from jaxprune.dmdp.config import (
   tiny,
 )
 from jaxprune.dmdp.conv import PixelDecoder, PixelEncoder
+from jaxprune.dmdp.disentangle import DisentangleConfig
+from jaxprune.dmdp.disentangle import run as run_disentangle
 from jaxprune.dmdp.losses import kl_terms, make_loss_fn, make_optimizer, world_model_loss
 from jaxprune.dmdp.model import (
   WorldModel,
@@ -56,7 +60,16 @@ from jaxprune.dmdp.model import (
   reward,
   to_centered_float,
 )
+from jaxprune.dmdp.offline import factor_features, factors_of
+from jaxprune.dmdp.offline import train as train_offline
 from jaxprune.dmdp.pictures import factor_reconstructions, save_factor_pictures
+from jaxprune.dmdp.probes import (
+  mlp_probe,
+  mlp_probe_seeds,
+  r2_score,
+  ridge_probe,
+  ridge_probe_seeds,
+)
 from jaxprune.dmdp.rssm import Gauss, Latent, StepStats, kl_gauss
 
 __all__ = [
@@ -93,6 +106,16 @@ __all__ = [
   "tiny",
   "PixelDecoder",
   "PixelEncoder",
+  "DisentangleConfig",
+  "run_disentangle",
+  "factor_features",
+  "factors_of",
+  "train_offline",
+  "mlp_probe",
+  "mlp_probe_seeds",
+  "r2_score",
+  "ridge_probe",
+  "ridge_probe_seeds",
   "kl_terms",
   "make_loss_fn",
   "make_optimizer",

@@ -7,10 +7,13 @@ one row per factor; columns: time steps.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprune.core.cache import memoize
 from jaxprune.dmdp import model as wm
 from jaxprune.dmdp.config import WorldModelConfig
 from jaxprune.dmdp.rssm import Latent
@@ -30,7 +33,16 @@ def freeze_others(latent_TxB: Latent, factor: str) -> Latent:
 
 def factor_reconstructions(cfg: WorldModelConfig, params, image_TxHxWxC, action_TxA, key):
   """``{"observation", "all", "x", "y", ("z")}`` -> T x H x W x C float images in [-0.5, 0.5],
-  decoded from the posterior of one sequence."""
+  decoded from the posterior of one sequence (one jitted program per config and shape)."""
+  return _reconstruct_fn(cfg)(params, jnp.asarray(image_TxHxWxC), jnp.asarray(action_TxA), key)
+
+
+@memoize
+def _reconstruct_fn(cfg: WorldModelConfig):
+  return jax.jit(functools.partial(_reconstruct, cfg))
+
+
+def _reconstruct(cfg: WorldModelConfig, params, image_TxHxWxC, action_TxA, key):
   image = wm.to_centered_float(image_TxHxWxC)[None]  # 1 x T x ...
   e = jnp.swapaxes(wm.encode_images(cfg, params, image), 0, 1)
   a = jnp.asarray(action_TxA, jnp.float32)[:, None]
@@ -75,8 +87,18 @@ def save_factor_pictures(
   scale: int = 2,
   title: str | None = None,
 ) -> list[str]:
-  """Write the grid as a PNG (atomically) with its rows labelled (observed / all factors /
-  x alone / y alone / z alone) and its columns by time step; returns the row names."""
+  """Write the grid of :func:`factor_reconstructions` as a labelled PNG (:func:`save_rows_picture`);
+  returns the row names."""
+  rows = factor_reconstructions(cfg, params, image_TxHxWxC, action_TxA, key)
+  return save_rows_picture(path, rows, scale=scale, title=title)
+
+
+def save_rows_picture(
+  path: str, rows: dict, *, scale: int = 2, title: str | None = None, first_step: int = 0
+) -> list[str]:
+  """Write rows of T x H x W x C images in [-0.5, 0.5] as a PNG (atomically), rows labelled
+  (observed / all factors / x alone / y alone / z alone), columns by time step (from
+  ``first_step``); returns the row names."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -86,7 +108,6 @@ def save_factor_pictures(
 
   if not path.endswith(".png"):
     raise ValueError(f"path must end in .png, got {path!r}")
-  rows = factor_reconstructions(cfg, params, image_TxHxWxC, action_TxA, key)
   pad = 1
   g = grid(rows, pad=pad)
   t, h, w = np.asarray(rows["observation"]).shape[:3]
@@ -95,7 +116,7 @@ def save_factor_pictures(
   ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(len(rows))])
   ax.set_yticklabels([ROW_LABELS.get(r, r) for r in rows], fontsize=8)
   ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(t)])
-  ax.set_xticklabels([str(j) for j in range(t)], fontsize=7)
+  ax.set_xticklabels([str(first_step + j) for j in range(t)], fontsize=7)
   ax.set_xlabel("time step (agent steps)", fontsize=8)
   ax.tick_params(length=0)
   for spine in ax.spines.values():

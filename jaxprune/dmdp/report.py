@@ -159,7 +159,6 @@ def compare(cfg: CompareConfig) -> list[dict]:
   fig = figure(runs)
   io.save_figure(os.path.join(cfg.out, "compare.png"), fig)
   plt.close(fig)
-  with io.atomic_path(os.path.join(cfg.out, "compare.md")) as tmp, open(tmp, "w") as f:
-    f.write(table(rows) + "\n")
+  io.save_text(os.path.join(cfg.out, "compare.md"), table(rows) + "\n")
   io.save_json(os.path.join(cfg.out, "compare.json"), rows)
   return rows

@@ -11,7 +11,8 @@ jitter is the release's sub-pixel shift by default, and ``video_dir`` points at 
 
 Modules: ``dmc`` (the environment), ``scene`` (the release's floor / sky / wall colours),
 ``backgrounds`` (video sources), ``compositing`` (masks, noisy sensor value), ``rewards`` (noisy
-task rewards), ``jitter`` (camera jitter walks and the translation).
+task rewards), ``jitter`` (camera jitter walks and the translation), ``ground_truth`` (episodes
+with the state and noise the model never sees, for representation probes).
 Rendering is headless: ``MUJOCO_GL`` defaults to ``egl`` when unset.
 """
 
@@ -19,6 +20,7 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
 
+from jaxprune.envs import ground_truth  # noqa: E402
 from jaxprune.envs.backgrounds import VIDEO_EXTENSIONS, load_video_dir, procedural_video  # noqa: E402
 from jaxprune.envs.compositing import MASKS, blue_mask, composite, sensor_noise  # noqa: E402
 from jaxprune.envs.dmc import (  # noqa: E402
@@ -59,6 +61,7 @@ __all__ = [
   "VIDEO_EXTENSIONS",
   "blue_mask",
   "composite",
+  "ground_truth",
   "jitter_init",
   "jitter_step",
   "load_video_dir",

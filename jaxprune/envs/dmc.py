@@ -210,6 +210,19 @@ class NoisyDMCEnv:
     """The wrapped dm_control ``control.Environment`` (read-only use)."""
     return self._env
 
+  @property
+  def background_index(self) -> int | None:
+    """Index into ``background`` of the clip frame in the current observation (None: noiseless).
+
+    The same value as ``info["background_index"]`` after a step; also defined after ``reset()``.
+    """
+    return self._background_index()
+
+  @property
+  def jitter_offset(self) -> tuple[float, float]:
+    """The camera offset ``(dy, dx)`` of the current observation (``info["jitter_offset"]``)."""
+    return self._jitter_offset()
+
   def _background_index(self) -> int | None:
     if self.background is None:
       return None
@@ -275,7 +288,9 @@ class NoisyDMCEnv:
     ``info``: ``clean_reward`` (the task's own reward, summed), ``discount`` (product over the
     repeats), ``background_index`` (frame of the clip shown, None when noiseless) and
     ``jitter_offset`` (the camera's offset (dy, dx) in pixels: the scene appears moved by
-    (-dy, -dx); floats with ``jitter="shift"``, ints with ``"crop"``, (0, 0) without jitter).
+    (-dy, -dx); floats with ``jitter="shift"``, ints with ``"crop"``, (0, 0) without jitter) and
+    ``sensor_noise`` (``video_background_noisy_sensor``: the mean over the repeats of the noise
+    the reward read, a float in [-0.5, 0.5]; None for the other variants).
     """
     if self._needs_reset:
       raise RuntimeError("call reset() before step() (at the start and after done=True)")
@@ -283,9 +298,11 @@ class NoisyDMCEnv:
     reward = clean = 0.0
     discount = 1.0
     last = False
+    noises = []
     for _ in range(self.action_repeat):
       if self._noisy:  # read from the background frame on screen before this physics step
         noise = compositing.sensor_noise(self.background[self._background_index()])
+        noises.append(noise)
       ts = self._env.step(a)
       clean += ts.reward
       discount *= ts.discount
@@ -307,6 +324,7 @@ class NoisyDMCEnv:
       "discount": float(discount),
       "background_index": self._background_index(),
       "jitter_offset": self._jitter_offset(),
+      "sensor_noise": float(np.mean(noises)) if noises else None,
     }
     return obs, float(reward), done, info
 

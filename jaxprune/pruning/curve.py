@@ -306,8 +306,7 @@ def write_outputs(workdir: str, rows: list[dict], *, title: str = "") -> None:
       for k in ("score", "mode", "fraction", "n_kept", "acc_mean", "acc_std")
     },
   )
-  with io.atomic_path(os.path.join(workdir, "table.txt")) as tmp, open(tmp, "w") as fh:
-    fh.write(table(rows) + "\n")
+  io.save_text(os.path.join(workdir, "table.txt"), table(rows) + "\n")
   fig = plots.accuracy_vs_fraction(rows, title=title)
   io.save_figure(os.path.join(workdir, "accuracy_vs_fraction.png"), fig)
   plots.close(fig)

@@ -1,0 +1,565 @@
+"""The representation test of the Denoised MDP paper: what do x, y and z hold on noisy DMC?
+
+For each task and variant (:func:`run`, ``scripts/disentangle.py``):
+
+1. **Data** (:func:`jaxprune.envs.ground_truth.collect`): episodes of a fixed data policy
+   (uniformly random actions), with the ground truth the models never see: joint positions and
+   velocities, the background frame and the intensity of the patch the noisy sensor reads, the
+   sensor noise in the reward, the camera-jitter offset. ``train_episodes`` train the world models;
+   ``probe_episodes`` (held out) are split by episode 60 / 20 / 20 into the probes' train /
+   validation / test sets. The same data for every model and seed.
+2. **Models** (:mod:`jaxprune.dmdp.offline`): Denoised MDP 2b (``dmdp``, beta from
+   :data:`jaxprune.dmdp.config.BETA`), 2c (``dmdp_2c``) and Dreamer (x only), each with the
+   small preset's sizes (``experiment.small``: 32x32 pixels), ``updates`` world-model updates of
+   ``batch x seq_len``, ``seeds`` seeds vmapped, all through the shared loop.
+3. **Probes** (:mod:`jaxprune.dmdp.probes`): from each factor's posterior features ``[h, mean
+   of q(s)]`` (x, y, z separately and ``all`` together), after ``burn_in`` steps of filtering,
+   a closed-form ridge probe (regulariser chosen on the validation episodes) and a one-hidden-
+   layer MLP probe (early-stopped on them), vmapped over the seeds, to each target. R^2 on the
+   test episodes; a multi-column target (joint positions) gets the mean of its columns' R^2.
+4. **Outputs** in ``workdir``: ``r2.csv`` (one row per task, variant, model, factor, probe,
+   target: mean, std and each seed's R^2), ``table.md``, ``r2.png`` (bar chart), ``pictures/``
+   (factor reconstructions of a test episode by each model, seed 0), ``summary.json`` (config,
+   the two claims checked per condition, timings). ``data/`` holds the episodes and ``models/``
+   the world models' runs (checkpointed: a rerun resumes, ``updates`` may grow).
+
+Targets (:data:`jaxprune.envs.ground_truth.TARGETS`): ``qpos`` is the joint positions without the
+root's forward position ``rootx`` (the camera tracks the body, so it is not in the image);
+``qvel`` all velocities; the noise targets that vary in the variant (``targets_for``). The clip's
+frame index is recorded but not probed (an index into a procedural clip has no linear meaning).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import numpy as np
+
+from jaxprune.core import io
+from jaxprune.core.config import check_finite, require, to_dict
+from jaxprune.dmdp import offline, probes
+from jaxprune.dmdp import pictures as pictures_lib
+from jaxprune.dmdp.config import ModelName, feature_dims
+
+Task = Literal["cheetah_run", "walker_walk", "reacher_easy"]
+Variant = Literal[
+  "noiseless",
+  "video_background",
+  "video_background_noisy_sensor",
+  "video_background_camera_jitter",
+]
+FACTORS = ("x", "y", "z", "all")
+PROBES = ("ridge", "mlp")
+# fold_in salts of jax.random.key(seed)
+DATA_SALT, PROBE_SALT, PICTURE_SALT = 21, 22, 23
+
+
+@dataclass(frozen=True)
+class DisentangleConfig:
+  """Probe what each latent factor of Denoised MDP and Dreamer holds on noisy DMC tasks."""
+
+  tasks: tuple[Task, ...] = ("walker_walk", "cheetah_run")
+  """DMC tasks"""
+  variants: tuple[Variant, ...] = ("video_background", "video_background_noisy_sensor")
+  """noise variants (jaxprune.envs.VARIANTS)"""
+  models: tuple[ModelName, ...] = ("dmdp", "dmdp_2c", "dreamer")
+  """world models, trained on the same data, updates and seeds"""
+  model_size: Literal["small", "tiny"] = "small"
+  """small: the agent's CPU preset (32x32 pixels, latents 64/8); tiny: the tests' (16x16)"""
+  factors: tuple[Literal["x", "y", "z", "all"], ...] = ()
+  """factors to probe (empty: each model's own factors and all); a model without a factor
+  named here is an error"""
+  seeds: int = 3
+  """world-model seeds (vmapped); R^2 is reported as mean +- std over them"""
+  seed: int = 0
+  """data, model and probe keys derive from it"""
+  train_episodes: int = 24
+  """episodes the world models train on"""
+  probe_episodes: int = 15
+  """held-out episodes for the probes, split 60/20/20 into train / validation / test"""
+  episode_length: int = 200
+  """physics steps per episode (100 agent steps at action repeat 2)"""
+  action_repeat: int = 2
+  """physics steps per agent step"""
+  num_background_frames: int = 1000
+  """length of the background clip (procedural unless video_dir)"""
+  video_dir: str | None = None
+  """a directory of background videos (e.g. Kinetics driving_car); None: procedural"""
+  updates: int = 600
+  """world-model updates per model"""
+  batch: int = 16
+  """sequences per update"""
+  seq_len: int = 32
+  """steps per sequence"""
+  learning_rate: float = 1e-3
+  """Adam learning rate of the world models (the small preset's model_lr)"""
+  burn_in: int = 5
+  """steps of posterior filtering skipped at each episode's start before probing"""
+  probes: tuple[Literal["ridge", "mlp"], ...] = ("ridge", "mlp")
+  """probes to fit"""
+  mlp_hidden: int = 64
+  """hidden units of the MLP probe"""
+  mlp_steps: int = 300
+  """full-batch Adam steps of the MLP probe (early-stopped on validation)"""
+  picture_steps: int = 10
+  """time steps shown in the factor pictures"""
+  workdir: str = "runs/disentangle"
+  """outputs (table, CSV, pictures, summary.json) and the resumable data / model runs"""
+  progress: bool = True
+  """progress bars"""
+
+  def __post_init__(self):
+    check_finite(self)
+    require(len(self.tasks) >= 1 and len(self.variants) >= 1, "give at least one task and variant")
+    require(len(self.models) >= 1, "give at least one model")
+    require(len(set(self.models)) == len(self.models), f"duplicate models in {self.models}")
+    for f in self.factors:
+      require(f in FACTORS, f"unknown factor {f!r}; choose from {FACTORS}")
+    require(len(self.probes) >= 1, "give at least one probe")
+    require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+    require(self.train_episodes >= 1, f"train_episodes must be >= 1, got {self.train_episodes}")
+    require(
+      self.probe_episodes >= 3,
+      f"probe_episodes must be >= 3 (split 60/20/20 into train / validation / test episodes, "
+      f"each at least one), got {self.probe_episodes}",
+    )
+    require(self.action_repeat >= 1, f"action_repeat must be >= 1, got {self.action_repeat}")
+    steps = self.episode_length // self.action_repeat
+    require(
+      self.episode_length % self.action_repeat == 0 and steps >= 2,
+      f"episode_length must be a multiple of action_repeat giving >= 2 agent steps, got "
+      f"{self.episode_length}",
+    )
+    require(
+      0 <= self.burn_in < steps - 1,
+      f"burn_in must be in [0, {steps - 1}) (agent steps per episode), got {self.burn_in}",
+    )
+    require(
+      1 <= self.seq_len <= steps + 1,
+      f"seq_len must be in [1, {steps + 1}] (frames per episode), got {self.seq_len}",
+    )
+    require(self.updates >= 1 and self.batch >= 1, "updates and batch must be >= 1")
+    require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+    require(self.mlp_hidden >= 1 and self.mlp_steps >= 1, "mlp_hidden and mlp_steps must be >= 1")
+    require(
+      1 <= self.picture_steps <= steps + 1 - self.burn_in,
+      f"picture_steps must be in [1, {steps + 1 - self.burn_in}], got {self.picture_steps}",
+    )
+
+
+def default() -> DisentangleConfig:
+  """The issue's default budget: walker_walk and cheetah_run, video background with and without
+  the noisy sensor, dmdp / dmdp_2c / dreamer, 3 seeds."""
+  return DisentangleConfig()
+
+
+def quick() -> DisentangleConfig:
+  """The test suite's end-to-end run: one task and variant, 2 seeds, a few updates."""
+  return DisentangleConfig(
+    tasks=("walker_walk",),
+    variants=("video_background_noisy_sensor",),
+    model_size="tiny",
+    seeds=2,
+    train_episodes=3,
+    probe_episodes=5,
+    episode_length=60,
+    num_background_frames=100,
+    updates=4,
+    batch=4,
+    seq_len=8,
+    mlp_steps=20,
+    picture_steps=4,
+    progress=False,
+  )
+
+
+PRESETS = {"default": default, "quick": quick}
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces
+
+
+def world_model_config(cfg: DisentangleConfig, model: str, task: str, variant: str):
+  """The small preset's world model for ``model`` on ``task`` (beta from ``BETA``), or its tiny
+  version (``model_size="tiny"``: 16x16 pixels, 2 encoder layers, latents <= 16 / 4)."""
+  from jaxprune.dmdp import experiment
+  from jaxprune.dmdp.config import tiny
+
+  wc = experiment.small(model=model, env=task, variant=variant).world_model
+  return wc if cfg.model_size == "small" else tiny(wc, action_dim=wc.action_dim)
+
+
+def factors_to_probe(cfg: DisentangleConfig, model: str, model_factors: tuple[str, ...]):
+  """``cfg.factors`` (or the model's own factors and ``all``), checked against the model."""
+  if not cfg.factors:
+    return model_factors + ("all",)
+  missing = [f for f in cfg.factors if f != "all" and f not in model_factors]
+  if missing:
+    raise ValueError(
+      f"model {model!r} has no factor {', '.join(missing)} (its factors: "
+      f"{', '.join(model_factors)}); drop it from --factors or from --models"
+    )
+  return tuple(cfg.factors)
+
+
+def split_episodes(n: int) -> tuple[slice, slice, slice]:
+  """Train / validation / test slices of ``n`` episodes, 60 / 20 / 20, each non-empty."""
+  if n < 3:
+    raise ValueError(f"need >= 3 probe episodes for the train / validation / test split, got {n}")
+  n_val = n_test = max(1, round(0.2 * n))
+  n_train = n - n_val - n_test
+  return slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n)
+
+
+def probe_targets(episodes: dict, task: str, variant: str) -> dict[str, np.ndarray]:
+  """``{target: E x T x K}`` float32: the probed ground truth of ``variant`` (see the module
+  docstring); ``qpos`` without the root's forward position."""
+  from jaxprune.envs import ground_truth
+
+  out = {}
+  for name in ground_truth.targets_for(variant):
+    v = np.asarray(episodes[name], np.float32)
+    if v.ndim == 2:
+      v = v[..., None]
+    if name == "qpos":
+      keep = [i for i, j in enumerate(joint_names(task)) if j != "rootx"]
+      v = v[..., keep]
+    out[name] = v
+  return out
+
+
+def joint_names(task: str) -> list[str]:
+  """Names of the qpos entries of ``task``'s model (dm_control's named indexing)."""
+  from dm_control import suite
+
+  domain, name = task.split("_", 1)
+  env = suite.load(domain, name)
+  try:
+    return list(env.physics.named.data.qpos.axes.row.names)
+  finally:
+    env.physics.free()
+
+
+def _rows(x_SxExTxF, burn_in: int) -> np.ndarray:
+  """S x E x T x F -> S x (E (T - burn_in)) x F: frames after the burn-in, flattened."""
+  x = x_SxExTxF[:, :, burn_in:]
+  return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def _pad(x_SxNxF, width: int) -> np.ndarray:
+  """Zero columns up to ``width``: a constant column changes neither probe (standardised to 0,
+  it gets no weight), and one feature width means one compilation for every factor and model."""
+  return np.pad(x_SxNxF, ((0, 0), (0, 0), (0, width - x_SxNxF.shape[-1])))
+
+
+def probe_table(
+  cfg: DisentangleConfig,
+  features: dict[str, np.ndarray],
+  targets: dict[str, np.ndarray],
+  factors: tuple[str, ...],
+  key: jax.Array,
+  *,
+  width: int | None = None,
+) -> list[dict]:
+  """R^2 of every (factor, probe, target) over the seeds: rows with ``mean``, ``std``, ``r2``
+  (per seed: the mean over the target's columns) and ``columns`` (each column's mean over seeds).
+
+  Every target column gets its own probe (own ridge strength, own MLP), all columns at once
+  (vmapped); features are zero-padded to ``width`` (default: the widest factor here)."""
+  n_probe = next(iter(targets.values())).shape[0]
+  splits = split_episodes(n_probe)
+  names = list(targets)
+  sizes = [targets[t].shape[-1] for t in names]
+  y_all = np.concatenate([targets[t] for t in names], axis=-1)  # E x T x C
+  ys = [_rows(y_all[None, s], cfg.burn_in)[0] for s in splits]  # N x C, shared by the seeds
+  width = width or max(features[f].shape[-1] for f in factors)
+  out = []
+  for i, factor in enumerate(factors):
+    feats = features[factor]  # S x E x T x F
+    xs = [_pad(_rows(feats[:, s], cfg.burn_in), width) for s in splits]
+    data = (xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
+    for probe in cfg.probes:
+      if probe == "ridge":
+        res = probes.ridge_probe_seeds(*data, per_column=True)
+      else:
+        keys = jax.random.split(jax.random.fold_in(key, i), feats.shape[0])
+        res = probes.mlp_probe_seeds(
+          *data, keys=keys, hidden=cfg.mlp_hidden, steps=cfg.mlp_steps, per_column=True
+        )
+      r2_SxC = np.asarray(res["r2"], np.float64)
+      start = 0
+      for t_name, size in zip(names, sizes):
+        r2_SxK = r2_SxC[:, start : start + size]
+        start += size
+        finite = np.isfinite(r2_SxK).any(axis=0)  # constant columns (R^2 undefined) are left out
+        per_seed = r2_SxK[:, finite].mean(axis=1) if finite.any() else r2_SxK[:, 0]
+        out.append(
+          {
+            "factor": factor,
+            "probe": probe,
+            "target": t_name,
+            "mean": float(np.mean(per_seed)),
+            "std": float(np.std(per_seed)),
+            "r2": [float(v) for v in per_seed],
+            "columns": [float(v) for v in r2_SxK.mean(axis=0)],
+          }
+        )
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def _collect(cfg: DisentangleConfig, task: str, variant: str, path: str, image_size: int) -> dict:
+  from jaxprune.envs import ground_truth
+
+  if os.path.exists(path):
+    return ground_truth.load(path)
+  seed = int(jax.random.randint(_key(cfg, DATA_SALT, task, variant), (), 0, 2**31 - 1))
+  eps = ground_truth.collect(
+    task,
+    variant,
+    num_episodes=cfg.train_episodes + cfg.probe_episodes,
+    seed=seed,
+    image_size=image_size,
+    action_repeat=cfg.action_repeat,
+    episode_length=cfg.episode_length,
+    num_background_frames=cfg.num_background_frames,
+    video_dir=cfg.video_dir,
+    progress=cfg.progress,
+  )
+  ground_truth.save(path, eps)
+  return eps
+
+
+def _key(cfg: DisentangleConfig, salt: int, *names: str) -> jax.Array:
+  key = jax.random.fold_in(jax.random.key(cfg.seed), salt)
+  for n in names:
+    key = jax.random.fold_in(key, sum(ord(c) * 31**i for i, c in enumerate(n)) % 2**31)
+  return key
+
+
+def _model_config_record(cfg: DisentangleConfig, wm_cfg) -> dict:
+  keep = ("seed", "seeds", "batch", "seq_len", "learning_rate", "train_episodes", "episode_length")
+  return {"world_model": to_dict(wm_cfg), **{k: getattr(cfg, k) for k in keep}}
+
+
+def run(cfg: DisentangleConfig) -> dict:
+  """Run every (task, variant, model); write the outputs (module docstring); return the summary."""
+  t_start = time.perf_counter()
+  wm_cfgs = {
+    (t, v, m): world_model_config(cfg, m, t, v)
+    for t in cfg.tasks
+    for v in cfg.variants
+    for m in cfg.models
+  }
+  width = max(sum(feature_dims(wc).values()) for wc in wm_cfgs.values())
+  plan = {}  # check every model's factors before any work
+  for (t, v, m), wc in wm_cfgs.items():
+    plan[(t, v, m)] = factors_to_probe(cfg, m, offline.factors_of(wc))
+  os.makedirs(cfg.workdir, exist_ok=True)
+  rows, timings, claims = [], {}, {}
+  for task in cfg.tasks:
+    for variant in cfg.variants:
+      cond = f"{task}/{variant}"
+      t0 = time.perf_counter()
+      size = wm_cfgs[(task, variant, cfg.models[0])].image_size
+      data_path = os.path.join(cfg.workdir, "data", f"{task}_{variant}_{size}px.npz")
+      eps = _collect(cfg, task, variant, data_path, size)
+      timings[f"{cond}/data_s"] = time.perf_counter() - t0
+      train_eps = {k: v[: cfg.train_episodes] for k, v in eps.items()}
+      probe_eps = {k: v[cfg.train_episodes :] for k, v in eps.items()}
+      targets = probe_targets(probe_eps, task, variant)
+      for model in cfg.models:
+        wc = wm_cfgs[(task, variant, model)]
+        t0 = time.perf_counter()
+        states, _ = offline.train(
+          wc,
+          train_eps,
+          seed=cfg.seed,
+          num_seeds=cfg.seeds,
+          updates=cfg.updates,
+          batch=cfg.batch,
+          seq_len=cfg.seq_len,
+          learning_rate=cfg.learning_rate,
+          workdir=os.path.join(cfg.workdir, "models", f"{task}_{variant}", model),
+          config=_model_config_record(cfg, wc),
+          progress=cfg.progress,
+          desc=f"{model} {cond}",
+        )
+        timings[f"{cond}/{model}/train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        feats = offline.factor_features(
+          wc, states.params, probe_eps, key=_key(cfg, PROBE_SALT, task, variant, model)
+        )
+        pkey = _key(cfg, PROBE_SALT, model)
+        table = probe_table(cfg, feats, targets, plan[(task, variant, model)], pkey, width=width)
+        rows += [{"task": task, "variant": variant, "model": model, **r} for r in table]
+        timings[f"{cond}/{model}/probe_s"] = time.perf_counter() - t0
+        _save_pictures(cfg, wc, states, probe_eps, task, variant, model)
+      claims[cond] = check_claims([r for r in rows if (r["task"], r["variant"]) == (task, variant)])
+  write_outputs(cfg, rows, claims, timings, time.perf_counter() - t_start)
+  return {"rows": rows, "claims": claims}
+
+
+def _save_pictures(cfg, wc, states, probe_eps, task, variant, model) -> None:
+  test = split_episodes(probe_eps["image"].shape[0])[2]
+  i, a, b = test.start, cfg.burn_in, cfg.burn_in + cfg.picture_steps
+  path = os.path.join(cfg.workdir, "pictures", f"{task}_{variant}_{model}.png")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  # the posterior filters from t = 0; the picture shows steps burn_in .. burn_in + picture_steps
+  params = offline.select_seed(states.params, 0)
+  rows = pictures_lib.factor_reconstructions(
+    wc, params, probe_eps["image"][i, :b], probe_eps["action"][i, :b], _key(cfg, PICTURE_SALT)
+  )
+  rows = {k: np.asarray(v)[a:b] for k, v in rows.items()}
+  pictures_lib.save_rows_picture(
+    path, rows, title=f"{model}, {task} / {variant}: a test episode", first_step=a
+  )
+
+
+# ---------------------------------------------------------------------------------------------
+# claims, table, figure
+
+
+def _best(rows, probe, target, factors) -> float:
+  vals = [
+    r["mean"]
+    for r in rows
+    if r["probe"] == probe and r["target"] == target and r["factor"] in factors
+  ]
+  return max(vals) if vals else float("nan")
+
+
+def check_claims(rows: list[dict]) -> dict:
+  """The paper's two claims on one condition, per probe, from the rows' mean R^2:
+
+  * ``x_joints_vs_dreamer``: joint positions from Denoised MDP's x (best of dmdp, dmdp_2c) at
+    least as well as from Dreamer's features (R^2 difference >= -0.02);
+  * ``noise_in_y_or_z``: per noise target, R^2 from y or z (best) minus from x, per Denoised MDP
+    model; holds when clearly positive (> 0.05).
+  """
+  out = {}
+  for probe in sorted({r["probe"] for r in rows}):
+    sel = [r for r in rows if r["probe"] == probe]
+    dm = [r for r in sel if r["model"] in ("dmdp", "dmdp_2c")]
+    dr = [r for r in sel if r["model"] == "dreamer"]
+    res = {}
+    if dm and dr:
+      x_dm = _best(dm, probe, "qpos", ("x",))
+      x_dr = _best(dr, probe, "qpos", ("x", "all"))
+      res["x_joints_vs_dreamer"] = {
+        "dmdp_x": x_dm,
+        "dreamer": x_dr,
+        "difference": x_dm - x_dr,
+        "holds": bool(x_dm - x_dr >= -0.02),
+      }
+    noise = sorted({r["target"] for r in sel} - {"qpos", "qvel"})
+    for model in sorted({r["model"] for r in dm}):
+      mrows = [r for r in dm if r["model"] == model]
+      for t in noise:
+        x = _best(mrows, probe, t, ("x",))
+        yz = _best(mrows, probe, t, ("y", "z"))
+        if np.isfinite(yz):
+          res[f"noise_in_y_or_z/{model}/{t}"] = {
+            "x": x,
+            "y_or_z": yz,
+            "difference": yz - x,
+            "holds": bool(yz - x > 0.05),
+          }
+    out[probe] = res
+  return out
+
+
+def markdown_table(rows: list[dict]) -> str:
+  """One table per (task, variant, probe): rows model / factor, columns targets, mean +- std."""
+  lines = []
+  keys = sorted({(r["task"], r["variant"], r["probe"]) for r in rows}, key=str)
+  for task, variant, probe in keys:
+    sel = [r for r in rows if (r["task"], r["variant"], r["probe"]) == (task, variant, probe)]
+    targets = list(dict.fromkeys(r["target"] for r in sel))
+    lines += [
+      f"\n**{task} / {variant}, {probe} probe** (test R^2, mean +- std over seeds)\n",
+      "| model | factor | " + " | ".join(targets) + " |",
+      "|---|---|" + "---|" * len(targets),
+    ]
+    for model, factor in dict.fromkeys((r["model"], r["factor"]) for r in sel):
+      cells = []
+      for t in targets:
+        r = next(
+          (r for r in sel if (r["model"], r["factor"], r["target"]) == (model, factor, t)), None
+        )
+        cells.append(f"{r['mean']:.3f} +- {r['std']:.3f}" if r else "-")
+      lines.append(f"| {model} | {factor} | " + " | ".join(cells) + " |")
+  return "\n".join(lines).strip() + "\n"
+
+
+def plot_r2(path: str, rows: list[dict], probe: str = "ridge") -> None:
+  """Bar chart: one panel per (task, variant), groups = targets, bars = model / factor."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  conds = list(dict.fromkeys((r["task"], r["variant"]) for r in rows if r["probe"] == probe))
+  fig, axes = plt.subplots(
+    1, len(conds), figsize=(5.5 * len(conds), 3.8), squeeze=False, sharey=True
+  )
+  for ax, (task, variant) in zip(axes[0], conds):
+    sel = [r for r in rows if (r["task"], r["variant"], r["probe"]) == (task, variant, probe)]
+    targets = list(dict.fromkeys(r["target"] for r in sel))
+    bars = list(dict.fromkeys((r["model"], r["factor"]) for r in sel))
+    width = 0.8 / len(bars)
+    cmap = plt.get_cmap("tab20")
+    for j, (model, factor) in enumerate(bars):
+      vals, errs = [], []
+      for t in targets:
+        r = next(
+          (r for r in sel if (r["model"], r["factor"], r["target"]) == (model, factor, t)), None
+        )
+        vals.append(r["mean"] if r else np.nan)
+        errs.append(r["std"] if r else 0.0)
+      xs = np.arange(len(targets)) + (j - (len(bars) - 1) / 2) * width
+      ax.bar(xs, vals, width, yerr=errs, label=f"{model}: {factor}", color=cmap(j % 20))
+    ax.set_xticks(np.arange(len(targets)))
+    ax.set_xticklabels(targets, fontsize=8)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylim(-0.2, 1.0)
+    ax.set_title(f"{task} / {variant}", fontsize=9)
+  axes[0][0].set_ylabel(f"test R^2 ({probe} probe)")
+  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  fig.tight_layout()
+  io.save_figure(path, fig)
+  plt.close(fig)
+
+
+def write_outputs(cfg, rows, claims, timings, total_s) -> None:
+  """r2.csv, table.md, r2.png (and r2_mlp.png), summary.json in ``cfg.workdir`` (atomically)."""
+  w = cfg.workdir
+  n_seeds = cfg.seeds
+  cols = {k: [r[k] for r in rows] for k in ("task", "variant", "model", "factor", "probe")}
+  cols["target"] = [r["target"] for r in rows]
+  cols["r2_mean"] = [r["mean"] for r in rows]
+  cols["r2_std"] = [r["std"] for r in rows]
+  for s in range(n_seeds):
+    cols[f"r2_seed{s}"] = [r["r2"][s] for r in rows]
+  io.save_csv(os.path.join(w, "r2.csv"), cols)
+  io.save_text(os.path.join(w, "table.md"), markdown_table(rows))
+  for probe in cfg.probes:
+    suffix = "" if probe == "ridge" else f"_{probe}"
+    plot_r2(os.path.join(w, f"r2{suffix}.png"), rows, probe)
+  io.save_json(
+    os.path.join(w, "summary.json"),
+    {
+      "config": to_dict(cfg),
+      "claims": claims,
+      "timings_s": {**timings, "total": total_s},
+      "rows": rows,
+    },
+  )
