@@ -34,7 +34,8 @@ def freeze_others(latent_TxB: Latent, factor: str) -> Latent:
 def factor_reconstructions(cfg: WorldModelConfig, params, image_TxHxWxC, action_TxA, key):
   """``{"observation", "all", "x", "y", ("z")}`` -> T x H x W x C float images in [-0.5, 0.5],
   decoded from the posterior of one sequence (one jitted program per config and shape)."""
-  return _reconstruct_fn(cfg)(params, jnp.asarray(image_TxHxWxC), jnp.asarray(action_TxA), key)
+  rows = _reconstruct_fn(cfg)(params, jnp.asarray(image_TxHxWxC), jnp.asarray(action_TxA), key)
+  return {k: rows[k] for k in ROW_LABELS if k in rows}  # jit returns dicts with sorted keys
 
 
 @memoize
