@@ -105,7 +105,7 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
   # a rerun resumes: the data is read back, no model trains again (metrics not appended)
   metrics = os.path.join(w, "models", "walker_walk_video_background_noisy_sensor", "dmdp")
   before = open(os.path.join(metrics, "metrics.jsonl")).read()
-  data = os.path.join(w, "data", "walker_walk_video_background_noisy_sensor_16px.npz")
+  data = os.path.join(w, "data", "walker_walk_video_background_noisy_sensor_16px_random.npz")
   mtime = os.path.getmtime(data)
   disentangle_main(["--quick", "--workdir", w])
   assert open(os.path.join(metrics, "metrics.jsonl")).read() == before
@@ -113,3 +113,66 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
   again = json.load(open(os.path.join(w, "summary.json")))["rows"]
   for a, b in zip(rows, again):
     assert a["r2"] == pytest.approx(b["r2"], abs=1e-5)
+
+
+def test_config_from_dict_round_trip():
+  from jaxprune.core.config import from_dict, to_dict
+  from jaxprune.dmdp import experiment
+
+  run_cfg = experiment.small(model="dmdp_2c", env="walker_walk", variant="video_background")
+  back = from_dict(experiment.RunConfig, json.loads(json.dumps(to_dict(run_cfg))))
+  assert back == run_cfg and isinstance(back.world_model.encoder_kernels, tuple)
+  assert from_dict(dis.DisentangleConfig, to_dict(QUICK)) == QUICK
+  with pytest.raises(ValueError, match="has no field.*colour"):
+    from_dict(dis.DisentangleConfig, {"colour": 1})
+
+
+def test_saved_agent_as_data_policy(tmp_path):
+  from jaxprune.core.checkpoint import Checkpointer
+  from jaxprune.core.config import to_dict
+  from jaxprune.dmdp import agent as agent_lib
+  from jaxprune.dmdp import experiment, saved_agent
+  from jaxprune.dmdp.config import tiny
+  from jaxprune.envs import ground_truth
+
+  base = experiment.small(model="dmdp", env="cheetah_run", variant="video_background")
+  cfg = dataclasses.replace(base, world_model=tiny(base.world_model, action_dim=6), batch=4)
+  state = experiment.init_state(cfg, experiment.batch_mesh(cfg.batch))
+  w = tmp_path / "agent"
+  os.makedirs(w)
+  with open(w / "config.json", "w") as f:
+    json.dump(to_dict(cfg), f)
+  with pytest.raises(Exception, match="no checkpoint"):
+    saved_agent.load(str(w))
+  ckpt = Checkpointer(str(w / "checkpoints"))
+  ckpt.save(7, state, {"position": 0})
+  ckpt.close()
+  agent = saved_agent.load(str(w))
+  assert agent.step == 7 and agent.config == cfg
+  for a, b in zip(jax.tree.leaves(agent.params), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  key = jax.random.key(4)
+  eps = ground_truth.collect(
+    "cheetah_run",
+    "video_background",
+    num_episodes=1,
+    seed=0,
+    image_size=16,
+    episode_length=8,
+    num_background_frames=50,
+    policy=saved_agent.policy(agent, key),
+  )
+  # the recorded actions are the policy's mode after filtering each frame, replayed by hand
+  pstate = agent_lib.initial_policy_state(cfg.world_model)
+  for t in range(4):
+    a, pstate = agent_lib.policy_step(
+      cfg.world_model,
+      cfg.agent,
+      state.params,
+      pstate,
+      eps["image"][0, t],
+      jax.random.fold_in(key, t),
+      explore=False,
+    )
+    np.testing.assert_allclose(eps["action"][0, t + 1], np.asarray(a), atol=1e-6)
+  assert np.abs(eps["action"][0, 1:]).max() > 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import typing
 from typing import Callable, Mapping, Sequence, TypeVar
 
 import tyro
@@ -62,6 +63,26 @@ def require(ok: bool, message: str) -> None:
 def to_dict(cfg) -> dict:
   """A config as a JSON-ready dict (nested dataclasses become dicts, tuples lists)."""
   return _plain(dataclasses.asdict(cfg))
+
+
+def from_dict(cls: type[T], d: Mapping) -> T:
+  """The inverse of :func:`to_dict`: ``cls`` (a config dataclass, nested ones too) from a plain
+  dict such as a stored ``config.json``; lists become tuples. Unknown keys are an error naming
+  them; missing keys take the field's default."""
+  hints = typing.get_type_hints(cls)
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - names)
+  if unknown:
+    raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+  kw = {}
+  for name, v in d.items():
+    t = hints[name]
+    if dataclasses.is_dataclass(t) and isinstance(v, Mapping):
+      v = from_dict(t, v)
+    elif isinstance(v, list):
+      v = tuple(v)
+    kw[name] = v
+  return cls(**kw)
 
 
 def _plain(x):

@@ -3,9 +3,10 @@
 For each task and variant (:func:`run`, ``scripts/disentangle.py``):
 
 1. **Data** (:func:`jaxprune.envs.ground_truth.collect`): episodes of a fixed data policy
-   (uniformly random actions), with the ground truth the models never see: joint positions and
-   velocities, the background frame and the intensity of the patch the noisy sensor reads, the
-   sensor noise in the reward, the camera-jitter offset. ``train_episodes`` train the world models;
+   (uniformly random actions; or ``policy_workdir``: a trained agent's mode), with the ground
+   truth the models never see: joint positions and velocities, the background frame and the
+   intensity of the patch the noisy sensor reads, the sensor noise in the reward, the
+   camera-jitter offset. ``train_episodes`` train the world models;
    ``probe_episodes`` (held out) are split by episode 60 / 20 / 20 into the probes' train /
    validation / test sets. The same data for every model and seed.
 2. **Models** (:mod:`jaxprune.dmdp.offline`): Denoised MDP 2b (``dmdp``, beta from
@@ -85,16 +86,19 @@ class DisentangleConfig:
   """physics steps per episode (100 agent steps at action repeat 2)"""
   action_repeat: int = 2
   """physics steps per agent step"""
+  policy_workdir: str | None = None
+  """a scripts/train_dmdp.py work directory: its agent (latest checkpoint, policy mode) collects
+  the data instead of uniformly random actions; its task and image size must match"""
   num_background_frames: int = 1000
   """length of the background clip (procedural unless video_dir)"""
   video_dir: str | None = None
   """a directory of background videos (e.g. Kinetics driving_car); None: procedural"""
-  updates: int = 600
-  """world-model updates per model"""
+  updates: int = 800
+  """world-model updates per model (each seed); the default fits the hour on 2 CPU cores"""
   batch: int = 16
   """sequences per update"""
-  seq_len: int = 32
-  """steps per sequence"""
+  seq_len: int = 16
+  """steps per sequence (the agent's small preset: 16 x 16)"""
   learning_rate: float = 1e-3
   """Adam learning rate of the world models (the small preset's model_lr)"""
   burn_in: int = 5
@@ -322,6 +326,18 @@ def _collect(cfg: DisentangleConfig, task: str, variant: str, path: str, image_s
   if os.path.exists(path):
     return ground_truth.load(path)
   seed = int(jax.random.randint(_key(cfg, DATA_SALT, task, variant), (), 0, 2**31 - 1))
+  policy = None
+  if cfg.policy_workdir is not None:
+    from jaxprune.dmdp import saved_agent
+
+    agent = saved_agent.load(cfg.policy_workdir)
+    a_task, a_size = agent.config.env, agent.config.world_model.image_size
+    if (a_task, a_size) != (task, image_size):
+      raise ValueError(
+        f"the agent in {cfg.policy_workdir} acts on {a_task} at {a_size}x{a_size} pixels; this "
+        f"run needs {task} at {image_size}x{image_size}"
+      )
+    policy = saved_agent.policy(agent, _key(cfg, DATA_SALT, "policy", task, variant))
   eps = ground_truth.collect(
     task,
     variant,
@@ -332,6 +348,7 @@ def _collect(cfg: DisentangleConfig, task: str, variant: str, path: str, image_s
     episode_length=cfg.episode_length,
     num_background_frames=cfg.num_background_frames,
     video_dir=cfg.video_dir,
+    policy=policy,
     progress=cfg.progress,
   )
   ground_truth.save(path, eps)
@@ -370,7 +387,8 @@ def run(cfg: DisentangleConfig) -> dict:
       cond = f"{task}/{variant}"
       t0 = time.perf_counter()
       size = wm_cfgs[(task, variant, cfg.models[0])].image_size
-      data_path = os.path.join(cfg.workdir, "data", f"{task}_{variant}_{size}px.npz")
+      source = "random" if cfg.policy_workdir is None else "agent"
+      data_path = os.path.join(cfg.workdir, "data", f"{task}_{variant}_{size}px_{source}.npz")
       eps = _collect(cfg, task, variant, data_path, size)
       timings[f"{cond}/data_s"] = time.perf_counter() - t0
       train_eps = {k: v[: cfg.train_episodes] for k, v in eps.items()}
