@@ -9,7 +9,7 @@ import pytest
 from jaxprune import dmdp
 from jaxprune.core.loop import create_state, make_update, run_steps
 from jaxprune.dmdp import config as dcfg
-from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv, ValidConv
+from jaxprune.dmdp.conv import MatmulConvTranspose, S2DConv
 from jaxprune.dmdp.model import WorldModel
 from jaxprune.models.layers import PatchConv
 
@@ -73,9 +73,12 @@ def test_valid_conv_equals_flax_conv():
   p = _perturb(PatchConv(3, 3, padding="VALID").init(KEY, x))
   ref = nn.Conv(3, (3, 3), padding="VALID").apply(p, x)
   np.testing.assert_allclose(PatchConv(3, 3, padding="VALID").apply(p, x), ref, atol=1e-5)
-  # the 96-pixel encoder's final layer (its own initialisers): same parameters, same function
-  assert jax.tree.map(jnp.shape, ValidConv(3, 3).init(KEY, x)) == jax.tree.map(jnp.shape, p)
-  np.testing.assert_allclose(ValidConv(3, 3).apply(p, x), ref, atol=1e-5)
+  # the 96-pixel encoder's final layer: PatchConv with the release's initialisers, nn.Conv's
+  # parameter names and shapes
+  inits = dict(bias_init=nn.initializers.constant(0.5))
+  pc = PatchConv(3, 3, padding="VALID", **inits).init(KEY, x)
+  assert jax.tree.map(jnp.shape, pc) == jax.tree.map(jnp.shape, p)
+  np.testing.assert_allclose(pc["params"]["bias"], 0.5)
 
 
 # ---------------------------------------------------------------------------------------------

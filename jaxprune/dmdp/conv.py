@@ -15,8 +15,8 @@ Both layers hold the parameters of the flax layer they replace (``kernel`` k x k
   also slow (refs: 30 s for 800 images forward + backward). The sub-pixel form (im2col of the
   input, one matmul to the four phases, depth-to-space) is the same function; ``method="auto"``
   picks, per layer, the form whose expanded tensor is smaller (both are memory-bound here).
-* :class:`ValidConv` = ``nn.Conv(f, (k, k), padding="VALID")`` (stride 1) as im2col + matmul:
-  the 96-pixel encoder's final 3x3 layer.
+* the 96-pixel encoder's final 3x3 layer (stride 1, VALID) is
+  :class:`jaxprune.models.layers.PatchConv` (im2col + matmul).
 
 Every layer takes its weight and bias initialisers (the encoder and decoder pass the ones
 ``cfg.init`` names, see :mod:`jaxprune.dmdp.rssm`).
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from jaxprune.dmdp.config import WorldModelConfig, decoder_channels
 from jaxprune.dmdp.rssm import Init, bias_init, dense, kernel_init
+from jaxprune.models.layers import PatchConv
 
 
 def space_to_depth(x_NxHxWxC):
@@ -130,28 +131,6 @@ class MatmulConvTranspose(nn.Module):
     return y + bias
 
 
-class ValidConv(nn.Module):
-  """``k x k`` stride-1 VALID convolution (``nn.Conv`` parameters) as im2col + one matmul."""
-
-  features: int
-  kernel_size: int = 3
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros
-
-  @nn.compact
-  def __call__(self, x_NxHxWxC):
-    n, h, w, c = x_NxHxWxC.shape
-    k = self.kernel_size
-    ho, wo = h - k + 1, w - k + 1
-    kernel = self.param("kernel", self.kernel_init, (k, k, c, self.features))
-    bias = self.param("bias", self.bias_init, (self.features,))
-    patches = jnp.concatenate(
-      [x_NxHxWxC[:, i : i + ho, j : j + wo] for i in range(k) for j in range(k)], axis=-1
-    )  # N x ho x wo x (k*k*C), order (i, j, c)
-    y = patches.reshape(n * ho * wo, k * k * c) @ kernel.reshape(k * k * c, self.features)
-    return y.reshape(n, ho, wo, self.features) + bias
-
-
 def _conv_inits(init: Init, fan_in: int) -> dict:
   return {"kernel_init": kernel_init(init, fan_in), "bias_init": bias_init(init, fan_in)}
 
@@ -173,7 +152,7 @@ class PixelEncoder(nn.Module):
       x_NxHxWxC = nn.relu(conv(x_NxHxWxC))
     if c.encoder_final_3x3:
       ch = x_NxHxWxC.shape[-1]
-      conv = ValidConv(ch, 3, **_conv_inits(c.init, 9 * ch), name="conv_final")
+      conv = PatchConv(ch, 3, padding="VALID", **_conv_inits(c.init, 9 * ch), name="conv_final")
       x_NxHxWxC = nn.relu(conv(x_NxHxWxC))
     flat = x_NxHxWxC.reshape(x_NxHxWxC.shape[0], -1)
     return dense(c.embed_size, flat.shape[-1], c.init, name="dense")(flat)

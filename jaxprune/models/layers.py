@@ -30,6 +30,7 @@ class PatchConv(nn.Module):
   padding: str = "SAME"
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x_NxHxWxC):
@@ -55,5 +56,5 @@ class PatchConv(nn.Module):
       patches.reshape(n * ho * wo, k * k * c) @ kernel.reshape(k * k * c, self.features)
     ).reshape(n, ho, wo, self.features)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+      y = y + self.param("bias", self.bias_init, (self.features,))
     return y
