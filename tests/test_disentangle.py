@@ -87,7 +87,7 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
   w = str(tmp_path / "d")
   disentangle_main(["--quick", "--workdir", w])
   out = capsys.readouterr().out
-  for f in ("table.md", "r2.csv", "r2.png", "r2_mlp.png", "summary.json"):
+  for f in ("table.md", "r2.csv", "r2.png", "r2_mlp.png", "r2_trend.png", "summary.json"):
     assert os.path.getsize(os.path.join(w, f)) > 0, f
   pics = sorted(os.listdir(os.path.join(w, "pictures")))
   assert pics == [f"walker_walk_video_background_noisy_sensor_{m}.png" for m in QUICK.models]
@@ -100,8 +100,10 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
   assert set(summary["claims"]["walker_walk/video_background_noisy_sensor"]) == {"ridge", "mlp"}
   assert "| dmdp_2c | z |" in open(os.path.join(w, "table.md")).read()
   assert "does not hold" in out or "holds" in out
-  lines = (len(open(os.path.join(w, "r2.csv")).read().splitlines()),)
-  assert lines == (len(rows) + 1,)
+  # the CSV holds every budget: probe_at (2 updates) and the final 4
+  assert len(summary["trend"]) == 2 * len(rows)
+  assert {r["updates"] for r in summary["trend"]} == {2, 4}
+  assert len(open(os.path.join(w, "r2.csv")).read().splitlines()) == 2 * len(rows) + 1
   # a rerun resumes: the data is read back, no model trains again (metrics not appended)
   metrics = os.path.join(w, "models", "walker_walk_video_background_noisy_sensor", "dmdp")
   before = open(os.path.join(metrics, "metrics.jsonl")).read()
@@ -110,9 +112,11 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
   disentangle_main(["--quick", "--workdir", w])
   assert open(os.path.join(metrics, "metrics.jsonl")).read() == before
   assert os.path.getmtime(data) == mtime
-  again = json.load(open(os.path.join(w, "summary.json")))["rows"]
-  for a, b in zip(rows, again):
+  again = json.load(open(os.path.join(w, "summary.json")))
+  for a, b in zip(rows, again["rows"]):
     assert a["r2"] == pytest.approx(b["r2"], abs=1e-5)
+  # the earlier budget's probes are read back, not lost
+  assert len(again["trend"]) == 2 * len(rows)
 
 
 def test_config_from_dict_round_trip():

@@ -43,6 +43,15 @@ def atomic_path(path: str):
       os.remove(tmp)
 
 
+def read_json(path: str):
+  """The JSON value in ``path``; a damaged file is an error naming it."""
+  with open(path) as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from e
+
+
 def read_jsonl(path: str) -> list[dict]:
   """The records of a JSON-lines file (``[]`` when it does not exist).
 

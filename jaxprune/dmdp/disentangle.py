@@ -32,8 +32,10 @@ frame index is recorded but not probed (an index into a procedural clip has no l
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,6 +97,9 @@ class DisentangleConfig:
   """a directory of background videos (e.g. Kinetics driving_car); None: procedural"""
   updates: int = 800
   """world-model updates per model (each seed); the default fits the hour on 2 CPU cores"""
+  probe_at: tuple[int, ...] = (100, 200, 400)
+  """earlier update counts at which the probes run too (the trend over budgets: r2_trend.png);
+  the table and the claims are at ``updates``"""
   batch: int = 16
   """sequences per update"""
   seq_len: int = 16
@@ -147,6 +152,10 @@ class DisentangleConfig:
       f"seq_len must be in [1, {steps + 1}] (frames per episode), got {self.seq_len}",
     )
     require(self.updates >= 1 and self.batch >= 1, "updates and batch must be >= 1")
+    require(
+      all(1 <= u < self.updates for u in self.probe_at),
+      f"probe_at must hold update counts in [1, updates = {self.updates}), got {self.probe_at}",
+    )
     require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
     require(self.mlp_hidden >= 1 and self.mlp_steps >= 1, "mlp_hidden and mlp_steps must be >= 1")
     require(
@@ -173,6 +182,7 @@ def quick() -> DisentangleConfig:
     episode_length=60,
     num_background_frames=100,
     updates=4,
+    probe_at=(2,),
     batch=4,
     seq_len=8,
     mlp_steps=20,
@@ -367,6 +377,12 @@ def _model_config_record(cfg: DisentangleConfig, wm_cfg) -> dict:
   return {"world_model": to_dict(wm_cfg), **{k: getattr(cfg, k) for k in keep}}
 
 
+def _probe_config_record(cfg: DisentangleConfig, factors: tuple[str, ...]) -> dict:
+  keep = ("seed", "train_episodes", "probe_episodes", "burn_in", "probes", "mlp_hidden")
+  rec = {k: getattr(cfg, k) for k in keep + ("mlp_steps",)}
+  return json.loads(json.dumps({**rec, "factors": factors}))
+
+
 def run(cfg: DisentangleConfig) -> dict:
   """Run every (task, variant, model); write the outputs (module docstring); return the summary."""
   t_start = time.perf_counter()
@@ -382,6 +398,7 @@ def run(cfg: DisentangleConfig) -> dict:
     plan[(t, v, m)] = factors_to_probe(cfg, m, offline.factors_of(wc))
   os.makedirs(cfg.workdir, exist_ok=True)
   rows, timings, claims = [], {}, {}
+  u_end = cfg.updates
   for task in cfg.tasks:
     for variant in cfg.variants:
       cond = f"{task}/{variant}"
@@ -396,34 +413,54 @@ def run(cfg: DisentangleConfig) -> dict:
       targets = probe_targets(probe_eps, task, variant)
       for model in cfg.models:
         wc = wm_cfgs[(task, variant, model)]
-        t0 = time.perf_counter()
-        states, _ = offline.train(
-          wc,
-          train_eps,
-          seed=cfg.seed,
-          num_seeds=cfg.seeds,
-          updates=cfg.updates,
-          batch=cfg.batch,
-          seq_len=cfg.seq_len,
-          learning_rate=cfg.learning_rate,
-          workdir=os.path.join(cfg.workdir, "models", f"{task}_{variant}", model),
-          config=_model_config_record(cfg, wc),
-          progress=cfg.progress,
-          desc=f"{model} {cond}",
-        )
-        timings[f"{cond}/{model}/train_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        feats = offline.factor_features(
-          wc, states.params, probe_eps, key=_key(cfg, PROBE_SALT, task, variant, model)
-        )
-        pkey = _key(cfg, PROBE_SALT, model)
-        table = probe_table(cfg, feats, targets, plan[(task, variant, model)], pkey, width=width)
-        rows += [{"task": task, "variant": variant, "model": model, **r} for r in table]
-        timings[f"{cond}/{model}/probe_s"] = time.perf_counter() - t0
+        model_dir = os.path.join(cfg.workdir, "models", f"{task}_{variant}", model)
+        for updates in sorted(set(cfg.probe_at) | {cfg.updates}):
+          ids = {"task": task, "variant": variant, "model": model, "updates": updates}
+          done_path = os.path.join(model_dir, "probes", f"{updates:08d}.json")
+          probe_cfg = _probe_config_record(cfg, plan[(task, variant, model)])
+          if os.path.exists(done_path) and updates != cfg.updates:
+            saved = io.read_json(done_path)
+            if saved["probe_config"] == probe_cfg:  # probed before a stop, with these settings
+              rows += [{**ids, **r} for r in saved["rows"]]
+              continue
+          t0 = time.perf_counter()
+          states, _ = offline.train(
+            wc,
+            train_eps,
+            seed=cfg.seed,
+            num_seeds=cfg.seeds,
+            updates=updates,
+            batch=cfg.batch,
+            seq_len=cfg.seq_len,
+            learning_rate=cfg.learning_rate,
+            workdir=model_dir,
+            config=_model_config_record(cfg, wc),
+            progress=cfg.progress,
+            desc=f"{model} {cond}",
+          )
+          done = int(np.max(jax.device_get(states.step)))
+          if done != updates:  # a finished longer run in the workdir cannot go back
+            warnings.warn(
+              f"{model} {cond}: the work directory holds {done} updates, more than {updates}; "
+              "no probes at that budget (use a new --workdir for the whole trend)",
+              stacklevel=2,
+            )
+            continue
+          timings[f"{cond}/{model}/{updates}/train_s"] = time.perf_counter() - t0
+          t0 = time.perf_counter()
+          feats = offline.factor_features(
+            wc, states.params, probe_eps, key=_key(cfg, PROBE_SALT, task, variant, model)
+          )
+          pkey = _key(cfg, PROBE_SALT, model)
+          table = probe_table(cfg, feats, targets, plan[(task, variant, model)], pkey, width=width)
+          io.save_json(done_path, {"probe_config": probe_cfg, "rows": table})
+          rows += [{**ids, **r} for r in table]
+          timings[f"{cond}/{model}/{updates}/probe_s"] = time.perf_counter() - t0
         _save_pictures(cfg, wc, states, probe_eps, task, variant, model)
-      claims[cond] = check_claims([r for r in rows if (r["task"], r["variant"]) == (task, variant)])
+      here = [r for r in rows if (r["task"], r["variant"], r["updates"]) == (task, variant, u_end)]
+      claims[cond] = check_claims(here)
   write_outputs(cfg, rows, claims, timings, time.perf_counter() - t_start)
-  return {"rows": rows, "claims": claims}
+  return {"rows": [r for r in rows if r["updates"] == u_end], "trend": rows, "claims": claims}
 
 
 def _save_pictures(cfg, wc, states, probe_eps, task, variant, model) -> None:
@@ -557,27 +594,75 @@ def plot_r2(path: str, rows: list[dict], probe: str = "ridge") -> None:
   plt.close(fig)
 
 
+def plot_trend(path: str, rows: list[dict], probe: str = "ridge") -> None:
+  """R^2 against world-model updates: one panel per (target, condition), a line per model /
+  factor (mean +- std over seeds)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  sel = [r for r in rows if r["probe"] == probe]
+  conds = list(dict.fromkeys((r["task"], r["variant"]) for r in sel))
+  targets = list(dict.fromkeys(r["target"] for r in sel))
+  fig, axes = plt.subplots(
+    len(targets), len(conds), figsize=(4.2 * len(conds), 2.8 * len(targets)), squeeze=False
+  )
+  lines = list(dict.fromkeys((r["model"], r["factor"]) for r in sel))
+  cmap = plt.get_cmap("tab20")
+  for i, t in enumerate(targets):
+    for j, (task, variant) in enumerate(conds):
+      ax = axes[i][j]
+      for c, (model, factor) in enumerate(lines):
+        pts = sorted(
+          (r["updates"], r["mean"], r["std"])
+          for r in sel
+          if (r["task"], r["variant"], r["target"], r["model"], r["factor"])
+          == (task, variant, t, model, factor)
+        )
+        if pts:
+          u, m, sd = map(np.asarray, zip(*pts))
+          label = f"{model}: {factor}"
+          ax.errorbar(u, m, yerr=sd, marker="o", ms=3, color=cmap(c % 20), label=label)
+      ax.set_xscale("log")
+      ax.set_ylim(-0.2, 1.0)
+      ax.axhline(0, color="k", lw=0.5)
+      ax.set_title(f"{t} | {task} / {variant}", fontsize=8)
+      if i == len(targets) - 1:
+        ax.set_xlabel("world-model updates")
+      if j == 0:
+        ax.set_ylabel(f"test R^2 ({probe})")
+  axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  fig.tight_layout()
+  io.save_figure(path, fig)
+  plt.close(fig)
+
+
 def write_outputs(cfg, rows, claims, timings, total_s) -> None:
-  """r2.csv, table.md, r2.png (and r2_mlp.png), summary.json in ``cfg.workdir`` (atomically)."""
+  """r2.csv (every budget), table.md, r2.png / r2_mlp.png (at ``updates``), r2_trend.png (over
+  the budgets), summary.json in ``cfg.workdir`` (atomically)."""
   w = cfg.workdir
-  n_seeds = cfg.seeds
-  cols = {k: [r[k] for r in rows] for k in ("task", "variant", "model", "factor", "probe")}
-  cols["target"] = [r["target"] for r in rows]
+  final = [r for r in rows if r["updates"] == cfg.updates]
+  keys = ("task", "variant", "model", "updates", "factor", "probe", "target")
+  cols = {k: [r[k] for r in rows] for k in keys}
   cols["r2_mean"] = [r["mean"] for r in rows]
   cols["r2_std"] = [r["std"] for r in rows]
-  for s in range(n_seeds):
+  for s in range(cfg.seeds):
     cols[f"r2_seed{s}"] = [r["r2"][s] for r in rows]
   io.save_csv(os.path.join(w, "r2.csv"), cols)
-  io.save_text(os.path.join(w, "table.md"), markdown_table(rows))
+  io.save_text(os.path.join(w, "table.md"), markdown_table(final))
   for probe in cfg.probes:
     suffix = "" if probe == "ridge" else f"_{probe}"
-    plot_r2(os.path.join(w, f"r2{suffix}.png"), rows, probe)
+    plot_r2(os.path.join(w, f"r2{suffix}.png"), final, probe)
+  if len({r["updates"] for r in rows}) > 1:
+    plot_trend(os.path.join(w, "r2_trend.png"), rows, cfg.probes[0])
   io.save_json(
     os.path.join(w, "summary.json"),
     {
       "config": to_dict(cfg),
       "claims": claims,
       "timings_s": {**timings, "total": total_s},
-      "rows": rows,
+      "rows": final,
+      "trend": rows,
     },
   )
