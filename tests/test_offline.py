@@ -65,6 +65,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 def test_factor_features_shapes_and_all_is_the_concatenation():
   eps = _episodes(CFG, e=3, t=6)
+  eps["action"][:, 0] = 0.0  # a_{-1}: no action before the first frame, as recorded episodes
   params = jax.vmap(lambda k: dmdp.init(CFG, k))(jax.random.split(jax.random.key(0), 2))
   feats = offline.factor_features(CFG, params, eps, key=jax.random.key(1), chunk=2)
   dims = dmdp.feature_dims(CFG)
@@ -80,7 +81,8 @@ def test_factor_features_shapes_and_all_is_the_concatenation():
     CFG, params, {k: v[:2] for k, v in eps.items()}, key=jax.random.key(1), chunk=2
   )
   np.testing.assert_allclose(first["x"], feats["x"][:, :2], atol=1e-6)
-  # the deterministic part h_x at t = 0 sees only zeros: equal for every episode
+  # the deterministic part h_x at t = 0 sees only zeros (no state, no action): equal for every
+  # episode
   hx = feats["x"][:, :, 0, : CFG.x_deter]
   np.testing.assert_allclose(hx[:, 0], hx[:, 1], atol=1e-6)
 
