@@ -330,6 +330,40 @@ def test_nan_loss_stops_the_run_naming_the_update(tmp_path, monkeypatch, fresh_c
   assert not os.path.exists(os.path.join(workdir, ".lock"))
 
 
+def test_check_value_bound_names_the_first_update_beyond_the_bound():
+  m = {"imag_value": np.array([3.0, -250.0, 290.0]), "value_loss": np.array([1.0, 2.0, 3.0])}
+  experiment.check_value_bound(m, bound=300.0, first_update=11, env_steps=5000)  # all inside
+  with pytest.raises(experiment.ValueDivergedError, match=r"-250 at update 12 \(env step 5000\)"):
+    experiment.check_value_bound(m, bound=200.0, first_update=11, env_steps=5000)
+  cfg = experiment.small(model="dmdp", env="walker_walk", variant="noiseless")
+  # a [0, 1] reward per env step, 2 env steps per agent step, gamma 0.99: returns <= 200
+  assert experiment.value_bound(cfg) == pytest.approx(1.5 * 2 / (1 - 0.99))
+  assert experiment.value_bound(dataclasses.replace(cfg, value_guard=0.0)) == float("inf")
+
+
+def test_diverging_value_stops_the_run_and_the_guard_can_be_turned_off(
+  tmp_path, monkeypatch, fresh_cache
+):
+  # an agent loss whose mean imagined value is 1e4 (finite, beyond any return) from update 1 on
+  def diverged_loss_fn(wm_cfg, ag_cfg):
+    def loss_fn(params, batch, key):
+      zero = 0.0 * sum(jnp.sum(p) for p in jax.tree.leaves(params["value"]))
+      return zero, {"value_loss": zero + 1e8, "imag_value": zero + 1e4}
+
+    return loss_fn
+
+  monkeypatch.setattr(experiment.agent_lib, "agent_loss_fn", diverged_loss_fn)
+  workdir = str(tmp_path / "guarded")
+  with pytest.raises(experiment.ValueDivergedError, match=r"10000 at update 1 \(env step 200\)"):
+    _script().main(FLAGS + ["--env_steps", "400", "--workdir", workdir])
+  assert [(r["kind"], r["env_steps"]) for r in _rows(workdir)] == [("episode", 100)]
+  assert not os.path.exists(os.path.join(workdir, ".lock"))
+  off = str(tmp_path / "off")
+  _script().main(FLAGS + ["--env_steps", "400", "--workdir", off, "--value_guard", "0"])
+  # trained at env steps 200, 300 and 400, each past the guard
+  assert [r["imag_value"] for r in _rows(off) if r["kind"] == "train"] == [1e4] * 3
+
+
 def test_workdir_of_an_older_version_is_refused_intact(runs, tmp_path):
   from jaxprune.core.checkpoint import CheckpointError
 

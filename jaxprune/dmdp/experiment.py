@@ -11,7 +11,9 @@ guard, progress bar) and does, per episode:
    one step (:func:`agent.agent_loss_fn` through :func:`jaxprune.core.loop.make_update`),
    ``updates_per_dispatch`` of them per jitted ``lax.scan`` dispatch (:func:`train_dispatch`),
    data-parallel over the devices (:func:`batch_mesh`). A NaN or inf in any update's metrics
-   stops the run with :class:`jaxprune.core.run.NonFiniteError` naming the update and env step;
+   stops the run with :class:`jaxprune.core.run.NonFiniteError` naming the update and env step,
+   and a mean imagined value beyond any possible return (``value_guard``) stops it with
+   :class:`ValueDivergedError`;
 3. every ``eval_every`` env steps, ``eval_episodes`` episodes with the policy's mode on a second
    environment (own seed), a video strip of the first one, and the world model's pictures
    (reconstructions from all factors and from each alone);
@@ -39,6 +41,7 @@ untrained). On the command line (:func:`parse_args`) ``--preset``, ``--model``, 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import time
@@ -83,7 +86,14 @@ EVAL_SALT = 4  # evaluation: fold_in(fold_in(key, eval episode), agent step)
 PICTURES_SALT = 5  # the factor pictures: fold_in(key, env step)
 EVAL_ENV_SEED_OFFSET = 10_000  # the evaluation environment's seed is seed + this
 
-MAY_CHANGE = ("env_steps", "progress", "overwrite", "workdir")  # a resumed run may change these
+# a resumed run may change these (value_guard too: a run stopped by the guard may go on without it)
+MAY_CHANGE = ("env_steps", "progress", "overwrite", "workdir", "value_guard")
+
+
+class ValueDivergedError(RuntimeError):
+  """The imagined values left the range any policy's return can have: the value net bootstraps
+  on its own predictions (no NaN needed for that); the run stops with its last checkpoint
+  intact."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,10 @@ class RunConfig:
   """show a progress bar"""
   overwrite: bool = False
   """discard what the workdir holds (checkpoints, metrics) and start afresh"""
+  value_guard: float = 1.5
+  """stop the run (:class:`ValueDivergedError`) when an update's mean imagined value leaves
+  +-value_guard * action_repeat / (1 - gamma): DMC rewards are in [0, 1] per env step, so no
+  return can exceed action_repeat / (1 - gamma); 0 turns the guard off"""
   world_model: WorldModelConfig = WorldModelConfig()
   """the world model (action_dim must be the task's)"""
   agent: AgentConfig = AgentConfig()
@@ -163,6 +177,7 @@ class RunConfig:
     ):
       require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
     require(self.prefill >= 0, f"prefill must be >= 0, got {self.prefill}")
+    require(self.value_guard >= 0, f"value_guard must be >= 0 (0: off), got {self.value_guard}")
     require(
       0 <= self.seed < 2**32 - EVAL_ENV_SEED_OFFSET,
       f"seed must be in [0, 2**32 - {EVAL_ENV_SEED_OFFSET}), got {self.seed}",
@@ -391,6 +406,28 @@ def check_finite_updates(metrics: dict, *, first_update: int, env_steps: int) ->
     )
 
 
+def value_bound(cfg: RunConfig) -> float:
+  """The largest |value| :func:`check_value_bound` lets an update have (inf when off)."""
+  if cfg.value_guard == 0:
+    return math.inf
+  return cfg.value_guard * cfg.action_repeat / (1.0 - cfg.agent.gamma)
+
+
+def check_value_bound(metrics: dict, *, bound: float, first_update: int, env_steps: int) -> None:
+  """:class:`ValueDivergedError` naming the first update (numbered from ``first_update``) whose
+  mean imagined value (``metrics["imag_value"]``, each K) is beyond +-``bound``."""
+  v = np.abs(np.asarray(metrics["imag_value"], np.float64))
+  if (v > bound).any():
+    i = int(np.argmax(v > bound))
+    raise ValueDivergedError(
+      f"the mean imagined value is {float(metrics['imag_value'][i]):.6g} at update "
+      f"{first_update + i} (env step {env_steps}), beyond +-{bound:.4g} (value_guard x "
+      "action_repeat / (1 - gamma)): the value net diverged (value_loss "
+      f"{float(metrics['value_loss'][i]):.4g}); the run stops (its last checkpoint is intact). "
+      "Lower --agent.value_lr / --agent.actor_lr, or --value_guard 0 to go on regardless"
+    )
+
+
 def _train(cfg: RunConfig, dispatch: Callable, state: TrainState, buf, env_steps: int):
   """One training phase: ``cfg.updates`` updates; returns ``(state, the record to log)``."""
   first = int(state.step) + 1
@@ -401,11 +438,9 @@ def _train(cfg: RunConfig, dispatch: Callable, state: TrainState, buf, env_steps
     state, m = dispatch(state, batches)
     pending.append(m)
   fetched = jax.device_get(pending)
-  check_finite_updates(
-    {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]},
-    first_update=first,
-    env_steps=env_steps,
-  )
+  per_update = {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]}
+  check_finite_updates(per_update, first_update=first, env_steps=env_steps)
+  check_value_bound(per_update, bound=value_bound(cfg), first_update=first, env_steps=env_steps)
   # logged: the mean over the last dispatch (the newest updates_per_dispatch updates)
   last = {k: float(np.mean(v)) for k, v in fetched[-1].items()}
   return state, {"kind": "train", "env_steps": env_steps, "update": first - 1 + cfg.updates, **last}
