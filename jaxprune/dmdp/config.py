@@ -18,6 +18,11 @@ from typing import Literal, get_args
 from jaxprune.core.config import check_finite, require
 
 ModelName = Literal["dmdp", "dmdp_2c", "dreamer"]
+Task = Literal["cheetah_run", "walker_walk", "reacher_easy"]  # the DMC tasks of the experiments
+# the noise variants of :func:`jaxprune.envs.make` (a test checks them against envs.VARIANTS)
+Variant = Literal[
+  "noiseless", "video_background", "video_background_noisy_sensor", "video_background_camera_jitter"
+]
 MODELS: tuple[str, ...] = get_args(ModelName)
 
 

@@ -46,15 +46,8 @@ from jaxprune.core import io
 from jaxprune.core.config import check_finite, require, to_dict
 from jaxprune.dmdp import offline, probes
 from jaxprune.dmdp import pictures as pictures_lib
-from jaxprune.dmdp.config import ModelName, feature_dims
+from jaxprune.dmdp.config import ModelName, Task, Variant, feature_dims
 
-Task = Literal["cheetah_run", "walker_walk", "reacher_easy"]
-Variant = Literal[
-  "noiseless",
-  "video_background",
-  "video_background_noisy_sensor",
-  "video_background_camera_jitter",
-]
 FACTORS = ("x", "y", "z", "all")
 PROBES = ("ridge", "mlp")
 # fold_in salts of jax.random.key(seed)

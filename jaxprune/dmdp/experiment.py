@@ -47,7 +47,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence, get_args
+from typing import Callable, Sequence, get_args
 
 import jax
 import numpy as np
@@ -66,13 +66,9 @@ from jaxprune.dmdp import agent as agent_lib
 from jaxprune.dmdp import config as wm_config
 from jaxprune.dmdp import replay as replay_lib
 from jaxprune.dmdp.agent import AgentConfig
-from jaxprune.dmdp.config import WorldModelConfig
+from jaxprune.dmdp.config import Task, Variant, WorldModelConfig
 from jaxprune.dmdp.pictures import save_factor_pictures
 
-Task = Literal["cheetah_run", "walker_walk", "reacher_easy"]
-Variant = Literal[
-  "noiseless", "video_background", "video_background_noisy_sensor", "video_background_camera_jitter"
-]
 # the tasks' action sizes, so a config is checked without loading dm_control (a test compares
 # them with the environments)
 ACTION_DIMS = {"cheetah_run": 6, "walker_walk": 6, "reacher_easy": 2}
