@@ -414,3 +414,56 @@ def test_update_on_8_devices_equals_1_device():
   )
   assert out.returncode == 0 and "OK" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
   print(out.stdout.strip())
+
+
+# ---------------------------------------------------------------------------------------------
+# the optional slow target value net (target_every > 0)
+
+AC_T = AC.replace(target_every=3)
+
+
+def test_slow_target_is_a_copy_refreshed_every_n_updates():
+  params = dmdp.init_agent(CFG, AC_T, KEY)
+  _close(params["value_target"], params["value"], rtol=0, atol=0)
+  assert "value_target" not in dmdp.init_agent(CFG, AC, KEY)
+  opt = dmdp.agent_optimizer(AC_T)
+  state = opt.init(params)
+  # gradients for every group (a made-up one for the target too: it must be ignored)
+  grads = jax.tree.map(jnp.ones_like, params)
+  step = jax.jit(lambda p, s: opt.update(grads, s, p))
+  values, targets = [], []
+  for _ in range(6):
+    upd, state = step(params, state)
+    params = optax.apply_updates(params, upd)
+    values.append(params["value"])
+    targets.append(params["value_target"])
+  first = dmdp.init_agent(CFG, AC_T, KEY)["value"]
+  _close(targets[0], first, rtol=0, atol=0)  # updates 1, 2: unchanged
+  _close(targets[1], first, rtol=0, atol=0)
+  _close(targets[2], values[2], rtol=1e-6, atol=1e-7)  # update 3: the value net's new params
+  _close(targets[3], values[2], rtol=1e-6, atol=1e-7)
+  _close(targets[5], values[5], rtol=1e-6, atol=1e-7)  # update 6
+  leaves = lambda t: np.concatenate([np.ravel(v) for v in jax.tree.leaves(t)])
+  assert not np.allclose(leaves(values[5]), leaves(values[2]))  # the value net did move
+
+
+def test_returns_bootstrap_from_the_target_net_when_it_is_on():
+  params = dmdp.init_agent(CFG, AC_T, KEY)
+  start = dmdp.Latent(
+    jnp.asarray(np.random.default_rng(1).normal(size=(6, CFG.x_deter)), jnp.float32),
+    jnp.asarray(np.random.default_rng(2).normal(size=(6, CFG.x_stoch)), jnp.float32),
+  )
+  losses = jax.jit(
+    lambda p: dmdp.agent.imagination_losses(CFG, AC_T, p, start, jax.random.key(3))[2]
+  )
+  shift = lambda tree: jax.tree.map(lambda v: v + 0.5, tree)
+  base = losses(params)
+  moved_target = losses({**params, "value_target": shift(params["value_target"])})
+  moved_value = losses({**params, "value": shift(params["value"])})
+  # the returns read the target net only; the value loss's prediction reads the value net
+  assert float(moved_target["imag_return"]) != pytest.approx(float(base["imag_return"]))
+  assert float(moved_value["imag_return"]) == pytest.approx(float(base["imag_return"]))
+  assert float(moved_value["imag_value"]) != pytest.approx(float(base["imag_value"]))
+  # and no gradient reaches the target's parameters
+  g = jax.grad(lambda p: sum(dmdp.agent.imagination_losses(CFG, AC_T, p, start, KEY)[:2]))(params)
+  assert all(float(jnp.max(jnp.abs(v))) == 0.0 for v in jax.tree.leaves(g["value_target"]))

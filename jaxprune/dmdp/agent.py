@@ -81,6 +81,10 @@ class AgentConfig:
   """std at raw 0 (softplus(raw + log(exp(init_std) - 1)))"""
   min_std: float = 1e-4
   """lower bound of the actor's std"""
+  target_every: int = 0
+  """updates between copies of the value net into a slow target net, which the lambda-returns
+  bootstrap from (Dreamer v2's slow target, slow_target_update = 100); 0 = no target net, the
+  returns use the value net itself (the release and Dreamer v1)"""
   init: Literal["torch", "flax"] = "torch"
   """actor and value init: torch = the release's (PyTorch defaults, weights and biases
   U(+-1/sqrt(fan_in))); flax = lecun_normal weights, zero biases"""
@@ -106,6 +110,7 @@ class AgentConfig:
       "min_std",
     ):
       require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+    require(self.target_every >= 0, f"target_every must be >= 0 (0: off), got {self.target_every}")
     require(self.explore_std >= 0, f"explore_std must be >= 0, got {self.explore_std}")
     for name in ("actor_hidden", "actor_layers", "value_hidden", "value_layers"):
       require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
@@ -195,14 +200,18 @@ def value_fn(agent_cfg: AgentConfig, value_params, feat_NxF) -> jax.Array:
 
 
 def init_agent(cfg: WorldModelConfig, agent_cfg: AgentConfig, key: jax.Array) -> dict:
-  """``{"model": world-model params, "actor": ..., "value": ...}``."""
+  """``{"model": world-model params, "actor": ..., "value": ...}``, plus ``"value_target"`` (a
+  copy of the value net's) when ``agent_cfg.target_every > 0``."""
   km, ka, kv = jax.random.split(key, 3)
   feat = jnp.zeros((1, cfg.x_deter + cfg.x_stoch), jnp.float32)
-  return {
+  params = {
     "model": wm.init(cfg, km),
     "actor": _actor(cfg, agent_cfg).init(ka, feat),
     "value": _value(agent_cfg).init(kv, feat),
   }
+  if agent_cfg.target_every:
+    params["value_target"] = jax.tree.map(jnp.copy, params["value"])
+  return params
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,10 +271,12 @@ def imagination_losses(
   ``stop_gradient`` of each imagined state, as in the release and Dreamer v1: no gradient runs
   from the actor's input back into earlier states and actions. The value loss is the weighted
   mean of 0.5 (v - stop_grad(R))^2 on stopped features, so it moves only the value parameters.
+  With ``target_every > 0`` the returns bootstrap from the slow target net
+  (``params["value_target"]``) instead of the value net.
   """
   h = agent_cfg.horizon
   model_p = lax.stop_gradient(params["model"])
-  value_p = lax.stop_gradient(params["value"])
+  value_p = lax.stop_gradient(params["value_target" if agent_cfg.target_every else "value"])
   actor_p = params["actor"]
 
   def policy(feat_NxF, k):
@@ -315,18 +326,47 @@ def agent_loss_fn(cfg: WorldModelConfig, agent_cfg: AgentConfig):
   return lambda params, batch, key: agent_loss(cfg, agent_cfg, params, batch, key)
 
 
+def slow_target_update(every: int) -> optax.GradientTransformation:
+  """Sets the update of ``params["value_target"]`` so that every ``every``-th step it becomes
+  the value net's new parameters (``params["value"] + updates["value"]``) and stays otherwise.
+  Goes after the transformation that computes the value update."""
+
+  def init(params):
+    del params
+    return {"count": jnp.zeros([], jnp.int32)}
+
+  def update(updates, state, params):
+    count = state["count"] + 1
+    new_value = optax.apply_updates(params["value"], updates["value"])
+    copy = count % every == 0
+    move = lambda new, old: jnp.where(copy, new - old, jnp.zeros_like(old))
+    updates = {**updates, "value_target": jax.tree.map(move, new_value, params["value_target"])}
+    return updates, {"count": count}
+
+  return optax.GradientTransformation(init, update)
+
+
 def agent_optimizer(agent_cfg: AgentConfig) -> optax.GradientTransformation:
-  """Per group (model, actor, value): global-norm clip, then Adam at the group's rate."""
+  """Per group (model, actor, value): global-norm clip, then Adam at the group's rate; with
+  ``target_every > 0`` the target net gets no gradient step, only :func:`slow_target_update`."""
   group = lambda lr: optax.chain(
     optax.clip_by_global_norm(agent_cfg.grad_clip), optax.adam(lr, eps=agent_cfg.adam_eps)
   )
-  return optax.multi_transform(
-    {
-      "model": group(agent_cfg.model_lr),
-      "actor": group(agent_cfg.actor_lr),
-      "value": group(agent_cfg.value_lr),
-    },
-    lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()},
+  groups = {
+    "model": group(agent_cfg.model_lr),
+    "actor": group(agent_cfg.actor_lr),
+    "value": group(agent_cfg.value_lr),
+  }
+  if not agent_cfg.target_every:
+    return optax.multi_transform(
+      groups, lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
+    )
+  groups["value_target"] = optax.set_to_zero()
+  return optax.chain(
+    optax.multi_transform(
+      groups, lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
+    ),
+    slow_target_update(agent_cfg.target_every),
   )
 
 
