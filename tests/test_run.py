@@ -1,6 +1,7 @@
 """The shared driver (jaxprune.core.run.Run) and its files: lock, config check on resume,
 checkpoint files, metrics.jsonl truncation and damage, NaN guard, file modes, the config CLI."""
 
+import dataclasses
 import json
 import os
 import stat
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxprune.core import config as config_lib
 from jaxprune.core import io
 from jaxprune.core.cache import memoize
 from jaxprune.core.config import check_finite, parse, require
@@ -78,9 +80,39 @@ def test_resume_with_other_config_lists_fields(tmp_path):
     assert run.restore(_state()) is None
 
 
+def test_resume_accepts_a_field_added_since_at_its_default(tmp_path):
+  @dataclasses.dataclass(frozen=True)
+  class Inner:
+    width: int = 8
+    new: int = 0  # a field the old run's code did not have
+
+  @dataclasses.dataclass(frozen=True)
+  class Cfg:
+    lr: float = 0.1
+    inner: Inner = Inner()
+
+  assert config_lib.field_defaults(Cfg(lr=0.5, inner=Inner(new=3))) == {
+    "lr": 0.1,
+    "inner.width": 8,
+    "inner.new": 0,
+  }
+  with Run(str(tmp_path), config={"lr": 0.1, "inner": {"width": 8}}) as run:  # the old run
+    run.save(5, _state(), position=5)
+  with Run(str(tmp_path), config=Cfg()) as run:
+    assert run.restore(_state()) is not None
+  with pytest.raises(ConfigMismatchError, match=r"inner.new: '<absent>' -> 3"):
+    Run(str(tmp_path), config=Cfg(inner=Inner(new=3)))
+
+
 def test_config_diff_flattens_nested_fields():
   assert config_diff({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "c": 2}) == ["a.b: 1 -> 2"]
   assert config_diff({"a": 1}, {"a": 1, "n": 3}, may_change=("n",)) == []
+  # a field added since the old run matches only at its default (the old run's behaviour)
+  assert config_diff({"a": {}}, {"a": {"new": 0}}, defaults={"a.new": 0}) == []
+  assert config_diff({"a": {}}, {"a": {"new": 5}}, defaults={"a.new": 0}) == [
+    "a.new: '<absent>' -> 5"
+  ]
+  assert config_diff({}, {"new": 0}) == ["new: '<absent>' -> 0"]  # no default given
 
 
 def test_restore_truncates_metrics_past_checkpoint(tmp_path):

@@ -93,6 +93,21 @@ def _plain(x):
   return x
 
 
+def field_defaults(cfg) -> dict:
+  """The declared defaults of a config dataclass's fields, flattened (dotted names, nested
+  dataclasses' own declared defaults); fields without a default are left out."""
+  out = {}
+  for f in dataclasses.fields(cfg):
+    value = getattr(cfg, f.name)
+    if dataclasses.is_dataclass(value):
+      out.update({f"{f.name}.{k}": v for k, v in field_defaults(value).items()})
+    elif f.default is not dataclasses.MISSING:
+      out[f.name] = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+      out[f.name] = f.default_factory()
+  return out
+
+
 def flatten(d: Mapping, prefix: str = "") -> dict:
   """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (the flag names of nested fields)."""
   out = {}

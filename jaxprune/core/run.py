@@ -73,14 +73,20 @@ def _jsonable(config) -> dict:
   return json.loads(json.dumps(config, default=str))  # tuples -> lists, numpy -> str
 
 
-def config_diff(old: Mapping, new: Mapping, may_change: Iterable[str] = ()) -> list[str]:
-  """``["name: old -> new", ...]`` over the flattened (dotted) fields, except ``may_change``."""
+def config_diff(
+  old: Mapping, new: Mapping, may_change: Iterable[str] = (), defaults: Mapping | None = None
+) -> list[str]:
+  """``["name: old -> new", ...]`` over the flattened (dotted) fields, except ``may_change``. A
+  field ``old`` lacks (added to the code since) matches when ``new`` holds its default (dotted
+  names in ``defaults``): a default keeps the behaviour the old run had."""
   a, b = config_lib.flatten(old), config_lib.flatten(new)
   skip = set(may_change)
+  defaults = _jsonable(dict(defaults or {}))
+  added_at_default = {k for k in set(b) - set(a) if k in defaults and defaults[k] == b[k]}
   return [
     f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
     for k in sorted(set(a) | set(b))
-    if k not in skip and a.get(k) != b.get(k)
+    if k not in skip and k not in added_at_default and a.get(k) != b.get(k)
   ]
 
 
@@ -115,6 +121,7 @@ class Run:
   ):
     self.workdir = os.path.abspath(workdir)
     self.config = _jsonable(config)
+    self._defaults = config_lib.field_defaults(config) if dataclasses.is_dataclass(config) else {}
     self.may_change = tuple(may_change)
     self.position_key = position_key
     self.metrics_path = os.path.join(self.workdir, "metrics.jsonl")
@@ -207,7 +214,7 @@ class Run:
     meta = self._ckpt.read_meta()
     if meta is None or "config" not in meta:
       return
-    diff = config_diff(meta["config"], self.config, self.may_change)
+    diff = config_diff(meta["config"], self.config, self.may_change, self._defaults)
     if diff:
       raise ConfigMismatchError(
         f"{self.workdir} holds a checkpoint (step {self._ckpt.latest_step()}) of a run with "
