@@ -1,4 +1,5 @@
-"""Compare agent runs: evaluation-return curves in one figure and a table of the last evaluations.
+"""Compare agent runs: evaluation-return curves in one figure, the imagined values in another
+(divergence shows there), and a table of the last evaluations.
 
 Each run is a work directory of ``scripts/train_dmdp.py``; its ``config.json`` names the model,
 the variant and the seed, its ``metrics.jsonl`` holds the evaluations and the training losses.
@@ -47,6 +48,8 @@ def load_run(workdir: str, up_to: int | None = None) -> dict:
     rows = [r for r in rows if r["env_steps"] <= up_to]
   evals = [r for r in rows if r["kind"] == "eval"]
   train = [r for r in rows if r["kind"] == "train"]
+  agent = cfg.get("agent", {})
+  lrs = tuple(agent.get(k) for k in ("model_lr", "actor_lr", "value_lr"))
   return {
     "workdir": workdir,
     "model": cfg["model"],
@@ -59,6 +62,13 @@ def load_run(workdir: str, up_to: int | None = None) -> dict:
     "eval_return": [r["return_mean"] for r in evals],
     "env_steps": max([r["env_steps"] for r in rows], default=0),
     "max_value_loss": max([r.get("value_loss", 0.0) for r in train], default=float("nan")),
+    # "model/actor/value" learning rates ("?" when the config does not say) and the target net
+    "lr": "/".join("?" if v is None else f"{v:g}" for v in lrs),
+    "target_every": agent.get("target_every", 0),
+    "train_steps": [r["env_steps"] for r in train if "imag_value" in r],
+    "imag_value": [r["imag_value"] for r in train if "imag_value" in r],
+    # no return exceeds this: rewards in [0, 1] per env step
+    "max_return": cfg.get("action_repeat", 2) / (1.0 - agent.get("gamma", 0.99)),
   }
 
 
@@ -69,7 +79,8 @@ def summarize(runs: list[dict], last: int) -> list[dict]:
     tail = r["eval_return"][-last:]
     out.append(
       {
-        **{k: r[k] for k in ("model", "variant", "seed", "beta", "env_steps")},
+        **{k: r[k] for k in ("model", "variant", "seed", "beta", "env_steps", "lr")},
+        "target_every": r["target_every"],
         "last_mean": float(np.mean(tail)) if tail else float("nan"),
         "n_last": len(tail),
         "first": r["eval_return"][0] if tail else float("nan"),
@@ -84,32 +95,76 @@ def _beta(b) -> str:
   return "-" if b is None else f"{b:g}"
 
 
+def _setting(r: dict) -> str:
+  """Learning rates (model/actor/value), and the target net when there is one."""
+  return r["lr"] + (f", target every {r['target_every']}" if r["target_every"] else "")
+
+
 def table(rows: list[dict]) -> str:
   """Markdown: one line per run, then the mean over seeds per (model, variant)."""
   lines = [
-    "| model | variant | seed | beta | env steps | first eval | mean of last evals | "
-    "max value loss |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| model | variant | seed | beta | lr (model/actor/value) | env steps | first eval | "
+    "mean of last evals | max value loss |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ]
-  for r in sorted(rows, key=lambda r: (r["variant"], r["model"], r["seed"])):
+  for r in sorted(rows, key=lambda r: (r["variant"], r["model"], r["lr"], r["seed"])):
     lines.append(
-      f"| {r['model']} | {r['variant']} | {r['seed']} | {_beta(r['beta'])} | "
+      f"| {r['model']} | {r['variant']} | {r['seed']} | {_beta(r['beta'])} | {_setting(r)} | "
       f"{r['env_steps']:,} | {r['first']:.1f} | {r['last_mean']:.1f} "
       f"(last {r['n_last']}) | {r['max_value_loss']:.3g} |"
     )
   groups: dict = {}
   for r in rows:
-    groups.setdefault((r["variant"], r["model"]), []).append(r["last_mean"])
+    groups.setdefault((r["variant"], r["model"], _setting(r)), []).append(r["last_mean"])
   lines += [
     "",
-    "| variant | model | seeds | mean of last evals, over seeds |",
-    "| --- | --- | --- | --- |",
+    "| variant | model | lr (model/actor/value) | seeds | mean of last evals, over seeds |",
+    "| --- | --- | --- | --- | --- |",
   ]
-  for (variant, model), v in sorted(groups.items()):
+  for (variant, model, setting), v in sorted(groups.items()):
     lines.append(
-      f"| {variant} | {model} | {len(v)} | {np.mean(v):.1f} ({', '.join(f'{x:.1f}' for x in v)}) |"
+      f"| {variant} | {model} | {setting} | {len(v)} | {np.mean(v):.1f} "
+      f"({', '.join(f'{x:.1f}' for x in v)}) |"
     )
   return "\n".join(lines)
+
+
+def _label(r: dict, runs: list[dict]) -> str:
+  settings = {_setting(x) for x in runs}
+  lr = f", lr {_setting(r)}" if len(settings) > 1 else ""
+  return f"{r['model']} (beta {_beta(r['beta'])}{lr}) seed {r['seed']}"
+
+
+def values_figure(runs: list[dict]):
+  """The mean imagined value of each training phase against env steps (symlog), one panel per
+  variant, with the largest return any policy can reach: a curve far above it has diverged."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  variants = sorted({r["variant"] for r in runs})
+  fig, axes = plt.subplots(
+    1, len(variants), figsize=(5.5 * len(variants), 3.8), squeeze=False, sharey=True
+  )
+  for ax, variant in zip(axes[0], variants):
+    these = sorted(
+      (r for r in runs if r["variant"] == variant),
+      key=lambda r: (r["model"], _setting(r), r["seed"]),
+    )
+    for i, r in enumerate(these):
+      ax.plot(r["train_steps"], r["imag_value"], lw=1.0, color=f"C{i}", label=_label(r, runs))
+    ax.axhline(max(r["max_return"] for r in these), color="k", ls=":", lw=1, label="largest return")
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set(
+      title=f"{runs[0]['env']}, {variant}",
+      xlabel="env steps",
+      ylabel="mean imagined value (symlog)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  fig.tight_layout()
+  return fig
 
 
 def figure(runs: list[dict]):
@@ -136,7 +191,7 @@ def figure(runs: list[dict]):
         lw=1.2,
         color=colours.get(r["model"], "k"),
         ls="-" if r["seed"] % 2 == 0 else "--",
-        label=f"{r['model']} (beta {_beta(r['beta'])}) seed {r['seed']}",
+        label=_label(r, runs),
       )
     ax.set(
       title=f"{runs[0]['env']}, {variant}",
@@ -150,15 +205,17 @@ def figure(runs: list[dict]):
 
 
 def compare(cfg: CompareConfig) -> list[dict]:
-  """Load the runs, write ``compare.png`` / ``compare.md`` / ``compare.json``; returns rows."""
+  """Load the runs, write ``compare.png`` / ``values.png`` / ``compare.md`` / ``compare.json``;
+  returns the rows."""
   import matplotlib.pyplot as plt
 
   runs = [load_run(w, cfg.up_to) for w in cfg.runs]
   rows = summarize(runs, cfg.last)
   os.makedirs(cfg.out, exist_ok=True)
-  fig = figure(runs)
-  io.save_figure(os.path.join(cfg.out, "compare.png"), fig)
-  plt.close(fig)
+  for name, make in (("compare.png", figure), ("values.png", values_figure)):
+    fig = make(runs)
+    io.save_figure(os.path.join(cfg.out, name), fig)
+    plt.close(fig)
   io.save_text(os.path.join(cfg.out, "compare.md"), table(rows) + "\n")
   io.save_json(os.path.join(cfg.out, "compare.json"), rows)
   return rows
