@@ -46,6 +46,21 @@ def create_state(params, optimizer: optax.GradientTransformation, key: jax.Array
   return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.int32(0), key=key)
 
 
+# XLA's cheapest compile: for programs that run once (parameter initialisation), where compile
+# time is all the cost. A world model's init is mostly threefry draws: on 2 CPU cores it compiles
+# in 5 s instead of 37 s this way; the values agree with the optimised build to an ulp (1e-8).
+ONCE_COMPILER_OPTIONS = {
+  "xla_backend_optimization_level": 0,
+  "xla_llvm_disable_expensive_passes": True,
+}
+
+
+def jit_once(fun: Callable, **jit_kwargs) -> Callable:
+  """``jax.jit(fun, **jit_kwargs)`` compiled with :data:`ONCE_COMPILER_OPTIONS` (no XLA
+  optimisation): for a function called once, such as an init."""
+  return jax.jit(fun, compiler_options=ONCE_COMPILER_OPTIONS, **jit_kwargs)
+
+
 def step_key(state: TrainState) -> jax.Array:
   """The key of the current step: ``fold_in(base_key, step)`` (a resumed run draws the same)."""
   return jax.random.fold_in(state.key, state.step)

@@ -380,6 +380,11 @@ def fit(
       state = restored[0]
   if mesh is not None:
     state = jax.device_put(state, NamedSharding(mesh, P()))
+  else:
+    # committed to where they are, like restored arrays: a fresh and a resumed fit then share
+    # one compilation of the dispatch (committed-ness is part of jit's cache key)
+    commit = lambda x: jax.device_put(x, x.sharding) if isinstance(x, jax.Array) else x
+    state = jax.tree.map(commit, state)
   dispatch = jitted_dispatch(step, mesh)
   start = _current_step(state)
   pending: list[tuple[int, dict]] = []  # (first step, stacked metrics) not yet fetched

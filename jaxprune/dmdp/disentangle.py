@@ -32,6 +32,7 @@ frame index is recorded but not probed (an index into a procedural clip has no l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -91,8 +92,8 @@ class DisentangleConfig:
   updates: int = 800
   """world-model updates per model (each seed); the default fits the hour on 2 CPU cores"""
   probe_at: tuple[int, ...] = (100, 200, 400)
-  """earlier update counts at which the probes run too (the trend over budgets: r2_trend.png);
-  the table and the claims are at ``updates``"""
+  """earlier update counts at which the first probe of ``probes`` runs too (the trend over
+  budgets: r2_trend.png); the table and the claims are at ``updates``, with every probe"""
   batch: int = 16
   """sequences per update"""
   seq_len: int = 16
@@ -111,6 +112,8 @@ class DisentangleConfig:
   """time steps shown in the factor pictures"""
   workdir: str = "runs/disentangle"
   """outputs (table, CSV, pictures, summary.json) and the resumable data / model runs"""
+  jobs: int = 2
+  """(task, variant) conditions run at once, one process each"""
   progress: bool = True
   """progress bars"""
 
@@ -123,6 +126,7 @@ class DisentangleConfig:
       require(f in FACTORS, f"unknown factor {f!r}; choose from {FACTORS}")
     require(len(self.probes) >= 1, "give at least one probe")
     require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+    require(self.jobs >= 1, f"jobs must be >= 1, got {self.jobs}")
     require(self.train_episodes >= 1, f"train_episodes must be >= 1, got {self.train_episodes}")
     require(
       self.probe_episodes >= 3,
@@ -377,7 +381,10 @@ def _probe_config_record(cfg: DisentangleConfig, factors: tuple[str, ...]) -> di
 
 
 def run(cfg: DisentangleConfig) -> dict:
-  """Run every (task, variant, model); write the outputs (module docstring); return the summary."""
+  """Run every (task, variant, model); write the outputs (module docstring); return the summary.
+
+  The (task, variant) conditions run in ``jobs`` processes at once (each condition's data,
+  models and probes in one process; one XLA program of these sizes keeps about one core busy)."""
   t_start = time.perf_counter()
   wm_cfgs = {
     (t, v, m): world_model_config(cfg, m, t, v)
@@ -390,70 +397,95 @@ def run(cfg: DisentangleConfig) -> dict:
   for (t, v, m), wc in wm_cfgs.items():
     plan[(t, v, m)] = factors_to_probe(cfg, m, offline.factors_of(wc))
   os.makedirs(cfg.workdir, exist_ok=True)
+  conds = [(t, v) for t in cfg.tasks for v in cfg.variants]
+  args = [(cfg, t, v, plan, width) for t, v in conds]
+  jobs = min(cfg.jobs, len(conds))
+  if jobs > 1:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (forking a process that holds XLA threads is unsafe)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+      results = list(pool.map(_run_condition, *zip(*args)))
+  else:
+    results = [_run_condition(*a) for a in args]
   rows, timings, claims = [], {}, {}
-  u_end = cfg.updates
-  for task in cfg.tasks:
-    for variant in cfg.variants:
-      cond = f"{task}/{variant}"
-      t0 = time.perf_counter()
-      size = wm_cfgs[(task, variant, cfg.models[0])].image_size
-      source = "random" if cfg.policy_workdir is None else "agent"
-      data_path = os.path.join(cfg.workdir, "data", f"{task}_{variant}_{size}px_{source}.npz")
-      eps = _collect(cfg, task, variant, data_path, size)
-      timings[f"{cond}/data_s"] = time.perf_counter() - t0
-      train_eps = {k: v[: cfg.train_episodes] for k, v in eps.items()}
-      probe_eps = {k: v[cfg.train_episodes :] for k, v in eps.items()}
-      targets = probe_targets(probe_eps, task, variant)
-      for model in cfg.models:
-        wc = wm_cfgs[(task, variant, model)]
-        model_dir = os.path.join(cfg.workdir, "models", f"{task}_{variant}", model)
-        for updates in sorted(set(cfg.probe_at) | {cfg.updates}):
-          ids = {"task": task, "variant": variant, "model": model, "updates": updates}
-          done_path = os.path.join(model_dir, "probes", f"{updates:08d}.json")
-          probe_cfg = _probe_config_record(cfg, plan[(task, variant, model)])
-          if os.path.exists(done_path) and updates != cfg.updates:
-            saved = io.read_json(done_path)
-            if saved["probe_config"] == probe_cfg:  # probed before a stop, with these settings
-              rows += [{**ids, **r} for r in saved["rows"]]
-              continue
-          t0 = time.perf_counter()
-          states, _ = offline.train(
-            wc,
-            train_eps,
-            seed=cfg.seed,
-            num_seeds=cfg.seeds,
-            updates=updates,
-            batch=cfg.batch,
-            seq_len=cfg.seq_len,
-            learning_rate=cfg.learning_rate,
-            workdir=model_dir,
-            config=_model_config_record(cfg, wc),
-            progress=cfg.progress,
-            desc=f"{model} {cond}",
-          )
-          done = int(np.max(jax.device_get(states.step)))
-          if done != updates:  # a finished longer run in the workdir cannot go back
-            warnings.warn(
-              f"{model} {cond}: the work directory holds {done} updates, more than {updates}; "
-              "no probes at that budget (use a new --workdir for the whole trend)",
-              stacklevel=2,
-            )
-            continue
-          timings[f"{cond}/{model}/{updates}/train_s"] = time.perf_counter() - t0
-          t0 = time.perf_counter()
-          feats = offline.factor_features(
-            wc, states.params, probe_eps, key=_key(cfg, PROBE_SALT, task, variant, model)
-          )
-          pkey = _key(cfg, PROBE_SALT, model)
-          table = probe_table(cfg, feats, targets, plan[(task, variant, model)], pkey, width=width)
-          io.save_json(done_path, {"probe_config": probe_cfg, "rows": table})
-          rows += [{**ids, **r} for r in table]
-          timings[f"{cond}/{model}/{updates}/probe_s"] = time.perf_counter() - t0
-        _save_pictures(cfg, wc, states, probe_eps, task, variant, model)
-      here = [r for r in rows if (r["task"], r["variant"], r["updates"]) == (task, variant, u_end)]
-      claims[cond] = check_claims(here)
+  for (task, variant), (c_rows, c_claims, c_timings) in zip(conds, results):
+    rows += c_rows
+    claims[f"{task}/{variant}"] = c_claims
+    timings.update(c_timings)
   write_outputs(cfg, rows, claims, timings, time.perf_counter() - t_start)
+  u_end = cfg.updates
   return {"rows": [r for r in rows if r["updates"] == u_end], "trend": rows, "claims": claims}
+
+
+def _run_condition(cfg: DisentangleConfig, task: str, variant: str, plan: dict, width: int):
+  """Data, models and probes of one (task, variant): ``(rows, claims, timings)``. At the
+  ``probe_at`` budgets only the first probe of ``cfg.probes`` runs (ridge by default: the MLP
+  probes cost about a minute per model and budget); all of them at ``updates``."""
+  rows, timings = [], {}
+  u_end = cfg.updates
+  cond = f"{task}/{variant}"
+  t0 = time.perf_counter()
+  wcs = {m: world_model_config(cfg, m, task, variant) for m in cfg.models}
+  size = wcs[cfg.models[0]].image_size
+  source = "random" if cfg.policy_workdir is None else "agent"
+  data_path = os.path.join(cfg.workdir, "data", f"{task}_{variant}_{size}px_{source}.npz")
+  eps = _collect(cfg, task, variant, data_path, size)
+  timings[f"{cond}/data_s"] = time.perf_counter() - t0
+  train_eps = {k: v[: cfg.train_episodes] for k, v in eps.items()}
+  probe_eps = {k: v[cfg.train_episodes :] for k, v in eps.items()}
+  targets = probe_targets(probe_eps, task, variant)
+  for model in cfg.models:
+    wc = wcs[model]
+    model_dir = os.path.join(cfg.workdir, "models", f"{task}_{variant}", model)
+    for updates in sorted(set(cfg.probe_at) | {cfg.updates}):
+      ids = {"task": task, "variant": variant, "model": model, "updates": updates}
+      done_path = os.path.join(model_dir, "probes", f"{updates:08d}.json")
+      here = cfg if updates == u_end else dataclasses.replace(cfg, probes=cfg.probes[:1])
+      probe_cfg = _probe_config_record(here, plan[(task, variant, model)])
+      if os.path.exists(done_path) and updates != u_end:
+        saved = io.read_json(done_path)
+        if saved["probe_config"] == probe_cfg:  # probed before a stop, with these settings
+          rows += [{**ids, **r} for r in saved["rows"]]
+          continue
+      t0 = time.perf_counter()
+      states, _ = offline.train(
+        wc,
+        train_eps,
+        seed=cfg.seed,
+        num_seeds=cfg.seeds,
+        updates=updates,
+        batch=cfg.batch,
+        seq_len=cfg.seq_len,
+        learning_rate=cfg.learning_rate,
+        workdir=model_dir,
+        config=_model_config_record(cfg, wc),
+        progress=cfg.progress,
+        desc=f"{model} {cond}",
+      )
+      done = int(np.max(jax.device_get(states.step)))
+      if done != updates:  # a finished longer run in the workdir cannot go back
+        warnings.warn(
+          f"{model} {cond}: the work directory holds {done} updates, more than {updates}; "
+          "no probes at that budget (use a new --workdir for the whole trend)",
+          stacklevel=2,
+        )
+        continue
+      timings[f"{cond}/{model}/{updates}/train_s"] = time.perf_counter() - t0
+      t0 = time.perf_counter()
+      feats = offline.factor_features(
+        wc, states.params, probe_eps, key=_key(cfg, PROBE_SALT, task, variant, model)
+      )
+      pkey = _key(cfg, PROBE_SALT, model)
+      table = probe_table(here, feats, targets, plan[(task, variant, model)], pkey, width=width)
+      io.save_json(done_path, {"probe_config": probe_cfg, "rows": table})
+      rows += [{**ids, **r} for r in table]
+      timings[f"{cond}/{model}/{updates}/probe_s"] = time.perf_counter() - t0
+    _save_pictures(cfg, wc, states, probe_eps, task, variant, model)
+  final = [r for r in rows if r["updates"] == u_end]
+  return rows, check_claims(final), timings
 
 
 def _save_pictures(cfg, wc, states, probe_eps, task, variant, model) -> None:

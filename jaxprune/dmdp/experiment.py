@@ -59,7 +59,7 @@ from jaxprune.core import io
 from jaxprune.core.cache import memoize
 from jaxprune.core.checkpoint import CheckpointError
 from jaxprune.core.config import check_finite, require
-from jaxprune.core.loop import TrainState, create_state, make_update, run_steps
+from jaxprune.core.loop import TrainState, create_state, jit_once, make_update, run_steps
 from jaxprune.core.run import NonFiniteError, Run
 from jaxprune.core.sharding import DATA_AXIS, data_mesh
 from jaxprune.dmdp import agent as agent_lib
@@ -384,7 +384,7 @@ def _init_fn(wm_cfg: WorldModelConfig, ag_cfg: AgentConfig, mesh: Mesh) -> Calla
       params, agent_lib.agent_optimizer(ag_cfg), jax.random.fold_in(key, TRAIN_SALT)
     )
 
-  return jax.jit(init, out_shardings=NamedSharding(mesh, P()))
+  return jit_once(init, out_shardings=NamedSharding(mesh, P()))
 
 
 def check_finite_updates(metrics: dict, *, first_update: int, env_steps: int) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from jax import lax
 
 from jaxprune.core.cache import memoize
-from jaxprune.core.loop import TrainState, create_state, make_update
+from jaxprune.core.loop import TrainState, create_state, jit_once, make_update
 from jaxprune.core.run import fit
 from jaxprune.dmdp import losses
 from jaxprune.dmdp import model as wm
@@ -102,7 +102,7 @@ def _init_states(cfg: WorldModelConfig, num_seeds: int, learning_rate: float) ->
 
     return jax.vmap(one)(jnp.arange(num_seeds))
 
-  return jax.jit(init)
+  return jit_once(init)
 
 
 def train(
