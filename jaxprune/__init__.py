@@ -23,10 +23,11 @@ from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run, WorkdirI
 from jaxprune.core.sharding import data_mesh, initialize_distributed
 from jaxprune.models.classifier import Classifier, ClassifierConfig, accuracy
 from jaxprune.models.classifier import build as build_classifier
-from jaxprune.pruning.curve import CurveConfig
+from jaxprune.pruning.curve import CurveConfig, aggregate
 from jaxprune.pruning.curve import run as run_curve
 from jaxprune.pruning.data import (
   Dataset,
+  downsample,
   load,
   load_digits,
   load_embeddings,
@@ -38,6 +39,8 @@ from jaxprune.pruning.data import (
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
 from jaxprune.pruning.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
+from jaxprune.pruning.npm_data import fetch as fetch_npm_dataset
+from jaxprune.pruning.pool_scaling import best_fraction, exponents, hard_minus_easy
 from jaxprune.pruning.prune import PruneConfig
 from jaxprune.pruning.prune import run as run_prune
 from jaxprune.pruning.scores import (
@@ -53,6 +56,7 @@ from jaxprune.pruning.supervised import (
   Tracked,
   ensemble_fns,
   fit_ensemble,
+  grand_of,
   make_tracked_step,
   supervised_metrics,
   supervised_scores,
@@ -77,6 +81,13 @@ def __getattr__(name):
 
 
 __all__ = [
+  "aggregate",
+  "best_fraction",
+  "downsample",
+  "exponents",
+  "fetch_npm_dataset",
+  "grand_of",
+  "hard_minus_easy",
   "dmdp",
   "replay",
   "CheckpointError",

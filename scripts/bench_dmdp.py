@@ -8,6 +8,7 @@ ratio to the refs' PyTorch figure (measured in another run). See jaxprune/dmdp/b
 """
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.dmdp import benchmark
 
 
@@ -16,4 +17,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

@@ -11,6 +11,7 @@ iteration), the ratio to each peer and to a float32 matmul timed in the same run
 """
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.pruning.benchmark import BenchKMeansConfig, bench_kmeans
 
 
@@ -19,4 +20,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

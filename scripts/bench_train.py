@@ -7,6 +7,7 @@ per-step jitted Python loop, same model, same on-device data, same steps, in one
 """
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.pruning.benchmark import BenchTrainConfig, bench_train
 
 
@@ -15,4 +16,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

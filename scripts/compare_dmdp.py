@@ -8,6 +8,7 @@ and per (variant, model) over seeds), compare.json.
 """
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.dmdp.report import CompareConfig, compare, table
 
 
@@ -19,4 +20,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

@@ -3,6 +3,7 @@ positions and to the noise (background intensity, sensor noise, camera jitter) o
 
   python scripts/disentangle.py                       # the default budget (2 tasks x 2 variants)
   python scripts/disentangle.py --quick               # the tests' run: one task and variant, tiny
+  python scripts/disentangle.py --updates 800 --probe_at 100 200 400 --workdir runs/dis800
   python scripts/disentangle.py --tasks walker_walk --variants video_background_camera_jitter \
       --updates 2000 --workdir runs/disentangle_jitter
 
@@ -15,6 +16,7 @@ data/ and models/ hold the episodes and the world models' runs (a rerun resumes)
 import sys
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.dmdp import disentangle
 
 
@@ -38,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

@@ -7,6 +7,7 @@ python scripts/prune.py --score el2n --classifier.model resnet18 --classifier.au
 """
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.pruning import prune
 
 
@@ -18,4 +19,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

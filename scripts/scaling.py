@@ -9,6 +9,7 @@ exponents.
 """
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.theory import ScalingConfig, run_scaling
 
 
@@ -23,4 +24,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

@@ -13,6 +13,7 @@ accuracy. Resumes from the last checkpoint in --workdir (a run of another config
 import json
 
 from jaxprune.core.config import parse
+from jaxprune.core.run import cli
 from jaxprune.pruning import train_subset
 
 
@@ -29,4 +30,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main)

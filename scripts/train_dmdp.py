@@ -20,6 +20,7 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before dm_control loads
 
+from jaxprune.core.run import cli  # noqa: E402
 from jaxprune.dmdp import experiment  # noqa: E402
 
 
@@ -34,4 +35,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli(main, experiment.ValueDivergedError)

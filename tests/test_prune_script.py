@@ -66,7 +66,17 @@ def test_tfds_mock_data(tmp_path):
     assert ds.images.shape == (40, 28, 28, 1) and ds.images.dtype == np.uint8
     assert ds.labels.shape == (40,)
     wd = str(tmp_path / "mnist")
-    s = run(PruneConfig(data="mnist", k=4, fraction=0.25, mode="easy", workdir=wd, progress=False))
+    s = run(
+      PruneConfig(
+        data="mnist",
+        embedding="pixels",
+        k=4,
+        fraction=0.25,
+        mode="easy",
+        workdir=wd,
+        progress=False,
+      )
+    )
   assert s["n"] == 40 and s["kept"] == 10
   z, kept = _check_outputs(wd, 40, 10)
   assert z["score"][kept].max() <= np.delete(z["score"], kept).min()

@@ -23,6 +23,7 @@ from jaxprune.core.run import (
   NonFiniteError,
   Run,
   WorkdirInUseError,
+  cli,
   config_diff,
 )
 
@@ -56,10 +57,36 @@ def test_stale_lock_of_dead_process_is_taken_over(tmp_path):
 
 def test_second_process_on_a_workdir_in_use_exits_with_message(tmp_path):
   with Run(str(tmp_path)):
-    prog = f"from jaxprune.core.run import Run; Run({str(tmp_path)!r})"
+    prog = f"from jaxprune.core.run import Run, cli; cli(lambda: Run({str(tmp_path)!r}))"
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=300)
-  assert r.returncode != 0
+  # the scripts' entry point: status 1, one line naming the error and the owner, no traceback
+  assert r.returncode == 1
   assert "WorkdirInUseError" in r.stderr and f"process {os.getpid()}" in r.stderr
+  assert "Traceback" not in r.stderr
+
+
+def test_cli_stops_cleanly_only_on_run_errors(monkeypatch):
+  def fails(e):
+    def main():
+      raise e
+
+    return main
+
+  with pytest.raises(SystemExit) as stop:
+    cli(fails(ConfigMismatchError("fields differ: lr")))
+  assert stop.value.code == "error (ConfigMismatchError): fields differ: lr"
+
+  class Diverged(RuntimeError):
+    pass
+
+  with pytest.raises(SystemExit, match="Diverged"):
+    cli(fails(Diverged("value 1e4")), Diverged)
+  with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+    cli(fails(ZeroDivisionError("x")), Diverged)
+  monkeypatch.setenv("JAXPRUNE_TRACEBACK", "1")
+  with pytest.raises(ConfigMismatchError):
+    cli(fails(ConfigMismatchError("fields differ: lr")))
+  assert cli(lambda: 7) == 7
 
 
 def test_resume_with_other_config_lists_fields(tmp_path):

@@ -24,7 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_prune_then_train_on_digits(tmp_path):
-  run_prune(PruneConfig(fraction=0.5, workdir=str(tmp_path / "p"), progress=False))
+  run_prune(
+    PruneConfig(fraction=0.5, embedding="pixels", workdir=str(tmp_path / "p"), progress=False)
+  )
   res = train_subset.run(
     SubsetTrainConfig(
       kept=str(tmp_path / "p" / "kept_indices.npy"),
@@ -117,6 +119,43 @@ def test_prune_curve_tiny_and_resume(tmp_path):
     curve.run(dataclasses.replace(cfg, classifier=ClassifierConfig(steps=40)))
   rows3 = curve.run(dataclasses.replace(cfg, modes=("hard",)))
   assert len(rows3) == len(rows)
+
+
+def test_prune_curve_pool_axis_and_scorer_seeds(tmp_path):
+  """The --quick preset (the scaling experiment's pool axis on two pools of the digits)."""
+  wd = str(tmp_path / "pools")
+  cfg = dataclasses.replace(curve.quick(), workdir=wd, progress=False)
+  assert cfg.pool_sizes == (400, 200) and cfg.scorer_seeds == 2 and cfg.fractions == (0.5,)
+  rows = curve.run(cfg)
+  # per pool: full, random, el2n x 2 modes, ssl_prototypes x 2 modes x 2 scorer seeds
+  assert sorted(r["pool"] for r in rows) == [200] * 8 + [400] * 8
+  for r in rows:
+    assert r["n_kept"] == (r["pool"] if r["score"] == "full" else r["pool"] // 2)
+  ssl = [r for r in rows if r["score"] == "ssl_prototypes" and r["pool"] == 200]
+  assert sorted((r["mode"], r["scorer"]) for r in ssl) == [
+    ("easy", 0),
+    ("easy", 1),
+    ("hard", 0),
+    ("hard", 1),
+  ]
+  # the two scorer seeds' k-means differ, so do their scores
+  s0 = np.load(os.path.join(wd, "scores_pool200_ssl_prototypes.npy"))
+  s1 = np.load(os.path.join(wd, "scores_pool200_ssl_prototypes_s1.npy"))
+  assert s0.shape == s1.shape == (200,) and not np.allclose(s0, s1)
+  agg = {(r["pool"], r["score"], r["mode"]): r for r in curve.aggregate(rows)}
+  a = agg[200, "ssl_prototypes", "hard"]
+  pooled = [x for r in ssl if r["mode"] == "hard" for x in r["acc_seeds"]]
+  assert a["scorers"] == 2 and a["acc_mean"] == pytest.approx(np.mean(pooled))
+  want = np.std([r["acc_mean"] for r in ssl if r["mode"] == "hard"])
+  assert a["scorer_std"] == pytest.approx(want)
+  for f in ("scaling_error.png", "scaling_strategy.png", "scaling.json", "table.txt"):
+    assert os.path.getsize(os.path.join(wd, f)) > 0
+  assert "pool of 200" in curve.table(rows) and "pool of 400" in curve.table(rows)
+  # a rerun with a third pool trains only that pool's points
+  rows2 = curve.run(dataclasses.replace(cfg, pool_sizes=(400, 200, 100)))
+  assert len(rows2) == len(rows) + 8
+  with pytest.raises(ValueError, match="exceed the train split"):
+    curve.run(dataclasses.replace(cfg, pool_sizes=(5000,)))
 
 
 def test_prune_curve_script_on_tfds_mock(tmp_path):

@@ -52,6 +52,28 @@ def test_class_balance_quota():
   np.testing.assert_array_equal(kept, [0, 1, 2, 3, 6])
 
 
+@pytest.mark.parametrize("mode", ["hard", "easy"])
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.7])
+@pytest.mark.parametrize("balance", [0.5, 1.0])
+def test_class_balance_keeps_every_class_its_share_when_imbalanced(mode, fraction, balance):
+  # 60 / 30 / 10 examples; the scores put class 2 at the easy end and class 0 at the hard end,
+  # so without balance keep-hard drops class 2 and keep-easy drops class 0 entirely
+  y = np.repeat([0, 1, 2], [60, 30, 10])
+  s = np.concatenate([np.linspace(2, 3, 60), np.linspace(1, 2, 30), np.linspace(0, 1, 10)])
+  loser, n_loser = (2, 10) if mode == "hard" else (0, 60)
+  plain = select(s, fraction=fraction, mode=mode)
+  starved = len(plain) <= 100 - n_loser  # the budget fits in the other classes
+  if starved:
+    assert (y[plain] == loser).sum() == 0
+  kept = select(s, fraction=fraction, mode=mode, labels=y, class_balance=balance)
+  assert len(kept) == len(plain)  # the budget does not change
+  counts = np.bincount(y[kept], minlength=3)
+  quota = np.floor(balance * fraction * np.array([60, 30, 10]))
+  assert np.all(counts >= quota), (counts, quota)
+  if starved:
+    assert counts[loser] == quota[loser]  # the losing class gets exactly its floor
+
+
 @pytest.mark.parametrize("f", [0.0, -0.1, 1.01, float("nan"), "half"])
 def test_bad_fraction_raises(f):
   with pytest.raises(ValueError, match="fraction"):

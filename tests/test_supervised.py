@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxprune.core.loop import TrainState, epoch_batch_indices, steps_per_epoch, to_device
 from jaxprune.core.run import jitted_dispatch
@@ -13,8 +14,12 @@ from jaxprune.pruning.supervised import (
   classifier_ensemble_fns,
   ensemble_fns,
   fit_ensemble,
+  grand_of,
   make_tracked_step,
   model_keys,
+  score_step,
+  scoring_steps,
+  supervised_metrics,
   supervised_scores,
   track,
   train_classifiers,
@@ -172,3 +177,85 @@ def test_subsets_of_one_size_compile_once():
   assert not np.allclose(p1["head"]["kernel"], p2["head"]["kernel"])  # it did train on it
   train(np.arange(0, 30))  # another size: its own step, its own compilations
   assert fns(30)[2] is not fns(40)[2]
+
+
+# ---------------------------------------------------------------------------------------------
+# Paul et al.'s protocol in supervised_metrics: EL2N early, GraNd at init, forgetting over all
+
+
+def _protocol_setup():
+  rng = np.random.default_rng(1)
+  images = rng.integers(0, 255, (40, 8, 8, 1)).astype(np.uint8)
+  labels = rng.integers(0, 3, 40).astype(np.int32)
+  cfg = ClassifierConfig(width=4, steps=12, batch_size=8, steps_per_dispatch=4, lr=1e-2)
+  clf, init_S, step_S = classifier_ensemble_fns(cfg, 3, (8, 8, 1), 40, 8, True, None)
+  return images, labels, cfg, clf, init_S, step_S
+
+
+def _trained_to(init_S, step_S, data, key, steps):
+  return fit_ensemble(
+    init_S,
+    step_S,
+    data,
+    key=key,
+    num_models=3,
+    num_steps=steps,
+    steps_per_dispatch=4,
+    progress=False,
+  )
+
+
+def test_el2n_is_taken_at_the_configured_step_and_forgetting_over_the_whole_run():
+  images, labels, cfg, clf, init_S, step_S = _protocol_setup()
+  key = jax.random.key(5)
+  got = supervised_metrics(
+    cfg, images, labels, num_classes=3, key=key, num_models=3, score_at=0.25, grand_at="score_at"
+  )
+  data = to_device(images, labels)
+  x = clf.preprocess_eval(data.images)
+  el2n_at = lambda st: np.asarray(el2n(clf.apply_fn, st.train.params, x, labels, num_classes=3))
+  at3, at12 = _trained_to(init_S, step_S, data, key, 3), _trained_to(init_S, step_S, data, key, 12)
+  assert int(at3.step[0]) == 3 and int(at12.step[0]) == 12
+  np.testing.assert_allclose(got["el2n"], el2n_at(at3), rtol=1e-5, atol=1e-6)
+  assert np.abs(got["el2n"] - el2n_at(at12)).max() > 1e-3  # not the final models' EL2N
+  grand_at3 = grand_of(at3.train.params, clf.apply_fn, x, labels)
+  np.testing.assert_allclose(got["grand"], grand_at3, rtol=1e-5, atol=1e-6)
+  want = forgetting(np.asarray(at12.forgets).mean(0), np.asarray(at12.learned).all(0))
+  np.testing.assert_array_equal(got["forgetting"], np.asarray(want))
+  assert np.asarray(at12.forgets).sum() > np.asarray(at3.forgets).sum() >= 0
+
+
+def test_grand_at_init_is_the_mean_over_initialisations_of_per_example_norms():
+  images, labels, cfg, clf, init_S, _ = _protocol_setup()
+  key = jax.random.key(7)
+  got = supervised_metrics(
+    cfg, images[:10], labels[:10], num_classes=3, key=key, num_models=3, epochs=1
+  )["grand"]
+  params = init_S(model_keys(key, 3)).train.params
+  x = np.asarray(clf.preprocess_eval(jnp.asarray(images[:10])))
+
+  def loss(p, xi, yi):
+    return optax.softmax_cross_entropy_with_integer_labels(clf.apply_fn(p, xi[None])[0], yi)
+
+  want = np.zeros(10)
+  for m in range(3):  # one model, one example at a time
+    p = jax.tree.map(lambda v: v[m], params)
+    for i in range(10):
+      g = jax.grad(loss)(p, x[i], labels[i])
+      want[i] += np.sqrt(sum(float(jnp.sum(v**2)) for v in jax.tree.leaves(g))) / 3
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_scoring_run_length_and_step():
+  cfg = ClassifierConfig(steps=300, batch_size=64)
+  assert scoring_steps(cfg, 1348, None) == 300
+  assert scoring_steps(cfg, 1348, 2) == 2 * steps_per_epoch(1348, 64)
+  assert score_step(300, 0.1) == 30 and score_step(5, 0.01) == 1 and score_step(300, 1.0) == 300
+  for bad in (0.0, 1.5, float("nan")):
+    with pytest.raises(ValueError, match="score_at"):
+      score_step(300, bad)
+  images, labels, cfg, *_ = _protocol_setup()
+  with pytest.raises(ValueError, match="grand_at"):
+    supervised_metrics(
+      cfg, images, labels, num_classes=3, key=jax.random.key(0), num_models=1, grand_at="end"
+    )

@@ -93,10 +93,11 @@ def test_threshold_keeps_fraction():
     (0.4, "hard", 0.2),
     (0.4, "easy", 0.6),
   ]:
-    gamma = theory.threshold(f, theta, mode)
-    m = np.sign(t) * (np.cos(theta) * t + np.sin(theta) * u)
-    kept = np.mean(m < gamma) if mode == "hard" else np.mean(m > gamma)
-    assert abs(kept - f) < 3e-3
+    p = np.cos(theta) * t + np.sin(theta) * u
+    for margin, m in (("signed", np.sign(t) * p), ("abs", np.abs(p))):
+      gamma = theory.threshold(f, theta, mode, margin)
+      kept = np.mean(m < gamma) if mode == "hard" else np.mean(m > gamma)
+      assert abs(kept - f) < 3e-3, (margin, theta, mode)
   # theta = 0, hard: keep |t| < gamma with 2 Phi(gamma) - 1 = f
   from scipy.stats import norm
 
@@ -165,10 +166,47 @@ def test_perfect_probe_solver_matches_the_two_angle_solver():
   f = np.array([0.5, 1.0, 0.25, 0.25, 0.1])
   m = np.array(["hard", "hard", "hard", "easy", "hard"])
   plane = theory.theory(alpha_tot=a, f=f, mode=m)
-  general = theory.theory(alpha_tot=a, f=f, mode=m, theta=1e-4)
-  assert plane.converged.all() and general.converged.all()
-  np.testing.assert_allclose(plane.error, general.error, rtol=1e-5)
-  np.testing.assert_allclose(plane.kappa, general.kappa, rtol=1e-5)
+  for margin in ("abs", "signed"):  # at theta -> 0 both margins are |T.x|
+    general = theory.theory(alpha_tot=a, f=f, mode=m, theta=1e-4, margin=margin)
+    assert plane.converged.all() and general.converged.all()
+    np.testing.assert_allclose(plane.error, general.error, rtol=1e-5)
+    np.testing.assert_allclose(plane.kappa, general.kappa, rtol=1e-5)
+
+
+def test_prune_order_by_either_margin_hand_checked():
+  # at 60 degrees P.x = 0.5 t + 0.866 u = -0.37, 0.54, 0.19, -1.60
+  t = jnp.array([1.0, -1.0, 0.2, 2.0])
+  u = jnp.array([-1.0, 1.2, 0.1, -3.0])
+  kw = dict(theta=jnp.pi / 3, hard=1.0, n_total=4)
+  # |P.x| = 0.37, 0.54, 0.19, 1.60: hardest first 2, 0, 1, 3
+  np.testing.assert_array_equal(theory.prune_order(t, u, margin="abs", **kw), [2, 0, 1, 3])
+  # y P.x = -0.37, -0.54, 0.19, -1.60: the probe's worst mistakes first
+  np.testing.assert_array_equal(theory.prune_order(t, u, margin="signed", **kw), [3, 1, 0, 2])
+  easy = theory.prune_order(t, u, margin="abs", theta=jnp.pi / 3, hard=0.0, n_total=3)
+  np.testing.assert_array_equal(easy, [1, 0, 2, 3])  # row 3 is padding: last
+  with pytest.raises(ValueError, match="margin"):
+    theory.prune_order(t, u, margin="y", **kw)
+
+
+@pytest.mark.parametrize("margin", ["abs", "signed"])
+def test_imperfect_probe_simulation_matches_theory_for_either_margin(margin):
+  # probe at 20 degrees: the two margins keep different examples, and each simulation follows
+  # its own theory (N = 100, 8 seeds: within 3 standard errors plus 10%)
+  a, f = np.array([4.0, 4.0, 16.0]), np.array([0.5, 0.5, 0.25])
+  m = np.array(["hard", "easy", "hard"])
+  theta = np.deg2rad(20.0)
+  th = theory.theory(alpha_tot=a, f=f, theta=theta, mode=m, margin=margin)
+  other = theory.theory(
+    alpha_tot=a, f=f, theta=theta, mode=m, margin=({"abs", "signed"} - {margin}).pop()
+  )
+  assert th.converged.all(), (th.grad_norm, th.residual)
+  assert np.abs(th.error - other.error).max() > 0.01  # the choice matters at theta > 0
+  sim = theory.simulate(
+    jax.random.key(1), n=N_SIM, alpha_tot=a, f=f, theta=theta, mode=m, margin=margin, seeds=SEEDS
+  )
+  e = sim.error.mean(-1)
+  sem = sim.error.std(-1, ddof=1) / np.sqrt(SEEDS)
+  assert np.all(np.abs(e - th.error) < 3 * sem + 0.1 * th.error), (e, sem, th.error)
 
 
 def test_keep_hard_from_a_pool_reaches_the_full_pool_error():

@@ -55,6 +55,22 @@ class ConfigMismatchError(ValueError):
   """The work directory holds a checkpoint of a run with a different config."""
 
 
+def cli(main: Callable[[], Any], *errors: type[BaseException]) -> Any:
+  """Run a script's ``main()``. A run stopped on purpose (another process holds the workdir,
+  the config differs from the checkpoint's, a metric went NaN, a checkpoint cannot be read, or
+  one of ``errors``) exits with status 1 and its message on stderr, without a traceback;
+  ``JAXPRUNE_TRACEBACK=1`` keeps the traceback. Any other exception propagates."""
+  from jaxprune.core.checkpoint import CheckpointError
+
+  stops = (WorkdirInUseError, ConfigMismatchError, NonFiniteError, CheckpointError, *errors)
+  try:
+    return main()
+  except stops as e:
+    if os.environ.get("JAXPRUNE_TRACEBACK") == "1":
+      raise
+    raise SystemExit(f"error ({type(e).__name__}): {e}") from None
+
+
 def _pid_alive(pid: int) -> bool:
   try:
     os.kill(pid, 0)

@@ -357,17 +357,14 @@ def agent_optimizer(agent_cfg: AgentConfig) -> optax.GradientTransformation:
     "actor": group(agent_cfg.actor_lr),
     "value": group(agent_cfg.value_lr),
   }
-  if not agent_cfg.target_every:
-    return optax.multi_transform(
-      groups, lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
-    )
-  groups["value_target"] = optax.set_to_zero()
-  return optax.chain(
-    optax.multi_transform(
-      groups, lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
-    ),
-    slow_target_update(agent_cfg.target_every),
+  if agent_cfg.target_every:
+    groups["value_target"] = optax.set_to_zero()
+  by_group = optax.multi_transform(
+    groups, lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
   )
+  if not agent_cfg.target_every:
+    return by_group
+  return optax.chain(by_group, slow_target_update(agent_cfg.target_every))
 
 
 # ---------------------------------------------------------------------------------------------

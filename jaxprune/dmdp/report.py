@@ -135,9 +135,9 @@ def _label(r: dict, runs: list[dict]) -> str:
   return f"{r['model']} (beta {_beta(r['beta'])}{lr}) seed {r['seed']}"
 
 
-def values_figure(runs: list[dict]):
-  """The mean imagined value of each training phase against env steps (symlog), one panel per
-  variant, with the largest return any policy can reach: a curve far above it has diverged."""
+def _variant_panels(runs: list[dict], ylabel: str, plot_variant, legend_size: int):
+  """One panel per variant (shared y axis): ``plot_variant(ax, variant_runs)`` draws the runs
+  of that variant, then the panel gets its title, axis labels, grid and legend."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -148,41 +148,34 @@ def values_figure(runs: list[dict]):
     1, len(variants), figsize=(5.5 * len(variants), 3.8), squeeze=False, sharey=True
   )
   for ax, variant in zip(axes[0], variants):
-    these = sorted(
-      (r for r in runs if r["variant"] == variant),
-      key=lambda r: (r["model"], _setting(r), r["seed"]),
-    )
-    for i, r in enumerate(these):
-      ax.plot(r["train_steps"], r["imag_value"], lw=1.0, color=f"C{i}", label=_label(r, runs))
-    ax.axhline(max(r["max_return"] for r in these), color="k", ls=":", lw=1, label="largest return")
-    ax.set_yscale("symlog", linthresh=10)
-    ax.set(
-      title=f"{runs[0]['env']}, {variant}",
-      xlabel="env steps",
-      ylabel="mean imagined value (symlog)",
-    )
+    plot_variant(ax, [r for r in runs if r["variant"] == variant])
+    ax.set(title=f"{runs[0]['env']}, {variant}", xlabel="env steps", ylabel=ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=legend_size)
   fig.tight_layout()
   return fig
 
 
+def values_figure(runs: list[dict]):
+  """The mean imagined value of each training phase against env steps (symlog), one panel per
+  variant, with the largest return any policy can reach: a curve far above it has diverged."""
+
+  def plot(ax, these):
+    these = sorted(these, key=lambda r: (r["model"], _setting(r), r["seed"]))
+    for i, r in enumerate(these):
+      ax.plot(r["train_steps"], r["imag_value"], lw=1.0, color=f"C{i}", label=_label(r, runs))
+    ax.axhline(max(r["max_return"] for r in these), color="k", ls=":", lw=1, label="largest return")
+    ax.set_yscale("symlog", linthresh=10)
+
+  return _variant_panels(runs, "mean imagined value (symlog)", plot, legend_size=6)
+
+
 def figure(runs: list[dict]):
   """Evaluation return against env steps; one panel per variant, one colour per model."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  variants = sorted({r["variant"] for r in runs})
   colours = {"dmdp": "C0", "dmdp_2c": "C2", "dreamer": "C3"}
-  fig, axes = plt.subplots(
-    1, len(variants), figsize=(5.5 * len(variants), 3.8), squeeze=False, sharey=True
-  )
-  for ax, variant in zip(axes[0], variants):
-    for r in sorted(
-      (r for r in runs if r["variant"] == variant), key=lambda r: (r["model"], r["seed"])
-    ):
+
+  def plot(ax, these):
+    for r in sorted(these, key=lambda r: (r["model"], r["seed"])):
       ax.plot(
         r["eval_steps"],
         r["eval_return"],
@@ -193,15 +186,8 @@ def figure(runs: list[dict]):
         ls="-" if r["seed"] % 2 == 0 else "--",
         label=_label(r, runs),
       )
-    ax.set(
-      title=f"{runs[0]['env']}, {variant}",
-      xlabel="env steps",
-      ylabel="evaluation return (policy mode)",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  return fig
+
+  return _variant_panels(runs, "evaluation return (policy mode)", plot, legend_size=7)
 
 
 def compare(cfg: CompareConfig) -> list[dict]:

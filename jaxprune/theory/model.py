@@ -1,13 +1,17 @@
 """The teacher-student pruning model: its settings, the probe margin's law and the threshold.
 
 A teacher ``T`` (unit vector in R^N) labels Gaussian inputs ``x ~ N(0, I_N)`` with
-``y = sign(T.x)``. A probe ``P`` at angle ``theta`` to ``T`` scores every example by its margin
+``y = sign(T.x)``. A probe ``P`` (unit vector) at angle ``theta`` to ``T`` scores every example
+by its margin, one of
 
-    m = y * (P.x) / |P|          (theta = 0: m = |T.x|, the distance to the teacher's boundary)
+    margin="abs":     m = |P.x|       the distance to the probe's boundary, label-free (default)
+    margin="signed":  m = y * (P.x)   the probe's signed margin (negative: the probe errs)
 
 and pruning keeps the fraction ``f`` with the smallest margins (``mode="hard"``) or the largest
-(``mode="easy"``). Shared by the replica theory (:mod:`.replica`) and the simulation
-(:mod:`.simulation`).
+(``mode="easy"``). With a perfect probe (``theta = 0``) both are ``|T.x|``. The default is the
+paper's: its theory keeps a slab around the probe's boundary (as ``f -> 0`` the kept examples'
+``E[(T.x)^2] -> sin(theta)^2``, which holds for ``|P.x|`` only; see docs/theory.md). Shared by
+the replica theory (:mod:`.replica`) and the simulation (:mod:`.simulation`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 MODES = ("hard", "easy")
+MARGINS = ("abs", "signed")
 
 W = 9.0  # half-width of the integration domain in units of the input's standard deviation
 
@@ -48,7 +53,7 @@ def as_settings(alpha_tot, f, theta, mode):
 
 
 def margin_cdf(gamma, theta):
-  """``P(m < gamma)`` for the probe margin ``m`` (numpy, float64, broadcasting)."""
+  """``P(m < gamma)`` for the signed probe margin ``m = y P.x`` (numpy, float64, broadcasting)."""
   gamma, theta = np.broadcast_arrays(np.asarray(gamma, np.float64), np.asarray(theta, np.float64))
   c, s = np.cos(theta), np.sin(theta)
   # P(m < g) = 2 P(t > 0, c t + s u < g) = 2 int_0^inf phi(t) Phi((g - c t) / s) dt, integrated
@@ -68,13 +73,23 @@ def margin_cdf(gamma, theta):
   return 2.0 * np.sum(w * val, axis=(-2, -1))
 
 
-def threshold(f, theta, mode):
+def check_margin(margin) -> str:
+  if margin not in MARGINS:
+    raise ValueError(f"margin must be one of {MARGINS}, got {margin!r}")
+  return margin
+
+
+def threshold(f, theta, mode, margin: str = "abs"):
   """Margin threshold ``gamma``: keep ``m < gamma`` (hard) or ``m > gamma`` (easy) = fraction f.
 
-  Broadcasts over its arguments; numpy float64 out.
+  Broadcasts over its arguments; numpy float64 out. For ``margin="abs"``, ``P.x ~ N(0, 1)``
+  whatever theta, so ``P(m < gamma) = 2 Phi(gamma) - 1``.
   """
+  check_margin(margin)
   _, f, theta, hard = as_settings(1.0, f, theta, mode)
   target = np.where(hard > 0, f, 1.0 - f)  # P(m < gamma) = target
+  if margin == "abs":
+    return np.minimum(ndtri(0.5 * (1.0 + target)), W)  # f = 1 (hard): everything, gamma = W
   lo, hi = np.full(f.shape, -W), np.full(f.shape, W)
   for _ in range(100):  # bisection: P(m < gamma) is increasing in gamma
     mid = 0.5 * (lo + hi)

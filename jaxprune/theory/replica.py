@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import ndtr
 
-from jaxprune.theory.model import W, as_settings, bucket, threshold
+from jaxprune.theory.model import W, as_settings, bucket, check_margin, threshold
 
 _N_GL = 16  # Gauss-Legendre nodes per quadrature segment
 _EPS = 1e-300
@@ -75,60 +75,75 @@ def _h(a, q):
   return (a * a + q * q) * ndtr(x) + a * q * _pdf(x)
 
 
-def _kept_moment(kappa, R, s, Q, gamma, theta, hard):
+def _kept_moment(kappa, R, s, Q, gamma, theta, hard, margin="signed"):
   """``E_x[1{kept} (kappa - y lambda)_+^2]`` averaged over the student's noise ``z``.
+
+  By the y symmetry, twice the integral over the y = +1 half (``t > 0``), where the probe's
+  signed margin is ``p = P.x``. Kept there: ``p < gamma`` (signed, hard), ``p > gamma`` (signed,
+  easy), ``-gamma < p < gamma`` (abs, hard), or the union of ``p > gamma`` and ``p < -gamma``
+  (abs, easy). ``hard`` is traced (0 / 1), ``margin`` static.
+  """
+  if margin == "signed":
+    sgn = 2.0 * hard - 1.0  # hard keeps p < gamma, easy p > gamma
+    return _region_moment(kappa, R, s, Q, theta, [(sgn, gamma)])
+  inside = _region_moment(kappa, R, s, Q, theta, [(1.0, gamma), (-1.0, -gamma)])
+  outside = _region_moment(kappa, R, s, Q, theta, [(-1.0, gamma)]) + _region_moment(
+    kappa, R, s, Q, theta, [(1.0, -gamma)]
+  )
+  return jnp.where(hard > 0, inside, outside)
+
+
+def _region_moment(kappa, R, s, Q, theta, cuts):
+  """The moment of :func:`_kept_moment` over ``t > 0`` and every cut ``(sgn, level)``, meaning
+  ``sgn * p < sgn * level`` (``sgn`` +1: ``p < level``, -1: ``p > level``).
 
   Coordinates: ``w`` along the student's projection ``(R, s) / r`` on the (teacher, teacher-perp)
   plane and ``v`` orthogonal to it. The integrand depends on ``w`` only, so the ``v`` integral
   over the kept region (an interval for each ``w``) is a difference of normal CDFs, and one 1-D
   Gauss-Legendre quadrature in ``w`` remains, split at every place where the integrand changes
-  fast: the student's margin ``kappa / r`` and the two region boundaries and their crossing.
+  fast: the student's margin ``kappa / r``, the region's boundaries and their crossings.
   """
   r = jnp.sqrt(R * R + s * s)
   c, sn = jnp.cos(theta), jnp.sin(theta)
   rho, sig = R * c + s * sn, R * sn - s * c
-  sgn = 2.0 * hard - 1.0  # hard keeps p < gamma (in the y = +1 half), easy p > gamma
-  # constraints c1 w + c2 v > b: t > 0 and the pruning cut on p
-  c1 = jnp.stack([R, -sgn * rho])
-  c2 = jnp.stack([-s, -sgn * sig])
-  b = jnp.stack([0.0 * R, -sgn * gamma * r])
+  # constraints c1 w + c2 v > b: t > 0, then the cuts on p
+  c1 = jnp.stack([R] + [-sgn * rho for sgn, _ in cuts])
+  c2 = jnp.stack([-s] + [-sgn * sig for sgn, _ in cuts])
+  b = jnp.stack([0.0 * R] + [-sgn * level * r for sgn, level in cuts])
   tiny = 1e-12
   # keep coefficients off exact zero without cutting their derivative (a student exactly in the
   # teacher's plane, s = 0, still has the d/ds of a tilting boundary)
   c1s = c1 + jnp.where(jnp.abs(c1) < tiny, tiny, 0.0)
   c2s = c2 + jnp.where(jnp.abs(c2) < tiny, tiny, 0.0)
-  det = c1s[0] * c2s[1] - c1s[1] * c2s[0]
-  det = jnp.where(jnp.abs(det) < tiny, tiny, det)
-  w_cross = (b[0] * c2s[1] - b[1] * c2s[0]) / det
+  crossings = []
+  for i in range(len(cuts) + 1):
+    for j in range(i + 1, len(cuts) + 1):
+      det = c1s[i] * c2s[j] - c1s[j] * c2s[i]
+      det = jnp.where(jnp.abs(det) < tiny, tiny, det)
+      crossings.append((b[i] * c2s[j] - b[j] * c2s[i]) / det)
   w_k, d_k = b / c1s, 8.0 * jnp.abs(c2s / c1s)
   m = kappa / r
   dm = 8.0 * Q / r
-  breaks = jnp.stack(
+  breaks = jnp.concatenate(
     [
-      -W,
-      W,
-      m - dm,
-      m,
-      m + dm,
-      w_cross,
-      w_k[0] - d_k[0],
-      w_k[0],
-      w_k[0] + d_k[0],
-      w_k[1] - d_k[1],
-      w_k[1],
-      w_k[1] + d_k[1],
+      jnp.stack([-W + 0.0 * m, W + 0.0 * m, m - dm, m, m + dm] + crossings),
+      w_k - d_k,
+      w_k,
+      w_k + d_k,
     ]
   )
   # The split points move with the parameters, so each segment's pulled-back integrand stays
   # smooth and autodiff of the rule is accurate to second order (the Newton solver needs it):
   # a transition of width ~|s| stays inside its own segment as s -> 0.
   w, wt = _gl_segments(jnp.sort(jnp.clip(breaks, -W, W)), _N_GL)
-  bound = (b[:, None] - c1s[:, None] * w[None, :]) / c2s[:, None]  # 2 x nodes
-  # Elementwise max / min of the two constraints, not jnp.max(axis=0): under jit on XLA:CPU the
+  bound = (b[:, None] - c1s[:, None] * w[None, :]) / c2s[:, None]  # constraints x nodes
+  # Elementwise max / min over the constraints, not jnp.max(axis=0): under jit on XLA:CPU the
   # reverse-mode derivative of that reduction came out wrong here (eager and jacfwd were right).
   lo_k = jnp.where(c2s[:, None] > 0, bound, -jnp.inf)
   hi_k = jnp.where(c2s[:, None] < 0, bound, jnp.inf)
-  lower, upper = jnp.maximum(lo_k[0], lo_k[1]), jnp.minimum(hi_k[0], hi_k[1])
+  lower, upper = lo_k[0], hi_k[0]
+  for i in range(1, len(cuts) + 1):
+    lower, upper = jnp.maximum(lower, lo_k[i]), jnp.minimum(upper, hi_k[i])
   # P(lower < v < upper), computed on the side of the tails that keeps precision
   mass = jnp.where(lower > 0, ndtr(-lower) - ndtr(-upper), ndtr(upper) - ndtr(lower))
   mass = jnp.maximum(mass, 0.0)
@@ -144,17 +159,17 @@ def _angles(x):
   return jnp.cos(phi), jnp.sin(phi) * jnp.cos(x[1]), jnp.sin(phi) * jnp.sin(x[1])
 
 
-def _capacity(y, setting):
+def _capacity(y, setting, margin="signed"):
   """``G(log phi, psi, kappa) = alpha_tot <(kappa - y lambda)_+^2>_kept - Q^2``.
 
   Increasing in kappa.
   """
   alpha_tot, f, gamma, theta, hard = setting
   R, s, Q = _angles(y[:2])
-  return alpha_tot * _kept_moment(y[2], R, s, Q, gamma, theta, hard) - Q * Q
+  return alpha_tot * _kept_moment(y[2], R, s, Q, gamma, theta, hard, margin) - Q * Q
 
 
-def _solve_kappa(x, setting, kappa0=None, iters=60):
+def _solve_kappa(x, setting, kappa0=None, iters=60, margin="signed"):
   """The kappa with G(x, kappa) = 0 by Newton's method.
 
   G is convex and increasing in kappa, so Newton converges from any start right of the root
@@ -165,7 +180,7 @@ def _solve_kappa(x, setting, kappa0=None, iters=60):
   if kappa0 is None:
     # Jensen: <(kappa - X)_+^2> >= (kappa - <X>)^2 with <X> <= sqrt(2/f), so G(kappa0) > 0.
     kappa0 = jnp.sqrt(2.0 / f) + 1.0 / jnp.sqrt(alpha_tot * f) + 0.1
-  g = lambda k: _capacity(jnp.stack([x[0], x[1], k]), setting)
+  g = lambda k: _capacity(jnp.stack([x[0], x[1], k]), setting, margin)
   return _newton_from_right(g, kappa0, iters=iters, rtol=1e-14)
 
 
@@ -187,11 +202,12 @@ def _newton_from_right(g, k0, *, iters: int, rtol: float):
   return lax.while_loop(cond, body, (k0, jnp.inf, 0))[0]
 
 
-def _kappa_derivatives(x, kappa, setting):
+def _kappa_derivatives(x, kappa, setting, margin="signed"):
   """Gradient and Hessian of kappa(x) by the implicit function theorem on G(x, kappa) = 0."""
   y = jnp.stack([x[0], x[1], kappa])
-  g = jax.grad(_capacity)(y, setting)
-  H = jax.hessian(_capacity)(y, setting)
+  capacity = partial(_capacity, margin=margin)
+  g = jax.grad(capacity)(y, setting)
+  H = jax.hessian(capacity)(y, setting)
   gk = g[2]
   grad = -g[:2] / gk
   Gxk = H[:2, 2]
@@ -199,23 +215,24 @@ def _kappa_derivatives(x, kappa, setting):
     -(H[:2, :2] + jnp.outer(Gxk, grad) + jnp.outer(grad, Gxk) + H[2, 2] * jnp.outer(grad, grad))
     / gk
   )
-  residual = _capacity(y, setting)
+  residual = capacity(y, setting)
   return grad, hess, residual
 
 
-def _solve_one(setting, *, iters: int = 60):
+def _solve_one(setting, *, margin: str = "signed", iters: int = 60):
   """Maximise kappa over the student angles for one setting with theta > 0 (damped Newton
   ascent in ``(log phi, psi)``). Theta = 0 has its own scaled solver, :func:`_solve_plane`.
   """
   theta = setting[3]
+  solve_kappa = partial(_solve_kappa, margin=margin)
   # start: the best point of a coarse scan in (phi log-spaced, psi)
   phis = jnp.log(jnp.geomspace(1e-4, 1.5, 20))
   psis = jnp.linspace(0.3, jnp.pi - 0.3, 8)
   grid = jnp.stack(jnp.meshgrid(psis, phis, indexing="ij"), -1)[..., ::-1]  # psi x phi x 2
 
   def scan_phi(row):  # along phi, each solve warm-started from the previous one
-    k0 = _solve_kappa(row[0], setting)
-    return lax.scan(lambda k, x: (lambda kn: (kn, kn))(_solve_kappa(x, setting, k)), k0, row)[1]
+    k0 = solve_kappa(row[0], setting)
+    return lax.scan(lambda k, x: (lambda kn: (kn, kn))(solve_kappa(x, setting, k)), k0, row)[1]
 
   kap = jax.vmap(scan_phi)(grid).ravel()
   grid = grid.reshape(-1, 2)
@@ -223,7 +240,7 @@ def _solve_one(setting, *, iters: int = 60):
 
   def body(carry):
     x, k, _, i = carry
-    grad, hess, _ = _kappa_derivatives(x, k, setting)
+    grad, hess, _ = _kappa_derivatives(x, k, setting, margin)
     # Newton ascent step, with the Hessian shifted to be negative definite where it is not
     # (Levenberg-Marquardt), inside a trust region of 0.5 in (log phi, psi)
     lam, vec = jnp.linalg.eigh(0.5 * (hess + hess.T))
@@ -235,7 +252,7 @@ def _solve_one(setting, *, iters: int = 60):
       t, _, _, j = c
       xn = x + t * step
       xn = xn.at[1].set(jnp.clip(xn[1], 1e-3, jnp.pi - 1e-3))
-      return t * 0.5, xn, _solve_kappa(xn, setting, k), j + 1
+      return t * 0.5, xn, solve_kappa(xn, setting, k), j + 1
 
     def worse(c):
       _, _, kn, j = c
@@ -251,8 +268,8 @@ def _solve_one(setting, *, iters: int = 60):
     _, _, gnorm, i = carry
     return (i < iters) & (gnorm > 1e-9)
 
-  x, k, _, n_iter = lax.while_loop(cond, body, (x0, _solve_kappa(x0, setting), jnp.inf, 0))
-  grad, _, residual = _kappa_derivatives(x, k, setting)
+  x, k, _, n_iter = lax.while_loop(cond, body, (x0, solve_kappa(x0, setting), jnp.inf, 0))
+  grad, _, residual = _kappa_derivatives(x, k, setting, margin)
   gnorm = jnp.linalg.norm(grad) / (jnp.abs(k) + 1e-3)
   R, s, _ = _angles(x)
   rho = R * jnp.cos(theta) + s * jnp.sin(theta)
@@ -339,13 +356,16 @@ def _solve_plane(setting, *, grid=(-16.0, 26.0, 85), golden_iters=50):
 _CHUNK = 16  # settings vmapped together; chunks run one after another (lax.map)
 
 
-@partial(jax.jit, static_argnames="plane")
-def _solve_batch(settings, *, plane: bool):
+@partial(jax.jit, static_argnames=("plane", "margin"))
+def _solve_batch(settings, *, plane: bool, margin: str):
   # In small vmapped chunks, so that one slow setting holds back only its chunk's while-loops.
-  return lax.map(_solve_plane if plane else _solve_one, settings, batch_size=_CHUNK)
+  one = _solve_plane if plane else partial(_solve_one, margin=margin)
+  return lax.map(one, settings, batch_size=_CHUNK)
 
 
-def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> TheoryResult:
+def theory(
+  *, alpha_tot, f=1.0, theta=0.0, mode="hard", margin: str = "abs", tol: float = 1e-7
+) -> TheoryResult:
   """Replica prediction of the max-margin student's test error; broadcasts over all settings.
 
   Args:
@@ -353,11 +373,13 @@ def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> Th
     f: fraction kept, in (0, 1]; ``alpha_prune = f * alpha_tot``.
     theta: probe angle to the teacher in radians, in [0, pi/2); 0 = perfect probe.
     mode: ``"hard"`` (keep the smallest probe margins) or ``"easy"`` (the largest).
+    margin: ``"abs"`` (``|P.x|``, the paper's) or ``"signed"`` (``y P.x``); see :mod:`.model`.
+      With a perfect probe both are the same.
     tol: a setting is ``converged`` when ``grad_norm`` and ``|residual|`` are below ``tol``.
   """
   alpha_tot, f, theta, hard = as_settings(alpha_tot, f, theta, mode)
   shape = alpha_tot.shape
-  gamma = threshold(f, theta, np.where(hard > 0, "hard", "easy"))
+  gamma = threshold(f, theta, np.where(hard > 0, "hard", "easy"), check_margin(margin))
   flat = np.stack([a.ravel() for a in (alpha_tot, f, gamma, theta, hard)], -1)
   out = np.zeros((flat.shape[0], 7))
   with jax.enable_x64(True):
@@ -367,7 +389,7 @@ def theory(*, alpha_tot, f=1.0, theta=0.0, mode="hard", tol: float = 1e-7) -> Th
         continue
       pad = bucket(idx.size, _CHUNK) - idx.size
       rows = np.concatenate([flat[idx], np.repeat(flat[idx[:1]], pad, 0)])
-      res = _solve_batch(tuple(jnp.asarray(c) for c in rows.T), plane=plane)
+      res = _solve_batch(tuple(jnp.asarray(c) for c in rows.T), plane=plane, margin=margin)
       out[idx] = np.stack([np.asarray(r) for r in res], -1)[: idx.size]
   error, R, rho, kappa, gnorm, residual, n_iter = (out[:, i].reshape(shape) for i in range(7))
   converged = (gnorm < tol) & (np.abs(residual) < tol)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import jax
 import numpy as np
@@ -46,6 +46,8 @@ class ScalingConfig:
   """f of the plotted curves (must include 1, the unpruned curve)"""
   theta_deg: float = 10.0
   """probe angle of the imperfect-probe panel, degrees"""
+  margin: Literal["abs", "signed"] = "abs"
+  """the probe margin that ranks examples: |P.x| (the paper's) or y P.x"""
   theory_points: int = 20
   """size of the theory's alpha_prune grid"""
   envelope_fractions: int = 13
@@ -145,7 +147,7 @@ def _theory_sweep(cfg: ScalingConfig, log: Callable[[str], None]) -> TheorySweep
   FR = np.where(FR < 0, np.minimum(AP / -FR, 1.0), FR)
   log(f"theory: {AP.size} settings ...")
   t0 = time.time()
-  res = theory(alpha_tot=AP / FR, f=FR, theta=TH, mode=MO)
+  res = theory(alpha_tot=AP / FR, f=FR, theta=TH, mode=MO, margin=cfg.margin)
   log(
     f"theory: {time.time() - t0:.0f} s, converged {res.converged.mean():.1%} "
     f"(max |grad| {res.grad_norm.max():.1e}, max |residual| {np.abs(res.residual).max():.1e})"
@@ -182,6 +184,7 @@ def _simulations(
     f=FR,
     theta=TH,
     mode=MO,
+    margin=cfg.margin,
     seeds=cfg.seeds,
     progress=True,
   )
@@ -189,7 +192,7 @@ def _simulations(
     f"simulation: {time.time() - t0:.0f} s, max margin gap {sim.gap.max():.1e}, "
     f"max interior-point steps {sim.n_iter.max()}"
   )
-  th_at_sim = theory(alpha_tot=AP / FR, f=FR, theta=TH, mode=MO).error
+  th_at_sim = theory(alpha_tot=AP / FR, f=FR, theta=TH, mode=MO, margin=cfg.margin).error
   # the envelope's own simulation: keep-hard, perfect probe, from a pool of alpha_tot = A
   pool = cfg.budgets[0]
   pool_f = alpha / pool

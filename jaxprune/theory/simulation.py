@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxprune.theory.model import as_settings, bucket
+from jaxprune.theory.model import as_settings, bucket, check_margin
 
 
 class MaxMarginResult(NamedTuple):
@@ -132,24 +132,26 @@ class SimResult(NamedTuple):
   n_kept: np.ndarray
 
 
-def prune_order(t_P, u_P, *, theta, hard, n_total):
+def prune_order(t_P, u_P, *, theta, hard, n_total, margin: str = "abs"):
   """Indices of examples from hardest to easiest (or easiest first when ``hard`` is 0).
 
-  ``t = T.x`` and ``u = T_perp.x``; the probe margin is ``m = sign(t) (cos(theta) t + sin(theta)
-  u)``. Rows ``>= n_total`` are padding and sort last.
+  ``t = T.x`` and ``u = T_perp.x``, so ``P.x = cos(theta) t + sin(theta) u``; the probe margin
+  is ``|P.x|`` (``margin="abs"``) or ``sign(t) P.x`` (``"signed"``). Rows ``>= n_total`` are
+  padding and sort last.
   """
-  m = jnp.sign(t_P) * (jnp.cos(theta) * t_P + jnp.sin(theta) * u_P)
+  p = jnp.cos(theta) * t_P + jnp.sin(theta) * u_P
+  m = jnp.abs(p) if check_margin(margin) == "abs" else jnp.sign(t_P) * p
   key = jnp.where(hard > 0, m, -m)
   key = jnp.where(jnp.arange(t_P.shape[0]) < n_total, key, jnp.inf)
   return jnp.argsort(key)
 
 
-def _simulate_one(key, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter):
+def _simulate_one(key, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter, margin):
   """One (setting, seed): draw, prune, train the max-margin student, measure it."""
   k_tu, k_rest = jax.random.split(key)
   tu = jax.random.normal(k_tu, (2, p_max))
   t, u = tu[0], tu[1]
-  idx = prune_order(t, u, theta=theta, hard=hard, n_total=n_total)[:k_max]
+  idx = prune_order(t, u, theta=theta, hard=hard, n_total=n_total, margin=margin)[:k_max]
   mask = jnp.arange(k_max) < n_kept
   y = jnp.sign(t[idx])
   # the other N - 2 coordinates are independent of the pruning (and of y): draw them per
@@ -163,11 +165,15 @@ def _simulate_one(key, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, ma
   return jnp.arccos(R) / jnp.pi, R, rho, res.margin, res.gap, res.kkt, res.n_iter
 
 
-@partial(jax.jit, static_argnames=("n", "p_max", "k_max", "tol", "max_iter", "batch_size"))
+@partial(
+  jax.jit, static_argnames=("n", "p_max", "k_max", "tol", "max_iter", "batch_size", "margin")
+)
 def _simulate_batch(
-  keys, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter, batch_size
+  keys, theta, hard, n_total, n_kept, *, n, p_max, k_max, tol, max_iter, batch_size, margin
 ):
-  one = partial(_simulate_one, n=n, p_max=p_max, k_max=k_max, tol=tol, max_iter=max_iter)
+  one = partial(
+    _simulate_one, n=n, p_max=p_max, k_max=k_max, tol=tol, max_iter=max_iter, margin=margin
+  )
   return lax.map(lambda a: one(*a), (keys, theta, hard, n_total, n_kept), batch_size=batch_size)
 
 
@@ -179,6 +185,7 @@ def simulate(
   f=1.0,
   theta=0.0,
   mode="hard",
+  margin: str = "abs",
   seeds: int = 4,
   tol: float = 1e-9,
   max_iter: int = 100,
@@ -193,8 +200,10 @@ def simulate(
   under jit, ``batch_size`` of them vmapped at a time (``lax.map``). To not pad a 50-example
   problem to 2,000 rows, problems are grouped by kept-set size into power-of-two buckets (one
   compilation each). Seed ``j`` draws the same examples in every setting (common random
-  numbers across f and modes). Runs in float64.
+  numbers across f and modes). ``margin``: the probe margin that ranks the examples, ``"abs"``
+  (the paper's) or ``"signed"`` (see :mod:`.model`). Runs in float64.
   """
+  check_margin(margin)
   if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 3:
     raise ValueError(f"n (input dimension) must be an integer >= 3, got {n!r}")
   if not isinstance(seeds, (int, np.integer)) or isinstance(seeds, bool) or seeds < 1:
@@ -235,6 +244,7 @@ def simulate(
         tol=float(tol),
         max_iter=int(max_iter),
         batch_size=int(batch_size),
+        margin=margin,
       )
       out[:, idx] = np.stack([np.asarray(r, np.float64) for r in res])[:, : idx.size]
       if bar is not None:

@@ -1,0 +1,218 @@
+"""The pool-size axis of a pruning curve (Sorscher et al. 2022, Figs. 3-4 analogue): how test
+error scales with the number of examples kept, and how the best pruning strategy changes with
+the amount of data.
+
+From the aggregated curve rows (one per pool, score, mode, fraction; see
+:func:`jaxprune.pruning.curve.aggregate`):
+
+* :func:`exponents`: per score and fraction kept, the least-squares slope of log(test error)
+  against log(examples kept) over the pools (keep-hard; the full data is ``f = 1``);
+* :func:`hard_minus_easy`: keep-hard minus keep-easy accuracy per pool (the paper: negative for
+  small pools, positive for large ones, so it crosses zero as the pool grows);
+* :func:`best_fraction`: at a fixed number of examples kept ``K``, the fraction (of a pool of
+  ``K / f``) with the lowest error (the paper: it falls as ``K`` grows). With pools and
+  fractions on powers of two, many ``K`` are reached by several (pool, fraction) pairs.
+
+:func:`write` saves ``scaling_error.png``, ``scaling_strategy.png`` and ``scaling.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from jaxprune.core import io
+
+METRICS_EXCLUDED = ("full", "random")
+
+
+def _metrics(rows: list[dict]) -> list[str]:
+  return sorted({r["score"] for r in rows} - set(METRICS_EXCLUDED))
+
+
+def _curve(rows: list[dict], score: str, mode: str, fraction: float) -> list[dict]:
+  """Rows of one (score, mode, fraction) over the pools, by pool; ``fraction == 1`` gives the
+  full-data rows."""
+  if fraction >= 1.0:
+    pick = [r for r in rows if r["score"] == "full"]
+  else:
+    pick = [
+      r
+      for r in rows
+      if r["score"] == score and r["mode"] == mode and abs(r["fraction"] - fraction) < 1e-9
+    ]
+  return sorted(pick, key=lambda r: r["pool"])
+
+
+def power_law_slope(n, err) -> float | None:
+  """Least-squares slope of log(err) on log(n); None with fewer than two points of err > 0."""
+  n, err = np.asarray(n, float), np.asarray(err, float)
+  ok = err > 0
+  if ok.sum() < 2:
+    return None
+  return float(np.polyfit(np.log(n[ok]), np.log(err[ok]), 1)[0])
+
+
+def fractions(rows: list[dict]) -> list[float]:
+  return sorted({r["fraction"] for r in rows if r["score"] not in METRICS_EXCLUDED} | {1.0})
+
+
+def exponents(rows: list[dict], mode: str = "hard") -> dict:
+  """``{score: {fraction: slope}}`` of test error vs examples kept over the pools."""
+  out = {}
+  for score in _metrics(rows):
+    out[score] = {}
+    for f in fractions(rows):
+      c = _curve(rows, score, mode, f)
+      out[score][f] = power_law_slope([r["n_kept"] for r in c], [1 - r["acc_mean"] for r in c])
+  return out
+
+
+def hard_minus_easy(rows: list[dict]) -> dict:
+  """``{score: {fraction: [(pool, hard acc - easy acc, combined std)]}}`` for f < 1."""
+  out = {}
+  for score in _metrics(rows):
+    out[score] = {}
+    for f in fractions(rows):
+      if f >= 1.0:
+        continue
+      hard = {r["pool"]: r for r in _curve(rows, score, "hard", f)}
+      easy = {r["pool"]: r for r in _curve(rows, score, "easy", f)}
+      out[score][f] = [
+        (
+          p,
+          hard[p]["acc_mean"] - easy[p]["acc_mean"],
+          float(np.hypot(hard[p]["acc_std"], easy[p]["acc_std"])),
+        )
+        for p in sorted(set(hard) & set(easy))
+      ]
+  return out
+
+
+def crossing(points: list[tuple]) -> float | None:
+  """The pool size where hard - easy first goes from <= 0 to > 0 (log-interpolated); None if it
+  never does."""
+  for (p0, d0, _), (p1, d1, _) in zip(points, points[1:]):
+    if d0 <= 0 < d1:
+      t = -d0 / (d1 - d0)
+      return float(np.exp(np.log(p0) + t * (np.log(p1) - np.log(p0))))
+  return None
+
+
+def best_fraction(rows: list[dict], mode: str = "hard") -> dict:
+  """``{score: [(K, best f, {f: error})]}``: for every number of examples kept ``K`` reached by
+  two or more (pool, fraction) pairs, the fraction with the lowest test error."""
+  out = {}
+  for score in _metrics(rows):
+    by_k: dict = {}
+    for f in fractions(rows):
+      for r in _curve(rows, score, mode, f):
+        by_k.setdefault(r["n_kept"], {})[f] = 1 - r["acc_mean"]
+    out[score] = [
+      (k, min(errs, key=errs.get), errs) for k, errs in sorted(by_k.items()) if len(errs) >= 2
+    ]
+  return out
+
+
+def summary(rows: list[dict]) -> dict:
+  """Everything :func:`write` reports, JSON-ready (fraction keys as strings)."""
+  hme = hard_minus_easy(rows)
+  return {
+    "exponents_keep_hard": {
+      s: {str(f): v for f, v in d.items()} for s, d in exponents(rows, "hard").items()
+    },
+    "exponents_keep_easy": {
+      s: {str(f): v for f, v in d.items()} for s, d in exponents(rows, "easy").items()
+    },
+    "hard_minus_easy": {
+      s: {str(f): [list(p) for p in pts] for f, pts in d.items()} for s, d in hme.items()
+    },
+    "crossing_pool": {s: {str(f): crossing(pts) for f, pts in d.items()} for s, d in hme.items()},
+    "best_fraction_keep_hard": {
+      s: [{"n_kept": k, "best": b, "errors": {str(f): e for f, e in es.items()}} for k, b, es in v]
+      for s, v in best_fraction(rows, "hard").items()
+    },
+  }
+
+
+def error_figure(rows: list[dict], *, title: str = ""):
+  """Test error vs examples kept (log-log), keep-hard, one line per fraction kept, one panel per
+  score; the legend gives each line's fitted power-law exponent."""
+  from jaxprune.pruning.plots import plt
+
+  metrics = _metrics(rows)
+  fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+  slopes = exponents(rows, "hard")
+  for ax, score in zip(axes[0], metrics):
+    for i, f in enumerate(fractions(rows)):
+      c = _curve(rows, score, "hard", f)
+      if not c:
+        continue
+      k = [r["n_kept"] for r in c]
+      err = [100 * (1 - r["acc_mean"]) for r in c]
+      sd = [100 * r["acc_std"] for r in c]
+      s = slopes[score][f]
+      label = f"f = {f:g}" + (f" (slope {s:.2f})" if s is not None else "")
+      style = dict(color="k", lw=2) if f >= 1 else dict(color=f"C{i}")
+      ax.errorbar(k, err, yerr=sd, marker="o", ms=3, capsize=2, label=label, **style)
+    ax.set(xscale="log", yscale="log", xlabel="examples kept", ylabel="test error (%)")
+    ax.set_title(f"{score}, keep hard")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+  fig.suptitle(title)
+  fig.tight_layout()
+  return fig
+
+
+def strategy_figure(rows: list[dict], *, title: str = ""):
+  """Left: the best fraction to keep (keep-hard) at a fixed number of examples kept, per score.
+  Right: keep-hard minus keep-easy accuracy vs pool size, per score and fraction."""
+  from jaxprune.pruning.plots import plt
+
+  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+  for i, (score, pts) in enumerate(best_fraction(rows, "hard").items()):
+    if pts:
+      ax0.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=score)
+  ax0.set(xscale="log", yscale="log", xlabel="examples kept K", ylabel="best fraction f = K / pool")
+  ax0.set_title("best fraction to keep (keep hard) at fixed K")
+  ax0.grid(alpha=0.3, which="both")
+  ax0.legend(fontsize=7)
+  styles = ["-", "--", ":", "-."]
+  for i, (score, d) in enumerate(hard_minus_easy(rows).items()):
+    for j, (f, pts) in enumerate(sorted(d.items())):
+      if pts:
+        p, diff, sd = map(np.asarray, zip(*pts))
+        ax1.errorbar(
+          p,
+          100 * diff,
+          yerr=100 * sd,
+          color=f"C{i}",
+          ls=styles[j % len(styles)],
+          marker="o",
+          ms=3,
+          capsize=2,
+          label=f"{score}, f = {f:g}",
+        )
+  ax1.axhline(0, color="k", lw=1)
+  ax1.set(xscale="log", xlabel="pool size", ylabel="keep-hard - keep-easy accuracy (points)")
+  ax1.set_title("which end to keep: hard wins above 0")
+  ax1.grid(alpha=0.3)
+  ax1.legend(fontsize=6)
+  fig.suptitle(title)
+  fig.tight_layout()
+  return fig
+
+
+def write(workdir: str, rows: list[dict], *, title: str = "") -> dict:
+  """Save the two figures and ``scaling.json``; returns the summary."""
+  from jaxprune.pruning import plots
+
+  figures = (("scaling_error.png", error_figure), ("scaling_strategy.png", strategy_figure))
+  for name, make in figures:
+    fig = make(rows, title=title)
+    io.save_figure(os.path.join(workdir, name), fig)
+    plots.close(fig)
+  out = summary(rows)
+  io.save_json(os.path.join(workdir, "scaling.json"), out)
+  return out
