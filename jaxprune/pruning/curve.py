@@ -35,6 +35,7 @@ from jaxprune.pruning.scores import self_supervised_prototypes, supervised_proto
 from jaxprune.pruning.select import select
 from jaxprune.pruning.supervised import (
   check_scoring_fields,
+  scoring_kwargs,
   supervised_metrics,
   train_classifiers,
 )
@@ -266,10 +267,16 @@ def _embeddings(cfg: CurveConfig, train: data_lib.Dataset, scorer: int) -> np.nd
 
 
 def compute_all_scores(
-  cfg: CurveConfig, train: data_lib.Dataset, pool: np.ndarray | None = None, pool_size: int = 0
+  cfg: CurveConfig,
+  train: data_lib.Dataset,
+  pool: np.ndarray | None = None,
+  pool_size: int = 0,
+  embeddings: dict | None = None,
 ) -> dict:
   """Every score of ``cfg.scores`` on the examples ``pool`` of the training set (all when
-  None), cached as ``scores_[pool<n>_]<score>[_s<scorer>].npy``: ``{(score, scorer): scores}``."""
+  None), cached as ``scores_[pool<n>_]<score>[_s<scorer>].npy``: ``{(score, scorer): scores}``.
+  ``embeddings`` (scorer seed -> the whole split's embeddings) is filled and reused across
+  pools, so each scorer's encoder embeds the split once per job."""
   pool = np.arange(train.size) if pool is None else pool
   wanted = [(sc, s) for sc in cfg.scores for s in scorers(cfg, sc)]
   path = lambda sc, s: _score_path(cfg.workdir, sc, pool_size, s)
@@ -282,7 +289,10 @@ def compute_all_scores(
   labels = train.labels[pool]
   num_classes = int(train.labels.max()) + 1
   for s in sorted({s for sc, s in todo if sc in PROTOTYPES}):
-    emb = _embeddings(cfg, train, s)[pool]
+    embeddings = {} if embeddings is None else embeddings
+    if s not in embeddings:
+      embeddings[s] = _embeddings(cfg, train, s)
+    emb = embeddings[s][pool]
     if ("ssl_prototypes", s) in todo:
       out["ssl_prototypes", s] = np.asarray(
         self_supervised_prototypes(
@@ -303,10 +313,7 @@ def compute_all_scores(
       labels,
       num_classes=num_classes,
       key=keys.job_key(cfg.seed, keys.SCORE_MODELS),
-      num_models=cfg.score_models,
-      epochs=cfg.score_epochs,
-      score_at=cfg.score_at,
-      grand_at=cfg.grand_at,
+      **scoring_kwargs(cfg),
       which=tuple(sc for sc in SUPERVISED if (sc, 0) in todo),
       progress=cfg.progress,
     )
@@ -356,9 +363,9 @@ def run(cfg: CurveConfig) -> list[dict]:
         min(len(p) if p is not None else train.size for _, p in the_pools),
       )
     io.save_json(os.path.join(cfg.workdir, "config.json"), to_dict(cfg))
-    rows = []
+    rows, embeddings = [], {}
     for size, pool in the_pools:
-      scores = compute_all_scores(cfg, train, pool, size)
+      scores = compute_all_scores(cfg, train, pool, size, embeddings)
       rows = _run_points(cfg, train, test, scores, pool, size)
     write_outputs(
       cfg.workdir,

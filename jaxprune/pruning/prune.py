@@ -33,7 +33,7 @@ from jaxprune.pruning import scores as scores_lib
 from jaxprune.pruning.embeddings import SSLConfig
 from jaxprune.pruning.kmeans import DISTANCES, check_k
 from jaxprune.pruning.select import MODES, select
-from jaxprune.pruning.supervised import check_scoring_fields
+from jaxprune.pruning.supervised import check_scoring_fields, scoring_kwargs
 
 SCORES = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting", "random")
 SUPERVISED = ("el2n", "grand", "forgetting")
@@ -208,10 +208,7 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
       ds.labels,
       num_classes=int(ds.labels.max()) + 1,
       key=keys.job_key(cfg.seed, keys.SCORE_MODELS),
-      num_models=cfg.score_models,
-      epochs=cfg.score_epochs,
-      score_at=cfg.score_at,
-      grand_at=cfg.grand_at,
+      **scoring_kwargs(cfg),
       which=(cfg.score,),
       progress=cfg.progress,
     )

@@ -208,8 +208,17 @@ def check_scoring_fields(cfg) -> None:
     f"score_epochs must be >= 1 (or None), got {cfg.score_epochs}",
   )
   require(0.0 < cfg.score_at <= 1.0, f"score_at must be in (0, 1], got {cfg.score_at}")
-  require(
-    cfg.grand_at in ("init", "score_at"), f"grand_at must be init or score_at, got {cfg.grand_at!r}"
+  require(cfg.grand_at in GRAND_AT, f"grand_at must be one of {GRAND_AT}, got {cfg.grand_at!r}")
+
+
+def scoring_kwargs(cfg) -> dict:
+  """The :func:`supervised_metrics` arguments a config's scoring fields set (``score_models``,
+  ``score_epochs``, ``score_at``, ``grand_at``), shared by the prune and curve jobs."""
+  return dict(
+    num_models=cfg.score_models,
+    epochs=cfg.score_epochs,
+    score_at=cfg.score_at,
+    grand_at=cfg.grand_at,
   )
 
 
