@@ -85,8 +85,10 @@ class CurveConfig:
   """the SimCLR encoder of --embedding ssl"""
   distance: Literal["cosine", "euclidean"] = "cosine"
   """distance of the prototype scores"""
-  k: int | None = None
-  """k-means clusters; None: the number of classes"""
+  k: int | None = 100
+  """k-means clusters of the prototype scores (100: the choice of the k sweep {10, 30, 100} on
+  the digits, docs/results.md); None: the number of classes (the scaling presets, whose pools
+  are as small as 150)"""
   score_epochs: int | None = None
   """epochs of the scoring run behind el2n / grand / forgetting (forgetting counts over all of
   it); None: as many steps as one classifier training run (classifier.steps)"""
@@ -172,6 +174,7 @@ def scaling() -> CurveConfig:
     scores=("ssl_prototypes", "el2n", "forgetting"),
     seeds=5,
     scorer_seeds=1,
+    k=None,
     workdir="runs/scaling_fashion",
   )
 
@@ -196,6 +199,7 @@ def quick() -> CurveConfig:
     seeds=2,
     scorer_seeds=2,
     pool_sizes=(400, 200),
+    k=None,
     classifier=ClassifierConfig(steps=20),
     score_models=2,
     workdir="runs/curve_quick",

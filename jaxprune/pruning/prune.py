@@ -66,8 +66,10 @@ class PruneConfig:
   """the pruning score (hardness of each example)"""
   distance: Literal["cosine", "euclidean"] = "cosine"
   """distance of the prototype scores"""
-  k: int | None = None
-  """k-means clusters; None: the number of classes, else 100"""
+  k: int | None = 100
+  """k-means clusters (100: the choice of the k sweep {10, 30, 100} on the digits,
+  docs/results.md); None: the number of classes (100 for unlabelled data), at most the
+  number of examples"""
   fraction: float = 0.5
   """fraction of the examples kept, in (0, 1]"""
   mode: Literal["hard", "easy", "random"] = "hard"
