@@ -21,6 +21,28 @@ def test_ties_are_deterministic_lowest_index_first():
   np.testing.assert_array_equal(select(s, fraction=0.6, mode="easy"), [0, 1, 4])
 
 
+def test_tie_key_breaks_ties_in_a_seeded_order_not_by_class_sorted_index():
+  # all scores equal: the kept set is the n_keep smallest ranks of the tie permutation
+  key = jax.random.key(3)
+  perm = np.asarray(jax.random.permutation(key, 40))
+  kept = select(np.zeros(40), fraction=0.25, mode="easy", tie_key=key)
+  np.testing.assert_array_equal(kept, np.flatnonzero(perm < 10))
+  # scores break ties only where equal: the strictly hardest stay first
+  s = np.r_[np.full(38, 1.0), 5.0, 7.0]
+  kept = select(s, fraction=0.05, mode="hard", tie_key=key)
+  np.testing.assert_array_equal(kept, [38, 39])
+  # a class-sorted dataset with an integer score (forgetting-like, all ties): by index, the
+  # budget left after the quotas goes to class 0; with tie_key it is spread over both classes
+  y = np.repeat([0, 1], 50)
+  by_index = select(np.zeros(100), fraction=0.5, mode="easy", labels=y, class_balance=0.5)
+  assert np.bincount(y[by_index]).tolist() == [38, 12]  # quotas 12 + 26 more for class 0
+  shuffled = select(
+    np.zeros(100), fraction=0.5, mode="easy", labels=y, class_balance=0.5, tie_key=key
+  )
+  counts = np.bincount(y[shuffled], minlength=2)
+  assert counts.sum() == 50 and counts.min() >= 18
+
+
 def test_num_kept_rounds_and_keeps_one():
   assert num_kept(10, 0.25) == 3  # 2.5 rounds half up
   assert num_kept(10, 0.01) == 1

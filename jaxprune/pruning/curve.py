@@ -418,6 +418,7 @@ def _run_points(
         key=keys.job_key(cfg.seed, keys.SELECT),
         labels=labels if cfg.class_balance > 0 else None,
         class_balance=cfg.class_balance,
+        tie_key=keys.job_key(cfg.seed, keys.TIES),
       )
     clf, params = train_classifiers(
       cfg.classifier,

@@ -15,6 +15,7 @@ RANDOM_SCORES = 3  # score="random"
 SSL = 4  # the SimCLR encoder: init, data order, augmentations
 SCORE_MODELS = 5  # the ensemble behind el2n / grand / forgetting
 TRAIN_MODELS = 6  # the classifiers trained on a subset (model i: fold_in(key, i))
+TIES = 7  # the order that breaks ties between equal scores in select
 
 
 def job_key(seed: int, salt: int) -> jax.Array:

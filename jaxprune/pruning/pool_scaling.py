@@ -136,6 +136,28 @@ def summary(rows: list[dict]) -> dict:
   }
 
 
+def _plain_ticks(ax, axis: str, values) -> None:
+  """Label a log axis at ``values`` in plain numbers (no 2x10^2 minor labels)."""
+  values = sorted({float(v) for v in values})
+  if not values:
+    return
+  label = [f"{v:,.0f}" if v >= 1 else f"{v:g}" for v in values]
+  getattr(ax, f"set_{axis}ticks")(values, label, fontsize=7)
+  getattr(ax, f"{axis}axis").set_minor_formatter(_null_formatter())
+
+
+def _scalar_formatter():
+  from matplotlib.ticker import FormatStrFormatter
+
+  return FormatStrFormatter("%g")
+
+
+def _null_formatter():
+  from matplotlib.ticker import NullFormatter
+
+  return NullFormatter()
+
+
 def error_figure(rows: list[dict], *, title: str = ""):
   """Test error vs examples kept (log-log), keep-hard, one line per fraction kept, one panel per
   score; the legend gives each line's fitted power-law exponent."""
@@ -157,6 +179,9 @@ def error_figure(rows: list[dict], *, title: str = ""):
       style = dict(color="k", lw=2) if f >= 1 else dict(color=f"C{i}")
       ax.errorbar(k, err, yerr=sd, marker="o", ms=3, capsize=2, label=label, **style)
     ax.set(xscale="log", yscale="log", xlabel="examples kept", ylabel="test error (%)")
+    _plain_ticks(ax, "x", [r["n_kept"] for r in rows if r["mode"] in ("hard", "-")])
+    ax.yaxis.set_major_formatter(_scalar_formatter())
+    ax.yaxis.set_minor_formatter(_scalar_formatter())
     ax.set_title(f"{score}, keep hard")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -170,11 +195,14 @@ def strategy_figure(rows: list[dict], *, title: str = ""):
   Right: keep-hard minus keep-easy accuracy vs pool size, per score and fraction."""
   from jaxprune.pruning.plots import plt
 
-  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
-  for i, (score, pts) in enumerate(best_fraction(rows, "hard").items()):
+  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4), width_ratios=(1, 1.3))
+  best = best_fraction(rows, "hard")
+  for i, (score, pts) in enumerate(best.items()):
     if pts:
       ax0.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=score)
   ax0.set(xscale="log", yscale="log", xlabel="examples kept K", ylabel="best fraction f = K / pool")
+  _plain_ticks(ax0, "x", [p[0] for pts in best.values() for p in pts])
+  _plain_ticks(ax0, "y", [p[1] for pts in best.values() for p in pts])
   ax0.set_title("best fraction to keep (keep hard) at fixed K")
   ax0.grid(alpha=0.3, which="both")
   ax0.legend(fontsize=7)
@@ -196,9 +224,10 @@ def strategy_figure(rows: list[dict], *, title: str = ""):
         )
   ax1.axhline(0, color="k", lw=1)
   ax1.set(xscale="log", xlabel="pool size", ylabel="keep-hard - keep-easy accuracy (points)")
+  _plain_ticks(ax1, "x", [r["pool"] for r in rows])
   ax1.set_title("which end to keep: hard wins above 0")
   ax1.grid(alpha=0.3)
-  ax1.legend(fontsize=6)
+  ax1.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
   fig.suptitle(title)
   fig.tight_layout()
   return fig

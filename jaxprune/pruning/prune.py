@@ -288,6 +288,7 @@ def run(cfg: PruneConfig) -> dict:
       key=keys.job_key(cfg.seed, keys.SELECT),
       labels=ds.labels if cfg.class_balance > 0 else None,
       class_balance=cfg.class_balance,
+      tie_key=keys.job_key(cfg.seed, keys.TIES),
     )
     summary = _write_outputs(cfg, ds, scores, cluster, kept, info)
   return summary

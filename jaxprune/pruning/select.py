@@ -2,7 +2,10 @@
 
 ``select(scores, fraction=f, mode=...)`` keeps ``round(f * N)`` examples (at least one):
 ``"hard"`` the highest scores, ``"easy"`` the lowest, ``"random"`` a uniform random subset.
-Ties are broken by the example's index (lower index first), so the result is deterministic.
+Ties are broken by the example's index (lower index first), so the result is deterministic;
+with ``tie_key`` they are broken by a permutation drawn from it instead (still deterministic),
+so that the dataset's order cannot decide them: on a class-sorted dataset and an integer score
+such as forgetting, lower-index-first hands every tie to the first classes.
 With ``labels`` and ``class_balance = b`` in [0, 1], every class c first keeps
 ``floor(b * f * n_c)`` of its own best-ranked examples; the remaining budget goes to the best
 ranked examples overall. Indices come back sorted, in the dataset's original order.
@@ -50,11 +53,11 @@ def check_fraction(fraction) -> None:
 
 
 @partial(jax.jit, static_argnames=("n_keep", "num_classes"))
-def _select(rank_key, labels, quota, *, n_keep, num_classes):
-  """Indices of the ``n_keep`` examples with the smallest ``rank_key`` under per-class quotas."""
+def _select(rank_key, labels, quota, ties, *, n_keep, num_classes):
+  """Indices of the ``n_keep`` examples with the smallest ``rank_key`` under per-class quotas;
+  ties go to the smaller ``ties`` value."""
   n = rank_key.shape[0]
-  idx = jnp.arange(n)
-  order = jnp.lexsort((idx, rank_key))  # by key, ties by index
+  order = jnp.lexsort((ties, rank_key))  # by key, ties by ``ties``
   if num_classes:
     # rank of each example within its class, following the global order
     cls_sorted = labels[order]
@@ -76,6 +79,7 @@ def select(
   key: jax.Array | None = None,
   labels=None,
   class_balance: float = 0.0,
+  tie_key: jax.Array | None = None,
 ) -> np.ndarray:
   """Indices (sorted, original order) of the examples kept. See the module docstring."""
   check_fraction(fraction)
@@ -105,6 +109,7 @@ def select(
   elif labels is None and class_balance > 0:
     raise ValueError("class_balance > 0 needs labels")
   lab = jnp.asarray(labels if num_classes else np.zeros(n, np.int32))
+  ties = jnp.arange(n) if tie_key is None else jax.random.permutation(tie_key, n)
   return np.asarray(
-    _select(jnp.asarray(rank_key), lab, quota, n_keep=n_keep, num_classes=num_classes)
+    _select(jnp.asarray(rank_key), lab, quota, ties, n_keep=n_keep, num_classes=num_classes)
   )
