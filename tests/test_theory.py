@@ -159,6 +159,7 @@ def test_bad_simulation_sizes():
     theory.simulate(jax.random.key(0), n=10, alpha_tot=1.0, seeds=0)
 
 
+@pytest.mark.slow
 def test_perfect_probe_solver_matches_the_two_angle_solver():
   # theta = 0 has its own scaled one-angle solver; the general (R, s) solver at a probe angle
   # of 1e-4 rad is an independent computation of (nearly) the same point
@@ -233,6 +234,7 @@ def test_simulated_pool_pruning_keeps_the_same_student():
   np.testing.assert_allclose(res.kappa[1], res.kappa[0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_scaling_script_smoke(tmp_path, capsys):
   import csv
   import importlib.util
