@@ -189,6 +189,7 @@ def test_prune_order_by_either_margin_hand_checked():
     theory.prune_order(t, u, margin="y", **kw)
 
 
+@pytest.mark.slow  # compiling the general (R, s) solver: ~4 CPU-minutes
 @pytest.mark.parametrize("margin", ["abs", "signed"])
 def test_imperfect_probe_simulation_matches_theory_for_either_margin(margin):
   # probe at 20 degrees: the two margins keep different examples, and each simulation follows
