@@ -292,8 +292,8 @@ def compute_all_scores(
   todo = [w for w in wanted if w not in out]
   labels = train.labels[pool]
   num_classes = int(train.labels.max()) + 1
+  embeddings = {} if embeddings is None else embeddings
   for s in sorted({s for sc, s in todo if sc in PROTOTYPES}):
-    embeddings = {} if embeddings is None else embeddings
     if s not in embeddings:
       embeddings[s] = _embeddings(cfg, train, s)
     emb = embeddings[s][pool]

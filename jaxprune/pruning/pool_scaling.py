@@ -138,29 +138,21 @@ def summary(rows: list[dict]) -> dict:
 
 def _plain_ticks(ax, axis: str, values) -> None:
   """Label a log axis at ``values`` in plain numbers (no 2x10^2 minor labels)."""
+  from matplotlib.ticker import NullFormatter
+
   values = sorted({float(v) for v in values})
   if not values:
     return
   label = [f"{v:,.0f}" if v >= 1 else f"{v:g}" for v in values]
   getattr(ax, f"set_{axis}ticks")(values, label, fontsize=7)
-  getattr(ax, f"{axis}axis").set_minor_formatter(_null_formatter())
-
-
-def _scalar_formatter():
-  from matplotlib.ticker import FormatStrFormatter
-
-  return FormatStrFormatter("%g")
-
-
-def _null_formatter():
-  from matplotlib.ticker import NullFormatter
-
-  return NullFormatter()
+  getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
 
 
 def error_figure(rows: list[dict], *, title: str = ""):
   """Test error vs examples kept (log-log), keep-hard, one line per fraction kept, one panel per
   score; the legend gives each line's fitted power-law exponent."""
+  from matplotlib.ticker import FormatStrFormatter
+
   from jaxprune.pruning.plots import plt
 
   metrics = _metrics(rows)
@@ -180,8 +172,8 @@ def error_figure(rows: list[dict], *, title: str = ""):
       ax.errorbar(k, err, yerr=sd, marker="o", ms=3, capsize=2, label=label, **style)
     ax.set(xscale="log", yscale="log", xlabel="examples kept", ylabel="test error (%)")
     _plain_ticks(ax, "x", [r["n_kept"] for r in rows if r["mode"] in ("hard", "-")])
-    ax.yaxis.set_major_formatter(_scalar_formatter())
-    ax.yaxis.set_minor_formatter(_scalar_formatter())
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_title(f"{score}, keep hard")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

@@ -68,8 +68,8 @@ class PruneConfig:
   """distance of the prototype scores"""
   k: int | None = 100
   """k-means clusters (100: the choice of the k sweep {10, 30, 100} on the digits,
-  docs/results.md); None: the number of classes (100 for unlabelled data), at most the
-  number of examples"""
+  docs/results.md); None: the number of classes (100 for unlabelled data), capped at the
+  number of examples; an explicit k larger than the data is an error"""
   fraction: float = 0.5
   """fraction of the examples kept, in (0, 1]"""
   mode: Literal["hard", "easy", "random"] = "hard"
