@@ -38,6 +38,7 @@ from jaxprune.pruning.data import (
 )
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
 from jaxprune.pruning.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
+from jaxprune.pruning.kmeans_bounds import ALGORITHMS as KMEANS_ALGORITHMS
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 from jaxprune.pruning.npm_data import fetch as fetch_npm_dataset
 from jaxprune.pruning.pool_scaling import best_fraction, exponents, hard_minus_easy
@@ -122,6 +123,7 @@ __all__ = [
   "inertia",
   "initialize_distributed",
   "kmeans",
+  "KMEANS_ALGORITHMS",
   "kmeans_plusplus",
   "kmeans_streamed",
   "load",

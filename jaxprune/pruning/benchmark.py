@@ -1,53 +1,91 @@
 """Benchmarks that print ratios against a peer measured in the same run (``scripts/bench_*.py``).
 
-* :func:`bench_kmeans`: one Lloyd iteration, jaxprune vs scikit-learn KMeans (lloyd) vs faiss-cpu
-  Kmeans, same data and initial centroids, each peer in its own process (``python -m
-  jaxprune.pruning.benchmark --only NAME ...``) so that its peak memory is its own; or
-  ImageNet-sized scoring end to end (``imagenet=True``).
+* :func:`bench_kmeans`: k-means, each peer in its own process (``python -m
+  jaxprune.pruning.benchmark --only NAME ...``) so that its peak memory is its own, same data and
+  initial centroids for every peer:
+
+  - ``mode="converge"`` (:func:`converge_kmeans`): time to the Lloyd fixed point (tol = 0, at
+    most ``max_iter`` iterations) of jaxprune (``algorithm="auto"``, bound-based, and
+    ``"lloyd"``) against scikit-learn KMeans (lloyd, elkan) and faiss-cpu Kmeans, on weakly
+    clustered, well clustered and real (SimCLR digits) data;
+  - ``mode="iteration"`` (:func:`compare_kmeans`): one Lloyd iteration, jaxprune vs scikit-learn
+    (lloyd) vs faiss-cpu, against a float32 matmul roofline;
+  - ``imagenet=True``: ImageNet-sized scoring end to end.
 * :func:`bench_train`: examples/s of the scanned loop (K steps per dispatch, ``lax.scan``)
   against a per-step jitted Python loop, same model, data and steps.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from jaxprune.core.config import check_finite, parse, require
+from jaxprune.core import io
+from jaxprune.core.config import check_finite, parse, require, to_dict
 from jaxprune.models.classifier import ClassifierConfig
 from jaxprune.pruning import keys
 
 WARM = 2  # Lloyd iterations of the baseline run, subtracted from the timed one
 IMAGENET = (1_281_167, 2048, 1000)  # N, D, K of the ImageNet-sized scoring run
 
+Peer = Literal["jaxprune-auto", "jaxprune-lloyd", "sklearn-lloyd", "sklearn-elkan", "faiss"]
+PEERS: tuple[str, ...] = typing.get_args(Peer)  # also the order they run in
+OTHERS = ("sklearn-lloyd", "sklearn-elkan", "faiss")  # the peers jaxprune-auto is compared with
+BenchData = Literal["weak", "blobs", "digits-ssl"]
+DATASETS: tuple[str, ...] = typing.get_args(BenchData)
+BLOB_NOISE = 0.1  # std of the isotropic noise around each blob's centre (centres ~ N(0, 1))
+JITTER = 0.05  # digits-ssl: jitter std, relative to each feature's std
+
 
 @dataclass(frozen=True)
 class BenchKMeansConfig:
-  """Benchmark one Lloyd iteration: jaxprune vs scikit-learn vs faiss, or ImageNet-sized
-  scoring end to end."""
+  """Benchmark k-means: time to convergence (default) or one Lloyd iteration, jaxprune vs
+  scikit-learn vs faiss; or ImageNet-sized scoring end to end."""
 
+  mode: Literal["converge", "iteration"] = "converge"
+  """converge: seconds to the Lloyd fixed point (tol 0, at most max_iter iterations);
+  iteration: the marginal cost of one Lloyd iteration against a matmul roofline"""
   n: int = 100_000
   """points"""
   d: int = 256
   """dimensions"""
   k: int = 1000
   """clusters"""
+  max_iter: int = 100
+  """converge: iterations at most"""
+  data: tuple[BenchData, ...] = DATASETS
+  """converge: datasets (weak: weakly clustered Gaussian; blobs: well separated Gaussian
+  blobs; digits-ssl: the prune job's SimCLR embeddings of the 1,797 digits, tiled to N x D)"""
+  peers: tuple[Peer, ...] = PEERS
+  """converge: the peers to time (faiss, which has no convergence test, runs as many iterations
+  as jaxprune-lloyd needed; max_iter when jaxprune-lloyd is not among them)"""
+  data_dir: str = "bench_data"
+  """converge: where the data, initial centroids and cached digits embeddings are written"""
+  out: str = "runs/bench_kmeans/converge.json"
+  """converge: the raw per-peer results (JSON); the markdown table goes next to it (.md)"""
   iters: int = 10
-  """timed Lloyd iterations (the marginal cost over a 2-iteration run)"""
+  """iteration: timed Lloyd iterations (the marginal cost over a 2-iteration run)"""
   chunk: int = 512
   """jaxprune's points per chunk"""
   seed: int = 0
   """seed of the generated data and initial centroids"""
-  only: Literal["jaxprune", "sklearn", "faiss", "matmul", "prune"] | None = None
-  """(internal) run one peer in this process and print its JSON line"""
+  only: Literal["jaxprune", "sklearn", "matmul", "prune", "prepare"] | Peer | None = None
+  """(internal) run one peer (or prepare the converge data) in this process and print its JSON
+  line"""
+  dataset: BenchData = "weak"
+  """(internal) the dataset of a converge child"""
+  faiss_iter: int | None = None
+  """(internal) the iterations of the faiss converge child"""
   imagenet: bool = False
   """score 1,281,167 x 2048 embeddings (K = 1000) end to end through the prune job, streamed"""
   path: str = "bench_data/in1k_embeddings.npy"
@@ -56,23 +94,119 @@ class BenchKMeansConfig:
   """the ImageNet-sized prune job's output directory"""
 
   def __post_init__(self):
-    for name in ("n", "d", "k", "iters", "chunk"):
+    for name in ("n", "d", "k", "max_iter", "iters", "chunk"):
       require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
     require(self.k <= self.n, f"k must be <= n, got k={self.k} n={self.n}")
+    require(len(self.data) >= 1, "data must name at least one dataset")
+    require(len(self.peers) >= 1, "peers must name at least one peer")
+    require(
+      self.faiss_iter is None or self.faiss_iter >= 1,
+      f"faiss_iter must be >= 1, got {self.faiss_iter}",
+    )
 
 
 def peak_rss_gib(who=resource.RUSAGE_SELF) -> float:
   return resource.getrusage(who).ru_maxrss / 2**20  # Linux: KiB
 
 
+def own_peak_rss_gib() -> float:
+  """This process's own peak RSS (``VmHWM``, which starts afresh at exec), unlike ``ru_maxrss``,
+  which Linux carries over from the parent across fork and exec; ``ru_maxrss`` where there is no
+  ``/proc``."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 2**20  # kB
+  except OSError:
+    pass
+  return peak_rss_gib()
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
 def make_data(n: int, d: int, k: int, seed: int = 0):
   """Weakly clustered Gaussian data ``x_NxD`` and initial centroids ``c0_KxD`` (rows of x): no
-  peer converges within the timed iterations."""
+  peer converges within the timed iterations. K centres ~ N(0, 0.3^2) per dimension, each point
+  a random centre plus N(0, 1) noise: the clusters overlap."""
   rng = np.random.default_rng(seed)
   centres = rng.standard_normal((k, d), dtype=np.float32) * 0.3
   x = centres[rng.integers(0, k, n)] + rng.standard_normal((n, d), dtype=np.float32)
   c0 = x[rng.choice(n, k, replace=False)].copy()
   return x, c0
+
+
+def make_blobs(n: int, d: int, k: int, seed: int = 0):
+  """Well clustered data ``x_NxD`` and initial centroids ``c0_KxD`` (rows of x): K centres ~
+  N(0, 1) per dimension, each point a uniformly drawn centre plus isotropic N(0, BLOB_NOISE^2)
+  noise, so that the blobs (radius about 0.1 sqrt(D)) lie far apart (about sqrt(2 D))."""
+  rng = np.random.default_rng(seed)
+  centres = rng.standard_normal((k, d), dtype=np.float32)
+  x = centres[rng.integers(0, k, n)] + BLOB_NOISE * rng.standard_normal((n, d), dtype=np.float32)
+  c0 = x[rng.choice(n, k, replace=False)].copy()
+  return x, c0
+
+
+def tile_embeddings(emb_MxE, n: int, d: int, k: int, seed: int = 0):
+  """``(x_NxD, c0_KxD)`` from M real embeddings: projected to D by a fixed Gaussian matrix
+  (E x D, entries N(0, 1) / sqrt(E)) when E != D, row i a copy of embedding i mod M, plus
+  Gaussian jitter of JITTER times each feature's std (so that the copies are distinct points);
+  c0 is K rows of x."""
+  rng = np.random.default_rng(seed)
+  emb = np.asarray(emb_MxE, np.float32)
+  m, e = emb.shape
+  if e != d:
+    emb = emb @ (rng.standard_normal((e, d), dtype=np.float32) / np.float32(np.sqrt(e)))
+  std_D = emb.std(axis=0)
+  x = emb[np.arange(n) % m] + JITTER * std_D * rng.standard_normal((n, d), dtype=np.float32)
+  c0 = x[rng.choice(n, k, replace=False)].copy()
+  return x, c0
+
+
+def digits_ssl_embeddings(data_dir: str) -> np.ndarray:
+  """The 1,797 x 128 SimCLR embeddings of all the digits, computed as ``scripts/prune.py
+  --embedding ssl`` computes them (:func:`jaxprune.pruning.embeddings.ssl_embeddings` with the
+  job's defaults: ``SSLConfig()``, seed 0) but on the ``all`` split, and cached in ``data_dir``
+  under a name that holds a hash of the SSL config (the encoder's run, resumable, next to it)."""
+  from jaxprune.pruning import data as data_lib
+  from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
+
+  ssl, seed = SSLConfig(), 0
+  stored = json.dumps({"ssl": to_dict(ssl), "seed": seed}, sort_keys=True)
+  name = f"digits-ssl-{hashlib.sha256(stored.encode()).hexdigest()[:8]}"
+  path = os.path.join(data_dir, name + ".npy")
+  if os.path.exists(path):
+    return np.load(path)
+  images = data_lib.load(data_lib.DEFAULT, split="all").images
+  emb = np.asarray(ssl_embeddings(images, cfg=ssl, seed=seed, workdir=os.path.join(data_dir, name)))
+  io.save_npy(path, emb)
+  return emb
+
+
+def converge_paths(cfg: BenchKMeansConfig, dataset: str) -> tuple[str, str]:
+  """The files that hold ``dataset``'s ``x_NxD`` and ``c0_KxD`` for every converge child."""
+  stem = os.path.join(cfg.data_dir, f"{dataset}-n{cfg.n}-d{cfg.d}-k{cfg.k}-seed{cfg.seed}")
+  return stem + ".x.npy", stem + ".c0.npy"
+
+
+def prepare_data(cfg: BenchKMeansConfig) -> None:
+  """Write ``x`` and ``c0`` of every dataset in ``cfg.data`` (atomically)."""
+  for dataset in cfg.data:
+    if dataset == "weak":
+      x, c0 = make_data(cfg.n, cfg.d, cfg.k, cfg.seed)
+    elif dataset == "blobs":
+      x, c0 = make_blobs(cfg.n, cfg.d, cfg.k, cfg.seed)
+    else:
+      x, c0 = tile_embeddings(digits_ssl_embeddings(cfg.data_dir), cfg.n, cfg.d, cfg.k, cfg.seed)
+    x_path, c0_path = converge_paths(cfg, dataset)
+    io.save_npy(x_path, x)
+    io.save_npy(c0_path, c0)
+
+
+# ---------------------------------------------------------------------------------------------
+# one Lloyd iteration
 
 
 def _time_runs(run, iters: int) -> dict:
@@ -83,7 +217,10 @@ def _time_runs(run, iters: int) -> dict:
 
 
 def kmeans_child(cfg: BenchKMeansConfig) -> dict:
-  """One peer, timed in this process (see :func:`_time_runs`); with its peak memory."""
+  """One peer, timed in this process (see :func:`_time_runs`, or :func:`converge_child` for the
+  converge peers); with its peak memory."""
+  if cfg.only in PEERS and cfg.mode == "converge":  # "faiss" names a peer of both modes
+    return converge_child(cfg)
   if cfg.only == "matmul":
     return {"gflops": _matmul_gflops(), "peak_rss_gib": peak_rss_gib()}
   x, c0 = make_data(cfg.n, cfg.d, cfg.k, cfg.seed)
@@ -98,8 +235,15 @@ def kmeans_child(cfg: BenchKMeansConfig) -> dict:
     key = keys.job_key(cfg.seed, keys.KMEANS)  # unused: the initial centroids are given
 
     def run(iters):
-      fn = lambda: kmeans(
-        xj, k=cfg.k, key=key, init=cj, max_iter=iters, tol=0.0, chunk_size=cfg.chunk
+      fn = lambda: kmeans(  # plain Lloyd: the cost of an iteration that computes every distance
+        xj,
+        k=cfg.k,
+        key=key,
+        init=cj,
+        max_iter=iters,
+        tol=0.0,
+        chunk_size=cfg.chunk,
+        algorithm="lloyd",
       )
       jax.block_until_ready(fn())  # compile
       t = time.perf_counter()
@@ -143,30 +287,16 @@ def _matmul_gflops() -> float:
   return 2 * 4096**3 / min(ts) / 1e9
 
 
-def _child(cfg: BenchKMeansConfig, who: str) -> dict:
-  cmd = [
-    sys.executable,
-    "-m",
-    __name__,
-    "--only",
-    who,
-    "--n",
-    str(cfg.n),
-    "--d",
-    str(cfg.d),
-    "--k",
-    str(cfg.k),
-    "--iters",
-    str(cfg.iters),
-    "--chunk",
-    str(cfg.chunk),
-    "--seed",
-    str(cfg.seed),
-  ]
-  r = subprocess.run(cmd, capture_output=True, text=True)
+def _child(cfg: BenchKMeansConfig, who: str, *extra: str, capture: bool = True) -> dict | None:
+  """Run ``who`` in a child process (``--only who``) with cfg's sizes; its JSON line (``None``
+  when the output is not captured)."""
+  cmd = [sys.executable, "-m", __name__, "--only", who, *extra]
+  for name in ("mode", "n", "d", "k", "max_iter", "iters", "chunk", "seed", "data_dir"):
+    cmd += [f"--{name}", str(getattr(cfg, name))]
+  r = subprocess.run(cmd, capture_output=capture, text=True)
   if r.returncode != 0:
-    raise RuntimeError(f"benchmark child {who!r} failed:\n{r.stderr[-3000:]}")
-  return json.loads(r.stdout.strip().splitlines()[-1])
+    raise RuntimeError(f"benchmark child {who!r} failed:\n{(r.stderr or '')[-3000:]}")
+  return json.loads(r.stdout.strip().splitlines()[-1]) if capture else None
 
 
 def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
@@ -196,6 +326,188 @@ def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
     say(f"speed-up of jaxprune over {who}: {rows[who]['per_iter'] / j:.2f}x")
   say(f"jaxprune reaches {rows['jaxprune']['gflops'] / roof:.1%} of the matmul roofline")
   return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# time to convergence
+
+
+def converge_child(cfg: BenchKMeansConfig) -> dict:
+  """Peer ``cfg.only`` run to the Lloyd fixed point (tol 0, at most ``cfg.max_iter``
+  iterations) on ``cfg.dataset``'s stored ``x`` and ``c0``, in this process: seconds,
+  iterations, inertia, peak memory; jaxprune's compilation is excluded (a first identical call,
+  timed apart) and ``algorithm="auto"`` reports the distances its bounds skipped."""
+  x_path, c0_path = converge_paths(cfg, cfg.dataset)
+  x, c0 = np.load(x_path), np.load(c0_path)
+  out = {}
+  if cfg.only.startswith("jaxprune"):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxprune.pruning.kmeans import kmeans
+
+    xj, cj = jnp.asarray(x), jnp.asarray(c0)
+    del x
+    key = keys.job_key(cfg.seed, keys.KMEANS)  # unused: the initial centroids are given
+    algorithm = cfg.only.removeprefix("jaxprune-")
+    fn = lambda: kmeans(
+      xj,
+      k=cfg.k,
+      key=key,
+      init=cj,
+      max_iter=cfg.max_iter,
+      tol=0.0,
+      chunk_size=cfg.chunk,
+      distance="euclidean",
+      algorithm=algorithm,
+    )
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    out["first_seconds"] = time.perf_counter() - t  # compilation and a first run
+    t = time.perf_counter()
+    res = jax.block_until_ready(fn())
+    secs, n_iter = time.perf_counter() - t, int(res.n_iter)
+    computed = np.asarray(res.computed, np.float64)[:n_iter]
+    out.update(converged=bool(res.converged), inertia=float(res.inertia))
+    out.update(skipped=(1.0 - computed).tolist(), skipped_overall=1.0 - computed.sum() / n_iter)
+  elif cfg.only.startswith("sklearn"):
+    from sklearn.cluster import KMeans
+
+    algorithm = cfg.only.removeprefix("sklearn-")
+    t = time.perf_counter()
+    m = KMeans(cfg.k, init=c0, n_init=1, algorithm=algorithm, max_iter=cfg.max_iter, tol=0.0).fit(x)
+    secs, n_iter = time.perf_counter() - t, int(m.n_iter_)
+    # scikit-learn stops early only when the labels no longer change (tol = 0)
+    out.update(converged=n_iter < cfg.max_iter, inertia=float(m.inertia_))
+  else:
+    import faiss
+
+    n_iter = cfg.faiss_iter or cfg.max_iter
+    km = faiss.Kmeans(
+      cfg.d, cfg.k, niter=n_iter, max_points_per_centroid=cfg.n, seed=cfg.seed, verbose=False
+    )  # every point, no subsampling; no convergence test: n_iter iterations
+    t = time.perf_counter()
+    km.train(x, init_centroids=c0)
+    secs = time.perf_counter() - t
+    out.update(converged=None, inertia=float(km.obj[-1]))  # the last iteration's assignment
+  return {"seconds": secs, "n_iter": n_iter, **out, "peak_rss_gib": own_peak_rss_gib()}
+
+
+def _skipped_brief(skipped: list[float], ends: int = 3) -> str:
+  """``0% 12% 31% .. 97% 98% 98%``: the first and last ``ends`` iterations."""
+  pct = [f"{s:.0%}" for s in skipped]
+  return " ".join(pct if len(pct) <= 2 * ends + 1 else [*pct[:ends], "..", *pct[-ends:]])
+
+
+def format_peer(r: dict) -> str:
+  """One line of the report: a peer on a dataset."""
+  first = f" (compile+first {r['first_seconds']:.2f} s)" if "first_seconds" in r else ""
+  state = {True: "converged", False: "cap", None: "fixed"}[r["converged"]]
+  line = (
+    f"{r['dataset']:>10} {r['peer']:>14}: {r['seconds']:8.3f} s{first}  {r['n_iter']:>4} it "
+    f"({state})  peak RSS {r['peak_rss_gib']:.2f} GiB  inertia {r['inertia']:.6g}"
+  )
+  if r["peer"] == "jaxprune-auto":
+    line += (
+      f"  skipped per iteration {_skipped_brief(r['skipped'])}, overall {r['skipped_overall']:.1%}"
+    )
+  return line
+
+
+def converge_ratios(rows: list[dict]) -> dict:
+  """Per dataset: the fastest of scikit-learn (lloyd, elkan) and faiss, its time over
+  jaxprune-auto's, and jaxprune-lloyd's time over jaxprune-auto's (when measured)."""
+  out = {}
+  for dataset in dict.fromkeys(r["dataset"] for r in rows):
+    secs = {r["peer"]: r["seconds"] for r in rows if r["dataset"] == dataset}
+    if "jaxprune-auto" not in secs:
+      continue
+    auto, ratios = secs["jaxprune-auto"], {}
+    others = [p for p in OTHERS if p in secs]
+    if others:
+      best = min(others, key=secs.get)
+      ratios.update(best_peer=best, best_over_auto=secs[best] / auto)
+    if "jaxprune-lloyd" in secs:
+      ratios["lloyd_over_auto"] = secs["jaxprune-lloyd"] / auto
+    out[dataset] = ratios
+  return out
+
+
+def format_table(cfg: BenchKMeansConfig, rows: list[dict], ratios: dict) -> str:
+  """The results as markdown (for docs/benchmarks.md)."""
+  faiss_runs = (
+    "jaxprune-lloyd's iterations" if "jaxprune-lloyd" in cfg.peers else "max_iter iterations"
+  )
+  lines = [
+    f"N={cfg.n:,} D={cfg.d} K={cfg.k:,}, tol 0, at most {cfg.max_iter} iterations, seed "
+    f"{cfg.seed}; seconds exclude jaxprune's compilation; faiss runs "
+    f"{faiss_runs}; skipped: the fraction of the N x K distances jaxprune did not compute",
+    "",
+    "| dataset | peer | seconds | iterations | skipped | peak RSS | inertia |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+  ]
+  for r in rows:
+    skipped = f"{r['skipped_overall']:.1%}" if "skipped_overall" in r else "-"
+    it = f"{r['n_iter']}" + {True: "", False: " (cap)", None: " (fixed)"}[r["converged"]]
+    lines.append(
+      f"| {r['dataset']} | {r['peer']} | {r['seconds']:.3f} | {it} | {skipped} | "
+      f"{r['peak_rss_gib']:.2f} GiB | {r['inertia']:.6g} |"
+    )
+  if ratios:
+    lines += [
+      "",
+      "| dataset | best peer | best peer / jaxprune-auto | jaxprune-lloyd / jaxprune-auto |",
+      "| --- | --- | --- | --- |",
+    ]
+    for dataset, q in ratios.items():
+      best = f"{q['best_over_auto']:.2f}x" if "best_peer" in q else "-"
+      lloyd = f"{q['lloyd_over_auto']:.2f}x" if "lloyd_over_auto" in q else "-"
+      lines.append(f"| {dataset} | {q.get('best_peer', '-')} | {best} | {lloyd} |")
+  return "\n".join(lines) + "\n"
+
+
+def converge_kmeans(cfg: BenchKMeansConfig) -> dict:
+  """Time every peer to convergence on every dataset, each in its own process; prints one line
+  per peer and the summary table, writes ``cfg.out`` (JSON) and its ``.md``; returns what the
+  JSON holds."""
+  print(
+    f"k-means to convergence: N={cfg.n:,} D={cfg.d} K={cfg.k:,}, tol 0, at most {cfg.max_iter} "
+    f"iterations, data {cfg.n * cfg.d * 4 / 2**20:.0f} MiB float32, {os.cpu_count()} CPUs",
+    flush=True,
+  )
+  # the data (and the digits' SimCLR encoder) are made in a child too: this process stays small
+  _child(cfg, "prepare", "--data", *cfg.data, capture=False)
+  rows = []
+  for dataset in cfg.data:
+    lloyd_iter = None
+    for peer in (p for p in PEERS if p in cfg.peers):
+      extra = ["--dataset", dataset]
+      if peer == "faiss" and lloyd_iter is not None:
+        extra += ["--faiss_iter", str(lloyd_iter)]
+      r = {"dataset": dataset, "peer": peer, **_child(cfg, peer, *extra)}
+      if peer == "jaxprune-lloyd":
+        lloyd_iter = r["n_iter"]
+      rows.append(r)
+      print(format_peer(r), flush=True)
+    q = converge_ratios([r for r in rows if r["dataset"] == dataset]).get(dataset, {})
+    if "best_peer" in q:
+      print(
+        f"{dataset:>10} speed-up of jaxprune-auto over the best peer ({q['best_peer']}): "
+        f"{q['best_over_auto']:.2f}x",
+        flush=True,
+      )
+    if "lloyd_over_auto" in q:
+      print(
+        f"{dataset:>10} jaxprune-lloyd / jaxprune-auto: {q['lloyd_over_auto']:.2f}x", flush=True
+      )
+  ratios = converge_ratios(rows)
+  table = format_table(cfg, rows, ratios)
+  print("\n" + table, end="")
+  result = {"config": to_dict(cfg), "rows": rows, "ratios": ratios}
+  io.save_json(cfg.out, result)
+  io.save_text(os.path.splitext(cfg.out)[0] + ".md", table)
+  print(f"written {cfg.out} and {os.path.splitext(cfg.out)[0]}.md")
+  return result
 
 
 def _write_imagenet_embeddings(path: str, seed: int) -> None:
@@ -273,12 +585,16 @@ def bench_kmeans(cfg: BenchKMeansConfig) -> None:
   """The benchmark ``cfg`` asks for (see the module docstring)."""
   if cfg.only == "prune":
     _prune_child(cfg)
+  elif cfg.only == "prepare":
+    prepare_data(cfg)
   elif cfg.only is not None:
     print(json.dumps(kmeans_child(cfg)))
   elif cfg.imagenet:
     imagenet_scoring(cfg)
-  else:
+  elif cfg.mode == "iteration":
     compare_kmeans(cfg)
+  else:
+    converge_kmeans(cfg)
 
 
 # ---------------------------------------------------------------------------------------------

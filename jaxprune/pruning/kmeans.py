@@ -42,6 +42,9 @@ class KMeansResult(NamedTuple):
   inertia: jax.Array
   n_iter: jax.Array
   converged: jax.Array
+  # per iteration (max_iter, 0 past n_iter): the fraction of the N x K point-centroid distances
+  # computed (1 for Lloyd; a tightened single distance counts 1/K of a row)
+  computed: jax.Array | None = None
 
 
 class LloydStats(NamedTuple):
@@ -141,23 +144,49 @@ def normalise(v: jax.Array) -> jax.Array:
   return v / jnp.where(norm > 0, norm, 1.0)
 
 
-def nearest(xp_CxD: jax.Array, c_KxD: jax.Array, distance: str):
-  """Nearest centroid of each (prepared) point: ``(labels_C int32, dist_C float32)``."""
-  k = c_KxD.shape[0]
+def scores(xp_CxD: jax.Array, c_KxD: jax.Array, distance: str) -> jax.Array:
+  """K x C scores whose per-column minimum is the nearest centroid: ``|c|^2 - 2 c.x``
+  (euclidean) or ``-c.x`` (cosine)."""
   # K x C layout: the reduction over K then runs across rows, which vectorises over C.
   dot_KxC = c_KxD @ xp_CxD.T
   if distance == "cosine":
-    score_KxC = -dot_KxC
-  else:
-    score_KxC = jnp.sum(c_KxD * c_KxD, axis=1)[:, None] - 2.0 * dot_KxC
+    return -dot_KxC
+  return jnp.sum(c_KxD * c_KxD, axis=1)[:, None] - 2.0 * dot_KxC
+
+
+def nearest2(xp_CxD: jax.Array, c_KxD: jax.Array, distance: str):
+  """``(labels_C, best_C, second_C)``: the nearest centroid (lowest index among ties), its score
+  and the lowest score of any other centroid (equal to ``best`` when two centroids tie)."""
+  k = c_KxD.shape[0]
+  score_KxC = scores(xp_CxD, c_KxD, distance)
+  best_C = jnp.min(score_KxC, axis=0)
+  k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
+  is_best = score_KxC == best_C[None, :]
+  labels_C = jnp.min(jnp.where(is_best, k_ids, k), axis=0)
+  # masking every tied centroid (not just the label) keeps this one fused pass over the scores;
+  # a tie is caught by counting the centroids that attain the minimum
+  second_C = jnp.min(jnp.where(is_best, jnp.inf, score_KxC), axis=0)
+  tied_C = jnp.sum(is_best.astype(jnp.int32), axis=0) > 1
+  return labels_C, best_C, jnp.where(tied_C, best_C, second_C)
+
+
+def nearest(xp_CxD: jax.Array, c_KxD: jax.Array, distance: str):
+  """Nearest centroid of each (prepared) point: ``(labels_C int32, dist_C float32)``."""
+  k = c_KxD.shape[0]
+  score_KxC = scores(xp_CxD, c_KxD, distance)
   best_C = jnp.min(score_KxC, axis=0)
   k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
   labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, k), axis=0)
+  return labels_C, best_dist(best_C, xp_CxD, distance)
+
+
+def best_dist(best_C, xp_CxD, distance: str):
+  """The distance :func:`nearest` reports from the best score: squared euclidean or 1 - cos."""
   if distance == "cosine":
     dist_C = 1.0 + best_C
   else:
     dist_C = best_C + jnp.sum(xp_CxD * xp_CxD, axis=1)
-  return labels_C, jnp.maximum(dist_C, 0.0)
+  return jnp.maximum(dist_C, 0.0)
 
 
 def scan_chunks(f: Callable, x_NxD: jax.Array, carry, *, chunk_size: int, offset=0):
@@ -218,31 +247,37 @@ def lloyd_stats(
   def f(stats, x_CxD, start):
     xp = prepare(x_CxD, distance)
     labels, dist = nearest(xp, c_KxD, distance)
-    if n_valid is not None:
-      w = (start + jnp.arange(xp.shape[0]) < n_valid).astype(jnp.float32)
-      xp, dist = xp * w[:, None], dist * w
-    else:
-      w = jnp.ones_like(dist)
-    m = min(_N_FAR, xp.shape[0])
-    top_d, top_i = lax.top_k(jnp.where(w > 0, dist, -1.0), m)
-    chunk = LloydStats(
-      jax.ops.segment_sum(xp, labels, k),
-      jax.ops.segment_sum(w, labels, k),
-      jnp.sum(dist),
-      top_d,
-      xp[top_i],
-    )
-    far_d, far_x = _merge_far(stats.far_d_M, stats.far_x_MxD, chunk.far_d_M, chunk.far_x_MxD)
-    return LloydStats(
-      stats.sums_KxD + chunk.sums_KxD,
-      stats.counts_K + chunk.counts_K,
-      stats.inertia + chunk.inertia,
-      far_d,
-      far_x,
-    ), None
+    return add_chunk(stats, xp, labels, dist, row_mask(start, xp.shape[0], n_valid)), None
 
   stats, _ = scan_chunks(f, x_NxD, empty_stats(k, d), chunk_size=chunk_size, offset=offset)
   return stats
+
+
+def row_mask(start, c: int, n_valid):
+  """1 for the rows ``start + i < n_valid`` of a chunk of ``c`` rows, 0 for padding; None when
+  nothing is padded."""
+  if n_valid is None:
+    return None
+  return (start + jnp.arange(c) < n_valid).astype(jnp.float32)
+
+
+def add_chunk(stats: LloydStats, xp_CxD, labels_C, dist_C, w_C) -> LloydStats:
+  """``stats`` plus one chunk's points (weights ``w``: None, or 0 for padding rows)."""
+  k = stats.counts_K.shape[0]
+  if w_C is not None:
+    xp_CxD, dist_C = xp_CxD * w_C[:, None], dist_C * w_C
+  else:
+    w_C = jnp.ones_like(dist_C)
+  m = min(_N_FAR, xp_CxD.shape[0])
+  top_d, top_i = lax.top_k(jnp.where(w_C > 0, dist_C, -1.0), m)
+  far_d, far_x = _merge_far(stats.far_d_M, stats.far_x_MxD, top_d, xp_CxD[top_i])
+  return LloydStats(
+    stats.sums_KxD + jax.ops.segment_sum(xp_CxD, labels_C, k),
+    stats.counts_K + jax.ops.segment_sum(w_C, labels_C, k),
+    stats.inertia + jnp.sum(dist_C),
+    far_d,
+    far_x,
+  )
 
 
 def update_centroids(c_KxD: jax.Array, stats: LloydStats, *, distance: str) -> jax.Array:
@@ -273,19 +308,24 @@ def _stats_fn(distance: str, chunk_size: int, n_valid: int, mesh: Mesh | None, a
     s = lloyd_stats(
       x_local, c, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=offset
     )
-    far_d = lax.all_gather(s.far_d_M, axis_name, tiled=True)
-    far_x = lax.all_gather(s.far_x_MxD, axis_name, tiled=True)
-    top_d, idx = lax.top_k(far_d, _N_FAR)
-    return LloydStats(
-      lax.psum(s.sums_KxD, axis_name),
-      lax.psum(s.counts_K, axis_name),
-      lax.psum(s.inertia, axis_name),
-      top_d,
-      far_x[idx],
-    )
+    return reduce_stats(s, axis_name)
 
   return jax.shard_map(
     local, mesh=mesh, in_specs=(P(axis_name), P()), out_specs=P(), check_vma=False
+  )
+
+
+def reduce_stats(s: LloydStats, axis_name: str) -> LloydStats:
+  """Every device's statistics merged (inside ``shard_map``)."""
+  far_d = lax.all_gather(s.far_d_M, axis_name, tiled=True)
+  far_x = lax.all_gather(s.far_x_MxD, axis_name, tiled=True)
+  top_d, idx = lax.top_k(far_d, _N_FAR)
+  return LloydStats(
+    lax.psum(s.sums_KxD, axis_name),
+    lax.psum(s.counts_K, axis_name),
+    lax.psum(s.inertia, axis_name),
+    top_d,
+    far_x[idx],
   )
 
 
@@ -402,6 +442,69 @@ def lloyd(x_NxD, c0_KxD, *, stats_fn: Callable, distance: str, max_iter: int, to
   return c, n_iter, shift <= tol_abs
 
 
+def bounded_iteration(
+  x_NxD,
+  c_KxD,
+  b,
+  sched,
+  i,
+  *,
+  step_fn: Callable,
+  active_fn: Callable,
+  stats_fn: Callable,
+  distance: str,
+  algorithm: str,
+  n_valid: int,
+):
+  """One of Lloyd's iterations with Hamerly's bounds (:mod:`kmeans_bounds`), given bounds ``b``
+  valid for ``c``. ``step_fn(x, c, bounds, mode) -> StepOut`` runs the pass
+  :func:`kmeans_bounds.choose` picks from ``active_fn(bounds)`` (the number of active points);
+  an iteration whose compacted pass empties a cluster takes its statistics from ``stats_fn``
+  (the dense pass, which knows the farthest points for re-seeding).
+
+  Returns ``(new centroids, bounds valid for them, schedule, labels w.r.t. c, fraction of the
+  N x K distances computed)``: the labels and centroids of Lloyd's iteration from ``c``.
+  """
+  from jaxprune.pruning.kmeans_bounds import choose, loosen, observe, shifts
+
+  k = c_KxD.shape[0]
+  mode, sched = choose(sched, i, active_fn(b) / n_valid, k, algorithm)
+  out = step_fn(x_NxD, c_KxD, b, mode)
+  sched = observe(sched, out.n_changed, n_valid)
+  stats = lax.cond(
+    jnp.any(out.stats.counts_K == 0) & ~out.exact, lambda: stats_fn(x_NxD, c_KxD), lambda: out.stats
+  )
+  new = update_centroids(c_KxD, stats, distance=distance)
+  frac = (out.n_full.astype(jnp.float32) + out.n_tight.astype(jnp.float32) / k) / n_valid
+  return new, loosen(out.bounds, shifts(c_KxD, new)), sched, out.bounds.labels, frac
+
+
+def bounded_lloyd(x_NxD, c0_KxD, b0, *, max_iter: int, tol_abs, **kw):
+  """:func:`bounded_iteration` in a ``lax.while_loop`` until the total squared centre shift
+  <= tol_abs (``kw``: its keyword arguments). Returns ``(centroids, n_iter, converged,
+  computed_per_iteration, bounds)``; the bounds are valid for the returned centroids."""
+  from jaxprune.pruning.kmeans_bounds import init_schedule
+
+  def cond(carry):
+    return (carry[3] < max_iter) & (carry[4] > tol_abs)
+
+  def body(carry):
+    c, b, sched, i, _, computed = carry
+    new, b, sched, _, frac = bounded_iteration(x_NxD, c, b, sched, i, **kw)
+    return new, b, sched, i + 1, jnp.sum((new - c) ** 2), computed.at[i].set(frac)
+
+  init = (
+    c0_KxD,
+    b0,
+    init_schedule(),
+    jnp.int32(0),
+    jnp.float32(jnp.inf),
+    jnp.zeros((max_iter,), jnp.float32),
+  )
+  c, b, _, n_iter, shift, computed = lax.while_loop(cond, body, init)
+  return c, n_iter, shift <= tol_abs, computed, b
+
+
 @partial(
   jax.jit,
   static_argnames=(
@@ -415,6 +518,7 @@ def lloyd(x_NxD, c0_KxD, *, stats_fn: Callable, distance: str, max_iter: int, to
     "axis_name",
     "n_local_trials",
     "given_init",
+    "algorithm",
   ),
 )
 def _fit(
@@ -433,24 +537,93 @@ def _fit(
   axis_name,
   n_local_trials,
   given_init,
+  algorithm,
 ):
   stats_fn = _stats_fn(distance, chunk_size, n_valid, mesh, axis_name)
   tol_abs = tol * mean_variance(x, distance, n_valid, chunk_size)
 
-  def one(key):
+  def seed(key):
     if given_init:
       c0 = init.astype(jnp.float32)
-      c0 = normalise(c0) if distance == "cosine" else c0
-    else:
-      c0 = _kmeanspp(key, x, k=k, distance=distance, n_local_trials=n_local_trials, n_valid=n_valid)
+      return normalise(c0) if distance == "cosine" else c0
+    return _kmeanspp(key, x, k=k, distance=distance, n_local_trials=n_local_trials, n_valid=n_valid)
+
+  def one(key):
+    c0 = seed(key)
     c, n_iter, converged = lloyd(
       x, c0, stats_fn=stats_fn, distance=distance, max_iter=max_iter, tol_abs=tol_abs
     )
-    return KMeansResult(c, stats_fn(x, c).inertia, n_iter, converged)
+    computed = (jnp.arange(max_iter) < n_iter).astype(jnp.float32)
+    return KMeansResult(c, stats_fn(x, c).inertia, n_iter, converged, computed)
 
-  runs = jax.vmap(one)(jax.random.split(key, n_init))
+  def one_bounded(key):
+    from jaxprune.pruning.kmeans_bounds import DENSE, SPARSE, dense_above, init_bounds, radius_sq
+
+    c0 = seed(key)
+    step_fn, active_fn, inertia_fn = _bounded_fns(distance, chunk_size, n_valid, mesh, axis_name)
+    r_sq = radius_sq(x, c0, distance, chunk_size)
+    step = lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode)
+    b0 = init_bounds(x.shape[0], n_valid if mesh is not None else None)
+    c, n_iter, converged, computed, b = bounded_lloyd(
+      x, c0, b0, step_fn=step, active_fn=active_fn, stats_fn=stats_fn, distance=distance,
+      algorithm=algorithm, max_iter=max_iter, tol_abs=tol_abs, n_valid=n_valid,
+    )  # fmt: skip
+    # exact labels for the final centroids: compacted when the bounds pay, else a dense pass
+    final = jnp.where(active_fn(b) <= dense_above(k) * n_valid, SPARSE, DENSE).astype(jnp.int32)
+    labels = step(x, c, b, final).bounds.labels
+    return KMeansResult(c, inertia_fn(x, c, labels), n_iter, converged, computed)
+
+  keys = jax.random.split(key, n_init)
+  if algorithm == "lloyd":
+    runs = jax.vmap(one)(keys)
+  else:  # sequential restarts: under vmap, the per-iteration lax.cond would run both branches
+    runs = lax.map(one_bounded, keys)
   best = jnp.argmin(runs.inertia)
   return jax.tree.map(lambda a: a[best], runs)
+
+
+def _bounded_fns(distance, chunk_size, n_valid, mesh, axis_name):
+  """``step_fn(x, c, bounds, r_sq, mode) -> StepOut``, ``active_fn(bounds)`` (active points) and
+  ``inertia_fn(x, c, labels)`` on one device, or sharded over ``mesh``: every device compacts
+  its own rows; the statistics and counts are reduced over the devices."""
+  from jaxprune.pruning.kmeans_bounds import (
+    Bounds,
+    StepOut,
+    assign_step,
+    count_active,
+    label_dists,
+  )
+
+  kw = dict(distance=distance, chunk_size=chunk_size)
+  if mesh is None:
+    step = lambda x, c, b, r_sq, mode: assign_step(x, c, b, r_sq, mode, **kw)
+    return step, count_active, lambda x, c, labels: jnp.sum(label_dists(x, c, labels, **kw))
+
+  def local_step(x_l, c, b_l, r_sq, mode):
+    offset = lax.axis_index(axis_name) * x_l.shape[0]
+    out = assign_step(x_l, c, b_l, r_sq, mode, n_valid=n_valid, offset=offset, **kw)
+    psum = lambda a: lax.psum(a, axis_name)
+    stats = reduce_stats(out.stats, axis_name)
+    n = (psum(out.n_full), psum(out.n_tight))
+    return StepOut(out.bounds, stats, *n, out.exact, psum(out.n_changed))
+
+  def local_inertia(x_l, c, labels_l):
+    offset = lax.axis_index(axis_name) * x_l.shape[0]
+    dist = label_dists(x_l, c, labels_l, offset=offset, **kw)
+    valid = offset + jnp.arange(x_l.shape[0]) < n_valid
+    return lax.psum(jnp.sum(jnp.where(valid, dist, 0.0)), axis_name)
+
+  rows = P(axis_name)
+  bounds = Bounds(rows, rows, rows)
+  shard = partial(jax.shard_map, mesh=mesh, check_vma=False)
+  step = shard(
+    local_step,
+    in_specs=(rows, P(), bounds, P(), P()),
+    out_specs=StepOut(bounds, P(), P(), P(), P(), P()),  # the mode is the same on every device
+  )
+  active = shard(lambda b: lax.psum(count_active(b), axis_name), in_specs=(bounds,), out_specs=P())
+  inertia = shard(local_inertia, in_specs=(rows, P(), rows), out_specs=P())
+  return step, active, inertia
 
 
 def kmeans(
@@ -467,8 +640,14 @@ def kmeans(
   mesh: Mesh | None = None,
   axis_name: str = "data",
   n_local_trials: int | None = None,
+  algorithm: str = "auto",
 ) -> KMeansResult:
   """k-means of ``x`` (N x D) with ``k`` clusters.
+
+  ``algorithm``: ``"lloyd"`` computes every point-centroid distance at every iteration;
+  ``"hamerly"`` skips the distances Hamerly's bounds prove unchanged (:mod:`kmeans_bounds`), with
+  the same labels and centroids at every iteration; ``"auto"`` (default) takes, per iteration,
+  the dense pass while most points are active and the compacted bounded pass once they settle.
 
   ``init``: None for greedy k-means++ (``n_init`` restarts, vmapped, best inertia kept) or a
   K x D array of initial centroids. ``tol`` is relative to the mean feature variance, as in
@@ -476,7 +655,10 @@ def kmeans(
   With ``mesh``, points are sharded along N over ``axis_name``.
   Deterministic for a given ``key``.
   """
+  from jaxprune.pruning.kmeans_bounds import check_algorithm
+
   check_distance(distance)
+  check_algorithm(algorithm)
   check_points(x, distance=distance)
   n, d = x.shape
   check_k(k, n)
@@ -508,6 +690,7 @@ def kmeans(
     axis_name=axis_name,
     n_local_trials=trials,
     given_init=init is not None,
+    algorithm=algorithm,
   )
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune.pruning import kmeans_bounds as kb
 from jaxprune.pruning.kmeans import (
   KMeansResult,
   assign_jit,
@@ -98,7 +99,27 @@ def _block_stats(stats, blk, c, start, *, distance, chunk_size, n_valid):
 @partial(jax.jit, static_argnames=("distance",))
 def _update(c, stats, *, distance):
   new = update_centroids(c, stats, distance=distance)
-  return new, jnp.sum((new - c) ** 2)
+  return new, jnp.sum((new - c) ** 2), kb.shifts(c, new)
+
+
+@partial(jax.jit, static_argnames=("distance", "chunk_size", "n_valid"))
+def _block_step(stats, blk, c, b, r_sq, mode, start, *, distance, chunk_size, n_valid):
+  out = kb.assign_step(
+    blk, c, b, r_sq, mode, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=start
+  )
+  return out._replace(stats=merge_stats(stats, out.stats))
+
+
+@partial(jax.jit, static_argnames=("distance", "chunk_size", "n_valid"))
+def _block_dists(blk, c, b, r_sq, mode, start, *, distance, chunk_size, n_valid):
+  """Exact labels (a bounded pass) and their distances for one block, against the final c."""
+  kw = dict(distance=distance, chunk_size=chunk_size)
+  labels = kb.assign_step(blk, c, b, r_sq, mode, n_valid=n_valid, offset=start, **kw).bounds.labels
+  return labels, kb.label_dists(blk, c, labels, offset=start, **kw)
+
+
+_loosen = jax.jit(kb.loosen)
+_count_active = jax.jit(kb.count_active)
 
 
 def kmeans_streamed(
@@ -113,13 +134,21 @@ def kmeans_streamed(
   block_size: int | None = None,
   chunk_size: int = 512,
   progress: bool = False,
+  algorithm: str = "auto",
 ):
   """k-means over a host array streamed in blocks.
+
+  ``algorithm`` as in :func:`kmeans.kmeans`: with bounds (``"auto"``, ``"hamerly"``) every block
+  keeps its rows' bounds (labels int32 and two float32 per point, 12 bytes, held in device
+  memory whatever N: 15 MiB for ImageNet) and computes only the distances they do not settle;
+  every block is still read once per iteration for the centroid sums. The first iteration is
+  Lloyd's pass (it also measures the largest norm, which the bounds' error margin needs).
 
   Returns ``(KMeansResult, labels_N, dist_N)``; labels and distances (as in :func:`kmeans.assign`)
   are numpy arrays computed against the final centroids.
   """
   check_distance(distance)
+  kb.check_algorithm(algorithm)
   # finiteness (and, for cosine, zero norms) are checked block by block in the first pass
   check_points(x, check_finite=False)
   n, d = x.shape
@@ -147,18 +176,36 @@ def kmeans_streamed(
   bar = tqdm(
     total=max_iter * n_blocks, desc="k-means (streamed)", unit="block", disable=not progress
   )
+  bounded = algorithm != "lloyd"
+  starts = list(range(0, n, block_size))
+  bounds = {s: kb.init_bounds(block_size, n, s) for s in starts} if bounded else {}
+  sched = kb.init_schedule()
+  r_sq = float(jnp.max(jnp.sum(c * c, axis=1))) if distance == "euclidean" else 1.0
+  computed = np.zeros(max_iter, np.float32)
+  kw = dict(distance=distance, chunk_size=chunk_size, n_valid=n)
   n_iter, converged, zero_rows = 0, False, 0
   for n_iter in range(1, max_iter + 1):
+    i = n_iter - 1
+    if bounded:
+      n_active = sum(int(_count_active(b)) for b in bounds.values())
+      mode, sched = kb.choose(sched, jnp.int32(i), n_active / n, k, algorithm)
+      mode = kb.LLOYD if i == 0 else int(mode)  # the first pass also finds the largest norm
     stats = empty_stats(k, d)
+    counted = np.zeros(3, np.int64)  # full rows, tightened rows, changed labels
     for start, blk in iter_blocks(x, block_size):
       if n_iter == 1:
         _check_finite(blk, np.arange(start, start + len(blk)))
         if distance == "cosine":  # counted over the whole pass: the error says how many
           zero_rows += count_zero_norm(blk[: min(block_size, n - start)])
+        elif bounded:
+          r_sq = max(r_sq, float(np.max(np.einsum("ij,ij->i", blk, blk))))
       prev = stats
-      stats = _block_stats(
-        stats, blk, c, start, distance=distance, chunk_size=chunk_size, n_valid=n
-      )
+      if bounded:
+        out = _block_step(stats, blk, c, bounds[start], r_sq, mode, start, **kw)
+        stats, bounds[start] = out.stats, out.bounds
+        counted += [int(out.n_full), int(out.n_tight), int(out.n_changed)]
+      else:
+        stats = _block_stats(stats, blk, c, start, **kw)
       # back-pressure: at most one block computing while the next is read, so memory stays at
       # a few blocks instead of async dispatch queueing the whole file
       jax.block_until_ready(prev)
@@ -166,9 +213,21 @@ def kmeans_streamed(
     if zero_rows:
       bar.close()
       check_norms(zero_rows, n)
-    c, shift = _update(c, stats, distance=distance)
+    if bounded:
+      sched = kb.observe(sched, jnp.int32(counted[2]), n)
+      computed[i] = (counted[0] + counted[1] / k) / n
+      if mode == kb.SPARSE and bool(jnp.any(stats.counts_K == 0)):  # re-seeding: far points
+        stats = empty_stats(k, d)
+        for start, blk in iter_blocks(x, block_size):
+          stats = _block_stats(stats, blk, c, start, **kw)
+    else:
+      computed[i] = 1.0
+    c_new, shift, moved = _update(c, stats, distance=distance)
+    if bounded:
+      bounds = {s: _loosen(b, moved) for s, b in bounds.items()}
+    c = c_new
     shift = float(shift)
-    bar.set_postfix(shift=f"{shift:.3g}", inertia=f"{float(stats.inertia):.4g}")
+    bar.set_postfix(shift=f"{shift:.3g}", computed=f"{computed[i]:.3f}")
     if shift <= tol_abs:
       converged = True
       break
@@ -176,14 +235,24 @@ def kmeans_streamed(
 
   labels = np.empty(n, np.int32)
   dist = np.empty(n, np.float32)
+  if bounded:  # the bounds settle most labels for the final centroids: compacted when they pay
+    n_active = sum(int(_count_active(b)) for b in bounds.values())
+    final = kb.SPARSE if n_active <= kb.dense_above(k) * n else kb.DENSE
   for start, blk in iter_blocks(x, block_size):
-    lab, dst = assign_jit(
-      blk, c, distance=distance, chunk_size=chunk_size, mesh=None, axis_name="data"
-    )
+    if bounded:
+      lab, dst = _block_dists(blk, c, bounds[start], r_sq, final, start, **kw)
+    else:
+      lab, dst = assign_jit(
+        blk, c, distance=distance, chunk_size=chunk_size, mesh=None, axis_name="data"
+      )
     rows = min(block_size, n - start)
     labels[start : start + rows] = np.asarray(lab[:rows])
     dist[start : start + rows] = np.asarray(dst[:rows])
   result = KMeansResult(
-    c, jnp.float32(dist.sum(dtype=np.float64)), jnp.int32(n_iter), jnp.bool_(converged)
+    c,
+    jnp.float32(dist.sum(dtype=np.float64)),
+    jnp.int32(n_iter),
+    jnp.bool_(converged),
+    jnp.asarray(computed),
   )
   return result, labels, dist

@@ -41,8 +41,11 @@ def self_supervised_prototypes(
   streamed: bool = False,
   init_sample: int | None = None,
   progress: bool = False,
+  algorithm: str = "auto",
 ):
   """Hardness = distance to the nearest k-means centroid of the embeddings ``x`` (N x D).
+  ``algorithm``: k-means with Hamerly's bounds (``"auto"``, ``"hamerly"``) or plain
+  ``"lloyd"``: the same centroids and labels either way (:func:`kmeans.kmeans`).
 
   Returns ``(scores_N, cluster_N, result)``. ``streamed=True`` keeps ``x`` on the host (a memory
   map, say) and streams it in blocks: memory stays bounded for embeddings larger than RAM.
@@ -58,6 +61,7 @@ def self_supervised_prototypes(
       init_sample=init_sample,
       chunk_size=chunk_size,
       progress=progress,
+      algorithm=algorithm,
     )
     return np.asarray(_hardness(jnp.asarray(dist), distance)), labels, result
   result = kmeans(
@@ -70,6 +74,7 @@ def self_supervised_prototypes(
     tol=tol,
     chunk_size=chunk_size,
     mesh=mesh,
+    algorithm=algorithm,
   )
   labels, dist = assign(x, result.centroids, distance=distance, chunk_size=chunk_size, mesh=mesh)
   return _hardness(dist, distance), labels, result

@@ -1,0 +1,202 @@
+"""Bound-based k-means (Hamerly) against the dense Lloyd pass, iteration by iteration."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+
+from jaxprune.pruning import kmeans_bounds as kb
+from jaxprune.pruning.kmeans import (
+  _bounded_fns,
+  _stats_fn,
+  assign,
+  bounded_iteration,
+  kmeans,
+  lloyd_stats,
+  normalise,
+  update_centroids,
+)
+from jaxprune.pruning.kmeans_streamed import kmeans_streamed
+
+N, K, CHUNK = 2003, 30, 256  # 2003 = 7 full chunks and a tail of 211
+
+
+@pytest.fixture(scope="module")
+def blobs():
+  x, _ = make_blobs(N, n_features=16, centers=12, cluster_std=1.0, random_state=0)
+  return x.astype(np.float32)
+
+
+def _init(x, distance, *, duplicate=False, far=False):
+  c0 = x[np.random.default_rng(1).choice(len(x), K, replace=False)].copy()
+  if duplicate:  # two identical centroids: every point near them is an exact tie
+    c0[1] = c0[0]
+  if far:  # a centroid no point is nearest to: an empty cluster, re-seeded in iteration 1
+    c0[2] = 1e3
+  c0 = jnp.asarray(c0)
+  return normalise(c0) if distance == "cosine" else c0
+
+
+def _run_both(x, c0, distance, algorithm, iters):
+  """Iterate the bounded path and the dense reference side by side from ``c0``; yields, per
+  iteration, (bounded labels, dense labels, bounded centroids, dense centroids, computed)."""
+  xj = jnp.asarray(x)
+  step_fn, active_fn, _ = _bounded_fns(distance, CHUNK, N, None, "data")
+  r_sq = kb.radius_sq(xj, c0, distance, CHUNK)
+  it = jax.jit(
+    partial(
+      bounded_iteration,
+      step_fn=lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode),
+      active_fn=active_fn,
+      stats_fn=_stats_fn(distance, CHUNK, N, None, "data"),
+      distance=distance,
+      algorithm=algorithm,
+      n_valid=N,
+    )
+  )
+  dense = jax.jit(
+    lambda c: update_centroids(
+      c, lloyd_stats(xj, c, distance=distance, chunk_size=CHUNK), distance=distance
+    )
+  )
+  b, sched, c = kb.init_bounds(N), kb.init_schedule(), c0
+  for i in range(iters):
+    new, b, sched, labels, frac = it(xj, c, b, sched, jnp.int32(i))
+    ref_labels, _ = assign(x, c, distance=distance, chunk_size=CHUNK)
+    yield np.asarray(labels), np.asarray(ref_labels), np.asarray(new), np.asarray(dense(c)), frac
+    c = new
+
+
+def _assert_same(lab, ref, c, c_ref, i):
+  """Same labels; the same centroids to float32 rounding (the cosine pass normalises the points
+  in another fusion than Lloyd's, which can move the last bit)."""
+  np.testing.assert_array_equal(lab, ref, err_msg=f"labels, iteration {i}")
+  np.testing.assert_allclose(c, c_ref, rtol=1e-6, atol=1e-7, err_msg=f"centroids, iteration {i}")
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("algorithm", ["hamerly", "auto"])
+def test_every_iteration_equals_lloyd(blobs, distance, algorithm):
+  computed = []
+  for i, (lab, ref, c, c_ref, frac) in enumerate(
+    _run_both(blobs, _init(blobs, distance), distance, algorithm, 25)
+  ):
+    _assert_same(lab, ref, c, c_ref, i)
+    computed.append(float(frac))
+  if algorithm == "hamerly":  # the bounds settle most points once the centroids slow down
+    assert max(computed[-5:]) < 0.35 * computed[0], computed
+  assert min(computed) < 1.0, computed
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_ties_and_empty_clusters_equal_lloyd(blobs, distance):
+  c0 = _init(blobs, distance, duplicate=True, far=distance == "euclidean")
+  for i, (lab, ref, c, c_ref, _) in enumerate(_run_both(blobs, c0, distance, "hamerly", 12)):
+    _assert_same(lab, ref, c, c_ref, i)
+
+
+def test_empty_cluster_is_reseeded_like_lloyd(blobs):
+  c0 = np.asarray(_init(blobs, "euclidean", far=True))
+  for algorithm in ("hamerly", "auto"):
+    ours = kmeans(
+      blobs, k=K, key=jax.random.key(0), init=c0, max_iter=3, tol=0.0, algorithm=algorithm
+    )
+    ref = kmeans(blobs, k=K, key=jax.random.key(0), init=c0, max_iter=3, tol=0.0, algorithm="lloyd")
+    assert np.abs(np.asarray(ref.centroids[2])).max() < 100  # re-seeded onto the data
+    np.testing.assert_array_equal(np.asarray(ours.centroids), np.asarray(ref.centroids))
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_kmeans_to_convergence_matches_lloyd_and_sklearn(blobs, distance):
+  c0 = np.asarray(_init(blobs, distance))
+  kw = dict(k=K, key=jax.random.key(0), init=c0, max_iter=100, tol=0.0, chunk_size=CHUNK)
+  kw["distance"] = distance
+  runs = {a: kmeans(blobs, algorithm=a, **kw) for a in kb.ALGORITHMS}
+  for a in ("auto", "hamerly"):
+    c, c_ref = np.asarray(runs[a].centroids), np.asarray(runs["lloyd"].centroids)
+    np.testing.assert_allclose(c, c_ref, rtol=1e-6, atol=1e-7)
+    assert int(runs[a].n_iter) == int(runs["lloyd"].n_iter)
+    np.testing.assert_allclose(float(runs[a].inertia), float(runs["lloyd"].inertia), rtol=1e-5)
+  np.testing.assert_array_equal(
+    np.asarray(runs["lloyd"].computed)[: int(runs["lloyd"].n_iter)], 1.0
+  )
+  hamerly = np.asarray(runs["hamerly"].computed)[: int(runs["hamerly"].n_iter)]
+  assert hamerly.mean() < 0.5, hamerly  # most distances skipped over the run
+  if distance == "euclidean":
+    sk = KMeans(K, init=c0, n_init=1, algorithm="elkan", max_iter=100, tol=0.0).fit(blobs)
+    labels, _ = assign(blobs, runs["auto"].centroids)
+    np.testing.assert_array_equal(np.asarray(labels), sk.labels_)
+    np.testing.assert_allclose(np.asarray(runs["auto"].centroids), sk.cluster_centers_, atol=1e-4)
+
+
+def test_skipped_fraction_rises_on_clustered_data():
+  x, _ = make_blobs(6000, n_features=32, centers=40, cluster_std=0.5, random_state=3)
+  x = x.astype(np.float32)
+  c0 = x[np.random.default_rng(0).choice(len(x), 40, replace=False)]
+  r = kmeans(x, k=40, key=jax.random.key(0), init=c0, max_iter=50, tol=0.0, algorithm="hamerly")
+  computed = np.asarray(r.computed)[: int(r.n_iter)]
+  assert int(r.n_iter) >= 4, computed
+  assert computed[0] > 0.99  # the first iteration computes every distance
+  # the skipped fraction rises: at the fixed point few distances are recomputed (those of points
+  # between two centroids that split one blob stay active)
+  assert computed[-1] < 0.2 and computed[-3:].mean() < computed[:3].mean() / 3, computed
+
+
+def test_streamed_equals_in_memory_with_bounds(blobs, tmp_path):
+  np.save(tmp_path / "x.npy", blobs)
+  xm = np.load(tmp_path / "x.npy", mmap_mode="r")
+  for distance in ("euclidean", "cosine"):
+    ref = None
+    for algorithm in ("lloyd", "auto", "hamerly"):
+      res, labels, dist = kmeans_streamed(
+        xm, k=K, key=jax.random.key(2), distance=distance, max_iter=30, tol=0.0,
+        block_size=700, chunk_size=128, algorithm=algorithm,
+      )  # fmt: skip
+      mem_labels, mem_dist = assign(blobs, res.centroids, distance=distance)
+      np.testing.assert_array_equal(labels, np.asarray(mem_labels))
+      np.testing.assert_allclose(dist, np.asarray(mem_dist), rtol=1e-4, atol=1e-3)
+      if ref is None:
+        ref = res
+        continue
+      np.testing.assert_allclose(np.asarray(res.centroids), np.asarray(ref.centroids), atol=1e-5)
+      assert int(res.n_iter) == int(ref.n_iter)
+      computed = np.asarray(res.computed)[: int(res.n_iter)]
+      assert computed[0] == 1.0, computed  # the first pass is Lloyd's (it finds the largest norm)
+      if algorithm == "hamerly":
+        assert computed.min() < 0.5, computed
+
+
+def test_bounds_hold():
+  """The bounds are bounds: upper >= the true distance to the assigned centroid, lower <= the
+  distance to every other centroid (float64 reference), after several loosened iterations."""
+  x, _ = make_blobs(1500, n_features=8, centers=10, random_state=5)
+  x = x.astype(np.float32)
+  c = jnp.asarray(x[:10])
+  r_sq = kb.radius_sq(jnp.asarray(x), c, "euclidean", 128)
+  b = kb.init_bounds(1500)
+  for i in range(6):
+    out = kb.assign_step(
+      jnp.asarray(x), c, b, r_sq, kb.SPARSE, distance="euclidean", chunk_size=128
+    )
+    new = update_centroids(c, out.stats, distance="euclidean")
+    b = kb.loosen(out.bounds, kb.shifts(c, new))
+    c = new
+    d = np.sqrt(((x[:, None, :].astype(np.float64) - np.asarray(c, np.float64)[None]) ** 2).sum(-1))
+    lab = np.asarray(b.labels)
+    own = d[np.arange(1500), lab]
+    d[np.arange(1500), lab] = np.inf
+    assert (np.asarray(b.upper) >= own).all(), i
+    assert (np.asarray(b.lower) <= d.min(1)).all(), i
+
+
+def test_bad_algorithm_raises(blobs, tmp_path):
+  with pytest.raises(ValueError, match="algorithm must be one of"):
+    kmeans(blobs, k=3, key=jax.random.key(0), algorithm="elkan")
+  np.save(tmp_path / "x.npy", blobs)
+  with pytest.raises(ValueError, match="algorithm must be one of"):
+    kmeans_streamed(np.load(tmp_path / "x.npy", mmap_mode="r"), k=3, key=jax.random.key(0),
+                    algorithm="Hamerly")  # fmt: skip
