@@ -27,8 +27,8 @@ same run.
   python scripts/bench_kmeans.py --data blobs --peers jaxprune-auto sklearn-elkan
   python scripts/bench_kmeans.py --mode iteration       # one Lloyd iteration, 10 timed
   python scripts/bench_kmeans.py --mode iteration --n 20000 --iters 3    # quick
-  python scripts/bench_kmeans.py --imagenet true --path /tmp/in1k.npy   # 1,281,167 x 2048,
-                                                        # K=1000, scored end to end, streamed
+  python scripts/bench_kmeans.py --imagenet true --max_iter 50   # 1,281,167 x 2048, K=1000,
+      # cosine, streamed, scored end to end (--imagenet_algorithm lloyd: without bounds)
 """
 
 from jaxprune.core.config import parse

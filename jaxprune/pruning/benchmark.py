@@ -38,7 +38,9 @@ from jaxprune.pruning import keys
 WARM = 2  # Lloyd iterations of the baseline run, subtracted from the timed one
 IMAGENET = (1_281_167, 2048, 1000)  # N, D, K of the ImageNet-sized scoring run
 
-Peer = Literal["jaxprune-auto", "jaxprune-lloyd", "sklearn-lloyd", "sklearn-elkan", "faiss"]
+Peer = Literal[
+  "jaxprune-auto", "jaxprune-hamerly", "jaxprune-lloyd", "sklearn-lloyd", "sklearn-elkan", "faiss"
+]
 PEERS: tuple[str, ...] = typing.get_args(Peer)  # also the order they run in
 OTHERS = ("sklearn-lloyd", "sklearn-elkan", "faiss")  # the peers jaxprune-auto is compared with
 BenchData = Literal["weak", "blobs", "digits-ssl"]
@@ -92,6 +94,8 @@ class BenchKMeansConfig:
   """the ImageNet-sized embeddings file (written when missing)"""
   workdir: str = "runs/bench_in1k"
   """the ImageNet-sized prune job's output directory"""
+  imagenet_algorithm: Literal["auto", "lloyd", "hamerly"] = "auto"
+  """the ImageNet-sized job's k-means (at most max_iter iterations, tol 1e-4 as the prune job)"""
 
   def __post_init__(self):
     for name in ("n", "d", "k", "max_iter", "iters", "chunk"):
@@ -407,7 +411,7 @@ def format_peer(r: dict) -> str:
     f"{r['dataset']:>10} {r['peer']:>14}: {r['seconds']:8.3f} s{first}  {r['n_iter']:>4} it "
     f"({state})  peak RSS {r['peak_rss_gib']:.2f} GiB  inertia {r['inertia']:.6g}"
   )
-  if r["peer"] == "jaxprune-auto":
+  if "skipped" in r and r["peer"] != "jaxprune-lloyd":
     line += (
       f"  skipped per iteration {_skipped_brief(r['skipped'])}, overall {r['skipped_overall']:.1%}"
     )
@@ -546,8 +550,10 @@ def imagenet_scoring(cfg: BenchKMeansConfig) -> None:
     "prune",
     "--path",
     cfg.path,
-    "--iters",
-    str(cfg.iters),
+    "--max_iter",
+    str(cfg.max_iter),
+    "--imagenet_algorithm",
+    cfg.imagenet_algorithm,
     "--workdir",
     cfg.workdir,
     "--seed",
@@ -573,7 +579,8 @@ def _prune_child(cfg: BenchKMeansConfig) -> None:
       k=IMAGENET[2],
       fraction=0.5,
       stream=True,
-      max_iter=cfg.iters,
+      max_iter=cfg.max_iter,
+      kmeans_algorithm=cfg.imagenet_algorithm,
       seed=cfg.seed,
       workdir=cfg.workdir,
     )
