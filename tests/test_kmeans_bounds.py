@@ -99,6 +99,7 @@ def test_ties_and_empty_clusters_equal_lloyd(blobs, distance):
     _assert_same(lab, ref, c, c_ref, i)
 
 
+@pytest.mark.slow  # the per-iteration test above also re-seeds (euclidean, far centroid)
 def test_empty_cluster_is_reseeded_like_lloyd(blobs):
   c0 = np.asarray(_init(blobs, "euclidean", far=True))
   for algorithm in ("hamerly", "auto"):
@@ -110,7 +111,9 @@ def test_empty_cluster_is_reseeded_like_lloyd(blobs):
     np.testing.assert_array_equal(np.asarray(ours.centroids), np.asarray(ref.centroids))
 
 
-@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize(
+  "distance", ["euclidean", pytest.param("cosine", marks=pytest.mark.slow)]
+)  # cosine: every iteration is checked above
 def test_kmeans_to_convergence_matches_lloyd_and_sklearn(blobs, distance):
   c0 = np.asarray(_init(blobs, distance))
   kw = dict(k=K, key=jax.random.key(0), init=c0, max_iter=100, tol=0.0, chunk_size=CHUNK)
