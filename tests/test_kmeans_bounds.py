@@ -114,7 +114,8 @@ def test_empty_cluster_is_reseeded_like_lloyd(blobs):
 @pytest.mark.parametrize(
   "distance", ["euclidean", pytest.param("cosine", marks=pytest.mark.slow)]
 )  # cosine: every iteration is checked above
-def test_kmeans_to_convergence_matches_lloyd_and_sklearn(blobs, distance):
+def test_kmeans_to_convergence_matches_lloyd_and_sklearn(blobs, distance, monkeypatch):
+  monkeypatch.setattr(kb, "AUTO_MIN_WORK", 0)  # auto's bounds also on a problem this small
   c0 = np.asarray(_init(blobs, distance))
   kw = dict(k=K, key=jax.random.key(0), init=c0, max_iter=100, tol=0.0, chunk_size=CHUNK)
   kw["distance"] = distance
@@ -149,7 +150,8 @@ def test_skipped_fraction_rises_on_clustered_data():
   assert computed[-1] < 0.2 and computed[-3:].mean() < computed[:3].mean() / 3, computed
 
 
-def test_streamed_equals_in_memory_with_bounds(blobs, tmp_path):
+def test_streamed_equals_in_memory_with_bounds(blobs, tmp_path, monkeypatch):
+  monkeypatch.setattr(kb, "AUTO_MIN_WORK", 0)
   np.save(tmp_path / "x.npy", blobs)
   xm = np.load(tmp_path / "x.npy", mmap_mode="r")
   for distance in ("euclidean", "cosine"):
@@ -181,19 +183,31 @@ def test_bounds_hold():
   c = jnp.asarray(x[:10])
   r_sq = kb.radius_sq(jnp.asarray(x), c, "euclidean", 128)
   b = kb.init_bounds(1500)
-  for i in range(6):
+
+  @jax.jit
+  def step(c, b):
     out = kb.assign_step(
       jnp.asarray(x), c, b, r_sq, kb.SPARSE, distance="euclidean", chunk_size=128
     )
     new = update_centroids(c, out.stats, distance="euclidean")
-    b = kb.loosen(out.bounds, kb.shifts(c, new))
-    c = new
+    return new, kb.loosen(out.bounds, kb.shifts(c, new))
+
+  for i in range(6):
+    c, b = step(c, b)
     d = np.sqrt(((x[:, None, :].astype(np.float64) - np.asarray(c, np.float64)[None]) ** 2).sum(-1))
     lab = np.asarray(b.labels)
     own = d[np.arange(1500), lab]
     d[np.arange(1500), lab] = np.inf
     assert (np.asarray(b.upper) >= own).all(), i
     assert (np.asarray(b.lower) <= d.min(1)).all(), i
+
+
+def test_auto_is_lloyd_below_the_work_threshold(blobs):
+  assert kb.resolve("auto", 1348, 100, 64) == "lloyd"  # the digits: compile time would dominate
+  assert kb.resolve("auto", 100_000, 1000, 256) == "auto"
+  assert kb.resolve("hamerly", 10, 2, 2) == "hamerly"
+  r = kmeans(blobs, k=K, key=jax.random.key(0), max_iter=5, tol=0.0, algorithm="auto")
+  np.testing.assert_array_equal(np.asarray(r.computed), 1.0)
 
 
 def test_bad_algorithm_raises(blobs, tmp_path):

@@ -61,7 +61,7 @@ for distance in ("euclidean", "cosine"):
   kw = dict(k=20, key=jax.random.key(3), distance=distance, init=x[:20], chunk_size=64,
             max_iter=40, tol=0.0)
   lloyd8 = kmeans(x, mesh=mesh, algorithm="lloyd", **kw)
-  for algorithm in ("hamerly", "auto"):
+  for algorithm in ("hamerly",):  # "auto" is Lloyd at this size (kmeans_bounds.AUTO_MIN_WORK)
     one = kmeans(x, algorithm=algorithm, **kw)
     eight = kmeans(x, mesh=mesh, algorithm=algorithm, **kw)
     l1, _ = assign(x, one.centroids, distance=distance, chunk_size=64)
@@ -86,7 +86,7 @@ def test_bounded_kmeans_eight_devices_equal_one():
   )
   assert r.returncode == 0, r.stderr[-3000:]
   res = json.loads(r.stdout.strip().splitlines()[-1])
-  assert len(res) == 4
+  assert len(res) == 2
   for name, v in res.items():
     assert v["vs_one"] < 1e-4 and v["vs_lloyd8"] < 1e-5, (name, v)
     assert v["iters"][0] == v["iters"][1] == v["iters"][2], (name, v)

@@ -161,13 +161,10 @@ def nearest2(xp_CxD: jax.Array, c_KxD: jax.Array, distance: str):
   score_KxC = scores(xp_CxD, c_KxD, distance)
   best_C = jnp.min(score_KxC, axis=0)
   k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
-  is_best = score_KxC == best_C[None, :]
-  labels_C = jnp.min(jnp.where(is_best, k_ids, k), axis=0)
-  # masking every tied centroid (not just the label) keeps this one fused pass over the scores;
-  # a tie is caught by counting the centroids that attain the minimum
-  second_C = jnp.min(jnp.where(is_best, jnp.inf, score_KxC), axis=0)
-  tied_C = jnp.sum(is_best.astype(jnp.int32), axis=0) > 1
-  return labels_C, best_C, jnp.where(tied_C, best_C, second_C)
+  labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, k), axis=0)
+  # only the label is masked: a centroid tied with it gives second == best
+  second_C = jnp.min(jnp.where(k_ids == labels_C[None, :], jnp.inf, score_KxC), axis=0)
+  return labels_C, best_C, second_C
 
 
 def nearest(xp_CxD: jax.Array, c_KxD: jax.Array, distance: str):
@@ -647,7 +644,9 @@ def kmeans(
   ``algorithm``: ``"lloyd"`` computes every point-centroid distance at every iteration;
   ``"hamerly"`` skips the distances Hamerly's bounds prove unchanged (:mod:`kmeans_bounds`), with
   the same labels and centroids at every iteration; ``"auto"`` (default) takes, per iteration,
-  the dense pass while most points are active and the compacted bounded pass once they settle.
+  the dense pass while most points are active and the compacted bounded pass once they settle
+  (plain Lloyd for problems below ``kmeans_bounds.AUTO_MIN_WORK``, where the bounds cannot repay
+  their compile time).
 
   ``init``: None for greedy k-means++ (``n_init`` restarts, vmapped, best inertia kept) or a
   K x D array of initial centroids. ``tol`` is relative to the mean feature variance, as in
@@ -655,13 +654,14 @@ def kmeans(
   With ``mesh``, points are sharded along N over ``axis_name``.
   Deterministic for a given ``key``.
   """
-  from jaxprune.pruning.kmeans_bounds import check_algorithm
+  from jaxprune.pruning.kmeans_bounds import check_algorithm, resolve
 
   check_distance(distance)
   check_algorithm(algorithm)
   check_points(x, distance=distance)
   n, d = x.shape
   check_k(k, n)
+  algorithm = resolve(algorithm, n, k, d)
   if n_init < 1:
     raise ValueError(f"n_init must be >= 1, got {n_init}")
   if max_iter < 1:

@@ -153,6 +153,7 @@ def kmeans_streamed(
   check_points(x, check_finite=False)
   n, d = x.shape
   check_k(k, n)
+  algorithm = kb.resolve(algorithm, n, k, d)
   if block_size is None:  # about 128 MiB of float32 per block
     block_size = max(1024, (128 << 20) // (4 * d))
   block_size = min(block_size, n)
