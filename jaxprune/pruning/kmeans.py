@@ -554,7 +554,7 @@ def _fit(
     return KMeansResult(c, stats_fn(x, c).inertia, n_iter, converged, computed)
 
   def one_bounded(key):
-    from jaxprune.pruning.kmeans_bounds import DENSE, SPARSE, dense_above, init_bounds, radius_sq
+    from jaxprune.pruning.kmeans_bounds import LLOYD, SPARSE, dense_above, init_bounds, radius_sq
 
     c0 = seed(key)
     step_fn, active_fn, inertia_fn = _bounded_fns(distance, chunk_size, n_valid, mesh, axis_name)
@@ -565,8 +565,8 @@ def _fit(
       x, c0, b0, step_fn=step, active_fn=active_fn, stats_fn=stats_fn, distance=distance,
       algorithm=algorithm, max_iter=max_iter, tol_abs=tol_abs, n_valid=n_valid,
     )  # fmt: skip
-    # exact labels for the final centroids: compacted when the bounds pay, else a dense pass
-    final = jnp.where(active_fn(b) <= dense_above(k) * n_valid, SPARSE, DENSE).astype(jnp.int32)
+    # exact labels for the final centroids: compacted when the bounds pay, else Lloyd's pass
+    final = jnp.where(active_fn(b) <= dense_above(k) * n_valid, SPARSE, LLOYD).astype(jnp.int32)
     labels = step(x, c, b, final).bounds.labels
     return KMeansResult(c, inertia_fn(x, c, labels), n_iter, converged, computed)
 

@@ -238,7 +238,7 @@ def kmeans_streamed(
   dist = np.empty(n, np.float32)
   if bounded:  # the bounds settle most labels for the final centroids: compacted when they pay
     n_active = sum(int(_count_active(b)) for b in bounds.values())
-    final = kb.SPARSE if n_active <= kb.dense_above(k) * n else kb.DENSE
+    final = kb.SPARSE if n_active <= kb.dense_above(k) * n else kb.LLOYD
   for start, blk in iter_blocks(x, block_size):
     if bounded:
       lab, dst = _block_dists(blk, c, bounds[start], r_sq, final, start, **kw)
