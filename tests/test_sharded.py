@@ -60,7 +60,6 @@ out = {}
 for distance in ("euclidean", "cosine"):
   kw = dict(k=20, key=jax.random.key(3), distance=distance, init=x[:20], chunk_size=64,
             max_iter=40, tol=0.0)
-  lloyd8 = kmeans(x, mesh=mesh, algorithm="lloyd", **kw)
   for algorithm in ("hamerly",):  # "auto" is Lloyd at this size (kmeans_bounds.AUTO_MIN_WORK)
     one = kmeans(x, algorithm=algorithm, **kw)
     eight = kmeans(x, mesh=mesh, algorithm=algorithm, **kw)
@@ -69,8 +68,7 @@ for distance in ("euclidean", "cosine"):
     c8 = np.asarray(eight.centroids)
     out[distance + "/" + algorithm] = dict(
         vs_one=float(np.abs(np.asarray(one.centroids) - c8).max()),
-        vs_lloyd8=float(np.abs(np.asarray(lloyd8.centroids) - c8).max()),
-        iters=[int(one.n_iter), int(eight.n_iter), int(lloyd8.n_iter)],
+        iters=[int(one.n_iter), int(eight.n_iter)],
         inertia=[float(one.inertia), float(eight.inertia)],
         labels_equal=bool((np.asarray(l1) == np.asarray(l8)).all()),
         computed=[float(v) for v in np.asarray(eight.computed)[: int(eight.n_iter)]])
@@ -79,7 +77,8 @@ print(json.dumps(out))
 
 
 def test_bounded_kmeans_eight_devices_equal_one():
-  """Each device compacts its own rows: 8 devices give the same k-means as 1, and as Lloyd."""
+  """Each device compacts its own rows: 8 devices give the same bounded k-means as 1 (which
+  equals Lloyd: tests/test_kmeans_bounds.py)."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   r = subprocess.run(
     [sys.executable, "-c", BOUNDS_PROG], capture_output=True, text=True, env=env, timeout=600
@@ -88,8 +87,8 @@ def test_bounded_kmeans_eight_devices_equal_one():
   res = json.loads(r.stdout.strip().splitlines()[-1])
   assert len(res) == 2
   for name, v in res.items():
-    assert v["vs_one"] < 1e-4 and v["vs_lloyd8"] < 1e-5, (name, v)
-    assert v["iters"][0] == v["iters"][1] == v["iters"][2], (name, v)
+    assert v["vs_one"] < 1e-4, (name, v)
+    assert v["iters"][0] == v["iters"][1], (name, v)
     assert abs(v["inertia"][0] - v["inertia"][1]) <= 1e-4 * abs(v["inertia"][0]), (name, v)
     assert v["labels_equal"], (name, v)
     if name.endswith("hamerly"):
