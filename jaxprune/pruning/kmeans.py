@@ -239,15 +239,24 @@ def lloyd_stats(
 
   Rows with global index ``offset + i >= n_valid`` (padding) are ignored.
   """
+  return lloyd_pass(
+    x_NxD, c_KxD, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=offset
+  )[0]
+
+
+def lloyd_pass(
+  x_NxD, c_KxD, *, distance: str, chunk_size: int, n_valid=None, offset=0, with_labels=False
+):
+  """:func:`lloyd_stats` and, with ``with_labels``, every row's label (else None)."""
   k, d = c_KxD.shape
 
   def f(stats, x_CxD, start):
     xp = prepare(x_CxD, distance)
     labels, dist = nearest(xp, c_KxD, distance)
-    return add_chunk(stats, xp, labels, dist, row_mask(start, xp.shape[0], n_valid)), None
+    stats = add_chunk(stats, xp, labels, dist, row_mask(start, xp.shape[0], n_valid))
+    return stats, labels if with_labels else None
 
-  stats, _ = scan_chunks(f, x_NxD, empty_stats(k, d), chunk_size=chunk_size, offset=offset)
-  return stats
+  return scan_chunks(f, x_NxD, empty_stats(k, d), chunk_size=chunk_size, offset=offset)
 
 
 def row_mask(start, c: int, n_valid):

@@ -44,7 +44,7 @@ from jaxprune.pruning.kmeans import (
   add_chunk,
   best_dist,
   empty_stats,
-  nearest,
+  lloyd_pass,
   nearest2,
   prepare,
   row_mask,
@@ -342,14 +342,10 @@ def assign_step(
 def _lloyd(x_NxD, c_KxD, *, distance: str, chunk_size: int, n_valid, offset) -> StepOut:
   """Lloyd's own pass (:func:`kmeans.lloyd_stats`'s arithmetic), keeping the labels; the bounds
   are dropped (every row active)."""
-  k, d = c_KxD.shape
-
-  def f(stats, x_CxD, start):
-    xp = prepare(x_CxD, distance)
-    labels, dist = nearest(xp, c_KxD, distance)
-    return add_chunk(stats, xp, labels, dist, row_mask(start, xp.shape[0], n_valid)), labels
-
-  stats, labels = scan_chunks(f, x_NxD, empty_stats(k, d), chunk_size=chunk_size, offset=offset)
+  stats, labels = lloyd_pass(
+    x_NxD, c_KxD, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=offset,
+    with_labels=True,
+  )  # fmt: skip
   b = init_bounds(x_NxD.shape[0], n_valid, offset)._replace(labels=labels)
   n_rows = jnp.sum(_valid(x_NxD.shape[0], n_valid, offset).astype(jnp.int32))
   return StepOut(b, stats, n_rows, jnp.int32(0), jnp.bool_(True), jnp.int32(0))

@@ -188,11 +188,11 @@ def kmeans_streamed(
   for n_iter in range(1, max_iter + 1):
     i = n_iter - 1
     if bounded:
-      n_active = sum(int(_count_active(b)) for b in bounds.values())
+      n_active = int(sum(_count_active(b) for b in bounds.values()))  # one host sync
       mode, sched = kb.choose(sched, jnp.int32(i), n_active / n, k, algorithm)
       mode = kb.LLOYD if i == 0 else int(mode)  # the first pass also finds the largest norm
     stats = empty_stats(k, d)
-    counted = np.zeros(3, np.int64)  # full rows, tightened rows, changed labels
+    counted = jnp.zeros(3, jnp.int32)  # full rows, tightened rows, changed labels (on device)
     for start, blk in iter_blocks(x, block_size):
       if n_iter == 1:
         _check_finite(blk, np.arange(start, start + len(blk)))
@@ -204,7 +204,7 @@ def kmeans_streamed(
       if bounded:
         out = _block_step(stats, blk, c, bounds[start], r_sq, mode, start, **kw)
         stats, bounds[start] = out.stats, out.bounds
-        counted += [int(out.n_full), int(out.n_tight), int(out.n_changed)]
+        counted = counted + jnp.stack([out.n_full, out.n_tight, out.n_changed])
       else:
         stats = _block_stats(stats, blk, c, start, **kw)
       # back-pressure: at most one block computing while the next is read, so memory stays at
@@ -215,6 +215,7 @@ def kmeans_streamed(
       bar.close()
       check_norms(zero_rows, n)
     if bounded:
+      counted = np.asarray(counted, np.int64)
       sched = kb.observe(sched, jnp.int32(counted[2]), n)
       computed[i] = (counted[0] + counted[1] / k) / n
       if mode == kb.SPARSE and bool(jnp.any(stats.counts_K == 0)):  # re-seeding: far points
@@ -237,7 +238,7 @@ def kmeans_streamed(
   labels = np.empty(n, np.int32)
   dist = np.empty(n, np.float32)
   if bounded:  # the bounds settle most labels for the final centroids: compacted when they pay
-    n_active = sum(int(_count_active(b)) for b in bounds.values())
+    n_active = int(sum(_count_active(b) for b in bounds.values()))
     final = kb.SPARSE if n_active <= kb.dense_above(k) * n else kb.LLOYD
   for start, blk in iter_blocks(x, block_size):
     if bounded:
