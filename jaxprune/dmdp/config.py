@@ -18,10 +18,16 @@ from typing import Literal, get_args
 from jaxprune.core.config import check_finite, require
 
 ModelName = Literal["dmdp", "dmdp_2c", "dreamer"]
-Task = Literal["cheetah_run", "walker_walk", "reacher_easy"]  # the DMC tasks of the experiments
-# the noise variants of :func:`jaxprune.envs.make` (a test checks them against envs.VARIANTS)
+# the tasks of the experiments: DMC, then RoboDesk (a test checks them against envs.ALL_TASKS)
+Task = Literal["cheetah_run", "walker_walk", "reacher_easy", "robodesk_tv_green_hue"]
+# the noise variants of :func:`jaxprune.envs.make`: DMC's (envs.VARIANTS), then RoboDesk's
+# "noisy" (its "noiseless" is shared)
 Variant = Literal[
-  "noiseless", "video_background", "video_background_noisy_sensor", "video_background_camera_jitter"
+  "noiseless",
+  "video_background",
+  "video_background_noisy_sensor",
+  "video_background_camera_jitter",
+  "noisy",
 ]
 MODELS: tuple[str, ...] = get_args(ModelName)
 
@@ -258,8 +264,10 @@ _DMC_VARIANTS = (
   "video_background_noisy_sensor",
   "video_background_camera_jitter",
 )
+_ROBODESK_BETA = 0.125  # the release README's RoboDesk example (with alpha 2, robodesk_96)
 BETA: dict[tuple[str, str], float] = {
-  (task, variant): _RELEASE_DMC_BETA for task in _DMC_TASKS for variant in _DMC_VARIANTS
+  **{(task, variant): _RELEASE_DMC_BETA for task in _DMC_TASKS for variant in _DMC_VARIANTS},
+  **{("robodesk_tv_green_hue", variant): _ROBODESK_BETA for variant in ("noisy", "noiseless")},
 }
 """beta (= beta_y = beta_z) per (task, variant): the default of ``scripts/train_dmdp.py`` (both
 presets, every model; Dreamer has no y or z, so it has no effect there).
@@ -273,7 +281,8 @@ beta_x 1 with free nats 3 on KL_x (all of beta_x gets free nats: ``beta_free_nat
 release default; whether the paper used the alternative strategy of B.1.2 is in the unread
 appendix), beta_y = beta_z = 0.25. The release README only says beta belongs in (0, 1) and that
 noisier environments benefit from a smaller value; its one worked example is RoboDesk with
-beta 0.125 and alpha 2 (:func:`robodesk_96`). Replace the entries when the table is available.
+beta 0.125 and alpha 2 (:func:`robodesk_96`), which the RoboDesk entries take. Replace the
+entries when the table is available.
 The small CPU preset uses these betas too, with free nats 1 instead of 3 on KL_x (see
 ``experiment.small``).
 """
@@ -283,8 +292,9 @@ def beta_for(task: str, variant: str) -> float:
   """The default beta of ``task`` under ``variant`` (:data:`BETA`)."""
   if (task, variant) not in BETA:
     raise ValueError(
-      f"no default beta for task {task!r}, variant {variant!r}; known tasks "
-      f"{_DMC_TASKS}, variants {_DMC_VARIANTS}"
+      f"no default beta for task {task!r}, variant {variant!r}; known (task, variant) "
+      f"pairs: DMC tasks {_DMC_TASKS} x variants {_DMC_VARIANTS}, and "
+      "robodesk_tv_green_hue x (noisy, noiseless)"
     )
   return BETA[(task, variant)]
 

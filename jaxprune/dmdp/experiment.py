@@ -40,6 +40,7 @@ untrained). On the command line (:func:`parse_args`) ``--preset``, ``--model``, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -71,7 +72,11 @@ from jaxprune.dmdp.pictures import save_factor_pictures
 
 # the tasks' action sizes, so a config is checked without loading dm_control (a test compares
 # them with the environments)
-ACTION_DIMS = {"cheetah_run": 6, "walker_walk": 6, "reacher_easy": 2}
+ACTION_DIMS = {"cheetah_run": 6, "walker_walk": 6, "reacher_easy": 2, "robodesk_tv_green_hue": 5}
+ROBODESK_TASKS = ("robodesk_tv_green_hue",)
+# the variants each kind of task takes (jaxprune.envs.VARIANTS / ROBODESK_VARIANTS)
+DMC_VARIANTS = get_args(Variant)[:4]
+ROBODESK_VARIANTS = ("noisy", "noiseless")
 FACTORS = {"dmdp": "xy", "dmdp_2c": "xyz", "dreamer": "x"}  # each model's latent factors
 
 # fold_in salts of jax.random.key(cfg.seed), one per independent stream of the run
@@ -94,13 +99,13 @@ class ValueDivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class RunConfig:
-  """Denoised MDP / Dreamer on a noisy DMC task from pixels. The defaults are the refs' settings
-  (the full preset of the dmdp model on cheetah_run)."""
+  """Denoised MDP / Dreamer on a noisy DMC or RoboDesk task from pixels. The defaults are the
+  refs' settings (the full preset of the dmdp model on cheetah_run)."""
 
   env: Task = "cheetah_run"
   """task"""
   variant: Variant = "video_background_camera_jitter"
-  """noise of the observations (noisy_sensor: of the reward too)"""
+  """noise of the observations (noisy_sensor: of the reward too); RoboDesk: noisy | noiseless"""
   model: wm_config.ModelName = "dmdp"
   """dmdp (Fig. 2b: x, y) | dmdp_2c (Fig. 2c: x, y, z) | dreamer (x); sets the preset's sizes"""
   workdir: str = "runs/dmdp"
@@ -108,7 +113,9 @@ class RunConfig:
   seed: int = 0
   """every key, the environments' seeds and the replay's sampling derive from it"""
   video_dir: str | None = None
-  """directory of background videos (None: a procedural video, offline)"""
+  """directory of background (RoboDesk: TV) videos (None: a procedural video, offline)"""
+  shadows: bool = True
+  """RoboDesk: render MuJoCo's shadows (the release's look; ~5x slower software rendering)"""
   action_repeat: int = 2
   """env (physics) steps per agent step"""
   episode_length: int = 1000
@@ -152,9 +159,10 @@ class RunConfig:
   def __post_init__(self):
     check_finite(self)
     require(self.env in ACTION_DIMS, f"env must be one of {tuple(ACTION_DIMS)}, got {self.env!r}")
+    variants = ROBODESK_VARIANTS if self.env in ROBODESK_TASKS else DMC_VARIANTS
     require(
-      self.variant in get_args(Variant),
-      f"variant must be one of {get_args(Variant)}, got {self.variant!r}",
+      self.variant in variants,
+      f"variant of {self.env} must be one of {variants}, got {self.variant!r}",
     )
     require(self.model in FACTORS, f"model must be one of {tuple(FACTORS)}, got {self.model!r}")
     for name in (
@@ -215,24 +223,34 @@ class RunConfig:
     )
 
 
-def full(
-  model: str = "dmdp", env: str = "cheetah_run", variant: str = "video_background_camera_jitter"
-) -> RunConfig:
+def default_variant(env: str) -> str:
+  """The variant a command line without ``--variant`` gets: the paper's noisiest of the task."""
+  return "noisy" if env in ROBODESK_TASKS else "video_background_camera_jitter"
+
+
+def full(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = None) -> RunConfig:
   """The refs' settings: 64x64 pixels, 1e6 env steps, 5,000 prefill, 100 updates of 50 x 50 per
   1000 env steps, horizon 15, the model's full sizes (an accelerator's run); beta from
-  :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's (PyTorch) init."""
+  :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's (PyTorch) init. RoboDesk:
+  96x96 pixels and alpha 2 (:func:`jaxprune.dmdp.config.robodesk_96`), beta 0.125, the same
+  schedule (action repeat 2, 1000-step episodes)."""
+  variant = variant or default_variant(env)
   beta = wm_config.beta_for(env, variant)
   world_model = wm_config.preset(model, action_dim=ACTION_DIMS[env], beta_y=beta, beta_z=beta)
+  if env in ROBODESK_TASKS:
+    world_model = wm_config.robodesk_96(world_model, beta_y=beta, beta_z=beta)
   return RunConfig(env=env, variant=variant, model=model, world_model=world_model)
 
 
-def small(
-  model: str = "dmdp", env: str = "cheetah_run", variant: str = "video_background_camera_jitter"
-) -> RunConfig:
+def small(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = None) -> RunConfig:
   """A CPU run of minutes: 32x32 pixels, 100-step episodes, 16,000 env steps, 20 updates of
   16 x 16 per 100 env steps, latents at most 64 / 8 wide, 5x the refs' learning rates, free nats
   1 on KL_x (8-dim latents stay below the refs' 3 nats, which would leave x's prior untrained);
-  beta from :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's init."""
+  beta from :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's init. RoboDesk:
+  see :func:`small_robodesk`."""
+  variant = variant or default_variant(env)
+  if env in ROBODESK_TASKS:
+    return small_robodesk(model, env, variant)
   base = wm_config.preset(model)
   beta = wm_config.beta_for(env, variant)
   world_model = base.replace(
@@ -285,6 +303,37 @@ def small(
   )
 
 
+def small_robodesk(
+  model: str = "dmdp", env: str = "robodesk_tv_green_hue", variant: str = "noisy"
+) -> RunConfig:
+  """The CPU preset on RoboDesk: 96x96 pixels as the release (alpha 2, beta 0.125,
+  :func:`jaxprune.dmdp.config.robodesk_96`'s kernels) with the small preset's widths, shadows off
+  (software rendering 5x faster), 400-step episodes (200 agent steps: reaching the button takes
+  ~100 control steps), 8,000 env steps (~30 minutes on two cores), 10 updates of 16 x 16 per 100
+  env steps, evaluations of 2 episodes every 2,000."""
+  base = small(model, "cheetah_run", "noiseless")
+  beta = wm_config.beta_for(env, variant)
+  world_model = wm_config.robodesk_96(
+    base.world_model,
+    action_dim=ACTION_DIMS[env],
+    encoder_kernels=wm_config.robodesk_96().encoder_kernels,
+    beta_y=beta,
+    beta_z=beta,
+  )
+  return dataclasses.replace(
+    base,
+    env=env,
+    variant=variant,
+    world_model=world_model,
+    shadows=False,
+    episode_length=400,
+    env_steps=8000,
+    prefill=2000,
+    updates=10,
+    eval_episodes=2,
+  )
+
+
 PRESETS = {"full": full, "small": small}
 
 
@@ -326,7 +375,7 @@ def parse_args(argv: Sequence[str] | None = None, description: str | None = None
   argv = _expand_beta(list(sys.argv[1:] if argv is None else argv))
   model = _flag_value(argv, "--model", tuple(FACTORS), "dmdp")
   env = _flag_value(argv, "--env", tuple(ACTION_DIMS), "cheetah_run")
-  variant = _flag_value(argv, "--variant", get_args(Variant), "video_background_camera_jitter")
+  variant = _flag_value(argv, "--variant", get_args(Variant), default_variant(env))
   presets = {
     name: functools.partial(fn, model=model, env=env, variant=variant)
     for name, fn in PRESETS.items()
@@ -484,6 +533,7 @@ def _run(cfg: RunConfig, r: Run) -> dict:
     "pictures": jax.random.fold_in(key, PICTURES_SALT),
   }
 
+  extra = {"shadows": cfg.shadows} if cfg.env in ROBODESK_TASKS else {}
   make_env = lambda seed: envs.make(
     cfg.env,
     cfg.variant,
@@ -492,6 +542,7 @@ def _run(cfg: RunConfig, r: Run) -> dict:
     action_repeat=cfg.action_repeat,
     episode_length=cfg.episode_length,
     video_dir=cfg.video_dir,
+    **extra,
   )
   env, eval_env = make_env(cfg.seed), make_env(cfg.seed + EVAL_ENV_SEED_OFFSET)
   counters = dict(

@@ -1,8 +1,13 @@
-"""Noisy DeepMind Control environments of the Denoised MDP paper, from pixels.
+"""Noisy environments of the Denoised MDP paper, from pixels: DeepMind Control and RoboDesk.
 
 >>> env = make("cheetah_run", "video_background_camera_jitter", seed=0)
 >>> obs = env.reset()                       # uint8 64 x 64 x 3
 >>> obs, reward, done, info = env.step(a)   # a in [-1, 1]^action_dim
+>>> env = make("robodesk_tv_green_hue", "noisy", seed=0)   # uint8 96 x 96 x 3, 5 actions
+
+``make`` dispatches on the task: ``TASKS`` (DMC, variants ``VARIANTS``, module ``dmc``) or
+``ROBODESK_TASKS`` (variants ``ROBODESK_VARIANTS``, module ``robodesk``: a TV, flickering
+lights, camera shake and a noisy button sensor); ``ALL_TASKS`` holds both.
 
 ``make(..., scene="release" | "upstream", jitter="shift" | "crop", mask=None, video_dir=None)``:
 the video variants use the scene of the authors' release by default (grey floors), camera
@@ -12,7 +17,7 @@ jitter is the release's sub-pixel shift by default, and ``video_dir`` points at 
 Modules: ``dmc`` (the environment), ``scene`` (the release's floor / sky / wall colours),
 ``backgrounds`` (video sources), ``compositing`` (masks, noisy sensor value), ``rewards`` (noisy
 task rewards), ``jitter`` (camera jitter walks and the translation), ``ground_truth`` (episodes
-with the state and noise the model never sees, for representation probes).
+with the state and noise the model never sees, for representation probes), ``robodesk``.
 Rendering is headless: ``MUJOCO_GL`` defaults to ``egl`` when unset.
 """
 
@@ -20,7 +25,11 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
 
-from jaxprune.envs import ground_truth  # noqa: E402
+from jaxprune.envs import dmc as _dmc  # noqa: E402, I001
+from jaxprune.envs import (
+  ground_truth,  # noqa: E402
+  robodesk,  # noqa: E402
+)
 from jaxprune.envs.backgrounds import VIDEO_EXTENSIONS, load_video_dir, procedural_video  # noqa: E402
 from jaxprune.envs.compositing import MASKS, blue_mask, composite, sensor_noise  # noqa: E402
 from jaxprune.envs.dmc import (  # noqa: E402
@@ -30,7 +39,6 @@ from jaxprune.envs.dmc import (  # noqa: E402
   TASKS,
   VARIANTS,
   NoisyDMCEnv,
-  make,
 )
 from jaxprune.envs.jitter import (  # noqa: E402
   JITTERS,
@@ -43,9 +51,31 @@ from jaxprune.envs.jitter import (  # noqa: E402
   translate,
 )
 from jaxprune.envs.rewards import NOISY_REWARDS, noisy_reward  # noqa: E402
+from jaxprune.envs.robodesk import DISTRACTORS, NoisyRoboDeskEnv  # noqa: E402
 from jaxprune.envs.scene import SCENES, release_assets  # noqa: E402
 
+ROBODESK_TASKS = robodesk.TASKS
+ROBODESK_VARIANTS = robodesk.VARIANTS
+ALL_TASKS = TASKS + ROBODESK_TASKS
+
+
+def make(task: str, variant: str = "noiseless", *, seed: int, **kwargs):
+  """The environment of ``task``: :func:`jaxprune.envs.dmc.make` for ``TASKS``,
+  :func:`jaxprune.envs.robodesk.make` for ``ROBODESK_TASKS`` (``kwargs`` go to that one)."""
+  if task in ROBODESK_TASKS:
+    return robodesk.make(task, variant, seed=seed, **kwargs)
+  if task not in TASKS:
+    raise ValueError(f"unknown task {task!r}; expected one of {ALL_TASKS}")
+  return _dmc.make(task, variant, seed=seed, **kwargs)
+
+
 __all__ = [
+  "ALL_TASKS",
+  "DISTRACTORS",
+  "NoisyRoboDeskEnv",
+  "ROBODESK_TASKS",
+  "ROBODESK_VARIANTS",
+  "robodesk",
   "CAMERA_ID",
   "DEFAULT_SCENES",
   "JITTERS",

@@ -54,10 +54,12 @@ class ShiftState(NamedTuple):
   vel_2: np.ndarray
 
 
-def shift_init(rng: np.random.Generator) -> ShiftState:
-  """The walk's random start: position ``N(0, (0.075 / sqrt 2)^2)``, velocity ``N(0, 0.005^2)``."""
-  pos = rng.normal(size=2) * (_PULL_RADIUS / math.sqrt(2))
-  vel = rng.normal(size=2) * _ACCEL_STD
+def shift_init(rng: np.random.Generator, dim: int = 2) -> ShiftState:
+  """The walk's random start: position ``N(0, (0.075 / sqrt dim)^2)``, velocity ``N(0, 0.005^2)``.
+
+  ``dim`` 2 for the image shift; the RoboDesk camera walks the same way in 3-D (``dim=3``)."""
+  pos = rng.normal(size=dim) * (_PULL_RADIUS / math.sqrt(dim))
+  vel = rng.normal(size=dim) * _ACCEL_STD
   return ShiftState(pos, vel)
 
 
