@@ -296,12 +296,35 @@ def test_beta_per_task_and_variant_is_the_default(monkeypatch):
 def test_action_dims_match_the_environments():
   from jaxprune import envs
 
-  assert tuple(experiment.ACTION_DIMS) == get_args(experiment.Task) == envs.TASKS
-  assert get_args(experiment.Variant) == envs.VARIANTS
+  assert tuple(experiment.ACTION_DIMS) == get_args(experiment.Task) == envs.ALL_TASKS
+  assert experiment.ROBODESK_TASKS == envs.ROBODESK_TASKS
+  assert experiment.DMC_VARIANTS == envs.VARIANTS
+  assert set(experiment.ROBODESK_VARIANTS) == set(envs.ROBODESK_VARIANTS)
+  assert set(get_args(experiment.Variant)) == set(envs.VARIANTS) | set(envs.ROBODESK_VARIANTS)
   for task, dim in experiment.ACTION_DIMS.items():
     env = envs.make(task, "noiseless", seed=0, image_size=16, episode_length=2)
     assert env.action_dim == dim, task
     env.close()
+
+
+def test_robodesk_presets():
+  task = "robodesk_tv_green_hue"
+  for model in ("dmdp_2c", "dmdp", "dreamer"):
+    cfg = experiment.parse_args(["--env", task, "--model", model])
+    wm = cfg.world_model
+    assert cfg.variant == "noisy" and cfg.shadows  # the paper's setting, the release's look
+    assert (wm.image_size, wm.alpha, wm.action_dim) == (96, 2.0, 5)
+    assert (cfg.action_repeat, cfg.episode_length) == (2, 1000)
+    if model != "dreamer":
+      assert wm.beta_y == 0.125 and (wm.beta_z == 0.125 or not wm.has_z)
+    assert wm.has_z == (model == "dmdp_2c")
+    small = experiment.parse_args(["--preset", "small", "--env", task, "--model", model])
+    assert small.world_model.image_size == 96 and small.world_model.alpha == 2.0
+    assert not small.shadows and small.episode_length == 400
+  with pytest.raises(ValueError, match="variant of robodesk_tv_green_hue must be one of"):
+    dataclasses.replace(experiment.full(env=task), variant="video_background")
+  with pytest.raises(ValueError, match="variant of cheetah_run must be one of"):
+    dataclasses.replace(experiment.full(), variant="noisy")
 
 
 @pytest.fixture
@@ -374,3 +397,55 @@ def test_workdir_of_an_older_version_is_refused_intact(runs, tmp_path):
   with pytest.raises(CheckpointError, match="older version"):
     _script().main(FLAGS + ["--env_steps", "800", "--workdir", old])
   assert open(os.path.join(old, "metrics.jsonl")).read() == before
+
+
+# RoboDesk: the small preset's 96 px model shrunk to the DMC smoke test's 32 px one
+ROBODESK_FLAGS = [
+  *FLAGS[:2],
+  "--env",
+  "robodesk_tv_green_hue",
+  "--variant",
+  "noisy",
+  *FLAGS[6:],
+  "--world_model.image_size",
+  "32",
+  "--world_model.encoder_kernels",
+  "4",
+  "4",
+  "4",
+  "--world_model.encoder_final_3x3",
+  "false",
+  "--world_model.decoder_kernels",
+  "5",
+  "6",
+  "6",
+]
+
+
+@pytest.mark.parametrize("model", ["dmdp_2c"])
+def test_robodesk_run_then_resume(model, tmp_path):
+  script = _script()
+  workdir = str(tmp_path / model)
+  flags = ROBODESK_FLAGS + ["--model", model, "--workdir", workdir]
+  script.main(flags + ["--env_steps", "300"])
+  first = _rows(workdir)
+  # resume with a larger budget: it continues from the checkpoint at env step 200 (an episode
+  # end), and the records up to it are kept as they were
+  script.main(flags + ["--env_steps", "400"])
+  rows = _rows(workdir)
+  summary = json.load(open(os.path.join(workdir, "summary.json")))
+  assert summary["env_steps"] == 400 and summary["episodes"] == 4
+  assert [(r["kind"], r["env_steps"]) for r in rows if r["env_steps"] <= 200] == [
+    (r["kind"], r["env_steps"]) for r in first if r["env_steps"] <= 200
+  ]
+  train = [r for r in rows if r["kind"] == "train"]
+  assert [r["env_steps"] for r in train] == [200, 300, 400]
+  assert all(np.isfinite(r[k]) for r in train for k in ("loss", "kl_x", "kl_y", "kl_z"))
+  evals = [r for r in rows if r["kind"] == "eval"]
+  assert [r["env_steps"] for r in evals] == [300, 400]  # each run evaluates at its end
+  # the noisy button sensor: the env's reward differs from the clean one in some episode
+  ep = [r for r in rows if r["kind"] == "episode"]
+  assert len(ep) == 4 and any(abs(r["return"] - r["clean_return"]) > 1e-6 for r in ep)
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["env"] == "robodesk_tv_green_hue" and saved["world_model"]["alpha"] == 2.0
+  assert "factors_00000400.png" in os.listdir(os.path.join(workdir, "pictures"))
