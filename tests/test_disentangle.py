@@ -83,6 +83,7 @@ def test_bad_input_is_named(tmp_path):
   assert not os.path.exists(tmp_path / "w")
 
 
+@pytest.mark.slow  # 150 CPU-s: in CI's slow run, out of the README's default run
 def test_quick_end_to_end_and_resume(tmp_path, capsys):
   w = str(tmp_path / "d")
   disentangle_main(["--quick", "--workdir", w])

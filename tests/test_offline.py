@@ -37,6 +37,7 @@ def test_sample_sequences_equals_python_slices():
   assert st.max() <= 4  # every window lies inside its episode
 
 
+@pytest.mark.slow  # 90 CPU-s: in CI's slow run, out of the README's default run
 def test_seed_stack_equals_single_seed_and_seeds_differ(tmp_path):
   eps = _episodes(CFG)
   two, rec = offline.train(CFG, eps, seed=0, num_seeds=2, updates=3, progress=False, **TRAIN)

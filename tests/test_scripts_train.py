@@ -123,6 +123,7 @@ def test_prune_curve_tiny_and_resume(tmp_path):
   assert len(rows3) == len(rows)
 
 
+@pytest.mark.slow  # 120 CPU-s: in CI's slow run, out of the README's default run
 def test_prune_curve_pool_axis_and_scorer_seeds(tmp_path):
   """The --quick preset (the scaling experiment's pool axis on two pools of the digits)."""
   wd = str(tmp_path / "pools")
