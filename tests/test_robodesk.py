@@ -53,18 +53,11 @@ def test_pressing_the_green_button_turns_the_tv_green_and_pays():
   env = _make(0, distractors=("tv",), action_repeat=4, episode_length=400)
   env.reset()
   phys = env.physics
-  button = phys.named.data.xpos["green_button"].copy()
   frame0 = env.tv_video[env._tv_index()]
   first = None
   # a scripted reach (seed 0 presses at step ~45): above the button, then down onto it
   for _ in range(80):
-    ee = phys.named.data.site_xpos["end_effector"].copy()
-    above = np.linalg.norm((button - ee)[:2]) > 0.02
-    target = button + np.array([0, 0, 0.06 if above else -0.03])
-    a = np.zeros(5)
-    a[:3] = np.clip((target - ee) / 0.01, -1, 1)
-    a[4] = -1
-    _, r, _, info = env.step(a)
+    _, r, _, info = env.step(robodesk.press_green_action(env))
     first = first or (r, info)
     if info["pressed"] and info["tv_green"] > 0.95:
       break
@@ -182,3 +175,23 @@ def test_actions_are_checked():
     with pytest.raises(ValueError, match=msg):
       env.step(bad)
   env.close()
+
+
+def test_reference_script(tmp_path):
+  import importlib.util
+  import json
+  import os
+
+  path = os.path.join(os.path.dirname(__file__), "..", "scripts", "robodesk_reference.py")
+  spec = importlib.util.spec_from_file_location("robodesk_reference", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  out = str(tmp_path / "ref.json")
+  mod.main(["--episodes", "2", "--episode_length", "6", "--shadows", "false", "--out", out])
+  res = json.load(open(out))
+  for name in ("random", "still", "scripted_press"):
+    rets = res[name]["returns"]
+    assert len(rets) == 2 and all(0 < r <= 6 for r in rets)  # 3 agent steps of 2 control steps
+    assert res[name]["mean"] == pytest.approx(np.mean(rets))
+  with pytest.raises(SystemExit):
+    mod.main(["--variant", "video_background", "--out", out])

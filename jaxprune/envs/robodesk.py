@@ -523,6 +523,32 @@ class NoisyRoboDeskEnv:
     self.physics.free()
 
 
+def press_green_action(env: NoisyRoboDeskEnv) -> np.ndarray:
+  """A scripted reference policy: move the end effector above the green button, then down onto
+  it (gripper closed). From the env's true state, so it is a yardstick, not an agent: it presses
+  within ~100 control steps and holds the button down."""
+  phys = env.physics
+  button = phys.named.data.xpos["green_button"]
+  ee = phys.named.data.site_xpos["end_effector"]
+  above = np.linalg.norm((button - ee)[:2]) > 0.02
+  target = button + np.array([0.0, 0.0, 0.06 if above else -0.03])
+  action = np.zeros(ACTION_DIM)
+  action[:3] = np.clip((target - ee) / _EE_SCALE, -1, 1)
+  action[4] = -1.0
+  return action
+
+
+def episode_return(env: NoisyRoboDeskEnv, policy) -> tuple[float, float]:
+  """(return, clean return) of one episode of ``policy(env) -> action``."""
+  env.reset()
+  done, total, clean = False, 0.0, 0.0
+  while not done:
+    _, r, done, info = env.step(policy(env))
+    total += r
+    clean += info["clean_reward"]
+  return total, clean
+
+
 def make(
   task: str = "robodesk_tv_green_hue",
   variant: str = "noisy",
