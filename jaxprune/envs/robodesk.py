@@ -159,7 +159,8 @@ def scene_xml() -> tuple[str, dict[str, bytes]]:
     light.find("body/geom").set("name", f"{c}_light_rise")  # the disc the button raises
     common = dict(type="cylinder", size="0.06 0.0005", contype=0, conaffinity=0, group=1)
     _add(light, "geom", name=f"{c}_light_overlay", pos="0 0 0.0125", rgba=f"{rgb} 0", **common)
-    _add(light, "geom", name=f"{c}_light_neg_overlay", pos="0 0 0.0135", rgba="0 0 0 0", **common)
+    _add(light, "geom", name=f"{c}_light_neg_overlay", pos="0 0 0.0135", rgba="0.3 0.3 0.3 0",
+         **common)  # fmt: skip
   tv = _add(world, "body", name="tv", pos="0.85 1.05 0")
   dark = dict(type="box", contype=0, conaffinity=0)
   _add(tv, "geom", name="tv_stand", size="0.03 0.03 0.5", pos="0 0.03 0.5", rgba="0.2 0.2 0.2 1",
