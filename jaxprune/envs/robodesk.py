@@ -60,9 +60,13 @@ image is rendered directly at ``image_size`` (the release renders 1.875x larger,
 downsamples). ``shadows=False`` skips MuJoCo's shadow pass, ~5x faster with software rendering
 (0.45 -> 0.08 s per frame here) at the cost of the shadows.
 
-Seeding: ``SeedSequence(seed)`` spawns one generator per source: the reset (arm and object
-placements), the button noise, the lights, the camera walk, the TV (clip and start frames). Same
-seed, same actions -> the same frames and rewards; successive episodes differ.
+Seeding: ``SeedSequence(seed)`` spawns one generator per source, in the fork's order: the reset
+(arm and object placements), the button noise, the camera walk, the lights, the TV (clip and
+start frames). Same seed, same actions -> the same frames and rewards; successive episodes
+differ. Every source but the TV draws exactly as the fork does, so with the same seed and
+actions the physics, the sensor noise, the lights and the camera walk equal the fork's
+(checked against ``SsnL/robodesk``, docs/results.md); the fork's TV reads video files through
+scikit-video in its own order.
 """
 
 from __future__ import annotations
@@ -157,6 +161,8 @@ def scene_xml() -> tuple[str, dict[str, bytes]]:
   for c, rgb in zip(COLORS, ("1 0 0", "0 1 0", "0 0 1")):
     light = world.find(f".//body[@name='{c}_light']")
     light.find("body/geom").set("name", f"{c}_light_rise")  # the disc the button raises
+    if light.find(f"geom[@name='{c}_light_overlay']") is not None:
+      continue  # the authors' fork of the package ships these overlays already
     common = dict(type="cylinder", size="0.06 0.0005", contype=0, conaffinity=0, group=1)
     _add(light, "geom", name=f"{c}_light_overlay", pos="0 0 0.0125", rgba=f"{rgb} 0", **common)
     _add(light, "geom", name=f"{c}_light_neg_overlay", pos="0 0 0.0135", rgba="0.3 0.3 0.3 0",
@@ -287,7 +293,7 @@ class NoisyRoboDeskEnv:
     seqs = np.random.SeedSequence(int(seed)).spawn(5)
     self._rng = {
       name: np.random.default_rng(s)
-      for name, s in zip(("reset", "button", "light", "camera", "tv"), seqs)
+      for name, s in zip(("reset", "button", "camera", "light", "tv"), seqs)  # the fork's order
     }
     if "tv" in self.distractors:
       tv_seed = int(self._rng["tv"].integers(2**32))
@@ -456,7 +462,6 @@ class NoisyRoboDeskEnv:
     self._swing = self._rng["light"].normal(size=3)
     self._flicker_phase = self._rng["light"].normal(size=3)
     self._walks = {k: jitter_lib.shift_init(self._rng["camera"], dim=3) for k in _CAMERA_JITTER}
-    self._camera_step()
     self._needs_reset = False
     return self._observe()
 

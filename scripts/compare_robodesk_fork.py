@@ -1,0 +1,112 @@
+"""Our RoboDesk against the authors' fork (SsnL/robodesk) on the same seed and actions.
+
+  git clone https://github.com/SsnL/robodesk /tmp/fork && pip install opencv-python-headless
+  python scripts/compare_robodesk_fork.py --fork_dir /tmp/fork
+
+Both environments get the same seed and the same actions (random, then the scripted press of the
+green button); with the button, light and camera distractors on (no TV: the fork reads its videos
+through scikit-video). At every agent step it prints nothing; at the end, the largest absolute
+difference of the physics state (qpos), the button-sensor noise, the lights' brightness and
+positions, the camera walk (eye and target), the green indicator's alpha, and the push_green
+reward (0.25 pressed + 0.75 reach, the non-TV terms of tv_green_hue). The fork's pixels are not
+compared (its render crops with an array box, which current Pillow rejects; it is stubbed out),
+and its plain ``RoboDesk`` mixes the light noise at 0.7 (ours, like its ``RoboDeskWithTV``, at
+1), so ours is set to 0.7 here. The fork's desk.xml differs from the package's only by the
+indicator overlays, so ours keeps reading the pinned package's assets.
+"""
+
+import os
+import sys
+from dataclasses import dataclass
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before dm_control loads
+
+import numpy as np  # noqa: E402
+
+from jaxprune.core.config import parse, require  # noqa: E402
+from jaxprune.core.run import cli  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ForkCompareConfig:
+  fork_dir: str = "/tmp/fork"
+  """a checkout of https://github.com/SsnL/robodesk"""
+  seeds: tuple[int, ...] = (0, 1, 2)
+  steps: int = 200
+  """agent steps per seed (the first 20 random, then the scripted press)"""
+
+  def __post_init__(self):
+    require(
+      os.path.isfile(os.path.join(self.fork_dir, "robodesk", "utils.py")),
+      f"{self.fork_dir!r} is not a checkout of SsnL/robodesk (no robodesk/utils.py)",
+    )
+    require(self.steps >= 21, f"steps must be >= 21, got {self.steps}")
+
+
+def main(argv=None):
+  cfg = parse(ForkCompareConfig, argv, description=__doc__)
+  from jaxprune.envs import robodesk as ours
+
+  assets = ours.asset_dir()  # the pinned package's, found before the fork shadows its name
+  sys.path.insert(0, cfg.fork_dir)
+  import robodesk as fork  # the fork, by path
+  import robodesk.utils as fork_utils
+
+  fork_utils.CameraManager.render = lambda self, render_size, image_size=None: np.zeros(
+    (4, 4, 3), np.uint8
+  )
+  ours.asset_dir = lambda: assets
+  distractors = ("button", "env_light", "camera")
+  worst: dict[str, float] = {}
+
+  def record(f, o):
+    fm, named_f, named_o = f.elem_managers, f.physics.named.model, o.physics.named.model
+    ee = o.physics.named.data.site_xpos["end_effector"]
+    reach = np.clip(1 - np.linalg.norm(ee - o.physics.named.data.xpos["green_button"]), 0, 1)
+    pressed = float(o.physics.named.data.qpos["green_light"][0] < -0.00453)
+    diffs = {
+      "qpos": f.physics.data.qpos - o.physics.data.qpos,
+      "button noise": fm["button"].noise - o._noise,
+      "light brightness": f.physics.model.light_diffuse - o.physics.model.light_diffuse,
+      "light position": f.physics.model.light_pos - o.physics.model.light_pos,
+      "camera eye": fm["camera"].jitter_amount["lookfrom"] - o.camera_jitter()["eye"],
+      "camera target": fm["camera"].jitter_amount["lookat"] - o.camera_jitter()["target"],
+      "indicator alpha": named_f.geom_rgba["green_light_overlay"][3]
+      - named_o.geom_rgba["green_light_overlay"][3],
+      "push_green reward": f._get_task_reward("push_green", "dense_reward")
+      - np.clip(0.25 * pressed + 0.75 * reach, 0, 1),
+    }
+    for k, v in diffs.items():
+      worst[k] = max(worst.get(k, 0.0), float(np.max(np.abs(v))))
+    return pressed
+
+  presses = []
+  for seed in cfg.seeds:
+    f = fork.RoboDesk(task="push_green", action_repeat=2, episode_length=2 * cfg.steps,
+                      image_size=24, distractors=set(distractors))  # fmt: skip
+    f.seed(seed)
+    f.reset()
+    o = ours.make(seed=seed, distractors=distractors, image_size=24, shadows=False,
+                  episode_length=2 * cfg.steps)  # fmt: skip
+    o._light_noise = 0.7  # the fork's plain RoboDesk's light-noise strength
+    o.reset()
+    record(f, o)
+    rng = np.random.default_rng(seed)
+    pressed = 0
+    for t in range(cfg.steps):
+      a = ours.press_green_action(o) if t >= 20 else rng.uniform(-1, 1, ours.ACTION_DIM)
+      f.step(a)
+      o.step(a)
+      pressed += record(f, o)
+    presses.append(pressed)
+    o.close()
+  n = len(cfg.seeds) * (cfg.steps + 1)
+  print(f"largest |fork - ours| over {len(cfg.seeds)} seeds x {cfg.steps + 1} observations "
+        f"(button pressed on {presses} of {cfg.steps} steps):")  # fmt: skip
+  for k, v in worst.items():
+    print(f"  {k:18s} {v:.3g}")
+  return worst, n
+
+
+if __name__ == "__main__":
+  cli(main)
