@@ -83,6 +83,37 @@ CAMERA_ID = 0  # "side" for cheetah and walker, "fixed" (top-down) for reacher
 DEFAULT_SCENES = {v: ("upstream" if v == "noiseless" else "release") for v in VARIANTS}
 
 
+def check_seed_and_schedule(seed: Any, action_repeat: Any, episode_length: Any, *, unit: str):
+  """ValueError unless ``seed`` is an int in [0, 2**32) and ``episode_length`` (in ``unit``) a
+  positive multiple of the positive int ``action_repeat`` (shared by the DMC and RoboDesk envs)."""
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+    raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+  if not isinstance(action_repeat, (int, np.integer)) or action_repeat < 1:
+    raise ValueError(f"action_repeat must be a positive int, got {action_repeat!r}")
+  if (
+    not isinstance(episode_length, (int, np.integer))
+    or episode_length < action_repeat
+    or episode_length % action_repeat
+  ):
+    raise ValueError(
+      f"episode_length ({unit}) must be a positive multiple of "
+      f"action_repeat={action_repeat}, got {episode_length!r}"
+    )
+
+
+def check_action(action: Any, action_dim: int) -> np.ndarray:
+  """``action`` as float64, or ValueError unless it has shape ``(action_dim,)``, is finite and
+  lies in ``[-1, 1]``."""
+  a = np.asarray(action, dtype=np.float64)
+  if a.shape != (action_dim,):
+    raise ValueError(f"action must have shape ({action_dim},), got {a.shape}")
+  if not np.all(np.isfinite(a)):
+    raise ValueError(f"action must be finite, got {a}")
+  if np.any(np.abs(a) > 1.0):
+    raise ValueError(f"action must lie in [-1, 1] (clip it first), got {a}")
+  return a
+
+
 def _check_args(
   task: str,
   variant: str,
@@ -100,21 +131,9 @@ def _check_args(
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-    raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+  check_seed_and_schedule(seed, action_repeat, episode_length, unit="physics steps")
   if not isinstance(image_size, (int, np.integer)) or not 16 <= image_size <= 1024:
     raise ValueError(f"image_size must be an int in [16, 1024], got {image_size!r}")
-  if not isinstance(action_repeat, (int, np.integer)) or action_repeat < 1:
-    raise ValueError(f"action_repeat must be a positive int, got {action_repeat!r}")
-  if (
-    not isinstance(episode_length, (int, np.integer))
-    or episode_length < action_repeat
-    or episode_length % action_repeat
-  ):
-    raise ValueError(
-      f"episode_length (physics steps) must be a positive multiple of "
-      f"action_repeat={action_repeat}, got {episode_length!r}"
-    )
   if num_background_frames < 1:
     raise ValueError(f"num_background_frames must be >= 1, got {num_background_frames}")
   if scene_name is not None and scene_name not in _scene.SCENES:
@@ -272,13 +291,7 @@ class NoisyDMCEnv:
     return self._observe()
 
   def _check_action(self, action: Any) -> np.ndarray:
-    a = np.asarray(action, dtype=np.float64)
-    if a.shape != (self.action_dim,):
-      raise ValueError(f"action must have shape ({self.action_dim},), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-      raise ValueError(f"action must be finite, got {a}")
-    if np.any(np.abs(a) > 1.0):
-      raise ValueError(f"action must lie in [-1, 1] (clip it first), got {a}")
+    a = check_action(action, self.action_dim)
     # exact identity for [-1, 1] bounds (x2 and /2 are exact), so actions reach the physics as given
     return (a * (self._action_high - self._action_low) + (self._action_high + self._action_low)) / 2
 

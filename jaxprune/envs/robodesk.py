@@ -87,6 +87,7 @@ from dm_control.utils import inverse_kinematics  # noqa: E402
 
 from jaxprune.envs import backgrounds  # noqa: E402
 from jaxprune.envs import jitter as jitter_lib  # noqa: E402
+from jaxprune.envs.dmc import check_action, check_seed_and_schedule  # noqa: E402
 
 TASKS = ("robodesk_tv_green_hue",)
 VARIANTS = ("noisy", "noiseless")
@@ -184,25 +185,13 @@ def _check_args(task, variant, *, seed, image_size, action_repeat, episode_lengt
     raise ValueError(f"unknown RoboDesk task {task!r}; expected one of {TASKS}")
   if variant not in VARIANTS:
     raise ValueError(f"unknown RoboDesk variant {variant!r}; expected one of {VARIANTS}")
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-    raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+  check_seed_and_schedule(seed, action_repeat, episode_length, unit="control steps")
   if (
     isinstance(image_size, bool)
     or not isinstance(image_size, (int, np.integer))
     or not 16 <= image_size <= 512
   ):
     raise ValueError(f"image_size must be an int in [16, 512] (the paper: 96), got {image_size!r}")
-  if not isinstance(action_repeat, (int, np.integer)) or action_repeat < 1:
-    raise ValueError(f"action_repeat must be a positive int, got {action_repeat!r}")
-  if (
-    not isinstance(episode_length, (int, np.integer))
-    or episode_length < action_repeat
-    or episode_length % action_repeat
-  ):
-    raise ValueError(
-      f"episode_length (control steps) must be a positive multiple of "
-      f"action_repeat={action_repeat}, got {episode_length!r}"
-    )
   if distractors is not None:
     unknown = set(distractors) - set(DISTRACTORS)
     if isinstance(distractors, str) or unknown:
@@ -465,16 +454,6 @@ class NoisyRoboDeskEnv:
     self._needs_reset = False
     return self._observe()
 
-  def _check_action(self, action: Any) -> np.ndarray:
-    a = np.asarray(action, dtype=np.float64)
-    if a.shape != (ACTION_DIM,):
-      raise ValueError(f"action must have shape ({ACTION_DIM},), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-      raise ValueError(f"action must be finite, got {a}")
-    if np.any(np.abs(a) > 1.0):
-      raise ValueError(f"action must lie in [-1, 1] (clip it first), got {a}")
-    return a
-
   def step(self, action: Any) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
     """``action_repeat`` control steps with ``action``; returns ``(obs, reward, done, info)``.
 
@@ -486,7 +465,7 @@ class NoisyRoboDeskEnv:
     """
     if self._needs_reset:
       raise RuntimeError("call reset() before step() (at the start and after done=True)")
-    a = self._check_action(action)
+    a = check_action(action, ACTION_DIM)
     phys = self.physics
     reward = clean = 0.0
     for _ in range(self.action_repeat):
