@@ -21,12 +21,12 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before dm_control loads
 
 from jaxprune.core.run import cli  # noqa: E402
-from jaxprune.dmdp import experiment  # noqa: E402
+from jaxprune.dmdp import driver, run_config  # noqa: E402
 
 
 def main(argv=None):
-  cfg = experiment.parse_args(argv, description=__doc__)
-  summary = experiment.run(cfg)
+  cfg = run_config.parse_args(argv, description=__doc__)
+  summary = driver.run(cfg)
   evals = ", ".join(
     f"{s}: {r:.1f}" for s, r in zip(summary["eval_env_steps"], summary["eval_return"])
   )
@@ -35,4 +35,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  cli(main, experiment.ValueDivergedError)
+  cli(main, driver.ValueDivergedError)

@@ -364,10 +364,10 @@ import dataclasses
 import jax
 import numpy as np
 from jaxprune import dmdp
-from jaxprune.dmdp import experiment
+from jaxprune.dmdp import agent_state, driver, run_config
 
 assert jax.device_count() == 8
-cfg = dataclasses.replace(experiment.small(env="reacher_easy"), batch=8, seq_len=5,
+cfg = dataclasses.replace(run_config.small(env="reacher_easy"), batch=8, seq_len=5,
                           world_model=dmdp.tiny(), agent=dmdp.AgentConfig(
                               horizon=4, actor_hidden=16, actor_layers=2, value_hidden=16,
                               value_layers=2))
@@ -376,11 +376,11 @@ w = cfg.world_model
 batches = {"image": r.integers(0, 256, (1, 8, 5, w.image_size, w.image_size, 3), np.uint8),
            "action": r.uniform(-1, 1, (1, 8, 5, w.action_dim)).astype(np.float32),
            "reward": r.normal(size=(1, 8, 5)).astype(np.float32)}
-mesh8 = experiment.batch_mesh(cfg.batch)
+mesh8 = agent_state.batch_mesh(cfg.batch)
 mesh1 = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
                       devices=jax.devices()[:1])
 assert mesh8.size == 8
-state8 = experiment.init_state(cfg, mesh8)
+state8 = agent_state.init_state(cfg, mesh8)
 # a copy (device 0's buffers would be shared, and the 8-device dispatch donates them)
 state1 = jax.tree.map(lambda v: v.copy(), state8)
 replicated1 = jax.sharding.NamedSharding(mesh1, jax.sharding.PartitionSpec())
@@ -388,7 +388,7 @@ states = {1: jax.device_put(state1, replicated1),
           8: state8}
 out = {}
 for n, mesh in ((1, mesh1), (8, mesh8)):
-  dispatch = experiment.train_dispatch(cfg.world_model, cfg.agent, mesh)
+  dispatch = driver.train_dispatch(cfg.world_model, cfg.agent, mesh)
   if n == 8:  # the batch axis (1 of K x B x ...) of image, action, reward is on "data"
     text = dispatch.lower(states[n], batches).as_text()
     assert text.count('{"data"}') + text.count("devices=[1,8") >= 3, text[:3000]

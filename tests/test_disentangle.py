@@ -124,10 +124,10 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
 
 def test_config_from_dict_round_trip():
   from jaxprune.core.config import from_dict, to_dict
-  from jaxprune.dmdp import experiment
+  from jaxprune.dmdp import run_config
 
-  run_cfg = experiment.small(model="dmdp_2c", env="walker_walk", variant="video_background")
-  back = from_dict(experiment.RunConfig, json.loads(json.dumps(to_dict(run_cfg))))
+  run_cfg = run_config.small(model="dmdp_2c", env="walker_walk", variant="video_background")
+  back = from_dict(run_config.RunConfig, json.loads(json.dumps(to_dict(run_cfg))))
   assert back == run_cfg and isinstance(back.world_model.encoder_kernels, tuple)
   assert from_dict(dis.DisentangleConfig, to_dict(QUICK)) == QUICK
   with pytest.raises(ValueError, match="has no field.*colour"):
@@ -138,13 +138,13 @@ def test_saved_agent_as_data_policy(tmp_path):
   from jaxprune.core.checkpoint import Checkpointer
   from jaxprune.core.config import to_dict
   from jaxprune.dmdp import agent as agent_lib
-  from jaxprune.dmdp import experiment, saved_agent
+  from jaxprune.dmdp import agent_state, run_config, saved_agent
   from jaxprune.dmdp.config import tiny
   from jaxprune.envs import ground_truth
 
-  base = experiment.small(model="dmdp", env="cheetah_run", variant="video_background")
+  base = run_config.small(model="dmdp", env="cheetah_run", variant="video_background")
   cfg = dataclasses.replace(base, world_model=tiny(base.world_model, action_dim=6), batch=4)
-  state = experiment.init_state(cfg, experiment.batch_mesh(cfg.batch))
+  state = agent_state.init_state(cfg, agent_state.batch_mesh(cfg.batch))
   w = tmp_path / "agent"
   os.makedirs(w)
   with open(w / "config.json", "w") as f:

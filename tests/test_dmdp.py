@@ -193,9 +193,9 @@ def _init_params():
   model (all of the world model's layers, actor, value) and a tiny 96-pixel encoder (its final
   3x3 conv), for both inits, in one compilation. The key is an "rbg" key: it compiles ~3x faster
   than threefry here, and the initialisers draw the same way from either."""
-  from jaxprune.dmdp import experiment
+  from jaxprune.dmdp import run_config
 
-  small = experiment.small(model="dmdp_2c")
+  small = run_config.small(model="dmdp_2c")
   rd = dmdp.robodesk_96(dmdp.tiny(), encoder_kernels=(4, 4, 4, 4))
   cfgs = {i: (small.world_model.replace(init=i), rd.replace(init=i)) for i in ("torch", "flax")}
 
@@ -298,10 +298,10 @@ def test_flax_init_keeps_the_old_statistics(init_params):
 
 
 def test_init_is_a_config_choice_with_release_default():
-  from jaxprune.dmdp import experiment
+  from jaxprune.dmdp import run_config
 
   assert dmdp.WorldModelConfig().init == "torch" and dmdp.AgentConfig().init == "torch"
-  for preset in (experiment.full, experiment.small):
+  for preset in (run_config.full, run_config.small):
     for model in dmdp.MODELS:
       cfg = preset(model=model)
       assert cfg.world_model.init == "torch" and cfg.agent.init == "torch", (preset, model)

@@ -19,7 +19,7 @@ import pytest
 from jaxprune.core import cache
 from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run
 from jaxprune.dmdp import config as wm_config
-from jaxprune.dmdp import experiment
+from jaxprune.dmdp import driver, run_config
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "train_dmdp.py")
 # a few hundred env steps: 100-step episodes (50 agent steps), random prefill for the first two,
@@ -236,11 +236,11 @@ def test_bad_flag_exits_non_zero_from_the_shell(tmp_path):
 )
 def test_bad_config(kw, msg):
   with pytest.raises(ValueError, match=msg):
-    dataclasses.replace(experiment.small(), **kw)
+    dataclasses.replace(run_config.small(), **kw)
 
 
 def test_presets_model_and_flags():
-  cfg = experiment.parse_args(
+  cfg = run_config.parse_args(
     [
       "--preset",
       "small",
@@ -255,42 +255,42 @@ def test_presets_model_and_flags():
     ]
   )
   assert cfg == dataclasses.replace(
-    experiment.small(model="dreamer", env="reacher_easy"),
-    world_model=experiment.small(model="dreamer", env="reacher_easy").world_model.replace(
+    run_config.small(model="dreamer", env="reacher_easy"),
+    world_model=run_config.small(model="dreamer", env="reacher_easy").world_model.replace(
       x_deter=32, beta_y=0.5, beta_z=0.5
     ),
   )
   assert not cfg.world_model.has_y and cfg.world_model.action_dim == 2
-  assert experiment.parse_args([]) == experiment.full() == experiment.RunConfig()
-  assert experiment.full(model="dmdp_2c").world_model.z_stoch == 20
-  assert experiment.small().world_model.x_deter == 64 and experiment.small().batch == 16
+  assert run_config.parse_args([]) == run_config.full() == run_config.RunConfig()
+  assert run_config.full(model="dmdp_2c").world_model.z_stoch == 20
+  assert run_config.small().world_model.x_deter == 64 and run_config.small().batch == 16
 
 
 def test_beta_per_task_and_variant_is_the_default(monkeypatch):
-  dmc = {(t, v) for t in experiment.ACTION_DIMS if t not in experiment.ROBODESK_TASKS
-         for v in experiment.DMC_VARIANTS}  # fmt: skip
-  robodesk = {(t, v) for t in experiment.ROBODESK_TASKS for v in experiment.ROBODESK_VARIANTS}
+  dmc = {(t, v) for t in run_config.ACTION_DIMS if t not in run_config.ROBODESK_TASKS
+         for v in run_config.DMC_VARIANTS}  # fmt: skip
+  robodesk = {(t, v) for t in run_config.ROBODESK_TASKS for v in run_config.ROBODESK_VARIANTS}
   assert set(wm_config.BETA) == dmc | robodesk
   # the release's KLLoss defaults on DMC (the paper's appendix table could not be read; the
   # sources are in config.py): beta_y = beta_z = 0.25, alpha 1, beta_x 1, all of it with free
   # nats (3 in the full preset, 1 in the small one); RoboDesk: the README's 0.125
   assert {wm_config.BETA[k] for k in dmc} == {0.25}
   assert {wm_config.BETA[k] for k in robodesk} == {0.125}
-  for preset, free_nats in ((experiment.full, 3.0), (experiment.small, 1.0)):
+  for preset, free_nats in ((run_config.full, 3.0), (run_config.small, 1.0)):
     w = preset(env="walker_walk", variant="noiseless").world_model
     assert (w.alpha, w.beta_x, w.beta_free_nats_x, w.free_nats) == (1.0, 1.0, None, free_nats)
   # the presets and the command line read the table for (env, variant)
   monkeypatch.setitem(wm_config.BETA, ("walker_walk", "video_background"), 0.125)
   for preset in ("full", "small"):
     flags = ["--preset", preset, "--env", "walker_walk", "--model", "dmdp_2c"]
-    cfg = experiment.parse_args(flags + ["--variant", "video_background"])
+    cfg = run_config.parse_args(flags + ["--variant", "video_background"])
     assert cfg.variant == "video_background"
     assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.125, 0.125)
-    cfg = experiment.parse_args(flags + ["--variant", "noiseless"])
+    cfg = run_config.parse_args(flags + ["--variant", "noiseless"])
     assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.25, 0.25)
-    cfg = experiment.parse_args(flags + ["--variant=video_background", "--beta", "0.5"])
+    cfg = run_config.parse_args(flags + ["--variant=video_background", "--beta", "0.5"])
     assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.5, 0.5)
-  cfg = experiment.parse_args(["--world_model.beta_free_nats_x", "0.25"])
+  cfg = run_config.parse_args(["--world_model.beta_free_nats_x", "0.25"])
   assert cfg.world_model.beta_free_nats_x == 0.25
   with pytest.raises(ValueError, match="no default beta"):
     wm_config.beta_for("walker_run", "noiseless")
@@ -299,12 +299,12 @@ def test_beta_per_task_and_variant_is_the_default(monkeypatch):
 def test_action_dims_match_the_environments():
   from jaxprune import envs
 
-  assert tuple(experiment.ACTION_DIMS) == get_args(experiment.Task) == envs.ALL_TASKS
-  assert experiment.ROBODESK_TASKS == envs.ROBODESK_TASKS
-  assert experiment.DMC_VARIANTS == envs.VARIANTS
-  assert set(experiment.ROBODESK_VARIANTS) == set(envs.ROBODESK_VARIANTS)
-  assert set(get_args(experiment.Variant)) == set(envs.VARIANTS) | set(envs.ROBODESK_VARIANTS)
-  for task, dim in experiment.ACTION_DIMS.items():
+  assert tuple(run_config.ACTION_DIMS) == get_args(run_config.Task) == envs.ALL_TASKS
+  assert run_config.ROBODESK_TASKS == envs.ROBODESK_TASKS
+  assert run_config.DMC_VARIANTS == envs.VARIANTS
+  assert set(run_config.ROBODESK_VARIANTS) == set(envs.ROBODESK_VARIANTS)
+  assert set(get_args(run_config.Variant)) == set(envs.VARIANTS) | set(envs.ROBODESK_VARIANTS)
+  for task, dim in run_config.ACTION_DIMS.items():
     env = envs.make(task, "noiseless", seed=0, image_size=16, episode_length=2)
     assert env.action_dim == dim, task
     env.close()
@@ -313,7 +313,7 @@ def test_action_dims_match_the_environments():
 def test_robodesk_presets():
   task = "robodesk_tv_green_hue"
   for model in ("dmdp_2c", "dmdp", "dreamer"):
-    cfg = experiment.parse_args(["--env", task, "--model", model])
+    cfg = run_config.parse_args(["--env", task, "--model", model])
     wm = cfg.world_model
     assert cfg.variant == "noisy" and cfg.shadows  # the paper's setting, the release's look
     assert (wm.image_size, wm.alpha, wm.action_dim) == (96, 2.0, 5)
@@ -321,13 +321,13 @@ def test_robodesk_presets():
     if model != "dreamer":
       assert wm.beta_y == 0.125 and (wm.beta_z == 0.125 or not wm.has_z)
     assert wm.has_z == (model == "dmdp_2c")
-    small = experiment.parse_args(["--preset", "small", "--env", task, "--model", model])
+    small = run_config.parse_args(["--preset", "small", "--env", task, "--model", model])
     assert small.world_model.image_size == 96 and small.world_model.alpha == 2.0
     assert not small.shadows and small.episode_length == 400
   with pytest.raises(ValueError, match="variant of robodesk_tv_green_hue must be one of"):
-    dataclasses.replace(experiment.full(env=task), variant="video_background")
+    dataclasses.replace(run_config.full(env=task), variant="video_background")
   with pytest.raises(ValueError, match="variant of cheetah_run must be one of"):
-    dataclasses.replace(experiment.full(), variant="noisy")
+    dataclasses.replace(run_config.full(), variant="noisy")
 
 
 @pytest.fixture
@@ -346,7 +346,7 @@ def test_nan_loss_stops_the_run_naming_the_update(tmp_path, monkeypatch, fresh_c
 
     return loss_fn
 
-  monkeypatch.setattr(experiment.agent_lib, "agent_loss_fn", poisoned_loss_fn)
+  monkeypatch.setattr(driver.agent_lib, "agent_loss_fn", poisoned_loss_fn)
   workdir = str(tmp_path)
   with pytest.raises(NonFiniteError, match=r"value_loss at update 1 \(env step 200\)"):
     _script().main(FLAGS + ["--env_steps", "400", "--workdir", workdir])
@@ -358,13 +358,13 @@ def test_nan_loss_stops_the_run_naming_the_update(tmp_path, monkeypatch, fresh_c
 
 def test_check_value_bound_names_the_first_update_beyond_the_bound():
   m = {"imag_value": np.array([3.0, -250.0, 290.0]), "value_loss": np.array([1.0, 2.0, 3.0])}
-  experiment.check_value_bound(m, bound=300.0, first_update=11, env_steps=5000)  # all inside
-  with pytest.raises(experiment.ValueDivergedError, match=r"-250 at update 12 \(env step 5000\)"):
-    experiment.check_value_bound(m, bound=200.0, first_update=11, env_steps=5000)
-  cfg = experiment.small(model="dmdp", env="walker_walk", variant="noiseless")
+  driver.check_value_bound(m, bound=300.0, first_update=11, env_steps=5000)  # all inside
+  with pytest.raises(driver.ValueDivergedError, match=r"-250 at update 12 \(env step 5000\)"):
+    driver.check_value_bound(m, bound=200.0, first_update=11, env_steps=5000)
+  cfg = run_config.small(model="dmdp", env="walker_walk", variant="noiseless")
   # a [0, 1] reward per env step, 2 env steps per agent step, gamma 0.99: returns <= 200
-  assert experiment.value_bound(cfg) == pytest.approx(1.5 * 2 / (1 - 0.99))
-  assert experiment.value_bound(dataclasses.replace(cfg, value_guard=0.0)) == float("inf")
+  assert driver.value_bound(cfg) == pytest.approx(1.5 * 2 / (1 - 0.99))
+  assert driver.value_bound(dataclasses.replace(cfg, value_guard=0.0)) == float("inf")
 
 
 def test_diverging_value_stops_the_run_and_the_guard_can_be_turned_off(
@@ -378,9 +378,9 @@ def test_diverging_value_stops_the_run_and_the_guard_can_be_turned_off(
 
     return loss_fn
 
-  monkeypatch.setattr(experiment.agent_lib, "agent_loss_fn", diverged_loss_fn)
+  monkeypatch.setattr(driver.agent_lib, "agent_loss_fn", diverged_loss_fn)
   workdir = str(tmp_path / "guarded")
-  with pytest.raises(experiment.ValueDivergedError, match=r"10000 at update 1 \(env step 200\)"):
+  with pytest.raises(driver.ValueDivergedError, match=r"10000 at update 1 \(env step 200\)"):
     _script().main(FLAGS + ["--env_steps", "400", "--workdir", workdir])
   assert [(r["kind"], r["env_steps"]) for r in _rows(workdir)] == [("episode", 100)]
   assert not os.path.exists(os.path.join(workdir, ".lock"))
@@ -451,7 +451,7 @@ def test_robodesk_run_then_resume(model, tmp_path):
   ]
   train = [r for r in rows if r["kind"] == "train"]
   assert [r["env_steps"] for r in train] == [200, 300, 400]
-  kls = ["kl_" + f for f in experiment.FACTORS[model]]
+  kls = ["kl_" + f for f in run_config.FACTORS[model]]
   assert all(np.isfinite(r[k]) for r in train for k in ["loss", "actor_loss", *kls])
   evals = [r for r in rows if r["kind"] == "eval"]
   assert [r["env_steps"] for r in evals] == [300, 400]  # each run evaluates at its end

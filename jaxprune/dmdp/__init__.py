@@ -1,6 +1,8 @@
 """Denoised MDP world model (Wang et al. 2022) in Flax; Dreamer is its x-only preset; the agent
-learns its policy on x by imagination (``agent.py``); ``experiment.py`` is the agent's run (on the
-shared driver ``jaxprune.core.run.Run``), ``benchmark.py`` times world-model updates;
+learns its policy on x by imagination (``agent.py``); ``run_config.py`` holds the agent run's
+config and presets, ``driver.py`` runs it (on the shared driver ``jaxprune.core.run.Run``),
+``evaluation.py`` evaluates and plots it; ``salts.py`` holds every key salt of the package;
+``benchmark.py`` times world-model updates;
 ``offline.py`` trains world models on fixed episodes (seeds vmapped), ``probes.py`` fits ridge and
 MLP probes, ``disentangle.py`` is the paper's representation test (what x, y, z hold).
 

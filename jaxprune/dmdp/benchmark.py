@@ -20,11 +20,10 @@ from typing import Literal
 
 from jaxprune.core.config import require
 from jaxprune.dmdp.config import ModelName
+from jaxprune.dmdp.salts import INIT_SALT, TRAIN_SALT
 
 REFERENCE_S = {(16, 50): 2.75, (50, 50): 10.7}  # refs: PyTorch release, world model only
 IMAGE_SIZE = 64
-# fold_in salts of jax.random.key(seed)
-INIT_SALT, STATE_SALT = 1, 2
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def time_update(model: str, b: int, t: int, repeats: int, method: str, seed: int
   opt = dmdp.make_optimizer()
   key = jax.random.key(seed)
   state = create_state(
-    dmdp.init(cfg, jax.random.fold_in(key, INIT_SALT)), opt, jax.random.fold_in(key, STATE_SALT)
+    dmdp.init(cfg, jax.random.fold_in(key, INIT_SALT)), opt, jax.random.fold_in(key, TRAIN_SALT)
   )
   r = np.random.default_rng(seed)
   batch = jax.device_put(

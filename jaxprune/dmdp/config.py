@@ -284,7 +284,7 @@ noisier environments benefit from a smaller value; its one worked example is Rob
 beta 0.125 and alpha 2 (:func:`robodesk_96`), which the RoboDesk entries take. Replace the
 entries when the table is available.
 The small CPU preset uses these betas too, with free nats 1 instead of 3 on KL_x (see
-``experiment.small``).
+``run_config.small``).
 """
 
 

@@ -11,7 +11,7 @@ For each task and variant (:func:`run`, ``scripts/disentangle.py``):
    validation / test sets. The same data for every model and seed.
 2. **Models** (:mod:`jaxprune.dmdp.offline`): Denoised MDP 2b (``dmdp``, beta from
    :data:`jaxprune.dmdp.config.BETA`), 2c (``dmdp_2c``) and Dreamer (x only), each with the
-   small preset's sizes (``experiment.small``: 32x32 pixels), ``updates`` world-model updates of
+   small preset's sizes (``run_config.small``: 32x32 pixels), ``updates`` world-model updates of
    ``batch x seq_len``, ``seeds`` seeds vmapped, all through the shared loop.
 3. **Probes** (:mod:`jaxprune.dmdp.probes`): from each factor's posterior features ``[h, mean
    of q(s)]`` (x, y, z separately and ``all`` together), after ``burn_in`` steps of filtering,
@@ -48,11 +48,12 @@ from jaxprune.core.config import check_finite, require, to_dict
 from jaxprune.dmdp import offline, probes
 from jaxprune.dmdp import pictures as pictures_lib
 from jaxprune.dmdp.config import ModelName, Task, Variant, feature_dims
+from jaxprune.dmdp.salts import DISENTANGLE_DATA_SALT as DATA_SALT
+from jaxprune.dmdp.salts import DISENTANGLE_PICTURE_SALT as PICTURE_SALT
+from jaxprune.dmdp.salts import DISENTANGLE_PROBE_SALT as PROBE_SALT
 
 FACTORS = ("x", "y", "z", "all")
 PROBES = ("ridge", "mlp")
-# fold_in salts of jax.random.key(seed)
-DATA_SALT, PROBE_SALT, PICTURE_SALT = 21, 22, 23
 
 
 @dataclass(frozen=True)
@@ -199,10 +200,10 @@ PRESETS = {"default": default, "quick": quick}
 def world_model_config(cfg: DisentangleConfig, model: str, task: str, variant: str):
   """The small preset's world model for ``model`` on ``task`` (beta from ``BETA``), or its tiny
   version (``model_size="tiny"``: 16x16 pixels, 2 encoder layers, latents <= 16 / 4)."""
-  from jaxprune.dmdp import experiment
+  from jaxprune.dmdp import run_config
   from jaxprune.dmdp.config import tiny
 
-  wc = experiment.small(model=model, env=task, variant=variant).world_model
+  wc = run_config.small(model=model, env=task, variant=variant).world_model
   return wc if cfg.model_size == "small" else tiny(wc, action_dim=wc.action_dim)
 
 

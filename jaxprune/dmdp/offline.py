@@ -31,9 +31,11 @@ from jaxprune.core.run import fit
 from jaxprune.dmdp import losses
 from jaxprune.dmdp import model as wm
 from jaxprune.dmdp.config import WorldModelConfig
+from jaxprune.dmdp.salts import OFFLINE_BATCH_SALT as BATCH_SALT  # fold_in salts: salts.py
+from jaxprune.dmdp.salts import OFFLINE_FEATURE_SALT as FEATURE_SALT
+from jaxprune.dmdp.salts import OFFLINE_INIT_SALT as INIT_SALT
+from jaxprune.dmdp.salts import OFFLINE_TRAIN_SALT as TRAIN_SALT
 
-# fold_in salts of jax.random.key(seed)
-INIT_SALT, TRAIN_SALT, BATCH_SALT, FEATURE_SALT = 11, 12, 13, 14
 SEQUENCE_KEYS = ("image", "action", "reward")
 
 

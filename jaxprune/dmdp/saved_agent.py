@@ -18,27 +18,27 @@ import numpy as np
 from jaxprune.core.checkpoint import Checkpointer, CheckpointError
 from jaxprune.core.config import from_dict
 from jaxprune.dmdp import agent as agent_lib
+from jaxprune.dmdp.agent_state import batch_mesh, init_state
+from jaxprune.dmdp.run_config import RunConfig
 
 
 class SavedAgent(NamedTuple):
-  config: object  # experiment.RunConfig
+  config: RunConfig
   params: dict  # {"model", "actor", "value"}
   step: int  # the checkpoint's update step
 
 
 def load(workdir: str) -> SavedAgent:
   """The agent of the latest checkpoint in ``workdir`` (a train_dmdp work directory)."""
-  from jaxprune.dmdp import experiment
-
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{workdir} holds no config.json: not a train_dmdp work directory")
   with open(path) as f:
-    cfg = from_dict(experiment.RunConfig, json.load(f))
+    cfg = from_dict(RunConfig, json.load(f))
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise CheckpointError(f"{workdir} holds no checkpoint (no checkpoints/): train the agent first")
-  like = experiment.init_state(cfg, experiment.batch_mesh(cfg.batch))
+  like = init_state(cfg, batch_mesh(cfg.batch))
   ckpt = Checkpointer(ckpt_dir)
   try:
     restored = ckpt.restore_latest(like)

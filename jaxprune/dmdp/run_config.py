@@ -1,0 +1,324 @@
+"""The online Denoised MDP agent's config (:class:`RunConfig`, its checks) and presets.
+
+Configs are complete (:class:`RunConfig`, nested ``world_model`` and ``agent``); presets are
+functions of the model, task and variant (beta per (task, variant) from
+:data:`jaxprune.dmdp.config.BETA`, whose docstring gives every value's source; the release's
+PyTorch-default init): :func:`full` = the refs' settings (64x64, 1e6 env steps, batch
+50 x 50, 100 updates per 1000 env steps, horizon 15, full model sizes) for accelerators;
+:func:`small` = a CPU run of minutes (32x32 pixels, 100-step episodes, small networks, 5x the
+refs' learning rates, 20 updates of 16 x 16 per 100 env steps, free nats 1: with 8-dim latents
+KL_x stays below the refs' 3 nats, which would leave x's prior, the one imagination runs on,
+untrained). On the command line (:func:`parse_args`) ``--preset``, ``--model``, ``--env`` and
+``--variant`` choose the preset's values, then every other flag applies on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from dataclasses import dataclass
+from typing import Sequence, get_args
+
+from jaxprune.core import config as config_lib
+from jaxprune.core.config import check_finite, require
+from jaxprune.dmdp import config as wm_config
+from jaxprune.dmdp.agent import AgentConfig
+from jaxprune.dmdp.config import Task, Variant, WorldModelConfig
+from jaxprune.dmdp.salts import EVAL_ENV_SEED_OFFSET
+
+# the tasks' action sizes, so a config is checked without loading dm_control (a test compares
+# them with the environments)
+ACTION_DIMS = {"cheetah_run": 6, "walker_walk": 6, "reacher_easy": 2, "robodesk_tv_green_hue": 5}
+ROBODESK_TASKS = ("robodesk_tv_green_hue",)
+# the variants each kind of task takes (jaxprune.envs.VARIANTS / ROBODESK_VARIANTS)
+DMC_VARIANTS = get_args(Variant)[:4]
+ROBODESK_VARIANTS = ("noisy", "noiseless")
+FACTORS = {"dmdp": "xy", "dmdp_2c": "xyz", "dreamer": "x"}  # each model's latent factors
+
+
+@dataclass(frozen=True)
+class RunConfig:
+  """Denoised MDP / Dreamer on a noisy DMC or RoboDesk task from pixels. The defaults are the
+  refs' settings (the full preset of the dmdp model on cheetah_run)."""
+
+  env: Task = "cheetah_run"
+  """task"""
+  variant: Variant = "video_background_camera_jitter"
+  """noise of the observations (noisy_sensor: of the reward too); RoboDesk: noisy | noiseless"""
+  model: wm_config.ModelName = "dmdp"
+  """dmdp (Fig. 2b: x, y) | dmdp_2c (Fig. 2c: x, y, z) | dreamer (x); sets the preset's sizes"""
+  workdir: str = "runs/dmdp"
+  """output directory; a run in a directory with a checkpoint resumes it"""
+  seed: int = 0
+  """every key, the environments' seeds and the replay's sampling derive from it"""
+  video_dir: str | None = None
+  """directory of background (RoboDesk: TV) videos (None: a procedural video, offline)"""
+  shadows: bool = True
+  """RoboDesk: render MuJoCo's shadows (the release's look; ~5x slower software rendering)"""
+  action_repeat: int = 2
+  """env (physics) steps per agent step"""
+  episode_length: int = 1000
+  """env (physics) steps per episode"""
+  env_steps: int = 1_000_000
+  """total env (physics) steps (may change on resume)"""
+  prefill: int = 5000
+  """env steps of random actions"""
+  train_every: int = 1000
+  """env steps between training phases"""
+  updates: int = 100
+  """agent updates per training phase"""
+  updates_per_dispatch: int = 10
+  """updates per jitted lax.scan dispatch (updates must be a multiple)"""
+  batch: int = 50
+  """sequences per update, split over the devices (all of them when batch is a multiple of their
+  number, else the most that divide it, with a warning)"""
+  seq_len: int = 50
+  """observations per sequence"""
+  eval_every: int = 10_000
+  """env steps between evaluations"""
+  eval_episodes: int = 10
+  """episodes per evaluation (the policy's mode)"""
+  checkpoint_every: int = 10_000
+  """env steps between checkpoints (taken at episode ends)"""
+  replay_capacity: int = 1_000_000
+  """env steps held by the replay buffer"""
+  progress: bool = True
+  """show a progress bar"""
+  overwrite: bool = False
+  """discard what the workdir holds (checkpoints, metrics) and start afresh"""
+  value_guard: float = 1.5
+  """stop the run (:class:`ValueDivergedError`) when an update's mean imagined value leaves
+  +-value_guard * action_repeat / (1 - gamma): DMC rewards are in [0, 1] per env step, so no
+  return can exceed action_repeat / (1 - gamma); 0 turns the guard off"""
+  world_model: WorldModelConfig = WorldModelConfig()
+  """the world model (action_dim must be the task's)"""
+  agent: AgentConfig = AgentConfig()
+  """actor, value, imagination and learning rates"""
+
+  def __post_init__(self):
+    check_finite(self)
+    require(self.env in ACTION_DIMS, f"env must be one of {tuple(ACTION_DIMS)}, got {self.env!r}")
+    variants = ROBODESK_VARIANTS if self.env in ROBODESK_TASKS else DMC_VARIANTS
+    require(
+      self.variant in variants,
+      f"variant of {self.env} must be one of {variants}, got {self.variant!r}",
+    )
+    require(self.model in FACTORS, f"model must be one of {tuple(FACTORS)}, got {self.model!r}")
+    for name in (
+      "action_repeat",
+      "episode_length",
+      "env_steps",
+      "train_every",
+      "updates",
+      "updates_per_dispatch",
+      "batch",
+      "seq_len",
+      "eval_every",
+      "eval_episodes",
+      "checkpoint_every",
+      "replay_capacity",
+    ):
+      require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+    require(self.prefill >= 0, f"prefill must be >= 0, got {self.prefill}")
+    require(self.value_guard >= 0, f"value_guard must be >= 0 (0: off), got {self.value_guard}")
+    require(
+      0 <= self.seed < 2**32 - EVAL_ENV_SEED_OFFSET,
+      f"seed must be in [0, 2**32 - {EVAL_ENV_SEED_OFFSET}), got {self.seed}",
+    )
+    require(
+      self.episode_length % self.action_repeat == 0,
+      f"episode_length ({self.episode_length} env steps) must be a multiple of "
+      f"action_repeat ({self.action_repeat})",
+    )
+    require(
+      self.updates % self.updates_per_dispatch == 0,
+      f"updates ({self.updates}) must be a multiple of updates_per_dispatch "
+      f"({self.updates_per_dispatch})",
+    )
+    agent_steps = self.episode_length // self.action_repeat
+    require(
+      self.seq_len <= agent_steps + 1,
+      f"seq_len {self.seq_len} is longer than an episode ({agent_steps} agent steps + the "
+      "first observation)",
+    )
+    require(
+      self.replay_capacity // self.action_repeat >= agent_steps,
+      f"replay_capacity ({self.replay_capacity} env steps) must hold an episode "
+      f"({self.episode_length})",
+    )
+    wm = self.world_model
+    factors = "x" + "y" * wm.has_y + "z" * wm.has_z
+    require(
+      factors == FACTORS[self.model],
+      f"model {self.model} has factors {', '.join(FACTORS[self.model])} but world_model "
+      f"has {', '.join(factors)}: build the config with full(model=...) or "
+      f"small(model=...) (on the command line --model picks the preset's world model)",
+    )
+    require(
+      wm.action_dim == ACTION_DIMS[self.env],
+      f"world_model.action_dim is {wm.action_dim} but {self.env} has "
+      f"{ACTION_DIMS[self.env]} actions: build the config with full(env=...) or "
+      f"small(env=...) (on the command line --env sets it)",
+    )
+
+
+def default_variant(env: str) -> str:
+  """The variant a command line without ``--variant`` gets: the paper's noisiest of the task."""
+  return "noisy" if env in ROBODESK_TASKS else "video_background_camera_jitter"
+
+
+def full(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = None) -> RunConfig:
+  """The refs' settings: 64x64 pixels, 1e6 env steps, 5,000 prefill, 100 updates of 50 x 50 per
+  1000 env steps, horizon 15, the model's full sizes (an accelerator's run); beta from
+  :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's (PyTorch) init. RoboDesk:
+  96x96 pixels and alpha 2 (:func:`jaxprune.dmdp.config.robodesk_96`), beta 0.125, the same
+  schedule (action repeat 2, 1000-step episodes)."""
+  variant = variant or default_variant(env)
+  beta = wm_config.beta_for(env, variant)
+  world_model = wm_config.preset(model, action_dim=ACTION_DIMS[env], beta_y=beta, beta_z=beta)
+  if env in ROBODESK_TASKS:
+    world_model = wm_config.robodesk_96(world_model, beta_y=beta, beta_z=beta)
+  return RunConfig(env=env, variant=variant, model=model, world_model=world_model)
+
+
+def small(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = None) -> RunConfig:
+  """A CPU run of minutes: 32x32 pixels, 100-step episodes, 16,000 env steps, 20 updates of
+  16 x 16 per 100 env steps, latents at most 64 / 8 wide, 5x the refs' learning rates, free nats
+  1 on KL_x (8-dim latents stay below the refs' 3 nats, which would leave x's prior untrained);
+  beta from :data:`jaxprune.dmdp.config.BETA` for (env, variant); the release's init. RoboDesk:
+  see :func:`small_robodesk`."""
+  variant = variant or default_variant(env)
+  if env in ROBODESK_TASKS:
+    return small_robodesk(model, env, variant)
+  base = wm_config.preset(model)
+  beta = wm_config.beta_for(env, variant)
+  world_model = base.replace(
+    beta_y=beta,
+    beta_z=beta,
+    action_dim=ACTION_DIMS[env],
+    image_size=32,
+    encoder_kernels=(4, 4, 4),  # 32 -> 15 -> 6 -> 2
+    decoder_kernels=(5, 6, 6),  # 1 -> 5 -> 14 -> 32
+    x_deter=min(base.x_deter, 64),
+    x_stoch=min(base.x_stoch, 8),
+    y_deter=min(base.y_deter, 64),
+    y_stoch=min(base.y_stoch, 8),
+    z_deter=min(base.z_deter, 64),
+    z_stoch=min(base.z_stoch, 8),
+    cnn_depth=16,
+    embed_size=256,
+    decoder_hidden=256,
+    reward_hidden=128,
+    free_nats=1.0,
+  )
+  agent = AgentConfig(
+    horizon=10,
+    actor_hidden=128,
+    actor_layers=2,
+    value_hidden=128,
+    value_layers=2,
+    model_lr=1e-3,
+    actor_lr=4e-4,
+    value_lr=4e-4,
+  )
+  return RunConfig(
+    env=env,
+    variant=variant,
+    model=model,
+    episode_length=200,
+    env_steps=16_000,
+    prefill=1000,
+    train_every=100,
+    updates=20,
+    updates_per_dispatch=10,
+    batch=16,
+    seq_len=16,
+    eval_every=2000,
+    eval_episodes=3,
+    checkpoint_every=2000,
+    replay_capacity=100_000,
+    world_model=world_model,
+    agent=agent,
+  )
+
+
+def small_robodesk(
+  model: str = "dmdp", env: str = "robodesk_tv_green_hue", variant: str = "noisy"
+) -> RunConfig:
+  """The CPU preset on RoboDesk: 96x96 pixels as the release (alpha 2, beta 0.125,
+  :func:`jaxprune.dmdp.config.robodesk_96`'s kernels) with the small preset's widths, shadows off
+  (software rendering 5x faster), 400-step episodes (200 agent steps: reaching the button takes
+  ~100 control steps), 8,000 env steps (~30 minutes on two cores), 10 updates of 16 x 16 per 100
+  env steps, evaluations of 2 episodes every 2,000."""
+  base = small(model, "cheetah_run", "noiseless")
+  beta = wm_config.beta_for(env, variant)
+  world_model = wm_config.robodesk_96(
+    base.world_model,
+    action_dim=ACTION_DIMS[env],
+    encoder_kernels=wm_config.robodesk_96().encoder_kernels,
+    beta_y=beta,
+    beta_z=beta,
+  )
+  return dataclasses.replace(
+    base,
+    env=env,
+    variant=variant,
+    world_model=world_model,
+    shadows=False,
+    episode_length=400,
+    env_steps=8000,
+    prefill=2000,
+    updates=10,
+    eval_episodes=2,
+  )
+
+
+PRESETS = {"full": full, "small": small}
+
+
+def _flag_value(argv: Sequence[str], flag: str, choices: Sequence[str], default: str) -> str:
+  """The last value of ``flag`` in ``argv`` when it is one of ``choices`` (else tyro reports it)."""
+  value = default
+  for i, a in enumerate(argv):
+    if a == flag and i + 1 < len(argv):
+      value = argv[i + 1]
+    elif a.startswith(flag + "="):
+      value = a.split("=", 1)[1]
+  return value if value in choices else default
+
+
+def _expand_beta(argv: Sequence[str]) -> list[str]:
+  """``--beta B`` is short for ``--world_model.beta_y B --world_model.beta_z B``."""
+  out, i = [], 0
+  while i < len(argv):
+    a = argv[i]
+    if a == "--beta" and i + 1 < len(argv):
+      out += ["--world_model.beta_y", argv[i + 1], "--world_model.beta_z", argv[i + 1]]
+      i += 2
+      continue
+    if a.startswith("--beta="):
+      b = a.split("=", 1)[1]
+      out += ["--world_model.beta_y", b, "--world_model.beta_z", b]
+    else:
+      out.append(a)
+    i += 1
+  return out
+
+
+def parse_args(argv: Sequence[str] | None = None, description: str | None = None) -> RunConfig:
+  """The :class:`RunConfig` of a command line. ``--preset full|small`` (default full) with the
+  ``--model``, ``--env`` and ``--variant`` given gives the defaults (a complete config: the
+  model's sizes, the task's action size, the (task, variant)'s beta); every other flag applies
+  on top (``--world_model.beta_y 1``, ``--agent.horizon 10``). ``--beta B`` sets beta_y = beta_z
+  = B."""
+  argv = _expand_beta(list(sys.argv[1:] if argv is None else argv))
+  model = _flag_value(argv, "--model", tuple(FACTORS), "dmdp")
+  env = _flag_value(argv, "--env", tuple(ACTION_DIMS), "cheetah_run")
+  variant = _flag_value(argv, "--variant", get_args(Variant), default_variant(env))
+  presets = {
+    name: functools.partial(fn, model=model, env=env, variant=variant)
+    for name, fn in PRESETS.items()
+  }
+  desc = description or (RunConfig.__doc__ + "\n\n" + parse_args.__doc__)
+  return config_lib.parse(RunConfig, argv, presets=presets, default_preset="full", description=desc)
