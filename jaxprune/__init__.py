@@ -3,8 +3,9 @@
 The public API, re-exported here. Packages: ``jaxprune.core`` (the loop and its driver, shared),
 ``jaxprune.models``, ``jaxprune.pruning``, ``jaxprune.theory``, ``jaxprune.dmdp`` (the Denoised
 MDP world model and agent; its episode replay is ``jaxprune.dmdp.replay``) and ``jaxprune.envs``.
-``dmdp``, ``replay`` and ``ReplayBuffer`` are imported on first use (the agent's dependencies
-load only when it is used).
+``dmdp``, ``theory``, ``envs``, ``replay`` and ``ReplayBuffer`` are attributes imported on first
+use (``import jaxprune`` stays fast; the agent's and the environments' dependencies load only
+when used).
 """
 
 import importlib
@@ -68,6 +69,8 @@ from jaxprune.pruning.train_subset import run as run_subset_train
 
 _LAZY = {
   "dmdp": ("jaxprune.dmdp", None),
+  "envs": ("jaxprune.envs", None),
+  "theory": ("jaxprune.theory", None),
   "replay": ("jaxprune.dmdp.replay", None),
   "ReplayBuffer": ("jaxprune.dmdp.replay", "ReplayBuffer"),
 }
@@ -90,7 +93,9 @@ __all__ = [
   "grand_of",
   "hard_minus_easy",
   "dmdp",
+  "envs",
   "replay",
+  "theory",
   "CheckpointError",
   "Checkpointer",
   "Classifier",

@@ -1,5 +1,8 @@
 """Perceptron theory of pruning: the max-margin solver, the replica theory and the simulation."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,6 +76,48 @@ def test_max_margin_padding_is_ignored():
       jnp.asarray(np.concatenate([z, junk])), jnp.asarray(np.arange(80) < 60)
     )
   np.testing.assert_allclose(np.asarray(padded.w), np.asarray(full.w), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("p,n,seed", [(40, 20, 0), (300, 50, 2), (1000, 100, 3)])
+def test_max_margin_float32_default_tol_is_finite_and_close_to_float64(p, n, seed):
+  # in float32 the old 1e-10 default drove the slacks into underflow and returned margin=nan
+  x, y = _separable(p, n, seed)
+  z = y[:, None] * x
+  with jax.enable_x64(True):
+    ref = theory.max_margin(jnp.asarray(z))
+  res = jax.jit(theory.max_margin)(jnp.asarray(z, jnp.float32))
+  assert res.w.dtype == jnp.float32
+  assert np.isfinite(np.asarray(res.w)).all() and np.isfinite(float(res.margin))
+  assert bool(res.converged) and float(res.gap) <= 1e-4
+  np.testing.assert_allclose(float(res.margin), float(ref.margin), rtol=1e-4)
+  # the margin is the real one of the returned w
+  g = (np.asarray(z, np.float32) @ np.asarray(res.w)) / np.linalg.norm(np.asarray(res.w))
+  np.testing.assert_allclose(g.min(), float(res.margin), rtol=1e-5)
+
+
+def test_max_margin_float32_hard_target_stops_finite_not_nan():
+  # a target float32 cannot certify on this problem: the solver stops at its last good iterate
+  x, y = _separable(1000, 100, 3)
+  z = jnp.asarray(y[:, None] * x, jnp.float32)
+  res = theory.max_margin(z, tol=2e-6)
+  assert np.isfinite(np.asarray(res.w)).all() and np.isfinite(float(res.margin))
+  assert float(res.gap) > 2e-6 and not bool(res.converged)
+  assert float(res.margin) > 0
+
+
+def test_max_margin_tol_float32_cannot_reach_raises():
+  x, y = _separable(40, 20, 0)
+  z = jnp.asarray(y[:, None] * x, jnp.float32)
+  with pytest.raises(ValueError, match="float64.*enable_x64|enable_x64"):
+    theory.max_margin(z, tol=1e-10)
+  with pytest.raises(ValueError, match="float32 or float64"):
+    theory.max_margin(z.astype(jnp.bfloat16))
+
+
+def test_theory_and_envs_are_attributes_of_the_package():
+  code = "import jaxprune; jaxprune.theory.theory; jaxprune.envs.make; print('ok')"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_theory_converges_and_matches_the_asymptote(th):

@@ -28,7 +28,8 @@ class MaxMarginResult(NamedTuple):
   real rows; ``a`` (K) the dual variables (>= 0). Convergence certificates: ``gap`` is the
   relative gap ``1 - kappa_lo / kappa_hi`` between the margin reached, ``kappa_lo = min_i
   z_i.w / |w|``, and the dual bound ``kappa_hi = 1 / sqrt(2 D(a))`` on the largest margin;
-  ``kkt`` the largest complementarity residual ``|min(a_i / max(a), z_i.w - 1)|``.
+  ``kkt`` the largest complementarity residual ``|min(a_i / max(a), z_i.w - 1)|``;
+  ``converged`` is ``gap <= tol`` (False: the iteration limit or rounding stopped it first).
   """
 
   w: jax.Array
@@ -37,10 +38,15 @@ class MaxMarginResult(NamedTuple):
   gap: jax.Array
   kkt: jax.Array
   n_iter: jax.Array
+  converged: jax.Array
 
 
 def max_margin(
-  z_KxN: jax.Array, mask_K: jax.Array | None = None, *, tol: float = 1e-10, max_iter: int = 100
+  z_KxN: jax.Array,
+  mask_K: jax.Array | None = None,
+  *,
+  tol: float | None = None,
+  max_iter: int = 100,
 ) -> MaxMarginResult:
   """The perceptron of optimal stability: ``max_w min_i z_i.w / |w|`` over the masked rows.
 
@@ -48,9 +54,18 @@ def max_margin(
   (Mehrotra predictor-corrector): every step is one N x N Cholesky solve, so the iteration
   count (~20-40) does not depend on the conditioning of the data, and the dual variables come
   out with it. Stops when the certified relative margin gap is below ``tol`` (or after
-  ``max_iter`` steps); run it in float64 for gaps below ~1e-6. Pure and jittable; vmap it.
+  ``max_iter`` steps). Pure and jittable; vmap it.
+
+  Precision: in float32 the certified gap stalls between ~1e-7 and ~1e-4 (rounding), so ``tol``
+  defaults to 1e-10 in float64 and 1e-4 in float32 (a 1e-10 target in float32 drove the
+  iterates into underflow and returned NaN). An explicit ``tol`` below ten float epsilons raises
+  ``ValueError``: enable float64 (``jax.enable_x64(True)`` or
+  ``jax.config.update("jax_enable_x64", True)``, with float64 inputs) or pass a larger ``tol``.
+  Should a step come out non-finite or infeasible, the solver stops at the last good iterate:
+  the result is never NaN, and ``converged`` (``gap <= tol``) says whether the target was met.
   """
   k, n = z_KxN.shape
+  tol = _check_tol(tol, z_KxN.dtype)
   if mask_K is None:
     mask_K = jnp.ones(k, bool)
   valid = mask_K.astype(z_KxN.dtype)
@@ -71,7 +86,7 @@ def max_margin(
     return jnp.minimum(1.0, jnp.min(jnp.where(dv < 0, -v / jnp.where(dv < 0, dv, -1.0), jnp.inf)))
 
   def body(c):
-    w, s, lam, _, i = c
+    w, s, lam, _, i, _ = c
     d = lam / s
     chol = jnp.linalg.cholesky(eye + (z.T * d) @ z)
     mu = jnp.mean(s * lam)
@@ -82,11 +97,17 @@ def max_margin(
     sigma = (mu_aff / mu) ** 3
     dw, ds, dlam = solve_dir(w, s, lam, chol, d, s * lam + ds * dlam - sigma * mu)
     step = 0.99 * jnp.minimum(max_step(s, ds), max_step(lam, dlam))
-    w, s, lam = w + step * dw, s + step * ds, lam + step * dlam
-    return w, s, lam, _certificate(z, mask_K, w, lam)[0], i + 1
+    wn, sn, lamn = w + step * dw, s + step * ds, lam + step * dlam
+    gap = _certificate(z, mask_K, wn, lamn)[0]
+    # rounding can still break a step (slacks underflowing to 0, a non-finite Cholesky factor):
+    # keep the last finite iterate and stop rather than return NaN
+    ok = jnp.isfinite(gap) & jnp.all(jnp.isfinite(wn))
+    ok &= jnp.all(jnp.isfinite(sn) & (sn > 0)) & jnp.all(jnp.isfinite(lamn) & (lamn > 0))
+    keep = lambda new, old: jnp.where(ok, new, old)
+    return keep(wn, w), keep(sn, s), keep(lamn, lam), keep(gap, c[3]), i + 1, ~ok
 
   def cond(c):
-    return (c[3] > tol) & (c[4] < max_iter)
+    return (c[3] > tol) & (c[4] < max_iter) & ~c[5]
 
   init = (
     jnp.zeros(n, z.dtype),
@@ -94,10 +115,29 @@ def max_margin(
     jnp.ones(k, z.dtype),
     jnp.asarray(jnp.inf, z.dtype),
     0,
+    jnp.asarray(False),
   )
-  w, _, lam, _, n_iter = lax.while_loop(cond, body, init)
+  w, _, lam, _, n_iter, _ = lax.while_loop(cond, body, init)
   gap, kkt, gmin = _certificate(z, mask_K, w, lam)
-  return MaxMarginResult(w / gmin, lam * valid, gmin / jnp.linalg.norm(w), gap, kkt, n_iter)
+  return MaxMarginResult(
+    w / gmin, lam * valid, gmin / jnp.linalg.norm(w), gap, kkt, n_iter, gap <= tol
+  )
+
+
+def _check_tol(tol, dtype) -> float:
+  """``max_margin``'s tolerance: the dtype's default, or ``tol`` if the dtype can reach it."""
+  if dtype not in (jnp.float32, jnp.float64):
+    raise ValueError(f"max_margin: z must be float32 or float64, got {jnp.dtype(dtype).name}")
+  if tol is None:
+    return 1e-10 if dtype == jnp.float64 else 1e-4
+  floor = 10 * float(jnp.finfo(dtype).eps)  # the certified gap is rounding noise below this
+  if not tol >= floor:
+    raise ValueError(
+      f"max_margin: tol={tol!r} is below what {jnp.dtype(dtype).name} can certify (~{floor:.1e});"
+      " run in float64 (jax.enable_x64(True), or jax.config.update('jax_enable_x64', True), with"
+      " float64 inputs) or pass a larger tol (the float32 default is 1e-4)"
+    )
+  return float(tol)
 
 
 def _certificate(z, mask, w, lam):
