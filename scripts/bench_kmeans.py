@@ -3,13 +3,14 @@
 Same data and the same initial centroids for every peer, each peer in its own process so that
 its peak memory (max RSS) is its own.
 
---mode converge (default): time to the Lloyd fixed point (tol 0, at most --max_iter iterations)
-of jaxprune-auto (bound-based, algorithm="auto"), jaxprune-lloyd, scikit-learn lloyd and elkan,
-and faiss (no convergence test: it runs as many iterations as jaxprune-lloyd needed). jaxprune's
-compilation is excluded (a first identical call is timed apart). One line per peer and dataset:
-seconds, iterations, peak RSS, final inertia, and for jaxprune-auto the fraction of distance
-computations its bounds skipped; then the speed-up of jaxprune-auto over the fastest other peer
-and over jaxprune-lloyd, and a markdown table (also written to --out and its .md). Datasets:
+--mode converge (default): time to the Lloyd fixed point (--kmeans.tol 0, at most
+--kmeans.max_iter iterations) of jaxprune-auto (bound-based, algorithm="auto"), jaxprune-lloyd,
+scikit-learn lloyd and elkan, and faiss (no convergence test: it runs as many iterations as
+jaxprune-lloyd needed). jaxprune's compilation is excluded (a first identical call is timed
+apart). One line per peer and dataset: seconds, iterations, peak RSS, final inertia, and for
+jaxprune-auto the fraction of distance computations its bounds skipped; then the speed-up of
+jaxprune-auto over the fastest other peer and over jaxprune-lloyd, and a markdown table (also
+written to --out and its .md). Datasets:
 
   weak        weakly clustered Gaussian (centres ~ N(0, 0.3^2), unit noise): slow to converge
   blobs       well separated blobs: K centres ~ N(0, 1) per dimension, isotropic noise of std 0.1
@@ -23,12 +24,12 @@ lloyd, faiss), GFLOP/s (2*N*K*D per iteration) and the ratio to a float32 matmul
 same run.
 
   python scripts/bench_kmeans.py                        # converge: N=100,000 D=256 K=1,000
-  python scripts/bench_kmeans.py --n 5000 --d 32 --k 50 --max_iter 30   # quick
+  python scripts/bench_kmeans.py --n 5000 --d 32 --kmeans.k 50 --kmeans.max_iter 30  # quick
   python scripts/bench_kmeans.py --data blobs --peers jaxprune-auto sklearn-elkan
   python scripts/bench_kmeans.py --mode iteration       # one Lloyd iteration, 10 timed
   python scripts/bench_kmeans.py --mode iteration --n 20000 --iters 3    # quick
-  python scripts/bench_kmeans.py --imagenet true --max_iter 50   # 1,281,167 x 2048, K=1000,
-      # cosine, streamed, scored end to end (--imagenet_algorithm lloyd: without bounds)
+  python scripts/bench_kmeans.py --imagenet true --kmeans.max_iter 50   # 1,281,167 x 2048,
+      # K=1000, cosine, streamed, scored end to end (--kmeans.algorithm lloyd: without bounds)
 """
 
 from jaxprune.core.config import parse

@@ -1,8 +1,8 @@
 """Score a dataset with (self-)supervised prototypes and keep a fraction of it.
 
 python scripts/prune.py                                   # bundled digits, keep hardest 50%
-python scripts/prune.py --data mnist --data_dir ~/tensorflow_datasets --k 100 --fraction 0.7
-python scripts/prune.py --data emb.npy --k 1000 --mode easy --fraction 0.3 --workdir runs/in1k
+python scripts/prune.py --data mnist --data_dir ~/tensorflow_datasets --kmeans.k 100 --fraction 0.7
+python scripts/prune.py --data emb.npy --kmeans.k 1000 --mode easy --fraction 0.3 --workdir w
 python scripts/prune.py --score el2n --classifier.model resnet18 --classifier.augment true
 """
 

@@ -17,6 +17,7 @@ from jaxprune.core.run import ConfigMismatchError, WorkdirInUseError
 from jaxprune.models.classifier import ClassifierConfig
 from jaxprune.pruning import curve, data, prune, train_subset
 from jaxprune.pruning.kmeans import assign, kmeans
+from jaxprune.pruning.kmeans_config import KMeansConfig
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 from jaxprune.pruning.scores import supervised_prototypes
 from jaxprune.pruning.train_subset import SubsetTrainConfig
@@ -74,7 +75,10 @@ def test_all_zero_embeddings_through_the_job(tmp_path):
   with pytest.raises(ValueError, match="30 of 30 rows with zero norm"):
     prune.run(
       prune.PruneConfig(
-        data=str(tmp_path / "zeros.npy"), k=2, workdir=str(tmp_path / "w"), progress=False
+        data=str(tmp_path / "zeros.npy"),
+        kmeans=KMeansConfig(k=2),
+        workdir=str(tmp_path / "w"),
+        progress=False,
       )
     )
   assert not os.path.exists(tmp_path / "w" / "config.json")
@@ -103,10 +107,10 @@ def test_all_zero_embeddings_through_the_job(tmp_path):
     (lambda: prune.PruneConfig(grand_at="end"), "grand_at must be"),
     (lambda: prune.PruneConfig(fraction=0.0), "fraction"),
     (lambda: prune.PruneConfig(mode="medium"), "mode"),
-    (lambda: prune.PruneConfig(k=0), "k must be >= 1"),
+    (lambda: prune.PruneConfig(kmeans=KMeansConfig(k=0)), "k must be >= 1"),
     (lambda: prune.PruneConfig(max_examples=0), "max_examples"),
     (lambda: prune.PruneConfig(score_models=0), "score_models"),
-    (lambda: prune.PruneConfig(tol=float("nan")), "finite"),
+    (lambda: KMeansConfig(tol=float("nan")), "finite"),
     (lambda: prune.PruneConfig(split="valid"), "digits splits"),
   ],
 )
@@ -119,7 +123,7 @@ def test_configs_reject_bad_values(make, msg):
   "name, args, flag",
   [
     ("prune.py", ["--shard", "ture"], "--shard"),
-    ("prune.py", ["--k", "1e9"], "--k"),
+    ("prune.py", ["--kmeans.k", "1e9"], "--kmeans.k"),
     ("prune.py", ["--fraction", "1.5"], "fraction"),
     ("train.py", ["--classifier.batch_size", "0"], "batch_size"),
     ("train.py", ["--seeds", "0"], "seeds"),
@@ -263,16 +267,26 @@ def test_damaged_files_name_the_file(tmp_path, ext, how, msg):
 def test_failed_run_leaves_config_json_untouched(tmp_path):
   wd = str(tmp_path / "w")
   emb = small_embeddings(tmp_path)
-  prune.run(prune.PruneConfig(data=emb, k=3, fraction=0.5, workdir=wd, progress=False))
+  prune.run(
+    prune.PruneConfig(data=emb, kmeans=KMeansConfig(k=3), fraction=0.5, workdir=wd, progress=False)
+  )
   path = os.path.join(wd, "config.json")
   before = open(path).read()
   r = script("prune.py", "--data", emb, "--mode", "medium", "--workdir", wd)
   assert r.returncode != 0 and "--mode" in r.stderr
   with pytest.raises(ValueError, match="k must"):  # fails after loading the data
-    prune.run(prune.PruneConfig(data=emb, k=500, mode="easy", workdir=wd, progress=False))
+    prune.run(
+      prune.PruneConfig(
+        data=emb, kmeans=KMeansConfig(k=500), mode="easy", workdir=wd, progress=False
+      )
+    )
   np.save(tmp_path / "e.npy", np.zeros((60, 5), np.float32))  # fails in k-means
   with pytest.raises(ValueError, match="zero norm"):
-    prune.run(prune.PruneConfig(data=emb, k=3, fraction=0.2, workdir=wd, progress=False))
+    prune.run(
+      prune.PruneConfig(
+        data=emb, kmeans=KMeansConfig(k=3), fraction=0.2, workdir=wd, progress=False
+      )
+    )
   assert open(path).read() == before
   assert json.loads(before)["mode"] == "hard" and json.loads(before)["fraction"] == 0.5
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxprune.pruning.data import load_embeddings, load_tfds
+from jaxprune.pruning.kmeans_config import KMeansConfig
 from jaxprune.pruning.prune import PruneConfig, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +74,7 @@ def test_tfds_mock_data(tmp_path):
       PruneConfig(
         data="mnist",
         embedding="pixels",
-        k=4,
+        kmeans=KMeansConfig(k=4),
         fraction=0.25,
         mode="easy",
         workdir=wd,
@@ -101,7 +102,12 @@ def test_user_npz_and_npy(tmp_path):
   wd = str(tmp_path / "npz")
   s = run(
     PruneConfig(
-      data=str(tmp_path / "e.npz"), k=5, fraction=0.5, workdir=wd, class_balance=1.0, progress=False
+      data=str(tmp_path / "e.npz"),
+      kmeans=KMeansConfig(k=5),
+      fraction=0.5,
+      workdir=wd,
+      class_balance=1.0,
+      progress=False,
     )
   )
   z, kept = _check_outputs(wd, 120, 60)
@@ -115,7 +121,12 @@ def test_user_npz_and_npy(tmp_path):
   wd = str(tmp_path / "npy")
   run(
     PruneConfig(
-      data=str(tmp_path / "e.npy"), k=5, fraction=0.2, stream=True, workdir=wd, progress=False
+      data=str(tmp_path / "e.npy"),
+      kmeans=KMeansConfig(k=5),
+      fraction=0.2,
+      stream=True,
+      workdir=wd,
+      progress=False,
     )
   )
   _check_outputs(wd, 120, 24)
@@ -138,12 +149,17 @@ def test_bad_inputs_are_clear(tmp_path):
   np.save(tmp_path / "nan.npy", emb)
   with pytest.raises(ValueError, match="NaN or inf"):
     run(
-      PruneConfig(data=str(tmp_path / "nan.npy"), k=2, workdir=str(tmp_path / "w"), progress=False)
+      PruneConfig(
+        data=str(tmp_path / "nan.npy"),
+        kmeans=KMeansConfig(k=2),
+        workdir=str(tmp_path / "w"),
+        progress=False,
+      )
     )
   np.savez(tmp_path / "bad.npz", embeddings=np.ones((10, 3), np.float32), labels=np.zeros(9, int))
   with pytest.raises(ValueError, match="labels"):
     load_embeddings(str(tmp_path / "bad.npz"))
   with pytest.raises(ValueError, match="k must"):
-    run(PruneConfig(k=5000, workdir=str(tmp_path / "w2"), progress=False))
+    run(PruneConfig(kmeans=KMeansConfig(k=5000), workdir=str(tmp_path / "w2"), progress=False))
   with pytest.raises(ValueError, match="fraction"):
     run(PruneConfig(fraction=1.5, workdir=str(tmp_path / "w3"), progress=False))

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from jaxprune.core import io
 from jaxprune.core.config import check_finite, parse, require, to_dict
 from jaxprune.models.classifier import ClassifierConfig
 from jaxprune.pruning import keys
+from jaxprune.pruning.kmeans_config import KMeansConfig
 
 WARM = 2  # Lloyd iterations of the baseline run, subtracted from the timed one
 IMAGENET = (1_281_167, 2048, 1000)  # N, D, K of the ImageNet-sized scoring run
@@ -61,10 +63,13 @@ class BenchKMeansConfig:
   """points"""
   d: int = 256
   """dimensions"""
-  k: int = 1000
-  """clusters"""
-  max_iter: int = 100
-  """converge: iterations at most"""
+  kmeans: KMeansConfig = field(
+    default_factory=lambda: KMeansConfig(k=1000, distance="euclidean", tol=0.0)
+  )
+  """jaxprune's k-means: k clusters (every peer), at most max_iter iterations (converge; every
+  peer), tol (converge; scikit-learn's too: 0 runs to the Lloyd fixed point), chunk_size; converge
+  takes each jaxprune peer's algorithm from its name, iteration times plain lloyd at tol 0; the
+  ImageNet-sized run takes k, max_iter and algorithm, the rest as the prune job's defaults"""
   data: tuple[BenchData, ...] = DATASETS
   """converge: datasets (weak: weakly clustered Gaussian; blobs: well separated Gaussian
   blobs; digits-ssl: the prune job's SimCLR embeddings of the 1,797 digits, tiled to N x D)"""
@@ -77,8 +82,6 @@ class BenchKMeansConfig:
   """converge: the raw per-peer results (JSON); the markdown table goes next to it (.md)"""
   iters: int = 10
   """iteration: timed Lloyd iterations (the marginal cost over a 2-iteration run)"""
-  chunk: int = 512
-  """jaxprune's points per chunk"""
   seed: int = 0
   """seed of the generated data and initial centroids"""
   only: Literal["jaxprune", "sklearn", "matmul", "prune", "prepare"] | Peer | None = None
@@ -94,13 +97,17 @@ class BenchKMeansConfig:
   """the ImageNet-sized embeddings file (written when missing)"""
   workdir: str = "runs/bench_in1k"
   """the ImageNet-sized prune job's output directory"""
-  imagenet_algorithm: Literal["auto", "lloyd", "hamerly"] = "auto"
-  """the ImageNet-sized job's k-means (at most max_iter iterations, tol 1e-4 as the prune job)"""
 
   def __post_init__(self):
-    for name in ("n", "d", "k", "max_iter", "iters", "chunk"):
+    for name in ("n", "d", "iters"):
       require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-    require(self.k <= self.n, f"k must be <= n, got k={self.k} n={self.n}")
+    k = self.kmeans.k
+    require(k is not None, "kmeans.k must be given (the benchmark has no labels)")
+    require(k <= self.n, f"kmeans.k must be <= n, got kmeans.k={k} n={self.n}")
+    require(
+      self.kmeans.distance == "euclidean",
+      "kmeans.distance must be euclidean: the peers (scikit-learn, faiss) have no other",
+    )
     require(len(self.data) >= 1, "data must name at least one dataset")
     require(len(self.peers) >= 1, "peers must name at least one peer")
     require(
@@ -191,19 +198,20 @@ def digits_ssl_embeddings(data_dir: str) -> np.ndarray:
 
 def converge_paths(cfg: BenchKMeansConfig, dataset: str) -> tuple[str, str]:
   """The files that hold ``dataset``'s ``x_NxD`` and ``c0_KxD`` for every converge child."""
-  stem = os.path.join(cfg.data_dir, f"{dataset}-n{cfg.n}-d{cfg.d}-k{cfg.k}-seed{cfg.seed}")
+  stem = os.path.join(cfg.data_dir, f"{dataset}-n{cfg.n}-d{cfg.d}-k{cfg.kmeans.k}-seed{cfg.seed}")
   return stem + ".x.npy", stem + ".c0.npy"
 
 
 def prepare_data(cfg: BenchKMeansConfig) -> None:
   """Write ``x`` and ``c0`` of every dataset in ``cfg.data`` (atomically)."""
   for dataset in cfg.data:
+    k = cfg.kmeans.k
     if dataset == "weak":
-      x, c0 = make_data(cfg.n, cfg.d, cfg.k, cfg.seed)
+      x, c0 = make_data(cfg.n, cfg.d, k, cfg.seed)
     elif dataset == "blobs":
-      x, c0 = make_blobs(cfg.n, cfg.d, cfg.k, cfg.seed)
+      x, c0 = make_blobs(cfg.n, cfg.d, k, cfg.seed)
     else:
-      x, c0 = tile_embeddings(digits_ssl_embeddings(cfg.data_dir), cfg.n, cfg.d, cfg.k, cfg.seed)
+      x, c0 = tile_embeddings(digits_ssl_embeddings(cfg.data_dir), cfg.n, cfg.d, k, cfg.seed)
     x_path, c0_path = converge_paths(cfg, dataset)
     io.save_npy(x_path, x)
     io.save_npy(c0_path, c0)
@@ -227,7 +235,8 @@ def kmeans_child(cfg: BenchKMeansConfig) -> dict:
     return converge_child(cfg)
   if cfg.only == "matmul":
     return {"gflops": _matmul_gflops(), "peak_rss_gib": peak_rss_gib()}
-  x, c0 = make_data(cfg.n, cfg.d, cfg.k, cfg.seed)
+  k = cfg.kmeans.k
+  x, c0 = make_data(cfg.n, cfg.d, k, cfg.seed)
   if cfg.only == "jaxprune":
     import jax
     import jax.numpy as jnp
@@ -238,17 +247,11 @@ def kmeans_child(cfg: BenchKMeansConfig) -> dict:
     del x
     key = keys.job_key(cfg.seed, keys.KMEANS)  # unused: the initial centroids are given
 
+    # plain Lloyd at tol 0: the cost of an iteration that computes every distance
+    kw = {**cfg.kmeans.kwargs(), "tol": 0.0, "algorithm": "lloyd"}
+
     def run(iters):
-      fn = lambda: kmeans(  # plain Lloyd: the cost of an iteration that computes every distance
-        xj,
-        k=cfg.k,
-        key=key,
-        init=cj,
-        max_iter=iters,
-        tol=0.0,
-        chunk_size=cfg.chunk,
-        algorithm="lloyd",
-      )
+      fn = lambda: kmeans(xj, k=k, key=key, init=cj, **{**kw, "max_iter": iters})
       jax.block_until_ready(fn())  # compile
       t = time.perf_counter()
       res = jax.block_until_ready(fn())
@@ -258,14 +261,14 @@ def kmeans_child(cfg: BenchKMeansConfig) -> dict:
 
     def run(iters):
       t = time.perf_counter()
-      m = KMeans(cfg.k, init=c0, n_init=1, algorithm="lloyd", max_iter=iters, tol=0.0).fit(x)
+      m = KMeans(k, init=c0, n_init=1, algorithm="lloyd", max_iter=iters, tol=0.0).fit(x)
       return time.perf_counter() - t, int(m.n_iter_), float(m.inertia_)
   elif cfg.only == "faiss":
     import faiss
 
     def run(iters):
       km = faiss.Kmeans(
-        cfg.d, cfg.k, niter=iters, max_points_per_centroid=cfg.n, seed=cfg.seed, verbose=False
+        cfg.d, k, niter=iters, max_points_per_centroid=cfg.n, seed=cfg.seed, verbose=False
       )  # every point, no subsampling
       t = time.perf_counter()
       km.train(x, init_centroids=c0)
@@ -295,12 +298,22 @@ def _child(cfg: BenchKMeansConfig, who: str, *extra: str, capture: bool = True) 
   """Run ``who`` in a child process (``--only who``) with cfg's sizes; its JSON line (``None``
   when the output is not captured)."""
   cmd = [sys.executable, "-m", __name__, "--only", who, *extra]
-  for name in ("mode", "n", "d", "k", "max_iter", "iters", "chunk", "seed", "data_dir"):
+  for name in ("mode", "n", "d", "iters", "seed", "data_dir"):
     cmd += [f"--{name}", str(getattr(cfg, name))]
+  cmd += kmeans_flags(cfg.kmeans)
   r = subprocess.run(cmd, capture_output=capture, text=True)
   if r.returncode != 0:
     raise RuntimeError(f"benchmark child {who!r} failed:\n{(r.stderr or '')[-3000:]}")
   return json.loads(r.stdout.strip().splitlines()[-1]) if capture else None
+
+
+def kmeans_flags(kmeans: KMeansConfig) -> list[str]:
+  """``["--kmeans.k", "1000", ...]``: the command-line flags that give ``kmeans``."""
+  return [
+    a
+    for f in dataclasses.fields(kmeans)
+    for a in (f"--kmeans.{f.name}", str(getattr(kmeans, f.name)))
+  ]
 
 
 def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
@@ -308,9 +321,9 @@ def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
   they come)."""
   lines = []
   say = lambda s: (print(s, flush=True), lines.append(s))
-  flop = 2.0 * cfg.n * cfg.k * cfg.d
+  flop = 2.0 * cfg.n * cfg.kmeans.k * cfg.d
   say(
-    f"Lloyd iteration, N={cfg.n:,} D={cfg.d} K={cfg.k:,}, marginal cost of {cfg.iters} "
+    f"Lloyd iteration, N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, marginal cost of {cfg.iters} "
     f"iterations, data {cfg.n * cfg.d * 4 / 2**20:.0f} MiB float32"
   )
   roof = _child(cfg, "matmul")["gflops"]
@@ -337,13 +350,14 @@ def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
 
 
 def converge_child(cfg: BenchKMeansConfig) -> dict:
-  """Peer ``cfg.only`` run to the Lloyd fixed point (tol 0, at most ``cfg.max_iter``
-  iterations) on ``cfg.dataset``'s stored ``x`` and ``c0``, in this process: seconds,
-  iterations, inertia, peak memory; jaxprune's compilation is excluded (a first identical call,
-  timed apart) and ``algorithm="auto"`` reports the distances its bounds skipped."""
+  """Peer ``cfg.only`` run to the Lloyd fixed point (``cfg.kmeans.tol``, 0 by default, at most
+  ``cfg.kmeans.max_iter`` iterations) on ``cfg.dataset``'s stored ``x`` and ``c0``, in this
+  process: seconds, iterations, inertia, peak memory; jaxprune's compilation is excluded (a
+  first identical call, timed apart) and ``algorithm="auto"`` reports the distances its bounds
+  skipped."""
   x_path, c0_path = converge_paths(cfg, cfg.dataset)
   x, c0 = np.load(x_path), np.load(c0_path)
-  out = {}
+  out, km = {}, cfg.kmeans
   if cfg.only.startswith("jaxprune"):
     import jax
     import jax.numpy as jnp
@@ -353,18 +367,8 @@ def converge_child(cfg: BenchKMeansConfig) -> dict:
     xj, cj = jnp.asarray(x), jnp.asarray(c0)
     del x
     key = keys.job_key(cfg.seed, keys.KMEANS)  # unused: the initial centroids are given
-    algorithm = cfg.only.removeprefix("jaxprune-")
-    fn = lambda: kmeans(
-      xj,
-      k=cfg.k,
-      key=key,
-      init=cj,
-      max_iter=cfg.max_iter,
-      tol=0.0,
-      chunk_size=cfg.chunk,
-      distance="euclidean",
-      algorithm=algorithm,
-    )
+    kw = {**km.kwargs(), "algorithm": cfg.only.removeprefix("jaxprune-")}
+    fn = lambda: kmeans(xj, k=km.k, key=key, init=cj, **kw)
     t = time.perf_counter()
     jax.block_until_ready(fn())
     out["first_seconds"] = time.perf_counter() - t  # compilation and a first run
@@ -379,21 +383,23 @@ def converge_child(cfg: BenchKMeansConfig) -> dict:
 
     algorithm = cfg.only.removeprefix("sklearn-")
     t = time.perf_counter()
-    m = KMeans(cfg.k, init=c0, n_init=1, algorithm=algorithm, max_iter=cfg.max_iter, tol=0.0).fit(x)
+    # scikit-learn's tol means what jaxprune's means (relative to the mean feature variance)
+    m = KMeans(km.k, init=c0, n_init=1, algorithm=algorithm, max_iter=km.max_iter, tol=km.tol)
+    m.fit(x)
     secs, n_iter = time.perf_counter() - t, int(m.n_iter_)
-    # scikit-learn stops early only when the labels no longer change (tol = 0)
-    out.update(converged=n_iter < cfg.max_iter, inertia=float(m.inertia_))
+    # at tol = 0 scikit-learn stops early only when the labels no longer change
+    out.update(converged=n_iter < km.max_iter, inertia=float(m.inertia_))
   else:
     import faiss
 
-    n_iter = cfg.faiss_iter or cfg.max_iter
-    km = faiss.Kmeans(
-      cfg.d, cfg.k, niter=n_iter, max_points_per_centroid=cfg.n, seed=cfg.seed, verbose=False
+    n_iter = cfg.faiss_iter or km.max_iter
+    fk = faiss.Kmeans(
+      cfg.d, km.k, niter=n_iter, max_points_per_centroid=cfg.n, seed=cfg.seed, verbose=False
     )  # every point, no subsampling; no convergence test: n_iter iterations
     t = time.perf_counter()
-    km.train(x, init_centroids=c0)
+    fk.train(x, init_centroids=c0)
     secs = time.perf_counter() - t
-    out.update(converged=None, inertia=float(km.obj[-1]))  # the last iteration's assignment
+    out.update(converged=None, inertia=float(fk.obj[-1]))  # the last iteration's assignment
   return {"seconds": secs, "n_iter": n_iter, **out, "peak_rss_gib": own_peak_rss_gib()}
 
 
@@ -443,7 +449,8 @@ def format_table(cfg: BenchKMeansConfig, rows: list[dict], ratios: dict) -> str:
     "jaxprune-lloyd's iterations" if "jaxprune-lloyd" in cfg.peers else "max_iter iterations"
   )
   lines = [
-    f"N={cfg.n:,} D={cfg.d} K={cfg.k:,}, tol 0, at most {cfg.max_iter} iterations, seed "
+    f"N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, tol {cfg.kmeans.tol:g}, at most "
+    f"{cfg.kmeans.max_iter} iterations, seed "
     f"{cfg.seed}; seconds exclude jaxprune's compilation; faiss runs "
     f"{faiss_runs}; skipped: the fraction of the N x K distances jaxprune did not compute",
     "",
@@ -475,8 +482,9 @@ def converge_kmeans(cfg: BenchKMeansConfig) -> dict:
   per peer and the summary table, writes ``cfg.out`` (JSON) and its ``.md``; returns what the
   JSON holds."""
   print(
-    f"k-means to convergence: N={cfg.n:,} D={cfg.d} K={cfg.k:,}, tol 0, at most {cfg.max_iter} "
-    f"iterations, data {cfg.n * cfg.d * 4 / 2**20:.0f} MiB float32, {os.cpu_count()} CPUs",
+    f"k-means to convergence: N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, "
+    f"tol {cfg.kmeans.tol:g}, at most {cfg.kmeans.max_iter} iterations, "
+    f"data {cfg.n * cfg.d * 4 / 2**20:.0f} MiB float32, {os.cpu_count()} CPUs",
     flush=True,
   )
   # the data (and the digits' SimCLR encoder) are made in a child too: this process stays small
@@ -550,10 +558,7 @@ def imagenet_scoring(cfg: BenchKMeansConfig) -> None:
     "prune",
     "--path",
     cfg.path,
-    "--max_iter",
-    str(cfg.max_iter),
-    "--imagenet_algorithm",
-    cfg.imagenet_algorithm,
+    *kmeans_flags(cfg.kmeans),
     "--workdir",
     cfg.workdir,
     "--seed",
@@ -576,11 +581,12 @@ def _prune_child(cfg: BenchKMeansConfig) -> None:
   summary = run(
     PruneConfig(
       data=cfg.path,
-      k=IMAGENET[2],
+      # the prune job's k-means (cosine, tol 1e-4) with the benchmark's max_iter and algorithm
+      kmeans=KMeansConfig(
+        k=IMAGENET[2], max_iter=cfg.kmeans.max_iter, algorithm=cfg.kmeans.algorithm
+      ),
       fraction=0.5,
       stream=True,
-      max_iter=cfg.max_iter,
-      kmeans_algorithm=cfg.imagenet_algorithm,
       seed=cfg.seed,
       workdir=cfg.workdir,
     )

@@ -28,9 +28,10 @@ from jaxprune.core.config import check_finite, field_defaults, require, to_dict
 from jaxprune.core.run import ConfigMismatchError, Run, config_diff
 from jaxprune.models.classifier import ClassifierConfig, accuracy
 from jaxprune.pruning import data as data_lib
-from jaxprune.pruning import keys
-from jaxprune.pruning.embeddings import SSLConfig
+from jaxprune.pruning import keys, pool_scaling
+from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
 from jaxprune.pruning.kmeans import check_k
+from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.scores import self_supervised_prototypes, supervised_prototypes
 from jaxprune.pruning.select import select
 from jaxprune.pruning.supervised import (
@@ -83,12 +84,9 @@ class CurveConfig:
   """embedding space of the prototype scores"""
   ssl: SSLConfig = field(default_factory=SSLConfig)
   """the SimCLR encoder of --embedding ssl"""
-  distance: Literal["cosine", "euclidean"] = "cosine"
-  """distance of the prototype scores"""
-  k: int | None = 100
-  """k-means clusters of the prototype scores (100: the choice of the k sweep {10, 30, 100} on
-  the digits, docs/results.md); None: the number of classes (the scaling presets, whose pools
-  are as small as 150)"""
+  kmeans: KMeansConfig = field(default_factory=KMeansConfig)
+  """k-means of ssl_prototypes (k None: the number of classes, as the scaling presets, whose
+  pools are as small as 150); its distance is also that of supervised_prototypes"""
   score_epochs: int | None = None
   """epochs of the scoring run behind el2n / grand / forgetting (forgetting counts over all of
   it); None: as many steps as one classifier training run (classifier.steps)"""
@@ -137,12 +135,9 @@ class CurveConfig:
       f"embedding must be ssl or pixels, got {self.embedding!r}",
     )
     require(
-      self.distance in ("cosine", "euclidean"),
-      f"distance must be cosine or euclidean, got {self.distance!r}",
+      self.max_examples is None or self.max_examples >= 1,
+      f"max_examples must be >= 1, got {self.max_examples}",
     )
-    for name in ("k", "max_examples"):
-      v = getattr(self, name)
-      require(v is None or v >= 1, f"{name} must be >= 1, got {v}")
     require(
       all(n >= 2 for n in self.pool_sizes) and len(set(self.pool_sizes)) == len(self.pool_sizes),
       f"pool_sizes must be distinct and each >= 2, got {self.pool_sizes}",
@@ -174,7 +169,7 @@ def scaling() -> CurveConfig:
     scores=("ssl_prototypes", "el2n", "forgetting"),
     seeds=5,
     scorer_seeds=1,
-    k=None,
+    kmeans=KMeansConfig(k=None),
     workdir="runs/scaling_fashion",
   )
 
@@ -258,8 +253,6 @@ def _embeddings(cfg: CurveConfig, train: data_lib.Dataset, scorer: int) -> np.nd
   encoder sees no labels, so one encoder serves every pool)."""
   if cfg.embedding == "pixels":
     return data_lib.pixel_embeddings(train.images)
-  from jaxprune.pruning.embeddings import ssl_embeddings
-
   return ssl_embeddings(
     train.images,
     cfg=cfg.ssl,
@@ -301,14 +294,14 @@ def compute_all_scores(
       out["ssl_prototypes", s] = np.asarray(
         self_supervised_prototypes(
           emb,
-          k=cfg.k or num_classes,
+          k=resolve_k(cfg.kmeans.k, n=len(pool), num_classes=num_classes),
           key=jax.random.fold_in(keys.job_key(cfg.seed, keys.KMEANS), s),
-          distance=cfg.distance,
+          **cfg.kmeans.kwargs(),
         )[0]
       )
     if ("supervised_prototypes", s) in todo:
       out["supervised_prototypes", s] = np.asarray(
-        supervised_prototypes(emb, labels, distance=cfg.distance, num_classes=num_classes)
+        supervised_prototypes(emb, labels, distance=cfg.kmeans.distance, num_classes=num_classes)
       )
   if any(sc in SUPERVISED for sc, _ in todo):
     sup = supervised_metrics(
@@ -362,10 +355,8 @@ def run(cfg: CurveConfig) -> list[dict]:
     train, test = _load(cfg)
     the_pools = pools(cfg, train.size)
     if "ssl_prototypes" in cfg.scores:
-      check_k(
-        cfg.k or int(train.labels.max()) + 1,
-        min(len(p) if p is not None else train.size for _, p in the_pools),
-      )
+      n_min = min(len(p) if p is not None else train.size for _, p in the_pools)
+      check_k(resolve_k(cfg.kmeans.k, n=n_min, num_classes=int(train.labels.max()) + 1), n_min)
     io.save_json(os.path.join(cfg.workdir, "config.json"), to_dict(cfg))
     rows, embeddings = [], {}
     for size, pool in the_pools:
@@ -507,7 +498,7 @@ def write_outputs(workdir: str, rows: list[dict], *, title: str = "") -> None:
   """``results.csv`` (aggregated), ``table.txt``, ``accuracy_vs_fraction.png`` (the largest
   pool) and, with two or more pools, the scaling figures and ``scaling.json``
   (:mod:`jaxprune.pruning.pool_scaling`)."""
-  from jaxprune.pruning import plots, pool_scaling
+  from jaxprune.pruning import plots  # matplotlib, loaded only when writing figures
 
   agg = aggregate(rows)
   cols = ("pool", "score", "mode", "fraction", "n_kept", "scorers", "acc_mean", "acc_std")

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
-import zlib
 from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from jaxprune.pruning import npm_data
+from jaxprune.pruning.array_files import load_npy, load_npz
+from jaxprune.pruning.select import check_labels
 
 DEFAULT = "digits"
-_NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = b"PK"
 
 
 class Dataset(NamedTuple):
@@ -92,47 +90,6 @@ def load_tfds(
   return Dataset(f"tfds:{name}/{split}", np.arange(n), labels, images)
 
 
-def _damaged(path: str, what: str, e: Exception) -> ValueError:
-  """A ValueError naming ``path`` and what is wrong with it (empty, not numpy, truncated)."""
-  size = os.path.getsize(path)
-  with open(path, "rb") as f:
-    head = f.read(8)
-  magic = _ZIP_MAGIC if path.endswith(".npz") else _NPY_MAGIC
-  if size == 0:
-    why = "it is empty (0 bytes)"
-  elif not head.startswith(magic):
-    why = f"it is not a NumPy {os.path.splitext(path)[1]} file (it starts with {head!r})"
-  else:
-    why = f"it is damaged or truncated ({size} bytes; numpy: {type(e).__name__}: {e})"
-  return ValueError(f"cannot read {what} {path}: {why}")
-
-
-# what numpy raises for empty, truncated, foreign or corrupt files
-_READ_ERRORS = (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error, KeyError)
-
-
-def load_npy(path: str, *, what: str = "array file", mmap: bool = False) -> np.ndarray:
-  """A ``.npy`` file (memory-mapped with ``mmap``); a damaged one is a ``ValueError`` naming it."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{what} not found: {path}")
-  try:
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-  except _READ_ERRORS as e:
-    raise _damaged(path, what, e) from e
-
-
-def load_npz(path: str, keys, *, what: str = "array file") -> tuple[dict, list[str]]:
-  """``(arrays, names)``: the arrays ``keys`` (those present, read now) of a ``.npz`` file and
-  the names of all its arrays; a damaged file is a ``ValueError`` naming it."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{what} not found: {path}")
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      return {k: z[k] for k in keys if k in z.files}, list(z.files)
-  except _READ_ERRORS as e:
-    raise _damaged(path, what, e) from e
-
-
 def load_embeddings(path: str) -> Dataset:
   """A user file: ``.npy`` (N x D, memory-mapped) or ``.npz`` with ``embeddings`` and optional
   ``labels``, ``ids`` and ``images``."""
@@ -154,8 +111,6 @@ def load_embeddings(path: str) -> Dataset:
       raise ValueError(f"{k} in {path} has {len(v)} entries but embeddings have {n} rows")
   labels = extra.get("labels")
   if labels is not None:
-    from jaxprune.pruning.select import check_labels
-
     labels = check_labels(labels, n)
   return Dataset(
     os.path.basename(path), extra.get("ids", np.arange(n)), labels, extra.get("images"), emb

@@ -24,6 +24,7 @@ import urllib.request
 import numpy as np
 
 from jaxprune.core import io
+from jaxprune.pruning.array_files import load_npz
 
 DATA_DIR = os.environ.get("JAXPRUNE_DATA", "data")
 # name -> (tarball URL, sha512 integrity, folder of the per-class JSON, test examples per class)
@@ -108,8 +109,6 @@ def load_arrays(name: str, data_dir: str | None = None) -> tuple[np.ndarray, np.
   name = check_name(name)
   npz = _npz_path(name, data_dir)
   if os.path.exists(npz):
-    from jaxprune.pruning.data import load_npz
-
     arrays, _ = load_npz(npz, ("images", "labels"), what=f"npm:{name} cache")
     return arrays["images"], arrays["labels"]
   folder = _json_dir(name, data_dir)

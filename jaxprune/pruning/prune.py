@@ -30,8 +30,10 @@ from jaxprune.models.classifier import ClassifierConfig
 from jaxprune.pruning import data as data_lib
 from jaxprune.pruning import keys
 from jaxprune.pruning import scores as scores_lib
-from jaxprune.pruning.embeddings import SSLConfig
-from jaxprune.pruning.kmeans import DISTANCES, check_k
+from jaxprune.pruning import supervised as supervised_lib
+from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
+from jaxprune.pruning.kmeans import check_k
+from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.select import MODES, select
 from jaxprune.pruning.supervised import check_scoring_fields, scoring_kwargs
 
@@ -64,12 +66,9 @@ class PruneConfig:
     "ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting", "random"
   ] = "ssl_prototypes"
   """the pruning score (hardness of each example)"""
-  distance: Literal["cosine", "euclidean"] = "cosine"
-  """distance of the prototype scores"""
-  k: int | None = 100
-  """k-means clusters (100: the choice of the k sweep {10, 30, 100} on the digits,
-  docs/results.md); None: the number of classes (100 for unlabelled data), capped at the
-  number of examples; an explicit k larger than the data is an error"""
+  kmeans: KMeansConfig = field(default_factory=KMeansConfig)
+  """k-means of ssl_prototypes (k, distance, n_init, max_iter, tol, algorithm, chunk_size);
+  its distance is also that of supervised_prototypes"""
   fraction: float = 0.5
   """fraction of the examples kept, in (0, 1]"""
   mode: Literal["hard", "easy", "random"] = "hard"
@@ -89,17 +88,6 @@ class PruneConfig:
   """grand at the models' initialisations (Paul et al.) or with el2n's models"""
   seed: int = 0
   """root of every key of the job (k-means, random subsets, SimCLR, score models)"""
-  n_init: int = 1
-  """k-means restarts (vmapped; the lowest inertia is kept)"""
-  max_iter: int = 100
-  """k-means iterations at most"""
-  tol: float = 1e-4
-  """k-means tolerance, relative to the mean feature variance"""
-  chunk_size: int = 512
-  """points per chunk of the k-means assignment"""
-  kmeans_algorithm: Literal["auto", "lloyd", "hamerly"] = "auto"
-  """k-means with Hamerly's bounds (auto: per iteration, where they pay) or plain Lloyd: the
-  same result, the bounds skip distances that cannot change a label"""
   stream: bool | None = None
   """stream embeddings from disk; None: when the file is larger than 2 GiB"""
   init_sample: int | None = None
@@ -116,9 +104,6 @@ class PruneConfig:
   def __post_init__(self):
     check_finite(self)
     require(self.score in SCORES, f"score must be one of {SCORES}, got {self.score!r}")
-    require(
-      self.distance in DISTANCES, f"distance must be one of {DISTANCES}, got {self.distance!r}"
-    )
     require(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
     require(
       self.embedding in EMBEDDINGS, f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}"
@@ -131,14 +116,11 @@ class PruneConfig:
       self.data != data_lib.DEFAULT or self.split in DIGITS_SPLITS,
       f"digits splits are {DIGITS_SPLITS}; got split {self.split!r}",
     )
-    for name in ("k", "max_examples", "init_sample"):
+    for name in ("max_examples", "init_sample"):
       v = getattr(self, name)
       require(v is None or v >= 1, f"{name} must be >= 1, got {v}")
-    for name in ("score_models", "n_init", "max_iter", "chunk_size"):
-      v = getattr(self, name)
-      require(v >= 1, f"{name} must be >= 1, got {v}")
+    require(self.score_models >= 1, f"score_models must be >= 1, got {self.score_models}")
     check_scoring_fields(self)
-    require(self.tol >= 0, f"tol must be >= 0, got {self.tol}")
 
 
 def _check_data(cfg: PruneConfig, ds: data_lib.Dataset) -> None:
@@ -159,9 +141,8 @@ def _check_data(cfg: PruneConfig, ds: data_lib.Dataset) -> None:
 
 
 def _num_clusters(cfg: PruneConfig, ds: data_lib.Dataset) -> int:
-  if cfg.k is not None:
-    return cfg.k
-  return min(ds.size, int(ds.labels.max()) + 1 if ds.labels is not None else 100)
+  num_classes = int(ds.labels.max()) + 1 if ds.labels is not None else None
+  return resolve_k(cfg.kmeans.k, n=ds.size, num_classes=num_classes)
 
 
 def _embeddings(cfg: PruneConfig, ds: data_lib.Dataset):
@@ -173,8 +154,6 @@ def _embeddings(cfg: PruneConfig, ds: data_lib.Dataset):
   if ds.embeddings is not None:
     return ds.embeddings
   if cfg.embedding == "ssl":
-    from jaxprune.pruning.embeddings import ssl_embeddings
-
     return ssl_embeddings(
       ds.images,
       cfg=cfg.ssl,
@@ -200,14 +179,12 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
     return np.asarray(scores_lib.random_scores(n, key=key)), None, {}
   if cfg.score == "supervised_prototypes":
     return (
-      np.asarray(scores_lib.supervised_prototypes(emb, ds.labels, distance=cfg.distance)),
+      np.asarray(scores_lib.supervised_prototypes(emb, ds.labels, distance=cfg.kmeans.distance)),
       ds.labels,
       {},
     )
   if cfg.score in SUPERVISED:
-    from jaxprune.pruning.supervised import supervised_metrics
-
-    out = supervised_metrics(
+    out = supervised_lib.supervised_metrics(
       cfg.classifier,
       ds.images,
       ds.labels,
@@ -234,21 +211,18 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
   init_sample = cfg.init_sample if cfg.init_sample is not None else 64 * k
   t0 = time.perf_counter()
   if cfg.progress and not stream:
-    print(f"k-means: N={n} D={emb.shape[1]} K={k} distance={cfg.distance} (jitted, one dispatch)")
+    print(
+      f"k-means: N={n} D={emb.shape[1]} K={k} distance={cfg.kmeans.distance} (jitted, one dispatch)"
+    )
   s, cluster, res = scores_lib.self_supervised_prototypes(
     emb,
     k=k,
     key=keys.job_key(cfg.seed, keys.KMEANS),
-    distance=cfg.distance,
-    n_init=cfg.n_init,
-    max_iter=cfg.max_iter,
-    tol=cfg.tol,
-    chunk_size=cfg.chunk_size,
     mesh=None if stream else _mesh(cfg),
     streamed=stream,
     init_sample=init_sample if stream else None,
     progress=cfg.progress,
-    algorithm=cfg.kmeans_algorithm,
+    **cfg.kmeans.kwargs(),
   )
   computed = np.asarray(res.computed)[: int(res.n_iter)]
   info = {
@@ -257,7 +231,7 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
     "kmeans_converged": bool(res.converged),
     "kmeans_inertia": float(res.inertia),
     "kmeans_seconds": time.perf_counter() - t0,
-    "kmeans_algorithm": cfg.kmeans_algorithm,
+    "kmeans_algorithm": cfg.kmeans.algorithm,
     "kmeans_skipped": float(1.0 - computed.mean()) if computed.size else 0.0,
     "streamed": bool(stream),
   }
@@ -302,7 +276,7 @@ def run(cfg: PruneConfig) -> dict:
 
 
 def _write_outputs(cfg: PruneConfig, ds: data_lib.Dataset, scores, cluster, kept, info) -> dict:
-  from jaxprune.pruning import plots
+  from jaxprune.pruning import plots  # matplotlib, loaded only when writing figures
 
   kept_mask = np.zeros(ds.size, bool)
   kept_mask[kept] = True
@@ -325,7 +299,7 @@ def _write_outputs(cfg: PruneConfig, ds: data_lib.Dataset, scores, cluster, kept
     "fraction": cfg.fraction,
     "mode": cfg.mode,
     "score": cfg.score,
-    "distance": cfg.distance if cfg.score.endswith("prototypes") else "-",
+    "distance": cfg.kmeans.distance if cfg.score.endswith("prototypes") else "-",
     "hardness_quantiles": dict(
       zip(["min", "q10", "q25", "median", "q75", "q90", "max"], map(float, q))
     ),
