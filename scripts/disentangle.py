@@ -2,18 +2,15 @@ r"""What do Denoised MDP's latent factors hold? Linear and MLP probes from x, y,
 positions and to the noise (background intensity, sensor noise, camera jitter) on noisy DMC.
 
   python scripts/disentangle.py                       # the default budget (2 tasks x 2 variants)
-  python scripts/disentangle.py --quick               # the tests' run: one task and variant, tiny
+  python scripts/disentangle.py --preset quick        # the tests' run: one task and variant, tiny
   python scripts/disentangle.py --updates 800 --probe_at 100 200 400 --workdir runs/dis800
   python scripts/disentangle.py --tasks walker_walk --variants video_background_camera_jitter \
       --updates 2000 --workdir runs/disentangle_jitter
 
 Writes to --workdir: table.md, r2.csv, r2.png (ridge) and r2_mlp.png, pictures/ (factor
 reconstructions per model), summary.json (with the paper's two claims checked per condition);
---quick is --preset quick;
 data/ and models/ hold the episodes and the world models' runs (a rerun resumes).
 """
-
-import sys
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
@@ -21,15 +18,7 @@ from jaxprune.dmdp import disentangle
 
 
 def main(argv=None):
-  argv = list(sys.argv[1:] if argv is None else argv)
-  argv = ["--preset", "quick"] + [a for a in argv if a != "--quick"] if "--quick" in argv else argv
-  cfg = parse(
-    disentangle.DisentangleConfig,
-    argv,
-    presets=disentangle.PRESETS,
-    default_preset="default",
-    description=__doc__,
-  )
+  cfg = parse(disentangle.DisentangleConfig, argv, presets=disentangle.PRESETS, description=__doc__)
   summary = disentangle.run(cfg)
   print(disentangle.markdown_table(summary["rows"]))
   for cond, claims in summary["claims"].items():

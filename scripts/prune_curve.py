@@ -5,13 +5,11 @@
   python scripts/fetch_data.py fashion-mnist && \
   python scripts/prune_curve.py --preset scaling                  # pool-size axis, Fashion-MNIST
   python scripts/prune_curve.py --preset scaling_digits           # pool-size axis, digits
-  python scripts/prune_curve.py --quick                           # the tests' pool-axis run
+  python scripts/prune_curve.py --preset quick                    # the tests' pool-axis run
   python scripts/prune_curve.py --data cifar10 --data_dir ~/tensorflow_datasets \
       --classifier.model resnet18 --classifier.augment true --classifier.steps 20000 \
       --classifier.batch_size 128 --classifier.lr 0.1              # on an accelerator
 """
-
-import sys
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
@@ -19,11 +17,7 @@ from jaxprune.pruning import curve
 
 
 def main(argv=None):
-  argv = list(sys.argv[1:] if argv is None else argv)
-  argv = ["--preset", "quick"] + [a for a in argv if a != "--quick"] if "--quick" in argv else argv
-  cfg = parse(
-    curve.CurveConfig, argv, presets=curve.PRESETS, default_preset="default", description=__doc__
-  )
+  cfg = parse(curve.CurveConfig, argv, presets=curve.PRESETS, description=__doc__)
   rows = curve.run(cfg)
   print(curve.table(rows))
   extra = ", scaling_error.png, scaling_strategy.png, scaling.json" if cfg.pool_sizes else ""

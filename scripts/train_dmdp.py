@@ -1,15 +1,19 @@
 r"""Train a Denoised MDP (or Dreamer) agent on a noisy DeepMind Control task from pixels.
 
-  python scripts/train_dmdp.py --env cheetah_run --variant video_background_camera_jitter \
-      --model dmdp --workdir runs/dmdp_cheetah                 # the refs' settings (GPU / TPU)
-  python scripts/train_dmdp.py --preset small --variant noiseless --workdir runs/dmdp_small
-  python scripts/train_dmdp.py --preset small --model dreamer --env walker_walk \
-      --world_model.free_nats 3 --agent.horizon 15 --beta 1 --workdir runs/walker
+  python scripts/train_dmdp.py --preset dmdp cheetah_run video_background_camera_jitter \
+      --workdir runs/dmdp_cheetah                             # the refs' settings (GPU / TPU)
+  python scripts/train_dmdp.py --preset small noiseless --workdir runs/dmdp_small
+  python scripts/train_dmdp.py --preset small dreamer walker_walk --world_model.free_nats 3 \
+      --agent.horizon 15 --world_model.beta_y 1 --world_model.beta_z 1 --workdir runs/walker
+  python scripts/train_dmdp.py --preset small quick --progress false --workdir runs/smoke
 
---preset (full | small), --model, --env and --variant give a complete config, with beta from the
-per-(task, variant) table jaxprune.dmdp.config.BETA (release defaults; its docstring gives the
-sources); every other flag (nested: --world_model.*, --agent.*) applies on top; --beta B sets
---world_model.beta_y and beta_z to B.
+--preset NAME [NAME ...] (or --configs) applies named overlays in order: a size (full, the
+default, | small), a model (dmdp | dmdp_2c | dreamer), a task (cheetah_run | walker_walk |
+reacher_easy | robodesk_tv_green_hue), a variant (noiseless | video_background | ... | noisy),
+then quick (a smoke run of a minute). The size, model, task and variant give a complete config,
+with the task's action size and beta from the per-(task, variant) table
+jaxprune.dmdp.config.BETA (release defaults; its docstring gives the sources); every other flag
+(nested: --world_model.*, --agent.*) applies on top.
 Writes to --workdir: config.json, model_config.json, metrics.jsonl (train / episode / eval
 records), returns.png, pictures/, checkpoints/ and files/replay/ (resumed automatically; another
 config stops with an error, --overwrite true starts afresh), summary.json.

@@ -11,7 +11,7 @@ import pytest
 
 from jaxprune.dmdp import disentangle as dis
 
-QUICK = dis.quick()
+QUICK = dis.quick(dis.DisentangleConfig())
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "disentangle.py")
 
 
@@ -86,7 +86,7 @@ def test_bad_input_is_named(tmp_path):
 @pytest.mark.slow  # 150 CPU-s: in CI's slow run, out of the README's default run
 def test_quick_end_to_end_and_resume(tmp_path, capsys):
   w = str(tmp_path / "d")
-  disentangle_main(["--quick", "--workdir", w])
+  disentangle_main(["--preset", "quick", "--workdir", w])
   out = capsys.readouterr().out
   for f in ("table.md", "r2.csv", "r2.png", "r2_mlp.png", "r2_trend.png", "summary.json"):
     assert os.path.getsize(os.path.join(w, f)) > 0, f
@@ -112,7 +112,7 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
   before = open(os.path.join(metrics, "metrics.jsonl")).read()
   data = os.path.join(w, "data", "walker_walk_video_background_noisy_sensor_16px_random.npz")
   mtime = os.path.getmtime(data)
-  disentangle_main(["--quick", "--workdir", w])
+  disentangle_main(["--preset", "quick", "--workdir", w])
   assert open(os.path.join(metrics, "metrics.jsonl")).read() == before
   assert os.path.getmtime(data) == mtime
   again = json.load(open(os.path.join(w, "summary.json")))

@@ -258,7 +258,10 @@ class _Job:
     require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
 
 
-_PRESETS = {"small": lambda: _Job(batch_size=2), "big": lambda: _Job(batch_size=64)}
+_PRESETS = {
+  "small": lambda c: dataclasses.replace(c, batch_size=2),
+  "big": lambda c: dataclasses.replace(c, batch_size=64),
+}
 
 
 def test_cli_nested_tuples_bools_and_presets():
@@ -266,10 +269,10 @@ def test_cli_nested_tuples_bools_and_presets():
   assert cfg == _Job(shard=False, fractions=(0.1, 0.3), inner=_Inner(model="resnet18"))
   # the preset applies first, explicit flags after it whatever their order
   cfg = parse(
-    _Job, ["--inner.lr", "0.2", "--preset", "big"], presets=_PRESETS, default_preset="small"
+    _Job, ["--inner.lr", "0.2", "--preset", "big"], presets=_PRESETS, default_presets=("small",)
   )
   assert cfg.batch_size == 64 and cfg.inner.lr == 0.2
-  assert parse(_Job, [], presets=_PRESETS, default_preset="small").batch_size == 2
+  assert parse(_Job, [], presets=_PRESETS, default_presets=("small",)).batch_size == 2
 
 
 @pytest.mark.parametrize(
@@ -285,7 +288,7 @@ def test_cli_nested_tuples_bools_and_presets():
 )
 def test_cli_bad_values_exit_naming_the_flag(argv, needle, capsys):
   with pytest.raises(SystemExit) as e:
-    parse(_Job, argv, presets=_PRESETS, default_preset="small")
+    parse(_Job, argv, presets=_PRESETS, default_presets=("small",))
   assert e.value.code != 0
   out = capsys.readouterr()
   assert needle in out.err + out.out + str(e.value.code)

@@ -22,44 +22,10 @@ from jaxprune.dmdp import config as wm_config
 from jaxprune.dmdp import driver, run_config
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "train_dmdp.py")
-# a few hundred env steps: 100-step episodes (50 agent steps), random prefill for the first two,
-# 2 updates per 100 env steps, an evaluation at 400 and at the end
-FLAGS = [
-  "--preset",
-  "small",
-  "--env",
-  "cheetah_run",
-  "--variant",
-  "video_background_noisy_sensor",
-  "--episode_length",
-  "100",
-  "--prefill",
-  "200",
-  "--train_every",
-  "100",
-  "--updates",
-  "2",
-  "--updates_per_dispatch",
-  "2",
-  "--batch",
-  "4",
-  "--seq_len",
-  "8",
-  "--agent.horizon",
-  "3",
-  "--agent.actor_hidden",
-  "16",
-  "--agent.value_hidden",
-  "16",
-  "--eval_every",
-  "400",
-  "--eval_episodes",
-  "1",
-  "--checkpoint_every",
-  "200",
-  "--progress",
-  "false",
-]
+# a few hundred env steps (the quick overlay): 100-step episodes (50 agent steps), random prefill
+# for the first two, 2 updates per 100 env steps, an evaluation at 400 and at the end
+QUICK = ["small", "cheetah_run", "video_background_noisy_sensor", "quick"]
+FLAGS = ["--preset", *QUICK, "--progress", "false"]
 
 
 def _script():
@@ -193,14 +159,15 @@ def no_envs(monkeypatch):
   "flags,field",
   [
     (["--action_repeat", "0"], "action_repeat"),
-    (["--beta", "nan"], "beta_y"),
+    (["--world_model.beta_y", "nan"], "beta_y"),
     (["--world_model.beta_z", "inf"], "beta_z"),
     (["--agent.actor_lr", "nan"], "actor_lr"),
     (["--batch", "0"], "batch"),
     (["--episode_length", "101"], "episode_length"),
     (["--progress", "ture"], "progress"),
-    (["--model", "planet"], "model"),
-    (["--preset", "huge"], "preset"),
+    (["--model", "dreamer"], "--model"),  # chosen by an overlay only
+    (["--preset", "planet"], "planet"),
+    (["--preset", "small", "huge"], "preset"),
   ],
 )
 def test_bad_flags_exit_naming_the_field(flags, field, tmp_path, capsys, no_envs):
@@ -239,38 +206,96 @@ def test_bad_config(kw, msg):
     dataclasses.replace(run_config.small(), **kw)
 
 
+def test_quick_overlay_is_the_smoke_flags():
+  explicit = run_config.parse_args(
+    ["--preset", "small", "cheetah_run", "video_background_noisy_sensor"]
+    + "--env_steps 600 --episode_length 100 --prefill 200 --train_every 100 --updates 2 "
+    "--updates_per_dispatch 2 --batch 4 --seq_len 8 --agent.horizon 3 --agent.actor_hidden 16 "
+    "--agent.value_hidden 16 --eval_every 400 --eval_episodes 1 --checkpoint_every 200 "
+    "--progress false".split()
+  )
+  assert run_config.parse_args(FLAGS) == explicit
+
+
 def test_presets_model_and_flags():
   cfg = run_config.parse_args(
-    [
-      "--preset",
-      "small",
-      "--model",
-      "dreamer",
-      "--env",
-      "reacher_easy",
-      "--world_model.x_deter",
-      "32",
-      "--beta",
-      "0.5",
-    ]
+    "--preset small dreamer reacher_easy --world_model.x_deter 32 --world_model.beta_y 0.5 "
+    "--world_model.beta_z 0.5".split()
   )
+  small = run_config.small(model="dreamer", env="reacher_easy")
   assert cfg == dataclasses.replace(
-    run_config.small(model="dreamer", env="reacher_easy"),
-    world_model=run_config.small(model="dreamer", env="reacher_easy").world_model.replace(
-      x_deter=32, beta_y=0.5, beta_z=0.5
-    ),
+    small, world_model=small.world_model.replace(x_deter=32, beta_y=0.5, beta_z=0.5)
   )
   assert not cfg.world_model.has_y and cfg.world_model.action_dim == 2
   assert run_config.parse_args([]) == run_config.full() == run_config.RunConfig()
   assert run_config.full(model="dmdp_2c").world_model.z_stoch == 20
   assert run_config.small().world_model.x_deter == 64 and run_config.small().batch == 16
+  # the model, task, variant and size overlays commute (each rebuilds the config of its size)
+  orders = [
+    ["small", "dreamer", "reacher_easy", "noiseless"],
+    ["noiseless", "reacher_easy", "dreamer", "small"],
+    ["dreamer", "small", "noiseless", "reacher_easy"],
+  ]
+  want = run_config.small(model="dreamer", env="reacher_easy", variant="noiseless")
+  for names in orders:
+    assert run_config.parse_args(["--preset", *names]) == want, names
+  # a task that does not take the variant gets its own default; a later variant overlay wins
+  assert run_config.parse_args(["--preset", "robodesk_tv_green_hue"]).variant == "noisy"
+  cfg = run_config.parse_args(["--preset", "noiseless", "robodesk_tv_green_hue"])
+  assert cfg.variant == "noiseless"
+
+
+def test_overlays_apply_in_order_then_the_flags(capsys):
+  # quick after small keeps the small networks with the smoke schedule; a size after quick
+  # rebuilds the config of that size (quick's schedule is gone): order matters
+  a = run_config.parse_args(["--preset", "small", "quick"])
+  b = run_config.parse_args(["--preset", "quick", "small"])
+  assert (a.batch, a.episode_length, a.world_model.cnn_depth) == (4, 100, 16)
+  assert b == run_config.small()
+  # flags apply after every overlay, wherever they stand on the line
+  c = run_config.parse_args(["--batch", "8", "--preset", "small", "quick", "--updates", "4"])
+  assert (c.batch, c.updates, c.seq_len) == (8, 4, 8)
+  # --configs is the same flag; repeated flags append
+  assert run_config.parse_args(["--configs", "small", "quick"]) == a
+  assert run_config.parse_args(["--preset", "small", "--preset", "quick"]) == a
+  # an unknown name lists the choices
+  with pytest.raises(SystemExit) as e:
+    run_config.parse_args(["--preset", "small", "tiny"])
+  assert "'tiny'" in str(e.value.code) and "walker_walk" in str(e.value.code)
+  # a model overlay after a change of the networks cannot tell the size: an error, not a guess
+  with pytest.raises(ValueError, match="choose the model, task and variant"):
+    run_config.PRESETS["dreamer"](
+      dataclasses.replace(run_config.small(), world_model=run_config.small().world_model.replace(
+        cnn_depth=8))
+    )  # fmt: skip
+
+
+# the agent's beta per (task, variant) before the overlays (written out by hand from the table
+# of the release's defaults): DMC 0.25 for every variant, RoboDesk 0.125
+BETA_BEFORE = {
+  **{(t, v): 0.25 for t in ("cheetah_run", "walker_walk", "reacher_easy")
+     for v in ("noiseless", "video_background", "video_background_noisy_sensor",
+               "video_background_camera_jitter")},
+  **{("robodesk_tv_green_hue", v): 0.125 for v in ("noisy", "noiseless")},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("size", ["full", "small"])
+@pytest.mark.parametrize("task,variant", sorted(BETA_BEFORE))
+def test_beta_of_each_task_and_variant_is_what_it_was(task, variant, size):
+  for model in ("dmdp", "dmdp_2c"):
+    cfg = run_config.parse_args(["--preset", size, model, task, variant])
+    w = cfg.world_model
+    assert (w.beta_y, w.beta_z) == (BETA_BEFORE[task, variant],) * 2, (model, task, variant)
+    assert w.alpha == (2.0 if task == "robodesk_tv_green_hue" else 1.0)
+    assert w.action_dim == run_config.ACTION_DIMS[task]
 
 
 def test_beta_per_task_and_variant_is_the_default(monkeypatch):
   dmc = {(t, v) for t in run_config.ACTION_DIMS if t not in run_config.ROBODESK_TASKS
          for v in run_config.DMC_VARIANTS}  # fmt: skip
   robodesk = {(t, v) for t in run_config.ROBODESK_TASKS for v in run_config.ROBODESK_VARIANTS}
-  assert set(wm_config.BETA) == dmc | robodesk
+  assert set(wm_config.BETA) == dmc | robodesk == set(BETA_BEFORE)
   # the release's KLLoss defaults on DMC (the paper's appendix table could not be read; the
   # sources are in config.py): beta_y = beta_z = 0.25, alpha 1, beta_x 1, all of it with free
   # nats (3 in the full preset, 1 in the small one); RoboDesk: the README's 0.125
@@ -279,16 +304,20 @@ def test_beta_per_task_and_variant_is_the_default(monkeypatch):
   for preset, free_nats in ((run_config.full, 3.0), (run_config.small, 1.0)):
     w = preset(env="walker_walk", variant="noiseless").world_model
     assert (w.alpha, w.beta_x, w.beta_free_nats_x, w.free_nats) == (1.0, 1.0, None, free_nats)
-  # the presets and the command line read the table for (env, variant)
+  # the presets and the command line read the table for (env, variant), whatever the order
   monkeypatch.setitem(wm_config.BETA, ("walker_walk", "video_background"), 0.125)
   for preset in ("full", "small"):
-    flags = ["--preset", preset, "--env", "walker_walk", "--model", "dmdp_2c"]
-    cfg = run_config.parse_args(flags + ["--variant", "video_background"])
+    names = ["--preset", preset, "walker_walk", "dmdp_2c"]
+    cfg = run_config.parse_args(names + ["video_background"])
     assert cfg.variant == "video_background"
     assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.125, 0.125)
-    cfg = run_config.parse_args(flags + ["--variant", "noiseless"])
+    cfg = run_config.parse_args(["--preset", "video_background", preset, "dmdp_2c", "walker_walk"])
+    assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.125, 0.125)
+    cfg = run_config.parse_args(names + ["noiseless"])
     assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.25, 0.25)
-    cfg = run_config.parse_args(flags + ["--variant=video_background", "--beta", "0.5"])
+    cfg = run_config.parse_args(
+      names + ["video_background", "--world_model.beta_y", "0.5", "--world_model.beta_z", "0.5"]
+    )
     assert (cfg.world_model.beta_y, cfg.world_model.beta_z) == (0.5, 0.5)
   cfg = run_config.parse_args(["--world_model.beta_free_nats_x", "0.25"])
   assert cfg.world_model.beta_free_nats_x == 0.25
@@ -313,7 +342,7 @@ def test_action_dims_match_the_environments():
 def test_robodesk_presets():
   task = "robodesk_tv_green_hue"
   for model in ("dmdp_2c", "dmdp", "dreamer"):
-    cfg = run_config.parse_args(["--env", task, "--model", model])
+    cfg = run_config.parse_args(["--preset", task, model])
     wm = cfg.world_model
     assert cfg.variant == "noisy" and cfg.shadows  # the paper's setting, the release's look
     assert (wm.image_size, wm.alpha, wm.action_dim) == (96, 2.0, 5)
@@ -321,7 +350,7 @@ def test_robodesk_presets():
     if model != "dreamer":
       assert wm.beta_y == 0.125 and (wm.beta_z == 0.125 or not wm.has_z)
     assert wm.has_z == (model == "dmdp_2c")
-    small = run_config.parse_args(["--preset", "small", "--env", task, "--model", model])
+    small = run_config.parse_args(["--preset", "small", task, model])
     assert small.world_model.image_size == 96 and small.world_model.alpha == 2.0
     assert not small.shadows and small.episode_length == 400
   with pytest.raises(ValueError, match="variant of robodesk_tv_green_hue must be one of"):
@@ -404,12 +433,8 @@ def test_workdir_of_an_older_version_is_refused_intact(runs, tmp_path):
 
 # RoboDesk: the small preset's 96 px model shrunk to the DMC smoke test's 32 px one
 ROBODESK_FLAGS = [
-  *FLAGS[:2],
-  "--env",
-  "robodesk_tv_green_hue",
-  "--variant",
-  "noisy",
-  *FLAGS[6:],
+  "--progress",
+  "false",
   "--world_model.image_size",
   "32",
   "--world_model.encoder_kernels",
@@ -437,7 +462,8 @@ ROBODESK_FLAGS = [
 def test_robodesk_run_then_resume(model, tmp_path):
   script = _script()
   workdir = str(tmp_path / model)
-  flags = ROBODESK_FLAGS + ["--model", model, "--workdir", workdir]
+  flags = ["--preset", "small", model, "robodesk_tv_green_hue", "noisy", "quick"]
+  flags += ROBODESK_FLAGS + ["--workdir", workdir]
   script.main(flags + ["--env_steps", "300"])
   first = _rows(workdir)
   # resume with a larger budget: it continues from the checkpoint at env step 200 (an episode
@@ -461,3 +487,29 @@ def test_robodesk_run_then_resume(model, tmp_path):
   saved = json.load(open(os.path.join(workdir, "config.json")))
   assert saved["env"] == "robodesk_tv_green_hue" and saved["world_model"]["alpha"] == 2.0
   assert "factors_00000400.png" in os.listdir(os.path.join(workdir, "pictures"))
+
+
+def test_key_salts_are_one_registry_with_the_values_of_before():
+  from jaxprune.dmdp import benchmark, disentangle, offline, salts
+
+  # the values each job used before the registry (results stay identical), written out by hand
+  assert salts.SALTS == {
+    "INIT_SALT": 1,
+    "TRAIN_SALT": 2,
+    "EXPLORE_SALT": 3,
+    "EVAL_SALT": 4,
+    "PICTURES_SALT": 5,
+    "OFFLINE_INIT_SALT": 11,
+    "OFFLINE_TRAIN_SALT": 12,
+    "OFFLINE_BATCH_SALT": 13,
+    "OFFLINE_FEATURE_SALT": 14,
+    "DISENTANGLE_DATA_SALT": 21,
+    "DISENTANGLE_PROBE_SALT": 22,
+    "DISENTANGLE_PICTURE_SALT": 23,
+  }
+  assert len(set(salts.SALTS.values())) == len(salts.SALTS)  # no two streams share a salt
+  # the jobs read the registry (no copies)
+  assert (offline.INIT_SALT, offline.TRAIN_SALT) == (11, 12)
+  assert (offline.BATCH_SALT, offline.FEATURE_SALT) == (13, 14)
+  assert (disentangle.DATA_SALT, disentangle.PROBE_SALT, disentangle.PICTURE_SALT) == (21, 22, 23)
+  assert (benchmark.INIT_SALT, benchmark.TRAIN_SALT) == (1, 2)

@@ -7,8 +7,12 @@ Conventions (every job config follows them):
   (``--fractions 0.1 0.3 0.5``), booleans take ``true`` / ``false`` and nothing else;
 * nested configs are fields (``PruneConfig.classifier: ClassifierConfig``), reachable as
   ``--classifier.model resnet18``;
-* presets are functions returning complete configs, chosen with ``--preset NAME``, which is
-  applied before every other flag;
+* presets are named overlays, pure functions ``cfg -> cfg`` (``dataclasses.replace`` on the
+  nested frozen dataclasses; :func:`replace` takes dotted names), chosen with
+  ``--preset NAME [NAME ...]`` (or ``--configs``): they apply to the base config in the order
+  given, like dreamerv3's ``--configs dmc_vision size12m``, then every other flag applies on
+  top. Values that follow from other fields are computed by functions of the config, never
+  by rewriting the command line;
 * ``__post_init__`` calls :func:`check_finite` and validates values, so a bad config fails before
   any work (and before anything is written).
 """
@@ -120,51 +124,95 @@ def flatten(d: Mapping, prefix: str = "") -> dict:
   return out
 
 
-def _split_preset(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-  name, rest, i = None, [], 0
-  argv = list(argv)
+def replace(cfg: T, **changes) -> T:
+  """``cfg`` with ``changes``, nested fields by dotted name given as a mapping:
+  ``replace(cfg, batch=16, **{"world_model.beta_y": 0.5})``. Each level is a
+  ``dataclasses.replace``, so every nested config is validated again."""
+  own = {k: v for k, v in changes.items() if "." not in k}
+  nested: dict[str, dict] = {}
+  for k, v in changes.items():
+    if "." in k:
+      head, rest = k.split(".", 1)
+      nested.setdefault(head, {})[rest] = v
+  for head, sub in nested.items():
+    own[head] = replace(own.get(head, getattr(cfg, head)), **sub)
+  return dataclasses.replace(cfg, **own)
+
+
+PRESET_FLAGS = ("--preset", "--configs")
+
+
+def _split_presets(argv: Sequence[str]) -> tuple[list[str] | None, list[str]]:
+  """The overlay names of ``--preset A B`` / ``--configs A B`` (every occurrence, in order;
+  None when there is none) and the other arguments."""
+  names: list[str] | None = None
+  rest: list[str] = []
+  i, argv = 0, list(argv)
   while i < len(argv):
     a = argv[i]
-    if a == "--preset":
-      if i + 1 >= len(argv):
-        raise SystemExit("error: --preset needs a value")
-      name, i = argv[i + 1], i + 2
+    flag, eq, value = a.partition("=")
+    if flag in PRESET_FLAGS:
+      names = names if names is not None else []
+      if eq:
+        names += [v for v in value.split(",") if v]
+        i += 1
+        continue
+      j = i + 1
+      while j < len(argv) and not argv[j].startswith("--"):
+        names.append(argv[j])
+        j += 1
+      if j == i + 1:
+        raise SystemExit(f"error: {flag} needs at least one name")
+      i = j
       continue
-    if a.startswith("--preset="):
-      name = a.split("=", 1)[1]
-    else:
-      rest.append(a)
+    rest.append(a)
     i += 1
-  return name, rest
+  return names, rest
+
+
+def apply_presets(cfg: T, names: Sequence[str], presets: Mapping[str, Callable[[T], T]]) -> T:
+  """``cfg`` with the overlays ``presets[name]`` applied in the order of ``names``; an unknown
+  name is a ``ValueError`` listing the choices."""
+  unknown = [n for n in names if n not in presets]
+  if unknown:
+    raise ValueError(
+      f"unknown preset(s) {', '.join(map(repr, unknown))}; choose from {sorted(presets)}"
+    )
+  for name in names:
+    cfg = presets[name](cfg)
+  return cfg
 
 
 def parse(
   cls: type[T],
   argv: Sequence[str] | None = None,
   *,
-  presets: Mapping[str, Callable[[], T]] | None = None,
-  default_preset: str | None = None,
+  presets: Mapping[str, Callable[[T], T]] | None = None,
+  default_presets: Sequence[str] = (),
+  base: T | None = None,
   description: str | None = None,
 ) -> T:
   """Build ``cls`` from the command line (``sys.argv[1:]`` by default).
 
-  With ``presets``, ``--preset NAME`` picks the defaults (a complete config) before the other
-  flags apply; an unknown name lists the choices. A config that fails its own validation exits
-  with the message, not a traceback.
+  With ``presets`` (named overlays ``cfg -> cfg``), ``--preset A B ...`` (or ``--configs``)
+  applies ``presets["A"]``, then ``presets["B"]``, ... to ``base`` (default ``cls()``);
+  without the flag, ``default_presets`` apply. Every other flag applies on top, wherever it
+  stands on the line. An unknown name lists the choices. A config that fails its own
+  validation exits with the message, not a traceback.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
-  default = None
   desc = description if description is not None else (cls.__doc__ or "")
+  default = base
   if presets:
-    name, argv = _split_preset(argv)
-    name = name if name is not None else default_preset
-    if name is not None:
-      if name not in presets:
-        raise SystemExit(f"error: unknown --preset {name!r}; choose from {sorted(presets)}")
-      default = presets[name]()
+    names, argv = _split_presets(argv)
+    names = list(default_presets) if names is None else names
+    try:
+      default = apply_presets(base if base is not None else cls(), names, presets)
+    except ValueError as e:
+      raise SystemExit(f"error: {e}") from None
     desc += (
-      f"\n\n--preset NAME (applied before the other flags): {', '.join(presets)}"
-      f" (default: {default_preset})"
+      f"\n\n--preset NAME [NAME ...] (or --configs): overlays applied in order before the other "
+      f"flags (default: {' '.join(default_presets) or 'none'}): {', '.join(presets)}"
     )
   with _REGISTRY:
     try:

@@ -213,8 +213,9 @@ def dreamer(**overrides) -> WorldModelConfig:
 
 
 def robodesk_96(base: WorldModelConfig | None = None, **overrides) -> WorldModelConfig:
-  """96x96 images (RoboDesk): alpha 2, beta 0.125; encoder 96->47->22->10->4, then a 3x3 conv to
-  2x2; decoder 1->3->9->21->46->96 (kernels 3, 5, 5, 6, 6; channels 128, 128, 64, 32, 3)."""
+  """96x96 images (RoboDesk): alpha 2 (its beta, 0.125, is the task's: :data:`BETA`); encoder
+  96->47->22->10->4, then a 3x3 conv to 2x2; decoder 1->3->9->21->46->96 (kernels 3, 5, 5, 6,
+  6; channels 128, 128, 64, 32, 3)."""
   base = base or dmdp()
   return base.replace(
     **{
@@ -222,8 +223,6 @@ def robodesk_96(base: WorldModelConfig | None = None, **overrides) -> WorldModel
       "decoder_kernels": (3, 5, 5, 6, 6),
       "encoder_final_3x3": True,
       "alpha": 2.0,
-      "beta_y": 0.125,
-      "beta_z": 0.125,
       **overrides,
     }
   )
@@ -256,7 +255,7 @@ def tiny(base: WorldModelConfig | None = None, **overrides) -> WorldModelConfig:
 
 PRESETS = {"dmdp": dmdp, "dmdp_2c": dmdp_2c, "dreamer": dreamer}
 
-_RELEASE_DMC_BETA = 0.25
+_RELEASE_DMC_BETA = WorldModelConfig.beta_y  # the field's default, the release's 0.25
 _DMC_TASKS = ("cheetah_run", "walker_walk", "reacher_easy")
 _DMC_VARIANTS = (
   "noiseless",

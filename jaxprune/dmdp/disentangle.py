@@ -163,15 +163,16 @@ class DisentangleConfig:
     )
 
 
-def default() -> DisentangleConfig:
-  """The issue's default budget: walker_walk and cheetah_run, video background with and without
-  the noisy sensor, dmdp / dmdp_2c / dreamer, 3 seeds."""
-  return DisentangleConfig()
+def default(cfg: DisentangleConfig) -> DisentangleConfig:
+  """The issue's default budget (the config's defaults: walker_walk and cheetah_run, video
+  background with and without the noisy sensor, dmdp / dmdp_2c / dreamer, 3 seeds)."""
+  return cfg
 
 
-def quick() -> DisentangleConfig:
+def quick(cfg: DisentangleConfig) -> DisentangleConfig:
   """The test suite's end-to-end run: one task and variant, 2 seeds, a few updates."""
-  return DisentangleConfig(
+  return dataclasses.replace(
+    cfg,
     tasks=("walker_walk",),
     variants=("video_background_noisy_sensor",),
     model_size="tiny",
@@ -190,7 +191,7 @@ def quick() -> DisentangleConfig:
   )
 
 
-PRESETS = {"default": default, "quick": quick}
+PRESETS = {"default": default, "quick": quick}  # named overlays cfg -> cfg (--preset NAME ...)
 
 
 # ---------------------------------------------------------------------------------------------

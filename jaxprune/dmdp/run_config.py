@@ -1,24 +1,31 @@
-"""The online Denoised MDP agent's config (:class:`RunConfig`, its checks) and presets.
+"""The online Denoised MDP agent's config (:class:`RunConfig`, its checks) and its presets.
 
-Configs are complete (:class:`RunConfig`, nested ``world_model`` and ``agent``); presets are
-functions of the model, task and variant (beta per (task, variant) from
-:data:`jaxprune.dmdp.config.BETA`, whose docstring gives every value's source; the release's
-PyTorch-default init): :func:`full` = the refs' settings (64x64, 1e6 env steps, batch
-50 x 50, 100 updates per 1000 env steps, horizon 15, full model sizes) for accelerators;
+Configs are complete (:class:`RunConfig`, nested ``world_model`` and ``agent``). Two sizes build
+one for a model, task and variant: :func:`full` = the refs' settings (64x64, 1e6 env steps,
+batch 50 x 50, 100 updates per 1000 env steps, horizon 15, full model sizes) for accelerators;
 :func:`small` = a CPU run of minutes (32x32 pixels, 100-step episodes, small networks, 5x the
 refs' learning rates, 20 updates of 16 x 16 per 100 env steps, free nats 1: with 8-dim latents
 KL_x stays below the refs' 3 nats, which would leave x's prior, the one imagination runs on,
-untrained). On the command line (:func:`parse_args`) ``--preset``, ``--model``, ``--env`` and
-``--variant`` choose the preset's values, then every other flag applies on top.
+untrained). What follows from the task and variant (the action size, beta from
+:data:`jaxprune.dmdp.config.BETA`, whose docstring gives every value's source) is computed by
+:func:`task_world_model`, the one place the agent's beta is set.
+
+On the command line (:func:`parse_args`) the named overlays of :data:`PRESETS` apply in order
+(``--preset small dreamer walker_walk noiseless quick``): a size, a model, a task or a variant
+rebuilds the config of its size (:func:`size_of`) for the model, task and variant it then has
+(:func:`rebuild`); ``quick`` shrinks the schedule to a smoke run. Every other flag applies on
+top. ``env``, ``variant`` and ``model`` are chosen by the overlays only, so the values that
+follow from them always match.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from dataclasses import dataclass
-from typing import Sequence, get_args
+from typing import Annotated, Callable, Sequence, get_args
+
+import tyro
 
 from jaxprune.core import config as config_lib
 from jaxprune.core.config import check_finite, require
@@ -42,12 +49,14 @@ class RunConfig:
   """Denoised MDP / Dreamer on a noisy DMC or RoboDesk task from pixels. The defaults are the
   refs' settings (the full preset of the dmdp model on cheetah_run)."""
 
-  env: Task = "cheetah_run"
-  """task"""
-  variant: Variant = "video_background_camera_jitter"
-  """noise of the observations (noisy_sensor: of the reward too); RoboDesk: noisy | noiseless"""
-  model: wm_config.ModelName = "dmdp"
-  """dmdp (Fig. 2b: x, y) | dmdp_2c (Fig. 2c: x, y, z) | dreamer (x); sets the preset's sizes"""
+  env: Annotated[Task, tyro.conf.Fixed] = "cheetah_run"
+  """task (on the command line: the overlay --preset TASK)"""
+  variant: Annotated[Variant, tyro.conf.Fixed] = "video_background_camera_jitter"
+  """noise of the observations (noisy_sensor: of the reward too); RoboDesk: noisy | noiseless
+  (on the command line: the overlay --preset VARIANT)"""
+  model: Annotated[wm_config.ModelName, tyro.conf.Fixed] = "dmdp"
+  """dmdp (Fig. 2b: x, y) | dmdp_2c (Fig. 2c: x, y, z) | dreamer (x); sets the preset's sizes
+  (on the command line: the overlay --preset MODEL)"""
   workdir: str = "runs/dmdp"
   """output directory; a run in a directory with a checkpoint resumes it"""
   seed: int = 0
@@ -153,19 +162,32 @@ class RunConfig:
       factors == FACTORS[self.model],
       f"model {self.model} has factors {', '.join(FACTORS[self.model])} but world_model "
       f"has {', '.join(factors)}: build the config with full(model=...) or "
-      f"small(model=...) (on the command line --model picks the preset's world model)",
+      f"small(model=...) (on the command line: --preset {self.model})",
     )
     require(
       wm.action_dim == ACTION_DIMS[self.env],
       f"world_model.action_dim is {wm.action_dim} but {self.env} has "
       f"{ACTION_DIMS[self.env]} actions: build the config with full(env=...) or "
-      f"small(env=...) (on the command line --env sets it)",
+      f"small(env=...) (on the command line: --preset {self.env})",
     )
 
 
 def default_variant(env: str) -> str:
-  """The variant a command line without ``--variant`` gets: the paper's noisiest of the task."""
+  """The variant a task gets when none is chosen: the paper's noisiest of the task."""
   return "noisy" if env in ROBODESK_TASKS else "video_background_camera_jitter"
+
+
+def variants_of(env: str) -> tuple[str, ...]:
+  """The variants ``env`` takes."""
+  return ROBODESK_VARIANTS if env in ROBODESK_TASKS else DMC_VARIANTS
+
+
+def task_world_model(world_model: WorldModelConfig, env: str, variant: str) -> WorldModelConfig:
+  """``world_model`` for ``env`` under ``variant``: the task's action size and beta (beta_y =
+  beta_z) from :data:`jaxprune.dmdp.config.BETA` (:func:`jaxprune.dmdp.config.beta_for`). The one
+  place the agent's beta is set."""
+  beta = wm_config.beta_for(env, variant)
+  return world_model.replace(action_dim=ACTION_DIMS[env], beta_y=beta, beta_z=beta)
 
 
 def full(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = None) -> RunConfig:
@@ -175,10 +197,10 @@ def full(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = No
   96x96 pixels and alpha 2 (:func:`jaxprune.dmdp.config.robodesk_96`), beta 0.125, the same
   schedule (action repeat 2, 1000-step episodes)."""
   variant = variant or default_variant(env)
-  beta = wm_config.beta_for(env, variant)
-  world_model = wm_config.preset(model, action_dim=ACTION_DIMS[env], beta_y=beta, beta_z=beta)
+  world_model = wm_config.preset(model)
   if env in ROBODESK_TASKS:
-    world_model = wm_config.robodesk_96(world_model, beta_y=beta, beta_z=beta)
+    world_model = wm_config.robodesk_96(world_model)
+  world_model = task_world_model(world_model, env, variant)
   return RunConfig(env=env, variant=variant, model=model, world_model=world_model)
 
 
@@ -192,11 +214,7 @@ def small(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = N
   if env in ROBODESK_TASKS:
     return small_robodesk(model, env, variant)
   base = wm_config.preset(model)
-  beta = wm_config.beta_for(env, variant)
   world_model = base.replace(
-    beta_y=beta,
-    beta_z=beta,
-    action_dim=ACTION_DIMS[env],
     image_size=32,
     encoder_kernels=(4, 4, 4),  # 32 -> 15 -> 6 -> 2
     decoder_kernels=(5, 6, 6),  # 1 -> 5 -> 14 -> 32
@@ -212,6 +230,7 @@ def small(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = N
     reward_hidden=128,
     free_nats=1.0,
   )
+  world_model = task_world_model(world_model, env, variant)
   agent = AgentConfig(
     horizon=10,
     actor_hidden=128,
@@ -252,14 +271,10 @@ def small_robodesk(
   ~100 control steps), 8,000 env steps (~30 minutes on two cores), 10 updates of 16 x 16 per 100
   env steps, evaluations of 2 episodes every 2,000."""
   base = small(model, "cheetah_run", "noiseless")
-  beta = wm_config.beta_for(env, variant)
   world_model = wm_config.robodesk_96(
-    base.world_model,
-    action_dim=ACTION_DIMS[env],
-    encoder_kernels=wm_config.robodesk_96().encoder_kernels,
-    beta_y=beta,
-    beta_z=beta,
+    base.world_model, encoder_kernels=wm_config.robodesk_96().encoder_kernels
   )
+  world_model = task_world_model(world_model, env, variant)
   return dataclasses.replace(
     base,
     env=env,
@@ -274,51 +289,82 @@ def small_robodesk(
   )
 
 
-PRESETS = {"full": full, "small": small}
+SIZES: dict[str, Callable[..., RunConfig]] = {"full": full, "small": small}
+"""The size presets: ``SIZES[name](model, env, variant)`` is a complete config."""
 
 
-def _flag_value(argv: Sequence[str], flag: str, choices: Sequence[str], default: str) -> str:
-  """The last value of ``flag`` in ``argv`` when it is one of ``choices`` (else tyro reports it)."""
-  value = default
-  for i, a in enumerate(argv):
-    if a == flag and i + 1 < len(argv):
-      value = argv[i + 1]
-    elif a.startswith(flag + "="):
-      value = a.split("=", 1)[1]
-  return value if value in choices else default
+def size_of(cfg: RunConfig) -> str:
+  """The size (a key of :data:`SIZES`) whose networks ``cfg``'s world model has, for its model,
+  task and variant. ``ValueError`` when it has neither's."""
+  widths = lambda w: (w.cnn_depth, w.embed_size, w.decoder_hidden, w.reward_hidden)
+  for name, make in SIZES.items():
+    if widths(make(cfg.model, cfg.env, cfg.variant).world_model) == widths(cfg.world_model):
+      return name
+  raise ValueError(
+    f"the world model's widths {widths(cfg.world_model)} (cnn_depth, embed_size, decoder_hidden, "
+    f"reward_hidden) are those of no size in {tuple(SIZES)}: choose the model, task and variant "
+    "before changing them"
+  )
 
 
-def _expand_beta(argv: Sequence[str]) -> list[str]:
-  """``--beta B`` is short for ``--world_model.beta_y B --world_model.beta_z B``."""
-  out, i = [], 0
-  while i < len(argv):
-    a = argv[i]
-    if a == "--beta" and i + 1 < len(argv):
-      out += ["--world_model.beta_y", argv[i + 1], "--world_model.beta_z", argv[i + 1]]
-      i += 2
-      continue
-    if a.startswith("--beta="):
-      b = a.split("=", 1)[1]
-      out += ["--world_model.beta_y", b, "--world_model.beta_z", b]
-    else:
-      out.append(a)
-    i += 1
-  return out
+def rebuild(
+  cfg: RunConfig,
+  *,
+  size: str | None = None,
+  model: str | None = None,
+  env: str | None = None,
+  variant: str | None = None,
+) -> RunConfig:
+  """The complete config of ``size`` (default: ``cfg``'s, :func:`size_of`) for ``cfg``'s model,
+  task and variant with those given replaced. A variant the task does not take (a DMC variant on
+  RoboDesk) becomes the task's :func:`default_variant`. Everything else of ``cfg`` is dropped:
+  the overlays that call it come before ``quick`` and the flags."""
+  size = size or size_of(cfg)
+  env = env or cfg.env
+  variant = variant or cfg.variant
+  if variant not in variants_of(env):
+    variant = default_variant(env)
+  return SIZES[size](model or cfg.model, env, variant)
+
+
+def quick(cfg: RunConfig) -> RunConfig:
+  """A smoke run of a minute on CPU (after small): 600 env steps of 100-step episodes, 200 of
+  prefill, 2 updates of 4 x 8 per 100 env steps, horizon 3, 16-wide actor and value, an
+  evaluation of 1 episode every 400 env steps, a checkpoint every 200."""
+  return config_lib.replace(
+    cfg,
+    env_steps=600,
+    episode_length=100,
+    prefill=200,
+    train_every=100,
+    updates=2,
+    updates_per_dispatch=2,
+    batch=4,
+    seq_len=8,
+    eval_every=400,
+    eval_episodes=1,
+    checkpoint_every=200,
+    **{"agent.horizon": 3, "agent.actor_hidden": 16, "agent.value_hidden": 16},
+  )
+
+
+PRESETS: dict[str, Callable[[RunConfig], RunConfig]] = {
+  **{name: functools.partial(rebuild, size=name) for name in SIZES},
+  **{name: functools.partial(rebuild, model=name) for name in FACTORS},
+  **{name: functools.partial(rebuild, env=name) for name in ACTION_DIMS},
+  **{name: functools.partial(rebuild, variant=name) for name in get_args(Variant)},
+  "quick": quick,
+}
+"""The named overlays ``cfg -> cfg`` of the command line (``--preset NAME [NAME ...]``), applied
+in order: a size, model, task or variant rebuilds the config (:func:`rebuild`); ``quick``
+shrinks the schedule (:func:`quick`)."""
 
 
 def parse_args(argv: Sequence[str] | None = None, description: str | None = None) -> RunConfig:
-  """The :class:`RunConfig` of a command line. ``--preset full|small`` (default full) with the
-  ``--model``, ``--env`` and ``--variant`` given gives the defaults (a complete config: the
-  model's sizes, the task's action size, the (task, variant)'s beta); every other flag applies
-  on top (``--world_model.beta_y 1``, ``--agent.horizon 10``). ``--beta B`` sets beta_y = beta_z
-  = B."""
-  argv = _expand_beta(list(sys.argv[1:] if argv is None else argv))
-  model = _flag_value(argv, "--model", tuple(FACTORS), "dmdp")
-  env = _flag_value(argv, "--env", tuple(ACTION_DIMS), "cheetah_run")
-  variant = _flag_value(argv, "--variant", get_args(Variant), default_variant(env))
-  presets = {
-    name: functools.partial(fn, model=model, env=env, variant=variant)
-    for name, fn in PRESETS.items()
-  }
+  """The :class:`RunConfig` of a command line: the overlays of ``--preset A B ...``
+  (:data:`PRESETS`, in order: sizes full | small, models, tasks, variants, quick) on the
+  default config (the full size of dmdp on cheetah_run, video_background_camera_jitter), then
+  every other flag on top (``--world_model.beta_y 1 --world_model.beta_z 1``,
+  ``--agent.horizon 10``)."""
   desc = description or (RunConfig.__doc__ + "\n\n" + parse_args.__doc__)
-  return config_lib.parse(RunConfig, argv, presets=presets, default_preset="full", description=desc)
+  return config_lib.parse(RunConfig, argv, presets=PRESETS, description=desc)

@@ -201,11 +201,13 @@ def quick() -> CurveConfig:
   )
 
 
+# named overlays cfg -> cfg (core.config.parse, --preset NAME ...): each but default replaces the
+# config by its complete preset
 PRESETS = {
-  "default": CurveConfig,
-  "scaling": scaling,
-  "scaling_digits": scaling_digits,
-  "quick": quick,
+  "default": lambda cfg: cfg,
+  "scaling": lambda cfg: scaling(),
+  "scaling_digits": lambda cfg: scaling_digits(),
+  "quick": lambda cfg: quick(),
 }
 
 
