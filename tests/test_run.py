@@ -100,7 +100,9 @@ def test_resume_with_other_config_lists_fields(tmp_path):
     Run(str(tmp_path), config={**cfg, "lr": 0.5, "model": {"width": 16}}, may_change=("steps",))
   msg = str(e.value)
   assert "lr: 0.1 -> 0.5" in msg and "model.width: 8 -> 16" in msg and "seed" not in msg
-  assert "--overwrite" in msg and "--workdir" in msg
+  # library code names the library's argument (the scripts' flag form comes after it)
+  assert "new workdir, or overwrite=True" in msg and "Run(..., overwrite=True)" in msg
+  assert "--workdir" not in msg
   assert not (tmp_path / ".lock").exists()  # a failed open releases the lock
   # overwrite discards the old run
   with Run(str(tmp_path), config={**cfg, "lr": 0.5}, overwrite=True) as run:

@@ -11,7 +11,14 @@ from jaxprune.core.loop import (
   run_steps,
   to_device,
 )
-from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run, WorkdirInUseError, fit
+from jaxprune.core.run import (
+  ConfigMismatchError,
+  Dispatcher,
+  NonFiniteError,
+  Run,
+  WorkdirInUseError,
+  fit,
+)
 from jaxprune.core.sharding import DATA_AXIS, data_mesh, initialize_distributed
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
   "WorkdirInUseError",
   "Checkpointer",
   "DeviceData",
+  "Dispatcher",
   "NonFiniteError",
   "TrainState",
   "create_state",

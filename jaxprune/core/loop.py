@@ -43,6 +43,13 @@ class TrainState(struct.PyTreeNode):
 
 
 def create_state(params, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+  """The state at step 0: ``params``, ``optimizer.init(params)``, ``step = 0`` and ``key`` (a typed
+  PRNG key, e.g. ``jax.random.key(seed)``; step ``i`` draws with ``fold_in(key, i)``).
+
+  The state holds ``params`` themselves (no copy). :func:`jaxprune.core.run.fit` donates the
+  state it trains, but only its own copy of it: the caller's ``params`` and state stay usable, so
+  one init can start several runs. Runs under ``jax.jit`` (an init in one program).
+  """
   return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.int32(0), key=key)
 
 
@@ -96,18 +103,48 @@ def run_steps(update: Callable, state: TrainState, batches=None, *, length: int 
 
 
 class DeviceData(NamedTuple):
-  """A dataset held on the device: uint8 images (N x H x W x C) and int32 labels (N)."""
+  """A dataset held on the device (made by :func:`to_device`), read by :func:`make_data_step`.
+
+  ``images``: the examples, N x ... . Either uint8 images N x H x W x C (kept compact on the
+  device; the step scales and augments each batch in jit), or floating features of any trailing
+  shape (rows N x D of tabular data or embeddings, float images N x H x W x C), float32 unless
+  given as bfloat16 / float16. ``labels``: int32, N (zeros when the loss needs none).
+  """
 
   images: jax.Array
   labels: jax.Array
 
 
+_FLOAT_KEEP = (np.float16, np.float32, jnp.bfloat16)
+
+
 def to_device(images, labels, mesh: Mesh | None = None) -> DeviceData:
-  """Put a dataset on the device(s), replicated over ``mesh`` (batches get sharded in jit)."""
+  """Put a dataset on the device(s), replicated over ``mesh`` (batches get sharded in jit).
+
+  ``images``: uint8 images N x H x W x C, or floating features N x ... (float64 is stored as
+  float32; integer features other than uint8 images are refused: cast them to float32).
+  ``labels``: integers, N. Non-finite features are refused (they would turn the loss NaN).
+  """
   images = np.asarray(images)
+  labels = np.asarray(labels)
+  if images.ndim < 1 or labels.shape != images.shape[:1]:
+    raise ValueError(
+      f"need images N x ... and labels N, got images {images.shape} and labels {labels.shape}"
+    )
+  if labels.size and not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be integers, got {labels.dtype}")
   if images.dtype != np.uint8:
-    raise ValueError(f"images must be uint8 (kept compact on device), got {images.dtype}")
-  data = DeviceData(jnp.asarray(images), jnp.asarray(np.asarray(labels, np.int32)))
+    if not np.issubdtype(images.dtype, np.floating) and images.dtype != jnp.bfloat16:
+      raise ValueError(
+        "images must be uint8 images or floating features (cast integer features to float32), "
+        f"got {images.dtype}"
+      )
+    if images.dtype not in _FLOAT_KEEP:
+      images = images.astype(np.float32)
+    n_bad = int(np.size(images) - np.count_nonzero(np.isfinite(images.astype(np.float32))))
+    if n_bad:
+      raise ValueError(f"features hold {n_bad} NaN or inf values")
+  data = DeviceData(jnp.asarray(images), jnp.asarray(labels.astype(np.int32)))
   if mesh is not None:
     data = jax.device_put(data, NamedSharding(mesh, P()))
   return data
@@ -127,14 +164,44 @@ def epoch_batch_indices(key: jax.Array, step, *, n: int, batch_size: int) -> jax
   return lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
 
 
+def scale_uint8(images, key) -> jax.Array:
+  """The default ``preprocess`` of :func:`make_data_step`: uint8 images to float32 in [0, 1];
+  floating features pass unchanged (no augmentation either way)."""
+  del key
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  return images
+
+
 def make_data_step(
-  update: Callable, *, batch_size: int, preprocess: Callable, mesh: Mesh | None = None
+  update: Callable,
+  *,
+  batch_size: int,
+  preprocess: Callable | None = None,
+  mesh: Mesh | None = None,
 ) -> Callable:
   """``step(state, data) -> (state, metrics)`` drawing batch ``state.step`` from ``data``.
 
-  ``preprocess(images_uint8_BxHxWxC, key) -> float images`` runs in jit (augmentation).
+  ``data`` is a :class:`DeviceData`. Batch ``i`` is a slice of a fresh permutation of the N
+  examples per epoch (``N // batch_size`` steps; the remainder is dropped), drawn from the
+  state's key: a pure function of the step, so a resumed run sees the same batches.
+
+  ``update(state, batch)`` (e.g. :func:`make_update`, whose ``loss_fn(params, batch, key)``
+  receives it) gets the dict::
+
+    batch["image"]  preprocess(data.images[idx], aug_key): B x ... (B = batch_size), the
+                    features as ``preprocess`` returns them (float32 by default)
+    batch["label"]  data.labels[idx]: int32, B
+    batch["index"]  idx: int32, B, the examples' rows in ``data``
+
+  ``preprocess(x_Bx..., key) -> array`` runs in jit on each batch with its own key (per step,
+  independent of the loss's key): augmentation and normalisation go here. By default
+  (:func:`scale_uint8`) uint8 images become float32 in [0, 1] and floating features pass
+  unchanged; a given ``preprocess`` sees the stored dtype (uint8 images or float features).
   With ``mesh``, the batch is sharded along the mesh's data axis; params stay replicated.
   """
+  if preprocess is None:
+    preprocess = scale_uint8
 
   def step(state: TrainState, data: DeviceData):
     n = data.labels.shape[0]

@@ -28,7 +28,7 @@ import shutil
 import socket
 import time
 import warnings
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -176,7 +176,7 @@ class Run:
         if owner.get("host") == me["host"] and pid > 0 and _pid_alive(pid):
           raise WorkdirInUseError(
             f"{self.workdir} is in use by process {pid} (lock file {self._lock_path}); wait "
-            "for it to finish or choose another --workdir"
+            "for it to finish or use another workdir"
           ) from None
         warnings.warn(
           f"{self.workdir}: taking over the stale lock of process {pid} on "
@@ -234,8 +234,9 @@ class Run:
     if diff:
       raise ConfigMismatchError(
         f"{self.workdir} holds a checkpoint (step {self._ckpt.latest_step()}) of a run with "
-        "a different config:\n  " + "\n  ".join(diff) + "\nUse a new --workdir, or "
-        "--overwrite true to discard it"
+        "a different config:\n  " + "\n  ".join(diff) + "\nUse a new workdir, or "
+        "overwrite=True to discard it (Run(..., overwrite=True), a job config's overwrite "
+        "field; --overwrite true in the scripts)"
         + (
           f" (fields that may change on resume: {', '.join(self.may_change)})"
           if self.may_change
@@ -323,6 +324,114 @@ class Run:
 
 
 # ---------------------------------------------------------------------------------------------
+# the dispatch: K scanned steps per jitted call, metrics read back later, one NaN guard
+
+
+def check_finite_steps(
+  fetched: Sequence[tuple[int, Mapping[str, Any]]], where: Callable[[int], str]
+) -> None:
+  """Raise :class:`NonFiniteError` naming the first step whose metrics hold a NaN or inf.
+
+  ``fetched``: ``(at, metrics)`` per dispatch in order, each metric K x ... (numpy) for steps
+  ``at + 1 ... at + K`` (a trailing axis, e.g. of vmapped models, counts as one step);
+  ``where(n)`` names step ``n`` in the message.
+  """
+  for at, metrics in fetched:
+    arrays = {k: np.asarray(v) for k, v in metrics.items()}
+    arrays = {k: v for k, v in arrays.items() if v.ndim and np.issubdtype(v.dtype, np.number)}
+    if not arrays:
+      continue
+    k = len(next(iter(arrays.values())))
+    bad = np.zeros(k, bool)
+    for v in arrays.values():
+      bad |= ~np.isfinite(v).reshape(k, -1).all(axis=1)
+    if bad.any():
+      i = int(np.argmax(bad))
+      values = {name: v[i].tolist() for name, v in arrays.items() if not np.isfinite(v[i]).all()}
+      raise NonFiniteError(f"non-finite {', '.join(values)} at {where(at + i + 1)}: {values}")
+
+
+class Dispatcher:
+  """The one driver of scanned dispatches: :func:`fit` and the Denoised MDP agent's training
+  phase both run through it.
+
+  ``dispatch(state, *args) -> (state, metrics)`` runs K steps in one jitted ``lax.scan`` with the
+  state donated (e.g. :func:`jitted_dispatch`), each metric stacked K x ... . :meth:`issue` and
+  :meth:`run` issue dispatches and read nothing back, so the device runs ahead of the host (the
+  host samples the next batches meanwhile). :meth:`fetch` reads the pending metrics in one
+  transfer and checks them: first the NaN guard (:func:`check_finite_steps`: a NaN or inf
+  anywhere raises :class:`NonFiniteError` naming the first bad step), then each of ``checks``,
+  ``check(metrics, at)`` per dispatch in order (extra guards such as a divergence bound, raising
+  their own errors). The caller turns what it returns into records for :meth:`Run.log`.
+
+  Steps are numbered as the state's step after them: a dispatch issued at step ``at`` runs steps
+  ``at + 1 ... at + K``; ``where(n)`` names step ``n`` in errors (default ``"step n"``).
+  """
+
+  def __init__(
+    self,
+    dispatch: Callable,
+    *,
+    where: Callable[[int], str] | None = None,
+    checks: Iterable[Callable[[Mapping[str, np.ndarray], int], None]] = (),
+  ):
+    self.dispatch = dispatch
+    self.where = where if where is not None else (lambda n: f"step {n}")
+    self.checks = tuple(checks)
+    self._pending: list[tuple[int, Any]] = []  # (at, metrics still on the device)
+
+  @property
+  def num_pending(self) -> int:
+    """Dispatches whose metrics are not fetched yet."""
+    return len(self._pending)
+
+  def issue(self, state, at: int, *args):
+    """``dispatch(state, *args)`` for the steps after ``at``; returns the new state (the one
+    passed in is donated) and keeps the metrics pending."""
+    state, metrics = self.dispatch(state, *args)
+    self._pending.append((at, metrics))
+    return state
+
+  def run(
+    self,
+    state,
+    *,
+    start: int,
+    stop: int,
+    per_dispatch: int,
+    args: Callable[[int], tuple] = lambda length: (),
+  ) -> Iterator[tuple[int, int, Any]]:
+    """Issue steps ``start + 1 ... stop``, ``per_dispatch`` per dispatch (the last one shorter
+    when they do not divide). ``args(length)`` is the data source: each dispatch's arguments
+    after the state (fixed data, or batches sampled on the host per dispatch). Yields
+    ``(at, at + length, state)`` after issuing each dispatch: the caller fetches, logs,
+    checkpoints between dispatches, or stops (``break``) as it likes."""
+    if per_dispatch < 1:
+      raise ValueError(f"need per_dispatch >= 1, got {per_dispatch}")
+    at = start
+    while at < stop:
+      length = min(per_dispatch, stop - at)
+      state = self.issue(state, at, *args(length))
+      yield at, at + length, state
+      at += length
+
+  def fetch(self, *, keep_newest: bool = False) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """The pending metrics, ``[(at, {name: K x ... numpy}), ...]`` in dispatch order, checked
+    (see the class docstring). ``keep_newest`` leaves the last dispatch running: its metrics
+    are read next time."""
+    n_take = len(self._pending) - (1 if keep_newest else 0)
+    if n_take <= 0:
+      return []
+    fetched = jax.device_get(self._pending[:n_take])
+    del self._pending[:n_take]
+    check_finite_steps(fetched, self.where)
+    for check in self.checks:
+      for at, metrics in fetched:
+        check(metrics, at)
+    return fetched
+
+
+# ---------------------------------------------------------------------------------------------
 # fit: the loop for steps that draw their own data (or take fixed data)
 
 
@@ -341,6 +450,13 @@ def _current_step(state) -> int:
   return int(np.max(jax.device_get(state.step)))  # vmapped states carry one step per model
 
 
+_now = time.monotonic  # the checkpoint clock (a name of its own, so tests can advance it)
+
+CKPT_SECONDS = 60.0
+""":func:`fit`'s default ``ckpt_seconds``: a killed run loses at most about a minute of work, and
+saving costs a small fraction of the time (a few tenths of a second for the models here)."""
+
+
 def fit(
   step: Callable,
   state,
@@ -353,6 +469,7 @@ def fit(
   steps_per_dispatch: int = 10,
   log_every: int = 10,
   ckpt_every: int | None = None,
+  ckpt_seconds: float | None = CKPT_SECONDS,
   mesh: Mesh | None = None,
   progress: bool = True,
   stop_at: int | None = None,
@@ -363,17 +480,26 @@ def fit(
   ``state`` is any pytree with a ``step`` field (a ``TrainState``, a state carrying trackers, or
   a stack of states for models vmapped over seeds).
 
-  * One jitted dispatch runs ``steps_per_dispatch`` steps (``lax.scan``), state donated; the
-    metrics of a dispatch are read only after the next one is issued.
+  * One jitted dispatch runs ``steps_per_dispatch`` steps (``lax.scan``) through a
+    :class:`Dispatcher`; the metrics of a dispatch are read only after the next one is issued.
+  * The caller's ``state`` is never deleted: fit copies it once on entry and donates only its
+    own copies to the dispatches (so one init can start several fits).
   * Every step's metrics are logged through the :class:`Run` (``metrics.jsonl``) at log
     intervals; NaN or inf raises :class:`NonFiniteError` naming the first bad step.
   * With ``run`` (or ``workdir``, for which a :class:`Run` with ``config`` is opened and
-    closed here), checkpoints every ``ckpt_every`` steps and at the end; a new call resumes
-    from the latest one (state, hence data position). ``num_steps`` may change on resume.
+    closed here), checkpoints at the end and at the first dispatch boundary after every
+    ``ckpt_every`` steps (off with ``None``, the default) or ``ckpt_seconds`` of wall time since
+    the last save (:data:`CKPT_SECONDS` by default; off with ``None``), whichever comes first; a
+    new call resumes from the latest one (state, hence data position), so a killed run
+    resumes where it was. ``num_steps`` may change on resume.
   * ``stop_at`` ends the run early without a final checkpoint, as a kill would (for tests).
   """
   if num_steps < 0 or steps_per_dispatch < 1 or log_every < 1:
     raise ValueError("need num_steps >= 0, steps_per_dispatch >= 1 and log_every >= 1")
+  if ckpt_seconds is not None and not ckpt_seconds > 0:
+    raise ValueError(
+      f"need ckpt_seconds > 0 (or None for no timed checkpoints), got {ckpt_seconds}"
+    )
   if run is None and workdir is not None:
     with Run(workdir, config=config) as own:
       return fit(
@@ -385,42 +511,40 @@ def fit(
         steps_per_dispatch=steps_per_dispatch,
         log_every=log_every,
         ckpt_every=ckpt_every,
+        ckpt_seconds=ckpt_seconds,
         mesh=mesh,
         progress=progress,
         stop_at=stop_at,
         desc=desc,
       )
-  if run is not None:
-    restored = run.restore(state)
-    if restored is not None:
-      state = restored[0]
+  restored = None if run is None else run.restore(state)
+  # the caller's arrays are copied (may_alias=False), restored ones are fit's own already: the
+  # dispatches donate what they get, and the caller may still hold (and reuse) its state
+  may_alias = None if restored is not None else False
+  if restored is not None:
+    state = restored[0]
   if mesh is not None:
-    state = jax.device_put(state, NamedSharding(mesh, P()))
+    state = jax.device_put(state, NamedSharding(mesh, P()), may_alias=may_alias)
   else:
     # committed to where they are, like restored arrays: a fresh and a resumed fit then share
     # one compilation of the dispatch (committed-ness is part of jit's cache key)
-    commit = lambda x: jax.device_put(x, x.sharding) if isinstance(x, jax.Array) else x
+    commit = lambda x: (
+      jax.device_put(x, x.sharding, may_alias=may_alias) if isinstance(x, jax.Array) else x
+    )
     state = jax.tree.map(commit, state)
-  dispatch = jitted_dispatch(step, mesh)
+  dispatcher = Dispatcher(jitted_dispatch(step, mesh))
   start = _current_step(state)
-  pending: list[tuple[int, dict]] = []  # (first step, stacked metrics) not yet fetched
   records: list[dict] = []
   t0 = time.perf_counter()
   bar = tqdm(total=num_steps, initial=start, desc=desc, unit="step", disable=not progress)
 
-  def flush(keep_newest: bool = False):
-    # keep_newest: leave the dispatch just issued running; its metrics are read next time
-    n_take = len(pending) - 1 if keep_newest else len(pending)
-    fetched = jax.device_get(pending[:n_take])
-    del pending[:n_take]
+  def log(fetched):
     rows = []
-    for first, m in fetched:
+    for at, m in fetched:
       k = len(next(iter(m.values()))) if m else 0
       for i in range(k):
         # metrics of vmapped models (a leading model axis) are logged as their mean
-        row = {"step": first + i + 1, **{name: float(np.mean(v[i])) for name, v in m.items()}}
-        check_finite_record(row, f"step {row['step']}")
-        rows.append(row)
+        rows.append({"step": at + i + 1, **{name: float(np.mean(v[i])) for name, v in m.items()}})
     if run is not None:
       run.log(rows)
     records.extend(rows)
@@ -430,21 +554,30 @@ def fit(
 
   cur = start
   end = num_steps if stop_at is None else min(num_steps, stop_at)
+  last_save = _now()
   try:
-    while cur < end:
-      length = min(steps_per_dispatch, num_steps - cur)
-      state, metrics = dispatch(state, data, length)
-      pending.append((cur, metrics))
-      prev, cur = cur, cur + length
-      bar.update(length)
-      crossed = lambda every: every and (cur // every > prev // every)
-      if crossed(log_every):
-        flush(keep_newest=True)
-      if run is not None and (crossed(ckpt_every) or cur >= num_steps):
-        flush()
-        run.save(cur, state, position=cur)
-    if pending and cur >= num_steps:
-      flush()
+    if cur < end:
+      dispatches = dispatcher.run(
+        state,
+        start=start,
+        stop=num_steps,
+        per_dispatch=steps_per_dispatch,
+        args=lambda length: (data, length),
+      )
+      for prev, cur, state in dispatches:
+        bar.update(cur - prev)
+        crossed = lambda every: every and (cur // every > prev // every)
+        if crossed(log_every):
+          log(dispatcher.fetch(keep_newest=True))  # the dispatch just issued keeps running
+        timed = run is not None and ckpt_seconds is not None and _now() - last_save >= ckpt_seconds
+        if run is not None and (crossed(ckpt_every) or timed or cur >= num_steps):
+          log(dispatcher.fetch())
+          run.save(cur, state, position=cur)
+          last_save = _now()
+        if cur >= end:
+          break
+    if cur >= num_steps:
+      log(dispatcher.fetch())
   finally:
     bar.close()
   if progress and cur > start:
