@@ -14,11 +14,16 @@ data/ and models/ hold the episodes and the world models' runs (a rerun resumes)
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.dmdp import disentangle
+from jaxprune.dmdp import disentangle, disentangle_config
 
 
 def main(argv=None):
-  cfg = parse(disentangle.DisentangleConfig, argv, presets=disentangle.PRESETS, description=__doc__)
+  cfg = parse(
+    disentangle_config.DisentangleConfig,
+    argv,
+    presets=disentangle_config.PRESETS,
+    description=__doc__,
+  )
   summary = disentangle.run(cfg)
   print(disentangle.markdown_table(summary["rows"]))
   for cond, claims in summary["claims"].items():

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from jaxprune.dmdp import disentangle as dis
+from jaxprune.dmdp import disentangle_config
+from jaxprune.dmdp.disentangle_config import DisentangleConfig
 
-QUICK = dis.quick(dis.DisentangleConfig())
+QUICK = disentangle_config.quick(DisentangleConfig())
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "disentangle.py")
 
 
@@ -34,7 +36,7 @@ def test_probe_table_finds_the_factor_that_holds_the_target():
     "y": rng.normal(size=(2, e, t, 4)).astype(np.float32),
   }
   feats["all"] = np.concatenate([feats["x"], feats["y"]], axis=-1)
-  cfg = dis.DisentangleConfig(burn_in=2, mlp_steps=40)
+  cfg = DisentangleConfig(burn_in=2, mlp_steps=40)
   rows = dis.probe_table(
     cfg, feats, {"qpos": target, "sensor_noise": noise}, ("x", "y", "all"), jax.random.key(0)
   )
@@ -69,13 +71,13 @@ def test_split_and_claims_by_hand():
 
 def test_bad_input_is_named(tmp_path):
   with pytest.raises(ValueError, match="probe_episodes must be >= 3"):
-    dis.DisentangleConfig(probe_episodes=2)
+    DisentangleConfig(probe_episodes=2)
   with pytest.raises(ValueError, match="need >= 3 probe episodes"):
     dis.split_episodes(2)
   with pytest.raises(ValueError, match="unknown factor 'w'"):
-    dis.DisentangleConfig(factors=("x", "w"))
+    DisentangleConfig(factors=("x", "w"))
   with pytest.raises(ValueError, match="model 'dreamer' has no factor y"):
-    dis.factors_to_probe(dis.DisentangleConfig(factors=("x", "y")), "dreamer", ("x",))
+    dis.factors_to_probe(DisentangleConfig(factors=("x", "y")), "dreamer", ("x",))
   # run() checks every model's factors before it collects anything
   cfg = dataclasses.replace(QUICK, factors=("y",), workdir=str(tmp_path / "w"))
   with pytest.raises(ValueError, match="has no factor y"):
@@ -129,9 +131,9 @@ def test_config_from_dict_round_trip():
   run_cfg = run_config.small(model="dmdp_2c", env="walker_walk", variant="video_background")
   back = from_dict(run_config.RunConfig, json.loads(json.dumps(to_dict(run_cfg))))
   assert back == run_cfg and isinstance(back.world_model.encoder_kernels, tuple)
-  assert from_dict(dis.DisentangleConfig, to_dict(QUICK)) == QUICK
+  assert from_dict(DisentangleConfig, to_dict(QUICK)) == QUICK
   with pytest.raises(ValueError, match="has no field.*colour"):
-    from_dict(dis.DisentangleConfig, {"colour": 1})
+    from_dict(DisentangleConfig, {"colour": 1})
 
 
 def test_saved_agent_as_data_policy(tmp_path):

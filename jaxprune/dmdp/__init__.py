@@ -4,7 +4,8 @@ config and presets, ``driver.py`` runs it (on the shared driver ``jaxprune.core.
 ``evaluation.py`` evaluates and plots it; ``salts.py`` holds every key salt of the package;
 ``benchmark.py`` times world-model updates;
 ``offline.py`` trains world models on fixed episodes (seeds vmapped), ``probes.py`` fits ridge and
-MLP probes, ``disentangle.py`` is the paper's representation test (what x, y, z hold).
+MLP probes, ``disentangle.py`` is the paper's representation test (what x, y, z hold;
+``disentangle_config.py`` its config and presets).
 
 Model names, everywhere: ``dmdp`` (Fig. 2b), ``dmdp_2c`` (Fig. 2c), ``dreamer``."""
 
@@ -44,8 +45,8 @@ from jaxprune.dmdp.config import (
   tiny,
 )
 from jaxprune.dmdp.conv import PixelDecoder, PixelEncoder
-from jaxprune.dmdp.disentangle import DisentangleConfig
 from jaxprune.dmdp.disentangle import run as run_disentangle
+from jaxprune.dmdp.disentangle_config import DisentangleConfig
 from jaxprune.dmdp.losses import kl_terms, make_loss_fn, make_optimizer, world_model_loss
 from jaxprune.dmdp.model import (
   WorldModel,

@@ -1,6 +1,7 @@
 """The representation test of the Denoised MDP paper: what do x, y and z hold on noisy DMC?
 
-For each task and variant (:func:`run`, ``scripts/disentangle.py``):
+For each task and variant (:func:`run`, ``scripts/disentangle.py``; the config and its presets are
+:mod:`jaxprune.dmdp.disentangle_config`):
 
 1. **Data** (:func:`jaxprune.envs.ground_truth.collect`): episodes of a fixed data policy
    (uniformly random actions; or ``policy_workdir``: a trained agent's mode), with the ground
@@ -37,162 +38,19 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Literal
 
 import jax
 import numpy as np
 
 from jaxprune.core import io
-from jaxprune.core.config import check_finite, require, to_dict
-from jaxprune.dmdp import offline, probes
+from jaxprune.core.config import to_dict
+from jaxprune.dmdp import offline, probes, run_config
 from jaxprune.dmdp import pictures as pictures_lib
-from jaxprune.dmdp.config import ModelName, Task, Variant, feature_dims
+from jaxprune.dmdp.config import feature_dims, tiny
+from jaxprune.dmdp.disentangle_config import DisentangleConfig
 from jaxprune.dmdp.salts import DISENTANGLE_DATA_SALT as DATA_SALT
 from jaxprune.dmdp.salts import DISENTANGLE_PICTURE_SALT as PICTURE_SALT
 from jaxprune.dmdp.salts import DISENTANGLE_PROBE_SALT as PROBE_SALT
-
-FACTORS = ("x", "y", "z", "all")
-PROBES = ("ridge", "mlp")
-
-
-@dataclass(frozen=True)
-class DisentangleConfig:
-  """Probe what each latent factor of Denoised MDP and Dreamer holds on noisy DMC tasks."""
-
-  tasks: tuple[Task, ...] = ("walker_walk", "cheetah_run")
-  """DMC tasks"""
-  variants: tuple[Variant, ...] = ("video_background", "video_background_noisy_sensor")
-  """noise variants (jaxprune.envs.VARIANTS)"""
-  models: tuple[ModelName, ...] = ("dmdp", "dmdp_2c", "dreamer")
-  """world models, trained on the same data, updates and seeds"""
-  model_size: Literal["small", "tiny"] = "small"
-  """small: the agent's CPU preset (32x32 pixels, latents 64/8); tiny: the tests' (16x16)"""
-  factors: tuple[Literal["x", "y", "z", "all"], ...] = ()
-  """factors to probe (empty: each model's own factors and all); a model without a factor
-  named here is an error"""
-  seeds: int = 3
-  """world-model seeds (vmapped); R^2 is reported as mean +- std over them"""
-  seed: int = 0
-  """data, model and probe keys derive from it"""
-  train_episodes: int = 24
-  """episodes the world models train on"""
-  probe_episodes: int = 15
-  """held-out episodes for the probes, split 60/20/20 into train / validation / test"""
-  episode_length: int = 200
-  """physics steps per episode (100 agent steps at action repeat 2)"""
-  action_repeat: int = 2
-  """physics steps per agent step"""
-  policy_workdir: str | None = None
-  """a scripts/train_dmdp.py work directory: its agent (latest checkpoint, policy mode) collects
-  the data instead of uniformly random actions; its task and image size must match"""
-  num_background_frames: int = 1000
-  """length of the background clip (procedural unless video_dir)"""
-  video_dir: str | None = None
-  """a directory of background videos (e.g. Kinetics driving_car); None: procedural"""
-  updates: int = 400
-  """world-model updates per model (each seed); the default fits the hour on 2 CPU cores (800
-  took more than an hour idle)"""
-  probe_at: tuple[int, ...] = (100, 200)
-  """earlier update counts at which the first probe of ``probes`` runs too (the trend over
-  budgets: r2_trend.png); the table and the claims are at ``updates``, with every probe"""
-  batch: int = 16
-  """sequences per update"""
-  seq_len: int = 16
-  """steps per sequence (the agent's small preset: 16 x 16)"""
-  learning_rate: float = 1e-3
-  """Adam learning rate of the world models (the small preset's model_lr)"""
-  burn_in: int = 5
-  """steps of posterior filtering skipped at each episode's start before probing"""
-  probes: tuple[Literal["ridge", "mlp"], ...] = ("ridge", "mlp")
-  """probes to fit"""
-  mlp_hidden: int = 64
-  """hidden units of the MLP probe"""
-  mlp_steps: int = 300
-  """full-batch Adam steps of the MLP probe (early-stopped on validation)"""
-  picture_steps: int = 10
-  """time steps shown in the factor pictures"""
-  workdir: str = "runs/disentangle"
-  """outputs (table, CSV, pictures, summary.json) and the resumable data / model runs"""
-  jobs: int = 2
-  """(task, variant) conditions run at once, one process each"""
-  progress: bool = True
-  """progress bars"""
-
-  def __post_init__(self):
-    check_finite(self)
-    require(len(self.tasks) >= 1 and len(self.variants) >= 1, "give at least one task and variant")
-    require(len(self.models) >= 1, "give at least one model")
-    require(len(set(self.models)) == len(self.models), f"duplicate models in {self.models}")
-    for f in self.factors:
-      require(f in FACTORS, f"unknown factor {f!r}; choose from {FACTORS}")
-    require(len(self.probes) >= 1, "give at least one probe")
-    require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
-    require(self.jobs >= 1, f"jobs must be >= 1, got {self.jobs}")
-    require(self.train_episodes >= 1, f"train_episodes must be >= 1, got {self.train_episodes}")
-    require(
-      self.probe_episodes >= 3,
-      f"probe_episodes must be >= 3 (split 60/20/20 into train / validation / test episodes, "
-      f"each at least one), got {self.probe_episodes}",
-    )
-    require(self.action_repeat >= 1, f"action_repeat must be >= 1, got {self.action_repeat}")
-    steps = self.episode_length // self.action_repeat
-    require(
-      self.episode_length % self.action_repeat == 0 and steps >= 2,
-      f"episode_length must be a multiple of action_repeat giving >= 2 agent steps, got "
-      f"{self.episode_length}",
-    )
-    require(
-      0 <= self.burn_in < steps - 1,
-      f"burn_in must be in [0, {steps - 1}) (agent steps per episode), got {self.burn_in}",
-    )
-    require(
-      1 <= self.seq_len <= steps + 1,
-      f"seq_len must be in [1, {steps + 1}] (frames per episode), got {self.seq_len}",
-    )
-    require(self.updates >= 1 and self.batch >= 1, "updates and batch must be >= 1")
-    require(
-      all(1 <= u < self.updates for u in self.probe_at),
-      f"probe_at must hold update counts in [1, updates = {self.updates}), got {self.probe_at}",
-    )
-    require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-    require(self.mlp_hidden >= 1 and self.mlp_steps >= 1, "mlp_hidden and mlp_steps must be >= 1")
-    require(
-      1 <= self.picture_steps <= steps + 1 - self.burn_in,
-      f"picture_steps must be in [1, {steps + 1 - self.burn_in}], got {self.picture_steps}",
-    )
-
-
-def default(cfg: DisentangleConfig) -> DisentangleConfig:
-  """The issue's default budget (the config's defaults: walker_walk and cheetah_run, video
-  background with and without the noisy sensor, dmdp / dmdp_2c / dreamer, 3 seeds)."""
-  return cfg
-
-
-def quick(cfg: DisentangleConfig) -> DisentangleConfig:
-  """The test suite's end-to-end run: one task and variant, 2 seeds, a few updates."""
-  return dataclasses.replace(
-    cfg,
-    tasks=("walker_walk",),
-    variants=("video_background_noisy_sensor",),
-    model_size="tiny",
-    seeds=2,
-    train_episodes=3,
-    probe_episodes=5,
-    episode_length=60,
-    num_background_frames=100,
-    updates=4,
-    probe_at=(2,),
-    batch=4,
-    seq_len=8,
-    mlp_steps=20,
-    picture_steps=4,
-    progress=False,
-  )
-
-
-PRESETS = {"default": default, "quick": quick}  # named overlays cfg -> cfg (--preset NAME ...)
-
 
 # ---------------------------------------------------------------------------------------------
 # pieces
@@ -201,9 +59,6 @@ PRESETS = {"default": default, "quick": quick}  # named overlays cfg -> cfg (--p
 def world_model_config(cfg: DisentangleConfig, model: str, task: str, variant: str):
   """The small preset's world model for ``model`` on ``task`` (beta from ``BETA``), or its tiny
   version (``model_size="tiny"``: 16x16 pixels, 2 encoder layers, latents <= 16 / 4)."""
-  from jaxprune.dmdp import run_config
-  from jaxprune.dmdp.config import tiny
-
   wc = run_config.small(model=model, env=task, variant=variant).world_model
   return wc if cfg.model_size == "small" else tiny(wc, action_dim=wc.action_dim)
 
