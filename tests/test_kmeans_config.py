@@ -40,6 +40,14 @@ def test_defaults_are_the_jobs_old_settings():
   assert (b.k, b.distance, b.tol, b.max_iter, b.chunk_size) == (1000, "euclidean", 0.0, 100, 512)
 
 
+def test_choices_are_the_kernels():
+  """The config's distances and algorithms are the ones the kernels accept (no drift)."""
+  from jaxprune.pruning import kmeans, kmeans_bounds, kmeans_config
+
+  assert set(kmeans_config.DISTANCES) == set(kmeans.DISTANCES)
+  assert set(kmeans_config.ALGORITHMS) == set(kmeans_bounds.ALGORITHMS)
+
+
 def test_flags_parse_into_the_nested_config():
   argv = ["--kmeans.k", "7", "--kmeans.max_iter", "5", "--kmeans.n_init", "2"]
   argv += ["--kmeans.distance", "euclidean", "--kmeans.algorithm", "lloyd", "--kmeans.tol", "0"]
