@@ -38,15 +38,7 @@ from jaxprune.pruning.data import (
   pixel_embeddings,
 )
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
-from jaxprune.pruning.kmeans import (
-  Assignment,
-  KMeansResult,
-  assign,
-  check_embeddings,
-  inertia,
-  kmeans,
-  kmeans_plusplus,
-)
+from jaxprune.pruning.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
 from jaxprune.pruning.kmeans_bounds import ALGORITHMS as KMEANS_ALGORITHMS
 from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
@@ -62,7 +54,7 @@ from jaxprune.pruning.scores import (
   self_supervised_prototypes,
   supervised_prototypes,
 )
-from jaxprune.pruning.select import num_kept, select, select_indices, select_mask
+from jaxprune.pruning.select import num_kept, select
 from jaxprune.pruning.supervised import (
   Tracked,
   ensemble_fns,
@@ -113,7 +105,6 @@ __all__ = [
   "CurveConfig",
   "Dataset",
   "DeviceData",
-  "Assignment",
   "KMeansResult",
   "NonFiniteError",
   "PruneConfig",
@@ -127,7 +118,6 @@ __all__ = [
   "accuracy",
   "assign",
   "build_classifier",
-  "check_embeddings",
   "create_state",
   "data_mesh",
   "el2n",
@@ -161,8 +151,6 @@ __all__ = [
   "run_steps",
   "run_subset_train",
   "select",
-  "select_indices",
-  "select_mask",
   "self_supervised_prototypes",
   "ssl_embeddings",
   "supervised_metrics",
