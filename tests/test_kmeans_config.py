@@ -28,6 +28,15 @@ def test_default_k_rule(k, n, num_classes, want):
   assert resolve_k(k, n=n, num_classes=num_classes) == want
 
 
+def test_curve_presets_keep_their_k():
+  """The committed curve experiments' k under the one rule: the curve's old rule (``k or the
+  number of classes``, 10 here) gives the same k on every pool of every preset."""
+  for make in (curve.CurveConfig, curve.scaling, curve.scaling_digits, curve.quick):
+    cfg = make()
+    for n in cfg.pool_sizes or (1348,):
+      assert resolve_k(cfg.kmeans.k, n=n, num_classes=10) == (cfg.kmeans.k or 10)
+
+
 def test_defaults_are_the_jobs_old_settings():
   """The prune job's (and the curve's) k-means before the nested config: k 100, cosine, one
   init, 100 iterations, tol 1e-4, chunks of 512, algorithm auto."""
