@@ -48,7 +48,7 @@ from jaxprune.core import io
 from jaxprune.core.cache import memoize
 from jaxprune.core.checkpoint import CheckpointError
 from jaxprune.core.loop import TrainState, make_update, run_steps
-from jaxprune.core.run import NonFiniteError, Run
+from jaxprune.core.run import Dispatcher, Run
 from jaxprune.core.sharding import DATA_AXIS
 from jaxprune.dmdp import agent as agent_lib
 from jaxprune.dmdp import evaluation
@@ -90,21 +90,6 @@ def train_dispatch(wm_cfg: WorldModelConfig, ag_cfg: AgentConfig, mesh: Mesh) ->
   )
 
 
-def check_finite_updates(metrics: dict, *, first_update: int, env_steps: int) -> None:
-  """:class:`NonFiniteError` naming the first update (numbered from ``first_update``) whose
-  metrics (each K) hold a NaN or inf, and the env step of its training phase."""
-  bad = np.zeros(len(next(iter(metrics.values()))), bool)
-  for v in metrics.values():
-    bad |= ~np.isfinite(v)
-  if bad.any():
-    i = int(np.argmax(bad))
-    names = {k: float(v[i]) for k, v in metrics.items() if not np.isfinite(v[i])}
-    raise NonFiniteError(
-      f"non-finite {', '.join(names)} at update {first_update + i} (env step "
-      f"{env_steps}): {names}; the run stops (its last checkpoint is intact)"
-    )
-
-
 def value_bound(cfg: RunConfig) -> float:
   """The largest |value| :func:`check_value_bound` lets an update have (inf when off)."""
   if cfg.value_guard == 0:
@@ -128,21 +113,29 @@ def check_value_bound(metrics: dict, *, bound: float, first_update: int, env_ste
 
 
 def _train(cfg: RunConfig, dispatch: Callable, state: TrainState, buf, env_steps: int):
-  """One training phase: ``cfg.updates`` updates; returns ``(state, the record to log)``."""
-  first = int(state.step) + 1
-  pending = []
-  for _ in range(cfg.updates // cfg.updates_per_dispatch):
-    # the next batches are sampled on the host while the device runs the last dispatch
-    batches = buf.sample(cfg.batch, cfg.seq_len, num_batches=cfg.updates_per_dispatch)
-    state, m = dispatch(state, batches)
-    pending.append(m)
-  fetched = jax.device_get(pending)
-  per_update = {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]}
-  check_finite_updates(per_update, first_update=first, env_steps=env_steps)
-  check_value_bound(per_update, bound=value_bound(cfg), first_update=first, env_steps=env_steps)
+  """One training phase: ``cfg.updates`` updates through the core
+  :class:`jaxprune.core.run.Dispatcher` (the driver :func:`jaxprune.core.run.fit` uses), with a
+  data source per dispatch (batches sampled from replay) and the value guard as its extra check;
+  returns ``(state, the record to log)``."""
+  at = int(state.step)  # the phase runs updates at + 1 ... at + cfg.updates
+  bound = value_bound(cfg)
+  dispatcher = Dispatcher(
+    dispatch,
+    where=lambda n: f"update {n} (env step {env_steps})",
+    checks=[
+      lambda m, at_d: check_value_bound(m, bound=bound, first_update=at_d + 1, env_steps=env_steps)
+    ],
+  )
+  # the next batches are sampled on the host while the device runs the last dispatch
+  sample = lambda k: (buf.sample(cfg.batch, cfg.seq_len, num_batches=k),)
+  for _, _, state in dispatcher.run(
+    state, start=at, stop=at + cfg.updates, per_dispatch=cfg.updates_per_dispatch, args=sample
+  ):
+    pass
+  fetched = dispatcher.fetch()  # all updates' metrics in one transfer, NaN guard, value guard
   # logged: the mean over the last dispatch (the newest updates_per_dispatch updates)
-  last = {k: float(np.mean(v)) for k, v in fetched[-1].items()}
-  return state, {"kind": "train", "env_steps": env_steps, "update": first - 1 + cfg.updates, **last}
+  last = {k: float(np.mean(v)) for k, v in fetched[-1][1].items()}
+  return state, {"kind": "train", "env_steps": env_steps, "update": at + cfg.updates, **last}
 
 
 # ---------------------------------------------------------------------------------------------
