@@ -38,7 +38,15 @@ from jaxprune.pruning.data import (
   pixel_embeddings,
 )
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
-from jaxprune.pruning.kmeans import KMeansResult, assign, inertia, kmeans, kmeans_plusplus
+from jaxprune.pruning.kmeans import (
+  Assignment,
+  KMeansResult,
+  assign,
+  check_embeddings,
+  inertia,
+  kmeans,
+  kmeans_plusplus,
+)
 from jaxprune.pruning.kmeans_bounds import ALGORITHMS as KMEANS_ALGORITHMS
 from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
@@ -54,7 +62,7 @@ from jaxprune.pruning.scores import (
   self_supervised_prototypes,
   supervised_prototypes,
 )
-from jaxprune.pruning.select import num_kept, select
+from jaxprune.pruning.select import num_kept, select, select_indices, select_mask
 from jaxprune.pruning.supervised import (
   Tracked,
   ensemble_fns,
@@ -105,6 +113,7 @@ __all__ = [
   "CurveConfig",
   "Dataset",
   "DeviceData",
+  "Assignment",
   "KMeansResult",
   "NonFiniteError",
   "PruneConfig",
@@ -118,6 +127,7 @@ __all__ = [
   "accuracy",
   "assign",
   "build_classifier",
+  "check_embeddings",
   "create_state",
   "data_mesh",
   "el2n",
@@ -151,6 +161,8 @@ __all__ = [
   "run_steps",
   "run_subset_train",
   "select",
+  "select_indices",
+  "select_mask",
   "self_supervised_prototypes",
   "ssl_embeddings",
   "supervised_metrics",

@@ -7,14 +7,9 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from jaxprune.pruning.kmeans import (
-  assign,
-  inertia,
-  kmeans,
-  kmeans_plusplus,
-  lloyd_stats,
-  update_centroids,
-)
+from jaxprune.pruning.distances import EUCLIDEAN
+from jaxprune.pruning.kmeans import assign, check_embeddings, inertia, kmeans, kmeans_plusplus
+from jaxprune.pruning.kmeans_kernels import lloyd_stats, update_centroids
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 
 
@@ -138,9 +133,9 @@ def test_empty_cluster_is_reseeded_never_nan():
   x += np.random.default_rng(0).normal(0, 0.1, x.shape).astype(np.float32)
   # third centre far from everything: it gets no points in the first assignment
   c0 = np.array([[0, 0], [10, 10], [1000, 1000]], np.float32)
-  stats = lloyd_stats(jnp.asarray(x), jnp.asarray(c0), distance="euclidean", chunk_size=16)
+  stats = lloyd_stats(jnp.asarray(x), jnp.asarray(c0), distance=EUCLIDEAN, chunk_size=16)
   assert float(stats.counts_K[2]) == 0
-  new = np.asarray(update_centroids(jnp.asarray(c0), stats, distance="euclidean"))
+  new = np.asarray(update_centroids(jnp.asarray(c0), stats, distance=EUCLIDEAN))
   assert np.isfinite(new).all()
   # re-seeded at the point farthest from its centre
   d = np.minimum(((x - c0[0]) ** 2).sum(1), ((x - c0[1]) ** 2).sum(1))
@@ -187,8 +182,12 @@ def test_streamed_equals_in_memory(blobs, tmp_path, distance):
   ],
 )
 def test_bad_points_raise(bad, msg):
+  # values: the host check before the work; shapes: also kmeans itself (static)
   with pytest.raises(ValueError, match=msg):
-    kmeans(bad, k=1, key=jax.random.key(0))
+    check_embeddings(bad, k=1)
+  if msg in ("empty", "2-D"):
+    with pytest.raises(ValueError, match=msg):
+      kmeans(bad, k=1, key=jax.random.key(0))
 
 
 @pytest.mark.parametrize("k", [0, -1, 11, 2.5])

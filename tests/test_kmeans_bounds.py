@@ -9,17 +9,12 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
+from jaxprune.pruning import distances
 from jaxprune.pruning import kmeans_bounds as kb
-from jaxprune.pruning.kmeans import (
-  _bounded_fns,
-  _stats_fn,
-  assign,
-  bounded_iteration,
-  kmeans,
-  lloyd_stats,
-  normalise,
-  update_centroids,
-)
+from jaxprune.pruning.distances import EUCLIDEAN, normalise
+from jaxprune.pruning.kmeans import assign, kmeans
+from jaxprune.pruning.kmeans_bounds import bounded_fns, bounded_iteration
+from jaxprune.pruning.kmeans_kernels import lloyd_stats, stats_fn, update_centroids
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 
 N, K, CHUNK = 2003, 30, 256  # 2003 = 7 full chunks and a tail of 211
@@ -45,14 +40,15 @@ def _run_both(x, c0, distance, algorithm, iters):
   """Iterate the bounded path and the dense reference side by side from ``c0``; yields, per
   iteration, (bounded labels, dense labels, bounded centroids, dense centroids, computed)."""
   xj = jnp.asarray(x)
-  step_fn, active_fn, _ = _bounded_fns(distance, CHUNK, N, None, "data")
+  distance = distances.get(distance)
+  step_fn, active_fn, _ = bounded_fns(distance, CHUNK, N, None, "data")
   r_sq = kb.radius_sq(xj, c0, distance, CHUNK)
   it = jax.jit(
     partial(
       bounded_iteration,
       step_fn=lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode),
       active_fn=active_fn,
-      stats_fn=_stats_fn(distance, CHUNK, N, None, "data"),
+      stats_fn=stats_fn(distance, CHUNK, N, None, "data"),
       distance=distance,
       algorithm=algorithm,
       n_valid=N,
@@ -191,15 +187,13 @@ def test_bounds_hold():
   x, _ = make_blobs(1500, n_features=8, centers=10, random_state=5)
   x = x.astype(np.float32)
   c = jnp.asarray(x[:10])
-  r_sq = kb.radius_sq(jnp.asarray(x), c, "euclidean", 128)
+  r_sq = kb.radius_sq(jnp.asarray(x), c, EUCLIDEAN, 128)
   b = kb.init_bounds(1500)
 
   @jax.jit
   def step(c, b):
-    out = kb.assign_step(
-      jnp.asarray(x), c, b, r_sq, kb.SPARSE, distance="euclidean", chunk_size=128
-    )
-    new = update_centroids(c, out.stats, distance="euclidean")
+    out = kb.assign_step(jnp.asarray(x), c, b, r_sq, kb.SPARSE, distance=EUCLIDEAN, chunk_size=128)
+    new = update_centroids(c, out.stats, distance=EUCLIDEAN)
     return new, kb.loosen(out.bounds, kb.shifts(c, new))
 
   for i in range(6):

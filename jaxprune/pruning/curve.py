@@ -30,7 +30,7 @@ from jaxprune.models.classifier import ClassifierConfig, accuracy
 from jaxprune.pruning import data as data_lib
 from jaxprune.pruning import keys, pool_scaling
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
-from jaxprune.pruning.kmeans import check_k
+from jaxprune.pruning.kmeans import check_embeddings, check_k
 from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.scores import self_supervised_prototypes, supervised_prototypes
 from jaxprune.pruning.select import select
@@ -292,6 +292,7 @@ def compute_all_scores(
     if s not in embeddings:
       embeddings[s] = _embeddings(cfg, train, s)
     emb = embeddings[s][pool]
+    check_embeddings(emb, distance=cfg.kmeans.distance)  # the values, before the work
     if ("ssl_prototypes", s) in todo:
       out["ssl_prototypes", s] = np.asarray(
         self_supervised_prototypes(

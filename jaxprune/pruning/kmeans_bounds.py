@@ -1,9 +1,10 @@
 """Exact bound-based k-means (Hamerly's bounds): Lloyd's iterations, skipping proven distances.
 
-Every point carries bounds (:class:`Bounds`): ``upper`` >= its distance to its assigned centroid
-and ``lower`` <= its distance to every other centroid. Distances here are not squared (the
-triangle inequality needs them); for ``"cosine"`` they are chords ``|x - c|`` between unit
-vectors, which order centroids as ``1 - cos`` does. After a centroid update the bounds loosen by
+Every point carries bounds (:class:`Bounds`): ``upper`` >= its metric distance to its assigned
+centroid and ``lower`` <= its metric distance to every other centroid. The metric is the square
+root of :mod:`distances`' ``metric_sq`` (the triangle inequality needs a metric): the euclidean
+distance, or for ``"cosine"`` the chord ``|x - c|`` between unit vectors, which orders centroids
+as ``1 - cos`` does. After a centroid update the bounds loosen by
 the shifts: ``upper += |shift of the assigned centroid|``, ``lower -= the largest shift of any
 other centroid``. A point with ``upper < lower`` keeps its label without computing a distance.
 
@@ -33,22 +34,26 @@ float32) per run, nothing N x K.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from functools import partial
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
-from jaxprune.pruning.kmeans import (
+from jaxprune.pruning.distances import Distance
+from jaxprune.pruning.kmeans_kernels import (
   LloydStats,
   add_chunk,
-  best_dist,
   empty_stats,
   lloyd_pass,
   nearest2,
-  prepare,
+  reduce_stats,
   row_mask,
   scan_chunks,
+  update_centroids,
 )
 
 ALGORITHMS = ("auto", "lloyd", "hamerly")
@@ -62,8 +67,8 @@ class Bounds(NamedTuple):
   """Per-point state of the bounded iterations (N each)."""
 
   labels: jax.Array  # int32 assigned centroid
-  upper: jax.Array  # float32 >= distance to the assigned centroid + margin
-  lower: jax.Array  # float32 <= distance to any other centroid - margin
+  upper: jax.Array  # float32 >= metric distance to the assigned centroid + margin
+  lower: jax.Array  # float32 <= metric distance to any other centroid - margin
 
 
 class StepOut(NamedTuple):
@@ -126,10 +131,10 @@ def init_bounds(n: int, n_valid=None, offset=0) -> Bounds:
   )
 
 
-def radius_sq(x_NxD, c0_KxD, distance: str, chunk_size: int):
+def radius_sq(x_NxD, c0_KxD, distance: Distance, chunk_size: int):
   """``R^2``: bounds the squared norm of every point and every centroid of the run (means and
   re-seeds are points or convex combinations of them; the initial centroids are given)."""
-  if distance == "cosine":
+  if distance.unit:
     return jnp.float32(1.0)
 
   def f(m, x_CxD, start):
@@ -139,35 +144,26 @@ def radius_sq(x_NxD, c0_KxD, distance: str, chunk_size: int):
   return jnp.maximum(m, jnp.max(jnp.sum(c0_KxD * c0_KxD, axis=1)))
 
 
-def _sq_norms(xp_CxD, distance: str):
-  if distance == "cosine":
-    return jnp.ones(xp_CxD.shape[:1], jnp.float32)
-  return jnp.sum(xp_CxD * xp_CxD, axis=1)
-
-
-def _sq_dist(score, xsq, distance: str):
-  """Squared (chordal for cosine) distance from a :func:`kmeans.scores` value."""
-  return 2.0 + 2.0 * score if distance == "cosine" else score + xsq
-
-
-def _widen(best_C, second_C, xp_CxD, r_sq, distance: str):
-  """Fresh ``(upper, lower)`` from the two nearest scores: widened by their rounding error and
-  margined by ``mu`` (module docstring)."""
-  xsq = _sq_norms(xp_CxD, distance)
+def _widen(best_C, second_C, xp_CxD, r_sq, distance: Distance):
+  """Fresh metric ``(upper, lower)`` from the two nearest scores: widened by their rounding
+  error and margined by ``mu`` (module docstring)."""
+  xsq = distance.sq_norms(xp_CxD)
   err = kappa(xp_CxD.shape[1]) * (xsq + r_sq)
   mu = jnp.sqrt(err)
-  upper = jnp.sqrt(jnp.maximum(_sq_dist(best_C, xsq, distance), 0.0) + err) + mu
-  lower = jnp.sqrt(jnp.maximum(_sq_dist(second_C, xsq, distance) - err, 0.0)) - mu
+  best_metric_sq = distance.metric_sq_from_score(best_C, xsq)
+  second_metric_sq = distance.metric_sq_from_score(second_C, xsq)
+  upper = jnp.sqrt(jnp.maximum(best_metric_sq, 0.0) + err) + mu
+  lower = jnp.sqrt(jnp.maximum(second_metric_sq - err, 0.0)) - mu
   return upper, lower
 
 
-def _tight_upper(xp_CxD, cl_CxD, r_sq, distance: str):
-  """Upper bound from the exact distance to the assigned centroid (direct difference: relative
-  error <= kappa), plus the margin."""
+def _tight_upper(xp_CxD, cl_CxD, r_sq, distance: Distance):
+  """Upper bound from the exact metric distance to the assigned centroid (direct difference:
+  relative error <= kappa), plus the margin."""
   kap = kappa(xp_CxD.shape[1])
-  dsq = jnp.sum((xp_CxD - cl_CxD) ** 2, axis=1)
-  mu = jnp.sqrt(kap * (_sq_norms(xp_CxD, distance) + r_sq))
-  return jnp.sqrt(dsq * (1.0 + 2.0 * kap)) + mu
+  metric_sq = jnp.sum((xp_CxD - cl_CxD) ** 2, axis=1)
+  mu = jnp.sqrt(kap * (distance.sq_norms(xp_CxD) + r_sq))
+  return jnp.sqrt(metric_sq * (1.0 + 2.0 * kap)) + mu
 
 
 def _compacted(active_N, chunk_size: int, fn, outs):
@@ -191,13 +187,13 @@ def _compacted(active_N, chunk_size: int, fn, outs):
   return outs
 
 
-def _sums(x_NxD, labels_N, k: int, *, distance: str, chunk_size: int, n_valid, offset):
+def _sums(x_NxD, labels_N, k: int, *, distance: Distance, chunk_size: int, n_valid, offset):
   """Per-cluster sums and counts of the (prepared) points, in :func:`kmeans.lloyd_stats`'s chunk
   order and arithmetic (so equal labels give equal bits). Inertia and far points: unknown."""
   d = x_NxD.shape[1]
 
   def f(carry, x_CxD, start):
-    xp = prepare(x_CxD, distance)
+    xp = distance.prepare(x_CxD)
     lab = lax.dynamic_slice_in_dim(labels_N, start - offset, x_CxD.shape[0])
     w = row_mask(start, xp.shape[0], n_valid)
     if w is not None:
@@ -214,19 +210,19 @@ def _sums(x_NxD, labels_N, k: int, *, distance: str, chunk_size: int, n_valid, o
   return LloydStats(sums, counts, *empty_stats(k, d)[2:])
 
 
-def _dense(x_NxD, c_KxD, r_sq, *, distance: str, chunk_size: int, n_valid, offset) -> StepOut:
+def _dense(x_NxD, c_KxD, r_sq, *, distance: Distance, chunk_size: int, n_valid, offset) -> StepOut:
   """Every row's distances (Lloyd's pass, two nearest scores kept): exact statistics."""
   k, d = c_KxD.shape
 
   def f(stats, x_CxD, start):
-    xp = prepare(x_CxD, distance)
+    xp = distance.prepare(x_CxD)
     labels, best, second = nearest2(xp, c_KxD, distance)
     upper, lower = _widen(best, second, xp, r_sq, distance)
     w = row_mask(start, xp.shape[0], n_valid)
     if w is not None:
       upper = jnp.where(w > 0, upper, -jnp.inf)
       lower = jnp.where(w > 0, lower, jnp.inf)
-    stats = add_chunk(stats, xp, labels, best_dist(best, xp, distance), w)
+    stats = add_chunk(stats, xp, labels, distance.sqdist_from_score(best, xp), w)
     return stats, Bounds(labels, upper, lower)
 
   stats, b = scan_chunks(f, x_NxD, empty_stats(k, d), chunk_size=chunk_size, offset=offset)
@@ -234,18 +230,20 @@ def _dense(x_NxD, c_KxD, r_sq, *, distance: str, chunk_size: int, n_valid, offse
   return StepOut(b, stats, n_rows, jnp.int32(0), jnp.bool_(True), jnp.int32(0))
 
 
-def _sparse(x_NxD, c_KxD, b: Bounds, r_sq, active_N, *, distance, chunk_size, n_valid, offset):
+def _sparse(
+  x_NxD, c_KxD, b: Bounds, r_sq, active_N, *, distance: Distance, chunk_size, n_valid, offset
+):
   """Tighten, then full rows for the points still active, both compacted; sums from labels."""
   k = c_KxD.shape[0]
 
   def tighten(ids):
-    return _tight_upper(prepare(x_NxD[ids], distance), c_KxD[b.labels[ids]], r_sq, distance)
+    return _tight_upper(distance.prepare(x_NxD[ids]), c_KxD[b.labels[ids]], r_sq, distance)
 
   upper = _compacted(active_N, chunk_size, tighten, b.upper)
   full_N = active_N & (upper >= b.lower)
 
   def rows(ids):
-    xp = prepare(x_NxD[ids], distance)
+    xp = distance.prepare(x_NxD[ids])
     labels, best, second = nearest2(xp, c_KxD, distance)
     return (labels, *_widen(best, second, xp, r_sq, distance))
 
@@ -315,7 +313,7 @@ def assign_step(
   r_sq,
   mode,
   *,
-  distance: str,
+  distance: Distance,
   chunk_size: int,
   n_valid=None,
   offset=0,
@@ -339,9 +337,9 @@ def assign_step(
   return out._replace(n_changed=changed)
 
 
-def _lloyd(x_NxD, c_KxD, *, distance: str, chunk_size: int, n_valid, offset) -> StepOut:
-  """Lloyd's own pass (:func:`kmeans.lloyd_stats`'s arithmetic), keeping the labels; the bounds
-  are dropped (every row active)."""
+def _lloyd(x_NxD, c_KxD, *, distance: Distance, chunk_size: int, n_valid, offset) -> StepOut:
+  """Lloyd's own pass (:func:`kmeans_kernels.lloyd_stats`'s arithmetic), keeping the labels;
+  the bounds are dropped (every row active)."""
   stats, labels = lloyd_pass(
     x_NxD, c_KxD, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=offset,
     with_labels=True,
@@ -366,16 +364,115 @@ def loosen(b: Bounds, shift_K) -> Bounds:
   return Bounds(b.labels, b.upper + shift_K[b.labels], b.lower - other)
 
 
-def label_dists(x_NxD, c_KxD, labels_N, *, distance: str, chunk_size: int, offset=0):
-  """Distance of every row to the centroid ``labels`` names, as :func:`kmeans.assign` reports it
-  (squared euclidean, or ``1 - cos``); O(N D)."""
+def label_sqdist(x_NxD, c_KxD, labels_N, *, distance: Distance, chunk_size: int, offset=0):
+  """``sqdist`` of every row to the centroid ``labels`` names, as :func:`kmeans.assign` reports
+  it (squared euclidean, or ``1 - cos``); O(N D)."""
 
   def f(carry, x_CxD, start):
-    xp = prepare(x_CxD, distance)
     cl = c_KxD[lax.dynamic_slice_in_dim(labels_N, start - offset, x_CxD.shape[0])]
-    if distance == "cosine":
-      return carry, jnp.maximum(1.0 - jnp.sum(xp * cl, axis=1), 0.0)
-    return carry, jnp.sum((xp - cl) ** 2, axis=1)
+    return carry, distance.sqdist(distance.prepare(x_CxD), cl)
 
-  _, dist = scan_chunks(f, x_NxD, None, chunk_size=chunk_size, offset=offset)
-  return dist
+  _, sqdist = scan_chunks(f, x_NxD, None, chunk_size=chunk_size, offset=offset)
+  return sqdist
+
+
+# ---------------------------------------------------------------------------------------------
+# Lloyd's iterations with bounds
+
+
+def bounded_iteration(
+  x_NxD,
+  c_KxD,
+  b,
+  sched,
+  i,
+  *,
+  step_fn: Callable,
+  active_fn: Callable,
+  stats_fn: Callable,
+  distance: Distance,
+  algorithm: str,
+  n_valid: int,
+):
+  """One of Lloyd's iterations with Hamerly's bounds, given bounds ``b`` valid for ``c``.
+  ``step_fn(x, c, bounds, mode) -> StepOut`` runs the pass :func:`choose` picks from
+  ``active_fn(bounds)`` (the number of active points); an iteration whose compacted pass empties
+  a cluster takes its statistics from ``stats_fn`` (the dense pass, which knows the farthest
+  points for re-seeding).
+
+  Returns ``(new centroids, bounds valid for them, schedule, labels w.r.t. c, fraction of the
+  N x K distances computed)``: the labels and centroids of Lloyd's iteration from ``c``.
+  """
+  k = c_KxD.shape[0]
+  mode, sched = choose(sched, i, active_fn(b) / n_valid, k, algorithm)
+  out = step_fn(x_NxD, c_KxD, b, mode)
+  sched = observe(sched, out.n_changed, n_valid)
+  stats = lax.cond(
+    jnp.any(out.stats.counts_K == 0) & ~out.exact, lambda: stats_fn(x_NxD, c_KxD), lambda: out.stats
+  )
+  new = update_centroids(c_KxD, stats, distance=distance)
+  frac = (out.n_full.astype(jnp.float32) + out.n_tight.astype(jnp.float32) / k) / n_valid
+  return new, loosen(out.bounds, shifts(c_KxD, new)), sched, out.bounds.labels, frac
+
+
+def bounded_lloyd(x_NxD, c0_KxD, b0, *, max_iter: int, tol_abs, **kw):
+  """:func:`bounded_iteration` in a ``lax.while_loop`` until the total squared centre shift
+  <= tol_abs (``kw``: its keyword arguments). Returns ``(centroids, n_iter, converged,
+  computed_per_iteration, bounds)``; the bounds are valid for the returned centroids."""
+
+  def cond(carry):
+    return (carry[3] < max_iter) & (carry[4] > tol_abs)
+
+  def body(carry):
+    c, b, sched, i, _, computed = carry
+    new, b, sched, _, frac = bounded_iteration(x_NxD, c, b, sched, i, **kw)
+    return new, b, sched, i + 1, jnp.sum((new - c) ** 2), computed.at[i].set(frac)
+
+  init = (
+    c0_KxD,
+    b0,
+    init_schedule(),
+    jnp.int32(0),
+    jnp.float32(jnp.inf),
+    jnp.zeros((max_iter,), jnp.float32),
+  )
+  c, b, _, n_iter, shift, computed = lax.while_loop(cond, body, init)
+  return c, n_iter, shift <= tol_abs, computed, b
+
+
+def bounded_fns(
+  distance: Distance, chunk_size: int, n_valid: int, mesh: Mesh | None, axis_name: str
+):
+  """``step_fn(x, c, bounds, r_sq, mode) -> StepOut``, ``active_fn(bounds)`` (active points) and
+  ``inertia_fn(x, c, labels)`` on one device, or sharded over ``mesh``: every device compacts
+  its own rows; the statistics and counts are reduced over the devices."""
+  kw = dict(distance=distance, chunk_size=chunk_size)
+  if mesh is None:
+    step = lambda x, c, b, r_sq, mode: assign_step(x, c, b, r_sq, mode, **kw)
+    return step, count_active, lambda x, c, labels: jnp.sum(label_sqdist(x, c, labels, **kw))
+
+  def local_step(x_l, c, b_l, r_sq, mode):
+    offset = lax.axis_index(axis_name) * x_l.shape[0]
+    out = assign_step(x_l, c, b_l, r_sq, mode, n_valid=n_valid, offset=offset, **kw)
+    psum = lambda a: lax.psum(a, axis_name)
+    stats = reduce_stats(out.stats, axis_name)
+    n = (psum(out.n_full), psum(out.n_tight))
+    return StepOut(out.bounds, stats, *n, out.exact, psum(out.n_changed))
+
+  def local_inertia(x_l, c, labels_l):
+    offset = lax.axis_index(axis_name) * x_l.shape[0]
+    sqdist = label_sqdist(x_l, c, labels_l, offset=offset, **kw)
+    valid = offset + jnp.arange(x_l.shape[0]) < n_valid
+    return lax.psum(jnp.sum(jnp.where(valid, sqdist, 0.0)), axis_name)
+
+  rows = P(axis_name)
+  bounds = Bounds(rows, rows, rows)
+  shard = partial(jax.shard_map, mesh=mesh, check_vma=False)
+  step = shard(
+    local_step,
+    in_specs=(rows, P(), bounds, P(), P()),
+    out_specs=StepOut(bounds, P(), P(), P(), P(), P()),  # the mode is the same on every device
+  )
+  active = shard(lambda b: lax.psum(count_active(b), axis_name), in_specs=(bounds,), out_specs=P())
+  inertia = shard(local_inertia, in_specs=(rows, P(), rows), out_specs=P())
+  return step, active, inertia

@@ -2,9 +2,9 @@
 
 The data stays on the host (a ``.npy`` memory map or any numpy array) and is streamed to the
 device in blocks; each block is reduced with the same chunked kernels as :func:`kmeans.kmeans`
-(:func:`kmeans.lloyd_stats`, :func:`kmeans.update_centroids`). Blocks of a memory-mapped file are
-read with ``readinto`` so that the file's pages never count towards this process's memory:
-peak memory is a few blocks plus K x D, whatever N is.
+(:func:`kmeans_kernels.lloyd_stats`, :func:`kmeans_kernels.update_centroids`). Blocks of a
+memory-mapped file are read with ``readinto`` so that the file's pages never count towards this
+process's memory: peak memory is a few blocks plus K x D, whatever N is.
 
 k-means++ seeding runs on a random sample of ``init_sample`` rows (all rows when None), and the
 convergence tolerance is scaled by that sample's feature variance.
@@ -20,18 +20,20 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune.pruning import distances
 from jaxprune.pruning import kmeans_bounds as kb
+from jaxprune.pruning.distances import Distance
 from jaxprune.pruning.kmeans import (
-  KMeansResult,
-  assign_jit,
-  check_distance,
   check_k,
   check_norms,
-  check_points,
+  check_shape,
   count_zero_norm,
-  default_local_trials,
+  kmeans_plusplus,
+)
+from jaxprune.pruning.kmeans_kernels import (
+  KMeansResult,
+  assign_chunks,
   empty_stats,
-  kmeanspp_jit,
   lloyd_stats,
   mean_variance,
   merge_stats,
@@ -111,13 +113,14 @@ def _block_step(stats, blk, c, b, r_sq, mode, start, *, distance, chunk_size, n_
 
 
 @partial(jax.jit, static_argnames=("distance", "chunk_size", "n_valid"))
-def _block_dists(blk, c, b, r_sq, mode, start, *, distance, chunk_size, n_valid):
-  """Exact labels (a bounded pass) and their distances for one block, against the final c."""
+def _block_sqdist(blk, c, b, r_sq, mode, start, *, distance, chunk_size, n_valid):
+  """Exact labels (a bounded pass) and their sqdist for one block, against the final c."""
   kw = dict(distance=distance, chunk_size=chunk_size)
   labels = kb.assign_step(blk, c, b, r_sq, mode, n_valid=n_valid, offset=start, **kw).bounds.labels
-  return labels, kb.label_dists(blk, c, labels, offset=start, **kw)
+  return labels, kb.label_sqdist(blk, c, labels, offset=start, **kw)
 
 
+_block_assign = jax.jit(assign_chunks, static_argnames=("distance", "chunk_size"))
 _loosen = jax.jit(kb.loosen)
 _count_active = jax.jit(kb.count_active)
 
@@ -127,7 +130,7 @@ def kmeans_streamed(
   *,
   k: int,
   key: jax.Array,
-  distance: str = "euclidean",
+  distance: str | Distance = "euclidean",
   max_iter: int = 100,
   tol: float = 1e-4,
   init_sample: int | None = None,
@@ -144,13 +147,15 @@ def kmeans_streamed(
   every block is still read once per iteration for the centroid sums. The first iteration is
   Lloyd's pass (it also measures the largest norm, which the bounds' error margin needs).
 
-  Returns ``(KMeansResult, labels_N, dist_N)``; labels and distances (as in :func:`kmeans.assign`)
-  are numpy arrays computed against the final centroids.
+  Returns ``(KMeansResult, labels_N, sqdist_N)``; labels and ``sqdist`` (as in
+  :func:`kmeans.assign`) are numpy arrays computed against the final centroids.
+
+  A host function (it reads ``x`` block by block): it checks the values itself, in the first
+  pass (NaN or inf, and zero-norm rows for cosine), as :func:`kmeans.check_embeddings` would.
   """
-  check_distance(distance)
+  distance = distances.get(distance)
   kb.check_algorithm(algorithm)
-  # finiteness (and, for cosine, zero norms) are checked block by block in the first pass
-  check_points(x, check_finite=False)
+  check_shape(x)
   n, d = x.shape
   check_k(k, n)
   algorithm = kb.resolve(algorithm, n, k, d)
@@ -167,9 +172,7 @@ def kmeans_streamed(
   sample = read_rows(x, idx)
   _check_finite(sample, idx)
   sample = jnp.asarray(sample)
-  c = kmeanspp_jit(
-    key_init, sample, k=k, distance=distance, n_local_trials=default_local_trials(k), n_valid=m
-  )
+  c = kmeans_plusplus(sample, k=k, key=key_init, distance=distance)
   tol_abs = float(tol * mean_variance(sample, distance, m, chunk_size))
   del sample
 
@@ -181,7 +184,7 @@ def kmeans_streamed(
   starts = list(range(0, n, block_size))
   bounds = {s: kb.init_bounds(block_size, n, s) for s in starts} if bounded else {}
   sched = kb.init_schedule()
-  r_sq = float(jnp.max(jnp.sum(c * c, axis=1))) if distance == "euclidean" else 1.0
+  r_sq = 1.0 if distance.unit else float(jnp.max(jnp.sum(c * c, axis=1)))
   computed = np.zeros(max_iter, np.float32)
   kw = dict(distance=distance, chunk_size=chunk_size, n_valid=n)
   n_iter, converged, zero_rows = 0, False, 0
@@ -196,7 +199,7 @@ def kmeans_streamed(
     for start, blk in iter_blocks(x, block_size):
       if n_iter == 1:
         _check_finite(blk, np.arange(start, start + len(blk)))
-        if distance == "cosine":  # counted over the whole pass: the error says how many
+        if distance.unit:  # zero norms counted over the whole pass: the error says how many
           zero_rows += count_zero_norm(blk[: min(block_size, n - start)])
         elif bounded:
           r_sq = max(r_sq, float(np.max(np.einsum("ij,ij->i", blk, blk))))
@@ -236,25 +239,23 @@ def kmeans_streamed(
   bar.close()
 
   labels = np.empty(n, np.int32)
-  dist = np.empty(n, np.float32)
+  sqdist = np.empty(n, np.float32)
   if bounded:  # the bounds settle most labels for the final centroids: compacted when they pay
     n_active = int(sum(_count_active(b) for b in bounds.values()))
     final = kb.SPARSE if n_active <= kb.dense_above(k) * n else kb.LLOYD
   for start, blk in iter_blocks(x, block_size):
     if bounded:
-      lab, dst = _block_dists(blk, c, bounds[start], r_sq, final, start, **kw)
+      lab, sqd = _block_sqdist(blk, c, bounds[start], r_sq, final, start, **kw)
     else:
-      lab, dst = assign_jit(
-        blk, c, distance=distance, chunk_size=chunk_size, mesh=None, axis_name="data"
-      )
+      lab, sqd = _block_assign(blk, c, distance=distance, chunk_size=chunk_size)
     rows = min(block_size, n - start)
     labels[start : start + rows] = np.asarray(lab[:rows])
-    dist[start : start + rows] = np.asarray(dst[:rows])
+    sqdist[start : start + rows] = np.asarray(sqd[:rows])
   result = KMeansResult(
     c,
-    jnp.float32(dist.sum(dtype=np.float64)),
+    jnp.float32(sqdist.sum(dtype=np.float64)),
     jnp.int32(n_iter),
     jnp.bool_(converged),
     jnp.asarray(computed),
   )
-  return result, labels, dist
+  return result, labels, sqdist

@@ -32,7 +32,7 @@ from jaxprune.pruning import keys
 from jaxprune.pruning import scores as scores_lib
 from jaxprune.pruning import supervised as supervised_lib
 from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
-from jaxprune.pruning.kmeans import check_k
+from jaxprune.pruning.kmeans import check_embeddings, check_k
 from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.select import MODES, select
 from jaxprune.pruning.supervised import check_scoring_fields, scoring_kwargs
@@ -178,6 +178,7 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
     key = keys.job_key(cfg.seed, keys.RANDOM_SCORES)
     return np.asarray(scores_lib.random_scores(n, key=key)), None, {}
   if cfg.score == "supervised_prototypes":
+    check_embeddings(emb, distance=cfg.kmeans.distance)  # the values, before the work
     return (
       np.asarray(scores_lib.supervised_prototypes(emb, ds.labels, distance=cfg.kmeans.distance)),
       ds.labels,
@@ -209,6 +210,8 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
   if stream is None:
     stream = isinstance(emb, np.memmap) and emb.nbytes > (2 << 30)
   init_sample = cfg.init_sample if cfg.init_sample is not None else 64 * k
+  if not stream:  # the values, before the work (a streamed k-means checks them in its 1st pass)
+    check_embeddings(emb, k=k, distance=cfg.kmeans.distance)
   t0 = time.perf_counter()
   if cfg.progress and not stream:
     print(

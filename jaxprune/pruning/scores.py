@@ -5,7 +5,12 @@ to the nearest centroid. Supervised prototypes: distance to the example's own cl
 Random: i.i.d. uniform scores (the baseline).
 
 Distances: ``"cosine"`` gives ``1 - cos`` (the paper's choice, the default); ``"euclidean"`` gives
-the euclidean distance (the square root of the k-means objective's term).
+the euclidean distance (the square root of the k-means objective's ``sqdist``): the
+``hardness`` of :mod:`distances`.
+
+Every score is a ``jax.Array``. The prototype scores are jittable (``k`` / ``num_classes``
+static; not ``streamed=True``, which reads a host array); their values are checked on the host by
+:func:`kmeans.check_embeddings` before the work.
 """
 
 from __future__ import annotations
@@ -17,14 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxprune.pruning.kmeans import assign, check_distance, check_points, kmeans, normalise, prepare
+from jaxprune.pruning import distances
+from jaxprune.pruning.distances import Distance
+from jaxprune.pruning.kmeans import KMeansResult, assign, check_shape, kmeans
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
-from jaxprune.pruning.select import check_labels
-
-
-def _hardness(dist, distance: str):
-  """k-means' distance (squared for euclidean) -> the score (the distance itself)."""
-  return jnp.sqrt(dist) if distance == "euclidean" else dist
+from jaxprune.pruning.select import check_label_shape, check_labels
 
 
 def self_supervised_prototypes(
@@ -32,7 +34,7 @@ def self_supervised_prototypes(
   *,
   k: int,
   key: jax.Array,
-  distance: str = "cosine",
+  distance: str | Distance = "cosine",
   n_init: int = 1,
   max_iter: int = 100,
   tol: float = 1e-4,
@@ -42,16 +44,18 @@ def self_supervised_prototypes(
   init_sample: int | None = None,
   progress: bool = False,
   algorithm: str = "auto",
-):
+) -> tuple[jax.Array, jax.Array, KMeansResult]:
   """Hardness = distance to the nearest k-means centroid of the embeddings ``x`` (N x D).
   ``algorithm``: k-means with Hamerly's bounds (``"auto"``, ``"hamerly"``) or plain
   ``"lloyd"``: the same centroids and labels either way (:func:`kmeans.kmeans`).
 
-  Returns ``(scores_N, cluster_N, result)``. ``streamed=True`` keeps ``x`` on the host (a memory
-  map, say) and streams it in blocks: memory stays bounded for embeddings larger than RAM.
+  Returns ``(scores_N, cluster_N, result)``, jax arrays. Jittable (``k`` static). ``streamed=True``
+  keeps ``x`` on the host (a memory map, say) and streams it in blocks: memory stays bounded for
+  embeddings larger than RAM (a host function, not jittable).
   """
+  distance = distances.get(distance)
   if streamed:
-    result, labels, dist = kmeans_streamed(
+    result, labels, sqdist = kmeans_streamed(
       x,
       k=k,
       key=key,
@@ -63,7 +67,7 @@ def self_supervised_prototypes(
       progress=progress,
       algorithm=algorithm,
     )
-    return np.asarray(_hardness(jnp.asarray(dist), distance)), labels, result
+    return distance.hardness(jnp.asarray(sqdist)), jnp.asarray(labels), result
   result = kmeans(
     x,
     k=k,
@@ -76,30 +80,32 @@ def self_supervised_prototypes(
     mesh=mesh,
     algorithm=algorithm,
   )
-  labels, dist = assign(x, result.centroids, distance=distance, chunk_size=chunk_size, mesh=mesh)
-  return _hardness(dist, distance), labels, result
+  labels, sqdist = assign(x, result.centroids, distance=distance, chunk_size=chunk_size, mesh=mesh)
+  return distance.hardness(sqdist), labels, result
 
 
 @partial(jax.jit, static_argnames=("num_classes", "distance"))
 def _supervised(x, labels, *, num_classes, distance):
-  xp = prepare(x, distance)
+  xp = distance.prepare(x)
   sums = jax.ops.segment_sum(xp, labels, num_classes)
   counts = jax.ops.segment_sum(jnp.ones(labels.shape, jnp.float32), labels, num_classes)
-  centroids = sums / jnp.maximum(counts, 1.0)[:, None]
-  if distance == "cosine":
-    centroids = normalise(centroids)
-    return 1.0 - jnp.sum(xp * centroids[labels], axis=1)
-  return jnp.linalg.norm(xp - centroids[labels], axis=1)
+  centroids = distance.project(sums / jnp.maximum(counts, 1.0)[:, None])
+  return distance.hardness(distance.sqdist(xp, centroids[labels]))
 
 
 def supervised_prototypes(
-  x, labels, *, distance: str = "cosine", num_classes: int | None = None
+  x, labels, *, distance: str | Distance = "cosine", num_classes: int | None = None
 ) -> jax.Array:
-  """Hardness = distance of each example to the centroid of its own class."""
-  check_distance(distance)
-  check_points(x, distance=distance)
-  labels = check_labels(labels, x.shape[0])
-  num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+  """Hardness = distance of each example of ``x`` (N x D) to the centroid of its own class
+  (``labels``: N class ids). Jittable with a static ``num_classes``; without it the number of
+  classes is read from the labels (on the host)."""
+  distance = distances.get(distance)
+  check_shape(x)
+  if num_classes is None:
+    labels = check_labels(labels, x.shape[0])
+    num_classes = int(labels.max()) + 1
+  else:
+    check_label_shape(labels, x.shape[0])
   return _supervised(
     jnp.asarray(x), jnp.asarray(labels), num_classes=num_classes, distance=distance
   )

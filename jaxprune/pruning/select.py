@@ -9,6 +9,11 @@ such as forgetting, lower-index-first hands every tie to the first classes.
 With ``labels`` and ``class_balance = b`` in [0, 1], every class c first keeps
 ``floor(b * f * n_c)`` of its own best-ranked examples; the remaining budget goes to the best
 ranked examples overall. Indices come back sorted, in the dataset's original order.
+
+Two forms: :func:`select` on the host (checks the values: NaN scores, negative labels; returns a
+numpy array) and :func:`select_indices` / :func:`select_mask`, pure and jittable (the fraction,
+mode, class balance and number of classes static; returns a ``jax.Array``), which give the same
+examples.
 """
 
 from __future__ import annotations
@@ -29,15 +34,23 @@ def num_kept(n: int, fraction: float) -> int:
   return max(1, int(math.floor(fraction * n + 0.5)))
 
 
-def check_labels(labels, n: int, *, name: str = "labels") -> np.ndarray:
-  """Validate one non-negative integer class id per example; returns a numpy array."""
-  labels = np.asarray(labels)
+def check_label_shape(labels, n: int, *, name: str = "labels") -> None:
+  """Static check (fine under ``jit``): one integer class id per example."""
+  if not isinstance(labels, (np.ndarray, jax.Array)):
+    labels = np.asarray(labels)
   if labels.ndim != 1 or labels.shape[0] != n:
     raise ValueError(
       f"{name} must be a 1-D array with one entry per example ({n}), got shape {labels.shape}"
     )
-  if not np.issubdtype(labels.dtype, np.integer):
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise ValueError(f"{name} must be integers, got dtype {labels.dtype}")
+
+
+def check_labels(labels, n: int, *, name: str = "labels") -> np.ndarray:
+  """Validate one non-negative integer class id per example (host: reads the values); returns a
+  numpy array."""
+  labels = np.asarray(labels)
+  check_label_shape(labels, n, name=name)
   if n and labels.min() < 0:
     raise ValueError(f"{name} must be non-negative class ids, got min {labels.min()}")
   return labels
@@ -71,6 +84,68 @@ def _select(rank_key, labels, quota, ties, *, n_keep, num_classes):
   return jnp.sort(order[:n_keep])
 
 
+def _check_static(scores, fraction, mode: str, class_balance: float) -> None:
+  check_fraction(fraction)
+  if mode not in MODES:
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+  if scores.ndim != 1 or scores.shape[0] == 0:
+    raise ValueError(f"scores must be a non-empty 1-D array, got shape {scores.shape}")
+  if not 0.0 <= class_balance <= 1.0:
+    raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
+
+
+def select_indices(
+  scores,
+  *,
+  fraction: float,
+  mode: str = "hard",
+  key: jax.Array | None = None,
+  labels=None,
+  num_classes: int | None = None,
+  class_balance: float = 0.0,
+  tie_key: jax.Array | None = None,
+) -> jax.Array:
+  """Indices (int32, sorted) of the ``round(fraction * N)`` examples kept: the module docstring's
+  rule, as :func:`select`, in a pure function of arrays that runs under ``jit`` / ``vmap``.
+
+  ``fraction``, ``mode``, ``class_balance`` and ``num_classes`` are static (Python values);
+  ``scores`` (N), ``labels`` (N class ids in [0, num_classes), needed when ``class_balance > 0``)
+  and the keys may be traced. Values are not checked (NaN scores rank arbitrarily): :func:`select`
+  checks them on the host.
+  """
+  scores = jnp.asarray(scores)
+  _check_static(scores, fraction, mode, class_balance)
+  n = scores.shape[0]
+  n_keep = num_kept(n, fraction)
+  if mode == "random":
+    if key is None:
+      raise ValueError("mode='random' needs a key")
+    rank_key = jax.random.permutation(key, n).astype(jnp.float32)
+  else:
+    rank_key = -scores if mode == "hard" else scores
+  if class_balance > 0:
+    if labels is None:
+      raise ValueError("class_balance > 0 needs labels")
+    if num_classes is None or num_classes < 1:
+      raise ValueError(f"class_balance > 0 needs a static num_classes >= 1, got {num_classes}")
+    check_label_shape(labels, n)
+    labels = jnp.asarray(labels)
+    counts = jnp.bincount(labels, length=num_classes)
+    # floor(b f n_c) through a table made on the host in float64: the quotas of :func:`select`
+    table = np.floor(class_balance * fraction * np.arange(n + 1)).astype(np.int32)
+    quota = jnp.asarray(table)[counts]
+  else:
+    num_classes, quota, labels = 0, jnp.zeros((1,), jnp.int32), jnp.zeros(n, jnp.int32)
+  ties = jnp.arange(n) if tie_key is None else jax.random.permutation(tie_key, n)
+  return _select(rank_key, labels, quota, ties, n_keep=n_keep, num_classes=num_classes)
+
+
+def select_mask(scores, **kw) -> jax.Array:
+  """:func:`select_indices` as a boolean mask over the N examples (same keyword arguments)."""
+  n = jnp.shape(scores)[0]
+  return jnp.zeros(n, bool).at[select_indices(scores, **kw)].set(True)
+
+
 def select(
   scores,
   *,
@@ -81,35 +156,29 @@ def select(
   class_balance: float = 0.0,
   tie_key: jax.Array | None = None,
 ) -> np.ndarray:
-  """Indices (sorted, original order) of the examples kept. See the module docstring."""
-  check_fraction(fraction)
-  if mode not in MODES:
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+  """Indices (sorted, original order) of the examples kept. See the module docstring. On the
+  host: checks the values first; the work is :func:`select_indices`."""
   scores = np.asarray(scores)
-  if scores.ndim != 1 or scores.shape[0] == 0:
-    raise ValueError(f"scores must be a non-empty 1-D array, got shape {scores.shape}")
+  _check_static(scores, fraction, mode, class_balance)
   if not np.isfinite(scores).all():
     raise ValueError(f"scores contain {int((~np.isfinite(scores)).sum())} NaN or inf values")
-  if not 0.0 <= class_balance <= 1.0:
-    raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
-  n = scores.shape[0]
-  n_keep = num_kept(n, fraction)
-  if mode == "random":
-    if key is None:
-      raise ValueError("mode='random' needs a key")
-    rank_key = jax.random.permutation(key, n).astype(jnp.float32)
-  else:
-    rank_key = -scores if mode == "hard" else scores
-  num_classes, quota = 0, jnp.zeros((1,), jnp.int32)
+  num_classes = None
   if labels is not None and class_balance > 0:
-    labels = check_labels(labels, n)
-    counts = np.bincount(labels)
-    num_classes = len(counts)
-    quota = jnp.asarray(np.floor(class_balance * fraction * counts).astype(np.int32))
+    labels = check_labels(labels, scores.shape[0])
+    num_classes = int(labels.max()) + 1
   elif labels is None and class_balance > 0:
     raise ValueError("class_balance > 0 needs labels")
-  lab = jnp.asarray(labels if num_classes else np.zeros(n, np.int32))
-  ties = jnp.arange(n) if tie_key is None else jax.random.permutation(tie_key, n)
+  else:
+    labels = None
   return np.asarray(
-    _select(jnp.asarray(rank_key), lab, quota, ties, n_keep=n_keep, num_classes=num_classes)
+    select_indices(
+      scores,
+      fraction=fraction,
+      mode=mode,
+      key=key,
+      labels=labels,
+      num_classes=num_classes,
+      class_balance=class_balance,
+      tie_key=tie_key,
+    )
   )
