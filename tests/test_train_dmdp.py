@@ -230,7 +230,7 @@ def test_presets_model_and_flags():
   assert run_config.parse_args([]) == run_config.full() == run_config.RunConfig()
   assert run_config.full(model="dmdp_2c").world_model.z_stoch == 20
   assert run_config.small().world_model.x_deter == 64 and run_config.small().batch == 16
-  # the model, task, variant and size overlays commute (each rebuilds the config of its size)
+  # the model, task, variant and size overlays commute (each rebases the config onto its choice)
   orders = [
     ["small", "dreamer", "reacher_easy", "noiseless"],
     ["noiseless", "reacher_easy", "dreamer", "small"],
@@ -246,12 +246,20 @@ def test_presets_model_and_flags():
 
 
 def test_overlays_apply_in_order_then_the_flags(capsys):
-  # quick after small keeps the small networks with the smoke schedule; a size after quick
-  # rebuilds the config of that size (quick's schedule is gone): order matters
+  # a later choice of the same kind wins: order matters
+  assert run_config.parse_args(["--preset", "small", "full"]) == run_config.full()
+  assert run_config.parse_args(["--preset", "full", "small"]) == run_config.small()
+  assert run_config.parse_args(["--preset", "dreamer", "dmdp_2c"]) == run_config.full("dmdp_2c")
+  assert run_config.parse_args(["--preset", "dmdp_2c", "dreamer"]) == run_config.full("dreamer")
+  # a choice rebases what quick changed: the small networks with the smoke schedule either way
   a = run_config.parse_args(["--preset", "small", "quick"])
   b = run_config.parse_args(["--preset", "quick", "small"])
   assert (a.batch, a.episode_length, a.world_model.cnn_depth) == (4, 100, 16)
-  assert b == run_config.small()
+  assert a == b == run_config.quick(run_config.small())
+  # a changed field survives a later choice, the values that follow from the choice do not
+  custom = dataclasses.replace(run_config.small(), seed=7, batch=32)
+  c = run_config.PRESETS["reacher_easy"](custom)
+  assert (c.seed, c.batch, c.env, c.world_model.action_dim) == (7, 32, "reacher_easy", 2)
   # flags apply after every overlay, wherever they stand on the line
   c = run_config.parse_args(["--batch", "8", "--preset", "small", "quick", "--updates", "4"])
   assert (c.batch, c.updates, c.seq_len) == (8, 4, 8)

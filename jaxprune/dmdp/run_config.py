@@ -12,8 +12,9 @@ untrained). What follows from the task and variant (the action size, beta from
 
 On the command line (:func:`parse_args`) the named overlays of :data:`PRESETS` apply in order
 (``--preset small dreamer walker_walk noiseless quick``): a size, a model, a task or a variant
-rebuilds the config of its size (:func:`size_of`) for the model, task and variant it then has
-(:func:`rebuild`); ``quick`` shrinks the schedule to a smoke run. Every other flag applies on
+rebases the config onto the new choice (:func:`rebuild`: the size's config for the model, task
+and variant, plus what earlier overlays changed); ``quick`` shrinks the schedule to a smoke run.
+A later choice of the same kind wins (``small full`` is full). Every other flag applies on
 top. ``env``, ``variant`` and ``model`` are chosen by the overlays only, so the values that
 follow from them always match.
 """
@@ -315,16 +316,23 @@ def rebuild(
   env: str | None = None,
   variant: str | None = None,
 ) -> RunConfig:
-  """The complete config of ``size`` (default: ``cfg``'s, :func:`size_of`) for ``cfg``'s model,
-  task and variant with those given replaced. A variant the task does not take (a DMC variant on
-  RoboDesk) becomes the task's :func:`default_variant`. Everything else of ``cfg`` is dropped:
-  the overlays that call it come before ``quick`` and the flags."""
-  size = size or size_of(cfg)
+  """``cfg`` rebased onto another size, model, task or variant: the complete config of ``size``
+  (default: ``cfg``'s, :func:`size_of`) for ``cfg``'s model, task and variant with those given
+  replaced, plus every field in which ``cfg`` differs from the config its own choices build (what
+  ``quick`` or another overlay changed). So ``small quick`` equals ``quick small``, and the values
+  that follow from the choices (action size, beta, the model's factors) are the new choice's.
+  A variant the task does not take (a DMC variant on RoboDesk) becomes the task's
+  :func:`default_variant`."""
+  old_size = size_of(cfg)
   env = env or cfg.env
   variant = variant or cfg.variant
   if variant not in variants_of(env):
     variant = default_variant(env)
-  return SIZES[size](model or cfg.model, env, variant)
+  new = SIZES[size or old_size](model or cfg.model, env, variant)
+  ours = config_lib.flatten(config_lib.to_dict(cfg))
+  built = config_lib.flatten(config_lib.to_dict(SIZES[old_size](cfg.model, cfg.env, cfg.variant)))
+  changed = {k: tuple(v) if isinstance(v, list) else v for k, v in ours.items() if built[k] != v}
+  return config_lib.replace(new, **changed)
 
 
 def quick(cfg: RunConfig) -> RunConfig:
@@ -356,8 +364,8 @@ PRESETS: dict[str, Callable[[RunConfig], RunConfig]] = {
   "quick": quick,
 }
 """The named overlays ``cfg -> cfg`` of the command line (``--preset NAME [NAME ...]``), applied
-in order: a size, model, task or variant rebuilds the config (:func:`rebuild`); ``quick``
-shrinks the schedule (:func:`quick`)."""
+in order: a size, model, task or variant rebases the config onto that choice (:func:`rebuild`);
+``quick`` shrinks the schedule (:func:`quick`)."""
 
 
 def parse_args(argv: Sequence[str] | None = None, description: str | None = None) -> RunConfig:
