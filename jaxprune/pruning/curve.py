@@ -194,7 +194,7 @@ def quick() -> CurveConfig:
     seeds=2,
     scorer_seeds=2,
     pool_sizes=(400, 200),
-    k=None,
+    kmeans=KMeansConfig(k=None),
     classifier=ClassifierConfig(steps=20),
     score_models=2,
     workdir="runs/curve_quick",
