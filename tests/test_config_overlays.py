@@ -104,3 +104,20 @@ def test_bad_overlays_exit_naming_them(argv, needle):
   assert needle in msg or needle.replace(", ", "', '") in msg, msg
   with pytest.raises(ValueError, match="unknown preset"):
     apply_presets(_Cfg(), ["nope"], OVERLAYS)
+
+
+def test_the_scripts_presets_are_overlays():
+  from jaxprune.dmdp import disentangle_config
+  from jaxprune.pruning import curve
+
+  quick = parse(curve.CurveConfig, ["--preset", "quick"], presets=curve.PRESETS)
+  assert quick == curve.quick()
+  cfg = parse(curve.CurveConfig, ["--seeds", "2", "--preset", "scaling"], presets=curve.PRESETS)
+  assert cfg == dataclasses.replace(curve.scaling(), seeds=2)
+  assert parse(curve.CurveConfig, [], presets=curve.PRESETS) == curve.CurveConfig()
+  d = parse(
+    disentangle_config.DisentangleConfig,
+    ["--preset", "quick", "--seeds", "3"],
+    presets=disentangle_config.PRESETS,
+  )
+  assert (d.seeds, d.model_size, d.updates, d.tasks) == (3, "tiny", 4, ("walker_walk",))
