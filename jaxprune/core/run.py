@@ -1,5 +1,7 @@
 """The driver every training loop runs under: :class:`Run` owns a work directory, :func:`fit`
-drives a pure step with it.
+drives a pure step with it. Both :func:`fit` and the Denoised MDP agent's training phase issue
+their scanned updates through one :class:`Dispatcher` (K steps per jitted call, metrics read back
+later, one NaN guard) and log through :meth:`Run.log`.
 
 ``Run(workdir, config=...)`` gives, for any loop (epochs of on-device data, or an agent that
 interacts with an environment between updates):
@@ -9,7 +11,8 @@ interacts with an environment between updates):
 * checkpoints (Orbax) of a state pytree with JSON metadata: the run's config, its position
   (the logging counter, e.g. the step or the env steps) and any counters the loop keeps;
   files that belong to a checkpoint (an agent's replay) are written before it, named by its
-  step, restored with it and deleted with it;
+  step, restored with it and deleted with it (:func:`fit` saves at the end and, by default, every
+  :data:`CKPT_SECONDS` of wall time, so a killed run resumes close to where it was);
 * resume: a config that differs from the checkpoint's (other than the fields that may change,
   e.g. the number of steps) is an error listing the fields, before any work; ``overwrite``
   starts afresh instead;
