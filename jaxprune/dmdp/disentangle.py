@@ -327,7 +327,7 @@ def _run_condition(cfg: DisentangleConfig, task: str, variant: str, plan: dict, 
       if done != updates:  # a finished longer run in the workdir cannot go back
         warnings.warn(
           f"{model} {cond}: the work directory holds {done} updates, more than {updates}; "
-          "no probes at that budget (use a new --workdir for the whole trend)",
+          "no probes at that budget (use a new workdir for the whole trend)",
           stacklevel=2,
         )
         continue

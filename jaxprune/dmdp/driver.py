@@ -161,7 +161,8 @@ def _run(cfg: RunConfig, r: Run) -> dict:
     # before the shared driver: its restore would drop the metrics of these checkpoints
     raise CheckpointError(
       f"{cfg.workdir} holds a run of an older version (replay/ beside checkpoints/), which "
-      "this version cannot resume; use a new --workdir (or --overwrite true to discard it)"
+      "this version cannot resume; use a new workdir (or overwrite=True, --overwrite true on the "
+      "command line, to discard it)"
     )
   io.save_json(os.path.join(cfg.workdir, "config.json"), config_lib.to_dict(cfg))
   os.makedirs(os.path.join(cfg.workdir, "pictures"), exist_ok=True)
@@ -208,7 +209,7 @@ def _run(cfg: RunConfig, r: Run) -> dict:
       raise CheckpointError(
         f"the checkpoint at update {int(state.step)} in {cfg.workdir} has no "
         "replay file (files/replay/); start in a fresh workdir or with "
-        "--overwrite true"
+        "overwrite=True (--overwrite true on the command line)"
       )
     buf = replay_lib.ReplayBuffer.load(meta["files"]["replay"])
     for _ in range(counters["episodes"]):  # the same episode draws as an uninterrupted run

@@ -282,8 +282,8 @@ def supervised_metrics(
   out = {}
   if "grand" in which and grand_at == "init":
     out["grand"] = grand_of(ens.train.params, clf.apply_fn, images_eval, data.labels)
-  # two legs of one run: to the scoring step, then on to the end (fit donates its state, so
-  # the scores are taken between the legs)
+  # two legs of one run: to the scoring step, then on to the end (the scores are taken
+  # between the legs)
   for stop in sorted({at, total}):
     ens, _ = fit(
       step_S,
