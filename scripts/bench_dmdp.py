@@ -9,11 +9,11 @@ ratio to the refs' PyTorch figure (measured in another run). See jaxprune/dmdp/b
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.dmdp import benchmark
+from jaxprune.dmdp import benchmark, benchmark_config
 
 
 def main(argv=None):
-  benchmark.run(parse(benchmark.BenchConfig, argv, description=__doc__))
+  benchmark.run(parse(benchmark_config.BenchConfig, argv, description=__doc__))
 
 
 if __name__ == "__main__":

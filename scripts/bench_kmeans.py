@@ -34,7 +34,8 @@ same run.
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.pruning.benchmark import BenchKMeansConfig, bench_kmeans
+from jaxprune.pruning.benchmark import bench_kmeans
+from jaxprune.pruning.benchmark_config import BenchKMeansConfig
 
 
 def main(argv=None):

@@ -8,7 +8,8 @@ per-step jitted Python loop, same model, same on-device data, same steps, in one
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.pruning.benchmark import BenchTrainConfig, bench_train
+from jaxprune.pruning.benchmark import bench_train
+from jaxprune.pruning.benchmark_config import BenchTrainConfig
 
 
 def main(argv=None):

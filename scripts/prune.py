@@ -8,11 +8,11 @@ python scripts/prune.py --score el2n --classifier.model resnet18 --classifier.au
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.pruning import prune
+from jaxprune.pruning import prune, prune_config
 
 
 def main(argv=None):
-  cfg = parse(prune.PruneConfig, argv)
+  cfg = parse(prune_config.PruneConfig, argv)
   summary = prune.run(cfg)
   print(prune.format_summary(summary))
   print(f"outputs in {cfg.workdir}")

@@ -13,11 +13,11 @@
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.pruning import curve
+from jaxprune.pruning import curve, curve_config
 
 
 def main(argv=None):
-  cfg = parse(curve.CurveConfig, argv, presets=curve.PRESETS, description=__doc__)
+  cfg = parse(curve_config.CurveConfig, argv, presets=curve_config.PRESETS, description=__doc__)
   rows = curve.run(cfg)
   print(curve.table(rows))
   extra = ", scaling_error.png, scaling_strategy.png, scaling.json" if cfg.pool_sizes else ""

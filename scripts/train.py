@@ -14,11 +14,11 @@ import json
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.pruning import train_subset
+from jaxprune.pruning import train_subset, train_subset_config
 
 
 def main(argv=None):
-  cfg = parse(train_subset.SubsetTrainConfig, argv)
+  cfg = parse(train_subset_config.SubsetTrainConfig, argv)
   result = train_subset.run(cfg)
   print(json.dumps(result, indent=2))
   print(

@@ -15,12 +15,12 @@ import pytest
 from jaxprune.core.config import parse
 from jaxprune.core.run import ConfigMismatchError, WorkdirInUseError
 from jaxprune.models.classifier import ClassifierConfig
-from jaxprune.pruning import curve, data, prune, train_subset
+from jaxprune.pruning import curve, curve_config, data, prune, prune_config, train_subset
 from jaxprune.pruning.kmeans import check_embeddings, kmeans
 from jaxprune.pruning.kmeans_config import KMeansConfig
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
 from jaxprune.pruning.scores import supervised_prototypes
-from jaxprune.pruning.train_subset import SubsetTrainConfig
+from jaxprune.pruning.train_subset_config import SubsetTrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,7 +73,7 @@ def test_all_zero_embeddings_through_the_job(tmp_path):
   np.save(tmp_path / "zeros.npy", np.zeros((30, 4), np.float32))
   with pytest.raises(ValueError, match="30 of 30 rows with zero norm"):
     prune.run(
-      prune.PruneConfig(
+      prune_config.PruneConfig(
         data=str(tmp_path / "zeros.npy"),
         kmeans=KMeansConfig(k=2),
         workdir=str(tmp_path / "w"),
@@ -92,25 +92,25 @@ def test_all_zero_embeddings_through_the_job(tmp_path):
   [
     (lambda: ClassifierConfig(batch_size=0), "batch_size must be >= 1"),
     (lambda: SubsetTrainConfig(seeds=0), "seeds must be >= 1"),
-    (lambda: curve.CurveConfig(seeds=0), "seeds must be >= 1"),
-    (lambda: curve.CurveConfig(fractions=(0.5, 1.5)), "fractions"),
-    (lambda: curve.CurveConfig(modes=("medium",)), "modes"),
-    (lambda: curve.CurveConfig(scores=("el2n", "loss")), "scores"),
-    (lambda: curve.CurveConfig(pool_sizes=(100, 1)), "pool_sizes must be distinct"),
-    (lambda: curve.CurveConfig(pool_sizes=(100, 100)), "pool_sizes must be distinct"),
-    (lambda: curve.CurveConfig(scorer_seeds=0), "scorer_seeds must be >= 1"),
-    (lambda: curve.CurveConfig(image_size=0), "image_size must be >= 1"),
-    (lambda: curve.CurveConfig(score_at=0.0), "score_at must be in"),
-    (lambda: prune.PruneConfig(score_at=1.5), "score_at must be in"),
-    (lambda: prune.PruneConfig(score_epochs=0), "score_epochs must be >= 1"),
-    (lambda: prune.PruneConfig(grand_at="end"), "grand_at must be"),
-    (lambda: prune.PruneConfig(fraction=0.0), "fraction"),
-    (lambda: prune.PruneConfig(mode="medium"), "mode"),
-    (lambda: prune.PruneConfig(kmeans=KMeansConfig(k=0)), "k must be >= 1"),
-    (lambda: prune.PruneConfig(max_examples=0), "max_examples"),
-    (lambda: prune.PruneConfig(score_models=0), "score_models"),
+    (lambda: curve_config.CurveConfig(seeds=0), "seeds must be >= 1"),
+    (lambda: curve_config.CurveConfig(fractions=(0.5, 1.5)), "fractions"),
+    (lambda: curve_config.CurveConfig(modes=("medium",)), "modes"),
+    (lambda: curve_config.CurveConfig(scores=("el2n", "loss")), "scores"),
+    (lambda: curve_config.CurveConfig(pool_sizes=(100, 1)), "pool_sizes must be distinct"),
+    (lambda: curve_config.CurveConfig(pool_sizes=(100, 100)), "pool_sizes must be distinct"),
+    (lambda: curve_config.CurveConfig(scorer_seeds=0), "scorer_seeds must be >= 1"),
+    (lambda: curve_config.CurveConfig(image_size=0), "image_size must be >= 1"),
+    (lambda: curve_config.CurveConfig(score_at=0.0), "score_at must be in"),
+    (lambda: prune_config.PruneConfig(score_at=1.5), "score_at must be in"),
+    (lambda: prune_config.PruneConfig(score_epochs=0), "score_epochs must be >= 1"),
+    (lambda: prune_config.PruneConfig(grand_at="end"), "grand_at must be"),
+    (lambda: prune_config.PruneConfig(fraction=0.0), "fraction"),
+    (lambda: prune_config.PruneConfig(mode="medium"), "mode"),
+    (lambda: prune_config.PruneConfig(kmeans=KMeansConfig(k=0)), "k must be >= 1"),
+    (lambda: prune_config.PruneConfig(max_examples=0), "max_examples"),
+    (lambda: prune_config.PruneConfig(score_models=0), "score_models"),
     (lambda: KMeansConfig(tol=float("nan")), "finite"),
-    (lambda: prune.PruneConfig(split="valid"), "digits splits"),
+    (lambda: prune_config.PruneConfig(split="valid"), "digits splits"),
   ],
 )
 def test_configs_reject_bad_values(make, msg):
@@ -138,7 +138,7 @@ def test_bad_flags_exit_nonzero_naming_the_flag(tmp_path, name, args, flag):
 
 def test_nested_and_tuple_flags_parse():
   cfg = parse(
-    prune.PruneConfig,
+    prune_config.PruneConfig,
     [
       "--score",
       "el2n",
@@ -153,7 +153,7 @@ def test_nested_and_tuple_flags_parse():
   assert cfg.classifier == ClassifierConfig(model="resnet18", augment=True)
   assert cfg.ssl.steps == 7
   c = parse(
-    curve.CurveConfig,
+    curve_config.CurveConfig,
     ["--fractions", "0.1", "0.3", "0.5", "--modes", "hard", "--scores", "el2n", "forgetting"],
   )
   assert c.fractions == (0.1, 0.3, 0.5) and c.modes == ("hard",)
@@ -172,7 +172,7 @@ def test_classifier_flag_reaches_the_el2n_models(monkeypatch, tmp_path):
 
   monkeypatch.setattr(supervised, "supervised_metrics", fake)
   cfg = parse(
-    prune.PruneConfig,
+    prune_config.PruneConfig,
     [
       "--score",
       "el2n",
@@ -267,7 +267,9 @@ def test_failed_run_leaves_config_json_untouched(tmp_path):
   wd = str(tmp_path / "w")
   emb = small_embeddings(tmp_path)
   prune.run(
-    prune.PruneConfig(data=emb, kmeans=KMeansConfig(k=3), fraction=0.5, workdir=wd, progress=False)
+    prune_config.PruneConfig(
+      data=emb, kmeans=KMeansConfig(k=3), fraction=0.5, workdir=wd, progress=False
+    )
   )
   path = os.path.join(wd, "config.json")
   before = open(path).read()
@@ -275,14 +277,14 @@ def test_failed_run_leaves_config_json_untouched(tmp_path):
   assert r.returncode != 0 and "--mode" in r.stderr
   with pytest.raises(ValueError, match="k must"):  # fails after loading the data
     prune.run(
-      prune.PruneConfig(
+      prune_config.PruneConfig(
         data=emb, kmeans=KMeansConfig(k=500), mode="easy", workdir=wd, progress=False
       )
     )
   np.save(tmp_path / "e.npy", np.zeros((60, 5), np.float32))  # fails in k-means
   with pytest.raises(ValueError, match="zero norm"):
     prune.run(
-      prune.PruneConfig(
+      prune_config.PruneConfig(
         data=emb, kmeans=KMeansConfig(k=3), fraction=0.2, workdir=wd, progress=False
       )
     )
@@ -305,8 +307,8 @@ def live_lock(tmp_path):
 def test_workdir_in_use_stops_every_job_at_once(live_lock, tmp_path):
   wd, pid = live_lock
   jobs = [
-    lambda: prune.run(prune.PruneConfig(workdir=wd, progress=False)),
-    lambda: curve.run(curve.CurveConfig(workdir=wd, progress=False)),
+    lambda: prune.run(prune_config.PruneConfig(workdir=wd, progress=False)),
+    lambda: curve.run(curve_config.CurveConfig(workdir=wd, progress=False)),
     lambda: train_subset.run(SubsetTrainConfig(workdir=wd, progress=False)),
   ]
   for job in jobs:

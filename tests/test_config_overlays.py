@@ -108,13 +108,17 @@ def test_bad_overlays_exit_naming_them(argv, needle):
 
 def test_the_scripts_presets_are_overlays():
   from jaxprune.dmdp import disentangle_config
-  from jaxprune.pruning import curve
+  from jaxprune.pruning import curve_config
 
-  quick = parse(curve.CurveConfig, ["--preset", "quick"], presets=curve.PRESETS)
-  assert quick == curve.quick()
-  cfg = parse(curve.CurveConfig, ["--seeds", "2", "--preset", "scaling"], presets=curve.PRESETS)
-  assert cfg == dataclasses.replace(curve.scaling(), seeds=2)
-  assert parse(curve.CurveConfig, [], presets=curve.PRESETS) == curve.CurveConfig()
+  quick = parse(curve_config.CurveConfig, ["--preset", "quick"], presets=curve_config.PRESETS)
+  assert quick == curve_config.quick()
+  cfg = parse(
+    curve_config.CurveConfig, ["--seeds", "2", "--preset", "scaling"], presets=curve_config.PRESETS
+  )
+  assert cfg == dataclasses.replace(curve_config.scaling(), seeds=2)
+  assert (
+    parse(curve_config.CurveConfig, [], presets=curve_config.PRESETS) == curve_config.CurveConfig()
+  )
   d = parse(
     disentangle_config.DisentangleConfig,
     ["--preset", "quick", "--seeds", "3"],

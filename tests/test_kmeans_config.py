@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxprune.core.config import parse
-from jaxprune.pruning import benchmark, curve, prune
+from jaxprune.pruning import benchmark, benchmark_config, curve, curve_config, prune, prune_config
 from jaxprune.pruning import data as data_lib
 from jaxprune.pruning import scores as scores_lib
 from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
@@ -31,7 +31,12 @@ def test_default_k_rule(k, n, num_classes, want):
 def test_curve_presets_keep_their_k():
   """The committed curve experiments' k under the one rule: the curve's old rule (``k or the
   number of classes``, 10 here) gives the same k on every pool of every preset."""
-  for make in (curve.CurveConfig, curve.scaling, curve.scaling_digits, curve.quick):
+  for make in (
+    curve_config.CurveConfig,
+    curve_config.scaling,
+    curve_config.scaling_digits,
+    curve_config.quick,
+  ):
     cfg = make()
     for n in cfg.pool_sizes or (1348,):
       assert resolve_k(cfg.kmeans.k, n=n, num_classes=10) == (cfg.kmeans.k or 10)
@@ -40,12 +45,12 @@ def test_curve_presets_keep_their_k():
 def test_defaults_are_the_jobs_old_settings():
   """The prune job's (and the curve's) k-means before the nested config: k 100, cosine, one
   init, 100 iterations, tol 1e-4, chunks of 512, algorithm auto."""
-  for cfg in (prune.PruneConfig().kmeans, curve.CurveConfig().kmeans):
+  for cfg in (prune_config.PruneConfig().kmeans, curve_config.CurveConfig().kmeans):
     assert cfg.k == 100
     assert cfg.kwargs() == dict(
       distance="cosine", n_init=1, max_iter=100, tol=1e-4, algorithm="auto", chunk_size=512
     )
-  b = benchmark.BenchKMeansConfig().kmeans  # the bench: k 1000, euclidean, tol 0
+  b = benchmark_config.BenchKMeansConfig().kmeans  # the bench: k 1000, euclidean, tol 0
   assert (b.k, b.distance, b.tol, b.max_iter, b.chunk_size) == (1000, "euclidean", 0.0, 100, 512)
 
 
@@ -61,13 +66,15 @@ def test_flags_parse_into_the_nested_config():
   argv = ["--kmeans.k", "7", "--kmeans.max_iter", "5", "--kmeans.n_init", "2"]
   argv += ["--kmeans.distance", "euclidean", "--kmeans.algorithm", "lloyd", "--kmeans.tol", "0"]
   want = KMeansConfig(k=7, max_iter=5, n_init=2, distance="euclidean", algorithm="lloyd", tol=0.0)
-  assert parse(prune.PruneConfig, argv).kmeans == want
-  assert parse(curve.CurveConfig, argv).kmeans == want
-  assert parse(prune.PruneConfig, ["--kmeans.k", "None"]).kmeans.k is None
-  b = parse(benchmark.BenchKMeansConfig, ["--kmeans.k", "50", "--n", "500"])
+  assert parse(prune_config.PruneConfig, argv).kmeans == want
+  assert parse(curve_config.CurveConfig, argv).kmeans == want
+  assert parse(prune_config.PruneConfig, ["--kmeans.k", "None"]).kmeans.k is None
+  b = parse(benchmark_config.BenchKMeansConfig, ["--kmeans.k", "50", "--n", "500"])
   assert b.kmeans == KMeansConfig(k=50, distance="euclidean", tol=0.0)
   # the bench's children get the same config back from its flags
-  again = parse(benchmark.BenchKMeansConfig, benchmark.kmeans_flags(b.kmeans) + ["--n", "500"])
+  again = parse(
+    benchmark_config.BenchKMeansConfig, benchmark.kmeans_flags(b.kmeans) + ["--n", "500"]
+  )
   assert again.kmeans == b.kmeans
 
 
@@ -109,7 +116,7 @@ def test_prune_job_passes_every_option(tmp_path, monkeypatch):
   argv = ["--data", str(tmp_path / "e.npy"), "--workdir", wd, "--progress", "false"]
   argv += ["--kmeans.k", "7", "--kmeans.max_iter", "1", "--kmeans.n_init", "2"]
   argv += ["--kmeans.tol", "0", "--kmeans.chunk_size", "32", "--kmeans.algorithm", "lloyd"]
-  s = prune.run(parse(prune.PruneConfig, argv))
+  s = prune.run(parse(prune_config.PruneConfig, argv))
   (kw,) = calls
   want = dict(k=7, distance="cosine", n_init=2, max_iter=1, tol=0.0, chunk_size=32)
   assert {name: kw[name] for name in want} == want and kw["algorithm"] == "lloyd"
@@ -131,7 +138,7 @@ def test_prune_job_default_k_is_the_rule(tmp_path, monkeypatch):
     labels=np.arange(60) % 3,
   )
   calls = _spy(monkeypatch, scores_lib)
-  cfg = prune.PruneConfig(
+  cfg = prune_config.PruneConfig(
     data=str(tmp_path / "e.npz"),
     kmeans=KMeansConfig(k=None),
     workdir=str(tmp_path / "w"),
@@ -150,7 +157,7 @@ def test_curve_passes_every_option(tmp_path, monkeypatch):
   argv += ["--kmeans.k", "7", "--kmeans.max_iter", "3", "--kmeans.n_init", "2"]
   argv += ["--kmeans.tol", "0", "--kmeans.chunk_size", "64", "--kmeans.algorithm", "lloyd"]
   argv += ["--workdir", str(tmp_path / "a"), "--progress", "false"]
-  cfg = parse(curve.CurveConfig, argv)
+  cfg = parse(curve_config.CurveConfig, argv)
   out = curve.compute_all_scores(cfg, train, pool, len(pool))
   (kw,) = calls
   want = dict(k=7, distance="cosine", n_init=2, max_iter=3, tol=0.0, chunk_size=64)
@@ -162,7 +169,7 @@ def test_curve_passes_every_option(tmp_path, monkeypatch):
   np.testing.assert_allclose(out["ssl_prototypes", 0], np.asarray(direct), rtol=1e-6)
   assert int(res.n_iter) <= 3
   calls.clear()
-  cfg = curve.CurveConfig(
+  cfg = curve_config.CurveConfig(
     scores=("ssl_prototypes",),
     embedding="pixels",
     scorer_seeds=1,

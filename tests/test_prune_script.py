@@ -10,7 +10,8 @@ import pytest
 
 from jaxprune.pruning.data import load_embeddings, load_tfds
 from jaxprune.pruning.kmeans_config import KMeansConfig
-from jaxprune.pruning.prune import PruneConfig, run
+from jaxprune.pruning.prune import run
+from jaxprune.pruning.prune_config import PruneConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

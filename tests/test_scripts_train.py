@@ -14,11 +14,11 @@ import pytest
 
 from jaxprune.core.run import ConfigMismatchError
 from jaxprune.models.classifier import ClassifierConfig
-from jaxprune.pruning import curve, train_subset
+from jaxprune.pruning import curve, curve_config, train_subset
 from jaxprune.pruning.embeddings import SSLConfig
-from jaxprune.pruning.prune import PruneConfig
 from jaxprune.pruning.prune import run as run_prune
-from jaxprune.pruning.train_subset import SubsetTrainConfig
+from jaxprune.pruning.prune_config import PruneConfig
+from jaxprune.pruning.train_subset_config import SubsetTrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +83,7 @@ def test_train_script_resumes_after_kill(tmp_path):
 @pytest.mark.slow
 def test_prune_curve_tiny_and_resume(tmp_path):
   wd = str(tmp_path / "curve")
-  cfg = curve.CurveConfig(
+  cfg = curve_config.CurveConfig(
     fractions=(0.3,),
     scores=("supervised_prototypes", "forgetting"),
     embedding="pixels",
@@ -127,7 +127,7 @@ def test_prune_curve_tiny_and_resume(tmp_path):
 def test_prune_curve_pool_axis_and_scorer_seeds(tmp_path):
   """The --quick preset (the scaling experiment's pool axis on two pools of the digits)."""
   wd = str(tmp_path / "pools")
-  cfg = dataclasses.replace(curve.quick(), workdir=wd, progress=False)
+  cfg = dataclasses.replace(curve_config.quick(), workdir=wd, progress=False)
   assert cfg.pool_sizes == (400, 200) and cfg.scorer_seeds == 2 and cfg.fractions == (0.5,)
   rows = curve.run(cfg)
   # per pool: full, random, el2n x 2 modes, ssl_prototypes x 2 modes x 2 scorer seeds
@@ -168,7 +168,7 @@ def test_prune_curve_script_on_tfds_mock(tmp_path):
   with tfds.testing.mock_data(num_examples=64):
     small = ClassifierConfig(steps=10, batch_size=16)
     rows = curve.run(
-      curve.CurveConfig(
+      curve_config.CurveConfig(
         data="mnist",
         fractions=(0.5,),
         scores=("el2n", "grand"),

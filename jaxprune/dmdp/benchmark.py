@@ -15,44 +15,12 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from typing import Literal
 
-from jaxprune.core.config import require
-from jaxprune.dmdp.config import ModelName
+from jaxprune.dmdp.benchmark_config import BenchConfig, parse_size
 from jaxprune.dmdp.salts import INIT_SALT, TRAIN_SALT
 
 REFERENCE_S = {(16, 50): 2.75, (50, 50): 10.7}  # refs: PyTorch release, world model only
 IMAGE_SIZE = 64
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-  """Denoised MDP world-model updates/s at batch sizes B x T, 64x64x3 images."""
-
-  model: ModelName = "dmdp"
-  """world model: dmdp (Fig. 2b) | dmdp_2c | dreamer"""
-  sizes: tuple[str, ...] = ("16x50", "50x50")
-  """batch sizes B x T (sequences x steps), each timed in its own process"""
-  repeats: int = 3
-  """timed updates per size (the median is reported)"""
-  method: Literal["auto", "col2im", "subpixel"] = "auto"
-  """transposed-convolution formulation of the decoder"""
-  seed: int = 0
-  """parameters and the random batch derive from it"""
-
-  def __post_init__(self):
-    require(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
-    require(len(self.sizes) >= 1, "give at least one size")
-    for s in self.sizes:
-      require(_parse_size(s) is not None, f"sizes must look like 16x50 (B x T >= 1), got {s!r}")
-
-
-def _parse_size(size: str) -> tuple[int, int] | None:
-  parts = size.lower().split("x")
-  if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
-    return None
-  return int(parts[0]), int(parts[1])
 
 
 def time_update(model: str, b: int, t: int, repeats: int, method: str, seed: int) -> dict:
@@ -107,7 +75,7 @@ def run(cfg: BenchConfig) -> list[dict]:
   """Time every size (one subprocess each) and print a line per size; returns the rows."""
   rows = []
   for size in cfg.sizes:
-    b, t = _parse_size(size)
+    b, t = parse_size(size)
     cmd = [
       sys.executable,
       "-m",

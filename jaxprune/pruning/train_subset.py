@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 
 import jax
 import numpy as np
 
 from jaxprune.core import io
-from jaxprune.core.config import check_finite, require, to_dict
+from jaxprune.core.config import to_dict
 from jaxprune.core.run import Run
 from jaxprune.core.sharding import data_mesh, initialize_distributed
-from jaxprune.models.classifier import ClassifierConfig, accuracy
+from jaxprune.models.classifier import accuracy
 from jaxprune.pruning import data as data_lib
 from jaxprune.pruning import keys
 from jaxprune.pruning.supervised import train_classifiers
+from jaxprune.pruning.train_subset_config import SubsetTrainConfig
 
 # fields a resumed run may change: the length of training, how it is dispatched and shown, and
 # where things are (the kept subset is identified by its content, ``kept_subset``)
@@ -38,45 +38,6 @@ MAY_CHANGE = (
   "data_dir",
   "kept",
 )
-
-
-@dataclass(frozen=True)
-class SubsetTrainConfig:
-  """Train classifiers on the examples kept by scripts/prune.py and report test accuracy."""
-
-  data: str = "digits"
-  """digits (bundled, fixed train/test split) | a TFDS name (train/test splits)"""
-  data_dir: str | None = None
-  """TFDS data_dir"""
-  max_examples: int | None = None
-  """use at most this many examples of each split (TFDS)"""
-  kept: str | None = None
-  """kept_indices.npy written by scripts/prune.py (rows of the train split); None: the full
-  training split"""
-  classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-  """the model and how it trains"""
-  seed: int = 0
-  """root of the models' keys (model i: fold_in(fold_in(key(seed), salt), i))"""
-  seeds: int = 1
-  """models trained side by side (vmapped); accuracy is reported for each"""
-  shard: bool = True
-  """shard batches over all local devices"""
-  distributed: bool = False
-  """call jax.distributed.initialize() first (multi-host)"""
-  workdir: str = "runs/train"
-  """output directory (checkpoints, metrics.jsonl, result.json)"""
-  overwrite: bool = False
-  """discard a run of another config stored in workdir instead of stopping"""
-  progress: bool = True
-  """show progress bars and timings"""
-
-  def __post_init__(self):
-    check_finite(self)
-    require(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
-    require(
-      self.max_examples is None or self.max_examples >= 1,
-      f"max_examples must be >= 1, got {self.max_examples}",
-    )
 
 
 def kept_identity(kept: np.ndarray | None) -> dict | None:

@@ -10,7 +10,7 @@ from jaxprune.core import io
 def save_scaling_figure(path: str, cfg, th, sim) -> None:
   """Keep-hard, keep-easy and imperfect-probe panels, and the envelopes' scaling, to ``path``.
 
-  ``cfg`` a :class:`~jaxprune.theory.scaling.ScalingConfig`; ``th`` and ``sim`` its
+  ``cfg`` a :class:`~jaxprune.theory.scaling_config.ScalingConfig`; ``th`` and ``sim`` its
   ``TheorySweep`` and ``Simulations``.
   """
   import matplotlib
