@@ -78,7 +78,8 @@ def _check_resume(cfg: CurveConfig) -> None:
     raise ConfigMismatchError(
       f"{cfg.workdir} holds curve results of a run with a different config:\n  "
       + "\n  ".join(diff)
-      + "\nUse a new --workdir, or --overwrite true to discard them "
+      + "\nUse a new workdir, or overwrite=True (--overwrite true on the command line) to "
+      "discard them "
       f"(fields that may change on a rerun: {', '.join(MAY_CHANGE)})"
     )
 
