@@ -102,6 +102,40 @@ def test_full_preset_parameter_counts():
   assert out.shape == (2, 96, 96, 3)
 
 
+@pytest.mark.parametrize("size", [32, 48, 64, 96])
+def test_kernels_follow_image_size(size):
+  # init, encode one batch, observe it, decode: the reconstruction has the input's shape
+  cfg = dmdp.with_image_size(dmdp.tiny(), size)
+  assert cfg.image_size == size and dcfg.decoder_size(cfg) == size
+  params = dmdp.init(cfg, KEY)
+  batch = _batch(cfg, b=2, t=2)
+  embed = dmdp.encode_images(cfg, params, batch["image"])
+  assert embed.shape == (2, 2, cfg.embed_size)
+  latent, _ = dmdp.observe(cfg, params, embed, batch["action"], KEY)
+  recon = dmdp.decode(cfg, params, latent)
+  assert recon.shape == batch["image"].shape and np.isfinite(np.asarray(recon)).all()
+  # the encoder's last spatial size, by hand: (s - 4) // 2 + 1 per layer
+  assert dcfg.encoder_size(cfg) == {32: 2, 48: 1, 64: 2, 96: 2}[size]
+
+
+def test_image_size_layouts_keep_the_release_and_robodesk_shapes():
+  # the 64-pixel architecture of the release and robodesk_96's, as they were written by hand
+  old64 = dmdp.WorldModelConfig(encoder_kernels=(4, 4, 4, 4), decoder_kernels=(5, 5, 6, 6))
+  old96 = dmdp.dmdp().replace(
+    image_size=96, decoder_kernels=(3, 5, 5, 6, 6), encoder_final_3x3=True, alpha=2.0
+  )
+  assert dmdp.with_image_size(dmdp.dmdp(), 64) == old64 == dmdp.dmdp()
+  assert dmdp.robodesk_96() == old96
+  shapes = lambda cfg: jax.tree.map(jnp.shape, jax.eval_shape(lambda k: dmdp.init(cfg, k), KEY))
+  assert shapes(dmdp.with_image_size(dmdp.dmdp(), 64)) == shapes(old64)
+  assert shapes(dmdp.with_image_size(dmdp.dmdp(), 96, alpha=2.0)) == shapes(old96)
+  assert dmdp.IMAGE_SIZES == (16, 32, 48, 64, 96)
+  with pytest.raises(ValueError, match="supported image sizes"):
+    dmdp.with_image_size(dmdp.dmdp(), 50)
+  with pytest.raises(ValueError, match=r"conv_layout\(32\)"):
+    dmdp.dmdp(image_size=32)  # the 64-pixel kernels: the error names the helper
+
+
 @pytest.mark.parametrize("name", ["dmdp", "dmdp_2c", "dreamer"])
 def test_shapes_of_every_output(name):
   cfg = TINY[name]
@@ -110,31 +144,31 @@ def test_shapes_of_every_output(name):
   batch = _batch(cfg, b, t)
   e = dmdp.encode_images(cfg, params, batch["image"])
   assert e.shape == (b, t, cfg.embed_size)
-  a = jnp.swapaxes(jnp.asarray(batch["action"]), 0, 1)
-  latent, stats = dmdp.observe(cfg, params, jnp.swapaxes(e, 0, 1), a, KEY)
+  # batch-major in and out, like the replay's batches
+  latent, stats = dmdp.observe(cfg, params, e, jnp.asarray(batch["action"]), KEY)
   dims = dcfg.feature_dims(cfg)
   for f in "xyz":
     h, s = getattr(latent, "h" + f), getattr(latent, "s" + f)
     if f in dims:
-      assert h.shape == (t, b, getattr(cfg, f + "_deter"))
-      assert s.shape == (t, b, getattr(cfg, f + "_stoch"))
+      assert h.shape == (b, t, getattr(cfg, f + "_deter"))
+      assert s.shape == (b, t, getattr(cfg, f + "_stoch"))
       for g in (stats.prior[f], stats.post[f]):
         assert g.mean.shape == g.std.shape == s.shape
         assert float(g.std.min()) >= cfg.min_std
     else:
       assert h is None and s is None and f not in stats.prior
-  assert dmdp.features(latent).shape == (t, b, sum(dims.values()))
+  assert dmdp.features(latent).shape == (b, t, sum(dims.values()))
   img = dmdp.decode(cfg, params, latent)
-  assert img.shape == (t, b, cfg.image_size, cfg.image_size, cfg.channels)
+  assert img.shape == (b, t, cfg.image_size, cfg.image_size, cfg.channels)
   full, denoised = dmdp.reward(cfg, params, latent)
-  assert full.shape == denoised.shape == (t, b)
-  last = jax.tree.map(lambda v: v[-1], latent)
-  xs = dmdp.imagine(cfg, params, last, KEY, actions=jnp.zeros((4, b, cfg.action_dim)))
-  assert xs.hx.shape == (4, b, cfg.x_deter) and xs.sy is None and xs.sz is None
+  assert full.shape == denoised.shape == (b, t)
+  last = jax.tree.map(lambda v: v[:, -1], latent)
+  xs = dmdp.imagine(cfg, params, last, KEY, actions=jnp.zeros((b, 4, cfg.action_dim)))
+  assert xs.hx.shape == (b, 4, cfg.x_deter) and xs.sy is None and xs.sz is None
   pol = lambda feat, k: jnp.tanh(feat[:, : cfg.action_dim])
   xs2 = dmdp.imagine(cfg, params, last, KEY, policy=pol, horizon=3)
-  assert xs2.sx.shape == (3, b, cfg.x_stoch)
-  assert dmdp.denoised_reward(cfg, params, xs2).shape == (3, b)
+  assert xs2.sx.shape == (b, 3, cfg.x_stoch)
+  assert dmdp.denoised_reward(cfg, params, xs2).shape == (b, 3)
   loss, metrics = dmdp.world_model_loss(cfg, params, batch, KEY)
   assert loss.shape == () and np.isfinite(float(loss))
   assert {"recon_nll", "reward_nll", "kl_x", "kl_y", "kl_z", "kl_loss"} <= set(metrics)
@@ -160,7 +194,7 @@ def test_bad_inputs_raise_clear_errors():
   with pytest.raises(ValueError, match="image"):
     dmdp.world_model_loss(cfg, params, {**_batch(cfg), "image": np.zeros((2, 3, 8, 8, 3))}, KEY)
   with pytest.raises(ValueError, match="decoder_kernels"):
-    dmdp.dmdp(image_size=48)
+    dmdp.dmdp(image_size=50)
   with pytest.raises(ValueError, match="both be 0"):
     dmdp.dmdp(y_deter=0)
   with pytest.raises(ValueError, match="preset"):
@@ -320,9 +354,11 @@ def test_observe_scan_equals_python_loop():
   params = _perturb(dmdp.init(cfg, KEY), 0.05)
   b, t = 2, 4
   batch = _batch(cfg, b, t)
-  e = jnp.swapaxes(dmdp.encode_images(cfg, params, batch["image"]), 0, 1)
+  e_BxT = dmdp.encode_images(cfg, params, batch["image"])
+  latent, stats = dmdp.observe(cfg, params, e_BxT, jnp.asarray(batch["action"]), KEY)
+  # the reference loop runs over time: time-major
+  e = jnp.swapaxes(e_BxT, 0, 1)
   a = jnp.swapaxes(jnp.asarray(batch["action"]), 0, 1)
-  latent, stats = dmdp.observe(cfg, params, e, a, KEY)
   model = WorldModel(cfg)
   obs = model.apply(params, e.reshape(t * b, -1), method=WorldModel.project)
   obs = jax.tree.map(lambda o: o.reshape(t, b, -1), obs)
@@ -333,13 +369,13 @@ def test_observe_scan_equals_python_loop():
       params, cur, a[i], jax.tree.map(lambda o: o[i], obs), keys[i], method=WorldModel.step
     )
     outs.append((cur, st))
-  loop = jax.tree.map(lambda *v: jnp.stack(v), *outs)
+  loop = jax.tree.map(lambda *v: jnp.stack(v, axis=1), *outs)  # B x T, as observe returns
   for got, want in zip(jax.tree.leaves((latent, stats)), jax.tree.leaves(loop)):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def _prior_rollout(cfg, params, actions_TxBxA, prev):
-  return dmdp.open_loop(cfg, params, prev, actions_TxBxA, KEY)[1].prior
+def _prior_rollout(cfg, params, actions_BxTxA, prev):
+  return dmdp.open_loop(cfg, params, prev, actions_BxTxA, KEY)[1].prior
 
 
 def test_graph_y_prior_ignores_action_x_prior_uses_it():
@@ -347,7 +383,7 @@ def test_graph_y_prior_ignores_action_x_prior_uses_it():
   params = _perturb(dmdp.init(cfg, KEY), 0.05)
   b = 2
   prev = jax.tree.map(lambda v: jax.random.normal(KEY, v.shape), dmdp.initial_latent(cfg, b))
-  acts = jax.random.normal(KEY, (4, b, cfg.action_dim))
+  acts = jax.random.normal(KEY, (b, 4, cfg.action_dim))
 
   def prior_sum(a, f):
     g = _prior_rollout(cfg, params, a, prev)[f]
@@ -366,7 +402,7 @@ def test_graph_y_prior_ignores_action_x_prior_uses_it():
     .prior["y"]
     .mean.sum()
   )
-  assert np.all(np.asarray(jax.grad(step_y)(acts[0])) == 0.0)
+  assert np.all(np.asarray(jax.grad(step_y)(acts[:, 0])) == 0.0)
 
 
 def test_graph_y_prior_ignores_x_state():
@@ -628,11 +664,11 @@ def test_training_lowers_loss_and_x_holds_the_sprite():
   assert last < first - 20, (first, last)
   assert float(np.mean(metrics["reward_mse"])) < 0.1
   data, p, q = sprite_task(np.random.default_rng(1), 256, t)
-  e = jnp.swapaxes(dmdp.encode_images(cfg, state.params, data["image"]), 0, 1)
-  lat, st = dmdp.observe(
-    cfg, state.params, e, jnp.swapaxes(jnp.asarray(data["action"]), 0, 1), jax.random.key(3)
-  )
-  fx = np.asarray(jnp.concatenate([lat.hx, st.post["x"].mean], -1)).reshape(-1, 20)
+  e = dmdp.encode_images(cfg, state.params, data["image"])
+  lat, st = dmdp.observe(cfg, state.params, e, jnp.asarray(data["action"]), jax.random.key(3))
+  # rows in time-major order (as before observe was batch-major: the probe's split is unchanged)
+  fx = np.swapaxes(np.asarray(jnp.concatenate([lat.hx, st.post["x"].mean], -1)), 0, 1)
+  fx = fx.reshape(-1, 20)
   tm = lambda v: np.swapaxes(v, 0, 1).reshape(-1, 2)
   r2_sprite, r2_bg = _probe_r2(fx, tm(p)), _probe_r2(fx, tm(q))
   print(

@@ -32,10 +32,12 @@ from jaxprune.dmdp.agent import (
 )
 from jaxprune.dmdp.config import (
   BETA,
+  IMAGE_SIZES,
   MODELS,
   PRESETS,
   WorldModelConfig,
   beta_for,
+  conv_layout,
   dmdp,
   dmdp_2c,
   dreamer,
@@ -43,6 +45,7 @@ from jaxprune.dmdp.config import (
   preset,
   robodesk_96,
   tiny,
+  with_image_size,
 )
 from jaxprune.dmdp.conv import PixelDecoder, PixelEncoder
 from jaxprune.dmdp.disentangle import run as run_disentangle
@@ -107,6 +110,9 @@ __all__ = [
   "preset",
   "robodesk_96",
   "tiny",
+  "IMAGE_SIZES",
+  "conv_layout",
+  "with_image_size",
   "PixelDecoder",
   "PixelEncoder",
   "DisentangleConfig",

@@ -44,7 +44,8 @@ class WorldModelConfig:
   action_dim: int = 6
   """size of an action (an agent run requires the environment's)"""
   image_size: int = 64
-  """square images, pixels (the decoder's kernels must produce it)"""
+  """square images, pixels (the decoder's kernels must produce it: :func:`with_image_size`
+  sets the image size with its kernels, for 16, 32, 48, 64 and 96 pixels)"""
   channels: int = 3
   """image channels"""
   x_deter: int = 120
@@ -66,7 +67,7 @@ class WorldModelConfig:
   cnn_depth: int = 32
   """encoder channels cnn_depth * 2^i"""
   encoder_kernels: tuple[int, ...] = (4, 4, 4, 4)
-  """stride 2, VALID (32-pixel images: 4 4 4)"""
+  """stride 2, VALID; the 64-pixel default (other sizes: :func:`conv_layout`)"""
   encoder_final_3x3: bool = False
   """one more 3x3 stride-1 VALID conv (96x96: 4x4 -> 2x2)"""
   embed_size: int = 1024
@@ -74,7 +75,8 @@ class WorldModelConfig:
   decoder_hidden: int = 1024
   """dense layer (then ReLU) before the transposed convolutions"""
   decoder_kernels: tuple[int, ...] = (5, 5, 6, 6)
-  """transposed, stride 2, VALID, from 1x1 (32-pixel images: 5 6 6)"""
+  """transposed, stride 2, VALID, from 1x1; the 64-pixel default (other sizes:
+  :func:`conv_layout`)"""
   deconv_method: Literal["auto", "col2im", "subpixel"] = "auto"
   """formulation of the transposed convolutions (the same function, see conv.py)"""
   reward_hidden: int = 400
@@ -137,12 +139,13 @@ class WorldModelConfig:
     require(self.min_std > 0, f"min_std must be > 0, got {self.min_std}")
     require(
       encoder_size(self) >= 1,
-      f"encoder_kernels {self.encoder_kernels} shrink a {self.image_size}-pixel image to nothing",
+      f"encoder_kernels {self.encoder_kernels} shrink a {self.image_size}-pixel image to nothing"
+      f"{_layout_hint(self.image_size)}",
     )
     require(
       decoder_size(self) == self.image_size,
       f"decoder_kernels {self.decoder_kernels} give {decoder_size(self)}-pixel images, "
-      f"expected image_size {self.image_size}",
+      f"expected image_size {self.image_size}{_layout_hint(self.image_size)}",
     )
 
   def replace(self, **kw) -> "WorldModelConfig":
@@ -155,6 +158,61 @@ class WorldModelConfig:
   @property
   def has_z(self) -> bool:
     return self.z_stoch > 0
+
+
+# image_size: (encoder_kernels, encoder_final_3x3, decoder_kernels); every conv stride 2, VALID,
+# the final 3x3 stride 1; decoder channels from decoder_channels
+_CONV_LAYOUTS: dict[int, tuple[tuple[int, ...], bool, tuple[int, ...]]] = {
+  16: ((4, 4), False, (3, 3, 4)),  # the tests' tiny preset: 16->7->2; 1->3->7->16
+  32: ((4, 4, 4), False, (5, 6, 6)),  # 32->15->6->2; 1->5->14->32
+  48: ((4, 4, 4, 4), False, (4, 4, 4, 6)),  # 48->23->10->4->1; 1->4->10->22->48
+  64: ((4, 4, 4, 4), False, (5, 5, 6, 6)),  # the release's: 64->31->14->6->2; 1->5->13->30->64
+  96: ((4, 4, 4, 4), True, (3, 5, 5, 6, 6)),  # RoboDesk's: 96->..->4, 3x3 -> 2; 1->3->..->46->96
+}
+IMAGE_SIZES: tuple[int, ...] = tuple(sorted(_CONV_LAYOUTS))
+"""the image sizes :func:`conv_layout` has encoder / decoder kernels for"""
+
+
+def conv_layout(image_size: int) -> dict:
+  """The encoder and decoder kernels for square ``image_size``-pixel images, as config fields.
+
+  ``{"image_size", "encoder_kernels", "encoder_final_3x3", "decoder_kernels"}``, for the sizes in
+  :data:`IMAGE_SIZES`: 64 is the release's architecture (encoder 64->31->14->6->2, decoder
+  1->5->13->30->64), 96 RoboDesk's (:func:`robodesk_96`); 32 and 48 follow the same rules
+  (stride-2 VALID kernels of 4 down to a few pixels, transposed kernels of 3-6 up from 1x1).
+  ``cfg.replace(**conv_layout(48))`` (or :func:`with_image_size`) sets all four; raises
+  ``ValueError`` for another size.
+  """
+  if image_size not in _CONV_LAYOUTS:
+    raise ValueError(
+      f"no encoder / decoder kernels for {image_size!r}-pixel images; supported image sizes "
+      f"{IMAGE_SIZES} (or set encoder_kernels, encoder_final_3x3 and decoder_kernels yourself: "
+      "stride-2 VALID convs, the decoder's transposed convs grow 1 -> 2 (s - 1) + k)"
+    )
+  enc, final, dec = _CONV_LAYOUTS[image_size]
+  return {
+    "image_size": image_size,
+    "encoder_kernels": enc,
+    "encoder_final_3x3": final,
+    "decoder_kernels": dec,
+  }
+
+
+def with_image_size(
+  base: WorldModelConfig | None = None, image_size: int = 64, **overrides
+) -> WorldModelConfig:
+  """``base`` (default :func:`dmdp`) at ``image_size`` pixels with the kernels of
+  :func:`conv_layout`; e.g. ``with_image_size(dreamer(), 32)``. ``overrides`` come last."""
+  base = base or WorldModelConfig()
+  return base.replace(**{**conv_layout(image_size), **overrides})
+
+
+def _layout_hint(image_size: int) -> str:
+  if image_size in _CONV_LAYOUTS:
+    return (
+      f"; cfg.replace(**conv_layout({image_size})) or with_image_size(cfg, {image_size}) sets them"
+    )
+  return f" (kernels for other sizes: conv_layout, image sizes {IMAGE_SIZES})"
 
 
 def encoder_size(cfg: WorldModelConfig) -> int:
@@ -217,15 +275,7 @@ def robodesk_96(base: WorldModelConfig | None = None, **overrides) -> WorldModel
   96->47->22->10->4, then a 3x3 conv to 2x2; decoder 1->3->9->21->46->96 (kernels 3, 5, 5, 6,
   6; channels 128, 128, 64, 32, 3)."""
   base = base or dmdp()
-  return base.replace(
-    **{
-      "image_size": 96,
-      "decoder_kernels": (3, 5, 5, 6, 6),
-      "encoder_final_3x3": True,
-      "alpha": 2.0,
-      **overrides,
-    }
-  )
+  return with_image_size(base, 96, **{"alpha": 2.0, **overrides})
 
 
 def tiny(base: WorldModelConfig | None = None, **overrides) -> WorldModelConfig:
@@ -234,9 +284,7 @@ def tiny(base: WorldModelConfig | None = None, **overrides) -> WorldModelConfig:
   shrink = lambda n: min(n, 16) if n else 0
   return base.replace(
     **{
-      "image_size": 16,
-      "encoder_kernels": (4, 4),
-      "decoder_kernels": (3, 3, 4),
+      **conv_layout(16),
       "cnn_depth": 4,
       "embed_size": 32,
       "decoder_hidden": 32,
