@@ -258,7 +258,8 @@ def _probed_imagine(delta_HxNxF, eps_HxNxA):
       return latent, latent
 
     x0 = dmdp.Latent(start.hx, start.sx)
-    return jax.lax.scan(body, x0, (jax.random.split(key, horizon), delta_HxNxF, eps_HxNxA))[1]
+    x_HxN = jax.lax.scan(body, x0, (jax.random.split(key, horizon), delta_HxNxF, eps_HxNxA))[1]
+    return jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), x_HxN)  # batch-major, as imagine
 
   return imagine
 

@@ -253,11 +253,16 @@ def posterior_start(cfg: WorldModelConfig, model_params, batch: dict, key: jax.A
   """x part of every posterior state of ``batch`` (the same samples as the world-model loss with
   ``key``), flattened to N = T B and gradient-stopped: imagination's start states."""
   model_params = lax.stop_gradient(model_params)
-  e_TxBxE = jnp.swapaxes(wm.encode_images(cfg, model_params, batch["image"]), 0, 1)
-  a_TxBxA = jnp.swapaxes(jnp.asarray(batch["action"], jnp.float32), 0, 1)
-  latent, _ = wm.observe(cfg, model_params, e_TxBxE, a_TxBxA, key)
-  flat = lambda v: lax.stop_gradient(v.reshape(-1, v.shape[-1]))
-  return Latent(flat(latent.hx), flat(latent.sx))
+  e_BxTxE = wm.encode_images(cfg, model_params, batch["image"])
+  latent, _ = wm.observe(cfg, model_params, e_BxTxE, jnp.asarray(batch["action"], jnp.float32), key)
+  return _flat_starts(latent)
+
+
+def _flat_starts(latent_BxT: Latent) -> Latent:
+  """x of B x T posterior states -> N = T B gradient-stopped starts, time-major (row t B + b):
+  the order imagination's per-row noise has always been drawn in."""
+  flat = lambda v: lax.stop_gradient(jnp.swapaxes(v, 0, 1).reshape(-1, v.shape[-1]))
+  return Latent(flat(latent_BxT.hx), flat(latent_BxT.sx))
 
 
 def imagination_losses(
@@ -284,7 +289,8 @@ def imagination_losses(
     feat_NxF = lax.stop_gradient(feat_NxF)
     return sample_action(actor_dist(cfg, agent_cfg, actor_p, feat_NxF), k)[0]
 
-  x = wm.imagine(cfg, model_p, Latent(start.hx, start.sx), key, policy=policy, horizon=h)
+  x_NxH = wm.imagine(cfg, model_p, Latent(start.hx, start.sx), key, policy=policy, horizon=h)
+  x = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), x_NxH)  # the returns scan over time
   feat_HxNxF = x.features("x")
   reward_HxN = wm.denoised_reward(cfg, model_p, x)
   value_HxN = value_fn(agent_cfg, value_p, feat_HxNxF)
@@ -314,9 +320,8 @@ def agent_loss(cfg: WorldModelConfig, agent_cfg: AgentConfig, params, batch: dic
   ``world_model_loss(cfg, params["model"], batch, k_model)`` with ``k_model, k_imag =
   split(key)``; imagination starts from that loss's posterior samples."""
   k_model, k_imag = jax.random.split(key)
-  model_loss, metrics, latents = world_model_terms(cfg, params["model"], batch, k_model)
-  flat = lambda v: lax.stop_gradient(v.reshape(-1, v.shape[-1]))
-  start = Latent(flat(latents.hx), flat(latents.sx))
+  model_loss, metrics, latents_BxT = world_model_terms(cfg, params["model"], batch, k_model)
+  start = _flat_starts(latents_BxT)
   actor_loss, value_loss, imag = imagination_losses(cfg, agent_cfg, params, start, k_imag)
   return model_loss + actor_loss + value_loss, {"model_loss": model_loss, **metrics, **imag}
 

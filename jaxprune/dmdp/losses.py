@@ -29,8 +29,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 def kl_terms(cfg: WorldModelConfig, stats: StepStats) -> dict:
   """Mean KLs per factor (``kl_x``, ``kl_y``, ``kl_z``; 0 for absent factors) and the weighted
-  KL part of the objective (``kl_loss``), from posterior stats with leading T x B."""
-  kl = {f: kl_gauss(stats.post[f], stats.prior[f]) for f in stats.post}  # each T x B
+  KL part of the objective (``kl_loss``), from posterior stats with any leading shape (B x T as
+  :func:`~jaxprune.dmdp.model.observe` returns them): every KL is a mean over all of it."""
+  kl = {f: kl_gauss(stats.post[f], stats.prior[f]) for f in stats.post}  # each B x T
   kl_x = jnp.mean(jnp.maximum(kl["x"], cfg.free_nats))
   zero = jnp.zeros(())
   kl_y = jnp.mean(kl["y"]) if "y" in kl else zero
@@ -78,20 +79,21 @@ def world_model_loss(cfg: WorldModelConfig, params, batch: dict, key: jax.Array)
 
 def world_model_terms(cfg: WorldModelConfig, params, batch: dict, key: jax.Array):
   """``(loss, metrics, latents)``: :func:`world_model_loss` plus the posterior samples it used
-  (a ``Latent`` with leading T x B), e.g. as the start states of imagination."""
+  (a ``Latent`` with leading B x T, as :func:`~jaxprune.dmdp.model.observe` returns it), e.g. as
+  the start states of imagination."""
   b, t = check_batch(cfg, batch)
   image = wm.to_centered_float(batch["image"])
-  e_TxBxE = jnp.swapaxes(wm.encode_images(cfg, params, image), 0, 1)
-  a_TxBxA = jnp.swapaxes(jnp.asarray(batch["action"], jnp.float32), 0, 1)
-  latents, stats = wm.observe(cfg, params, e_TxBxE, a_TxBxA, key)
-  latents_BxT = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), latents)  # decode batch-major
+  e_BxTxE = wm.encode_images(cfg, params, image)
+  a_BxTxA = jnp.asarray(batch["action"], jnp.float32)
+  latents_BxT, stats_BxT = wm.observe(cfg, params, e_BxTxE, a_BxTxA, key)
   recon = wm.decode(cfg, params, latents_BxT)
   d = cfg.image_size**2 * cfg.channels
   nll_o = jnp.mean(0.5 * jnp.sum(jnp.square(recon - image), axis=(2, 3, 4))) + d * _HALF_LOG_2PI
   r_pred, r_denoised = wm.reward(cfg, params, latents_BxT)
   r = jnp.asarray(batch["reward"], jnp.float32)
   nll_r = jnp.mean(0.5 * jnp.square(r - r_pred)) + _HALF_LOG_2PI
-  kls = kl_terms(cfg, stats)
+  # the KL means summed in time-major order, as before observe was batch-major (same bits)
+  kls = kl_terms(cfg, jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), stats_BxT))
   loss = nll_o + nll_r + kls["kl_loss"]
   metrics = {
     "recon_nll": nll_o,
@@ -100,7 +102,7 @@ def world_model_terms(cfg: WorldModelConfig, params, batch: dict, key: jax.Array
     "denoised_reward_mse": jnp.mean(jnp.square(r - r_denoised)),
     **kls,
   }
-  return loss, metrics, latents
+  return loss, metrics, latents_BxT
 
 
 def make_loss_fn(cfg: WorldModelConfig):

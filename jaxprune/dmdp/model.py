@@ -16,6 +16,10 @@ rollout on the x prior alone). The first layer of each posterior MLP is split in
 ``e_t`` (computed for all T x B at once before the scan) and a part on the states: the same
 function as one dense layer on the concatenation, with fewer small matmuls inside the scan.
 Parameters are initialised as ``cfg.init`` says (see :mod:`jaxprune.dmdp.rssm`).
+
+Layout: every public sequence function is batch-major, like the replay's batches: inputs and
+outputs of :func:`observe`, :func:`open_loop`, :func:`imagine` and :func:`encode_images` have a
+leading B x T (B x H for imagination); the scans over time transpose inside.
 """
 
 from __future__ import annotations
@@ -197,6 +201,11 @@ def encode_images(cfg: WorldModelConfig, params, image_BxTxHxWxC) -> jax.Array:
   return e.reshape(b, t, -1)
 
 
+def _swap_bt(tree):
+  """B x T x ... <-> T x B x ... on every array of a pytree (None fields stay None)."""
+  return jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), tree)
+
+
 def _scan_steps(cfg, params, start: Latent, action_TxBxA, obs, key, x_only=False):
   model = WorldModel(cfg)
   keys = jax.random.split(key, action_TxBxA.shape[0])
@@ -211,28 +220,34 @@ def _scan_steps(cfg, params, start: Latent, action_TxBxA, obs, key, x_only=False
 
 
 def observe(
-  cfg: WorldModelConfig, params, embed_TxBxE, action_TxBxA, key, *, start: Latent | None = None
+  cfg: WorldModelConfig, params, embed_BxTxE, action_BxTxA, key, *, start: Latent | None = None
 ):
-  """Posterior rollout over a sequence (``lax.scan`` of :meth:`WorldModel.step`).
+  """Posterior rollout over a batch of sequences (``lax.scan`` of :meth:`WorldModel.step`).
 
-  ``action[t]`` is a_{t-1}, the action taken before o_t (zeros at t = 0).
-  Returns ``(Latent, StepStats)`` with a leading T x B on every array.
+  Batch-major, like the replay's batches: ``embed`` B x T x E (from :func:`encode_images`),
+  ``action`` B x T x A, where ``action[:, t]`` is a_{t-1}, the action taken before o_t (zeros at
+  t = 0); ``start`` (B x ...) defaults to :func:`initial_latent`. Returns ``(Latent, StepStats)``
+  with a leading B x T on every array.
   """
-  t, b = embed_TxBxE.shape[:2]
-  if action_TxBxA.shape != (t, b, cfg.action_dim):
+  b, t = embed_BxTxE.shape[:2]
+  if action_BxTxA.shape != (b, t, cfg.action_dim):
     raise ValueError(
-      f"actions must be T x B x {cfg.action_dim} = {(t, b, cfg.action_dim)}, "
-      f"got {action_TxBxA.shape}"
+      f"actions must be B x T x {cfg.action_dim} = {(b, t, cfg.action_dim)} (batch-major, like "
+      f"the embeddings), got {action_BxTxA.shape}"
     )
+  # the scan runs over time: time-major inside
+  embed_TxBxE, action_TxBxA = jnp.swapaxes(embed_BxTxE, 0, 1), jnp.swapaxes(action_BxTxA, 0, 1)
   obs = WorldModel(cfg).apply(params, embed_TxBxE.reshape(t * b, -1), method=WorldModel.project)
   obs = jax.tree.map(lambda o: o.reshape(t, b, -1), obs)
   start = initial_latent(cfg, b) if start is None else start
-  return _scan_steps(cfg, params, start, action_TxBxA, obs, key)
+  return _swap_bt(_scan_steps(cfg, params, start, action_TxBxA, obs, key))
 
 
-def open_loop(cfg: WorldModelConfig, params, start: Latent, action_TxBxA, key):
-  """Prior rollout of every factor from ``start`` under given actions: (Latent, StepStats)."""
-  return _scan_steps(cfg, params, start, action_TxBxA, None, key)
+def open_loop(cfg: WorldModelConfig, params, start: Latent, action_BxTxA, key):
+  """Prior rollout of every factor from ``start`` (B x ...) under the actions B x T x A:
+  ``(Latent, StepStats)`` with a leading B x T."""
+  action_TxBxA = jnp.swapaxes(jnp.asarray(action_BxTxA), 0, 1)
+  return _swap_bt(_scan_steps(cfg, params, start, action_TxBxA, None, key))
 
 
 def imagine(
@@ -247,15 +262,17 @@ def imagine(
 ) -> Latent:
   """Open-loop rollout of x's prior alone (what the policy learns on); y and z are not run.
 
-  Either ``actions`` (H x B x A) or ``policy(feat_x_BxF, key) -> action_BxA`` with ``horizon``.
-  Returns the x part of the Latent for steps 1..H, H x B x ... (y, z fields None).
+  From ``start`` (B x ...), either ``actions`` (B x H x A) or ``policy(feat_x_BxF, key) ->
+  action_BxA`` with ``horizon``. Returns the x part of the Latent for steps 1..H, batch-major
+  B x H x ... (y, z fields None).
   """
   x0 = Latent(start.hx, start.sx)
   model = WorldModel(cfg)
   if (actions is None) == (policy is None):
     raise ValueError("pass exactly one of actions= and policy=")
   if actions is not None:
-    return _scan_steps(cfg, params, x0, jnp.asarray(actions), None, key, x_only=True)[0]
+    actions_HxBxA = jnp.swapaxes(jnp.asarray(actions), 0, 1)
+    return _swap_bt(_scan_steps(cfg, params, x0, actions_HxBxA, None, key, x_only=True)[0])
   if horizon is None or horizon < 1:
     raise ValueError(f"policy rollouts need horizon >= 1, got {horizon}")
 
@@ -265,7 +282,7 @@ def imagine(
     latent, _ = model.apply(params, latent, a, None, ks, True, method=WorldModel.step)
     return latent, latent
 
-  return lax.scan(body, x0, jax.random.split(key, horizon))[1]
+  return _swap_bt(lax.scan(body, x0, jax.random.split(key, horizon))[1])
 
 
 def decode(cfg: WorldModelConfig, params, latent: Latent) -> jax.Array:

@@ -163,13 +163,12 @@ def factors_of(cfg: WorldModelConfig) -> tuple[str, ...]:
 @memoize
 def _features_fn(cfg: WorldModelConfig) -> Callable:
   def one(params, image_ExTxHxWxC, action_ExTxA, key):
-    e = jnp.swapaxes(wm.encode_images(cfg, params, image_ExTxHxWxC), 0, 1)
-    a = jnp.swapaxes(action_ExTxA, 0, 1)
-    latent, stats = wm.observe(cfg, params, e, a, key)
+    e = wm.encode_images(cfg, params, image_ExTxHxWxC)
+    latent, stats = wm.observe(cfg, params, e, action_ExTxA, key)  # E x T
     out = {}
     for f in factors_of(cfg):
       h = getattr(latent, "h" + f)
-      out[f] = jnp.swapaxes(jnp.concatenate([h, stats.post[f].mean], axis=-1), 0, 1)
+      out[f] = jnp.concatenate([h, stats.post[f].mean], axis=-1)
     out["all"] = jnp.concatenate([out[f] for f in factors_of(cfg)], axis=-1)
     return out
 

@@ -19,14 +19,15 @@ from jaxprune.dmdp.config import WorldModelConfig
 from jaxprune.dmdp.rssm import Latent
 
 
-def freeze_others(latent_TxB: Latent, factor: str) -> Latent:
-  """``latent`` with every factor except ``factor`` held at its t = 0 value (T x B x ...)."""
+def freeze_others(latent_BxT: Latent, factor: str) -> Latent:
+  """``latent`` with every factor except ``factor`` held at its t = 0 value (B x T x ..., as
+  :func:`~jaxprune.dmdp.model.observe` returns it)."""
   out = {}
   for f in "xyz":
     for part in "hs":
-      v = getattr(latent_TxB, part + f)
+      v = getattr(latent_BxT, part + f)
       if v is not None and f != factor:
-        v = jnp.broadcast_to(v[:1], v.shape)
+        v = jnp.broadcast_to(v[:, :1], v.shape)
       out[part + f] = v
   return Latent(**out)
 
@@ -45,13 +46,13 @@ def _reconstruct_fn(cfg: WorldModelConfig):
 
 def _reconstruct(cfg: WorldModelConfig, params, image_TxHxWxC, action_TxA, key):
   image = wm.to_centered_float(image_TxHxWxC)[None]  # 1 x T x ...
-  e = jnp.swapaxes(wm.encode_images(cfg, params, image), 0, 1)
-  a = jnp.asarray(action_TxA, jnp.float32)[:, None]
-  latent, _ = wm.observe(cfg, params, e, a, key)
-  rows = {"observation": image[0], "all": wm.decode(cfg, params, latent)[:, 0]}
+  e = wm.encode_images(cfg, params, image)
+  a = jnp.asarray(action_TxA, jnp.float32)[None]
+  latent, _ = wm.observe(cfg, params, e, a, key)  # 1 x T
+  rows = {"observation": image[0], "all": wm.decode(cfg, params, latent)[0]}
   for f in "xyz":
     if getattr(latent, "s" + f) is not None:
-      rows[f] = wm.decode(cfg, params, freeze_others(latent, f))[:, 0]
+      rows[f] = wm.decode(cfg, params, freeze_others(latent, f))[0]
   return rows
 
 
