@@ -216,9 +216,7 @@ def small(model: str = "dmdp", env: str = "cheetah_run", variant: str | None = N
     return small_robodesk(model, env, variant)
   base = wm_config.preset(model)
   world_model = base.replace(
-    image_size=32,
-    encoder_kernels=(4, 4, 4),  # 32 -> 15 -> 6 -> 2
-    decoder_kernels=(5, 6, 6),  # 1 -> 5 -> 14 -> 32
+    **wm_config.conv_layout(32),  # encoder 32 -> 15 -> 6 -> 2, decoder 1 -> 5 -> 14 -> 32
     x_deter=min(base.x_deter, 64),
     x_stoch=min(base.x_stoch, 8),
     y_deter=min(base.y_deter, 64),
@@ -272,9 +270,7 @@ def small_robodesk(
   ~100 control steps), 8,000 env steps (~30 minutes on two cores), 10 updates of 16 x 16 per 100
   env steps, evaluations of 2 episodes every 2,000."""
   base = small(model, "cheetah_run", "noiseless")
-  world_model = wm_config.robodesk_96(
-    base.world_model, encoder_kernels=wm_config.robodesk_96().encoder_kernels
-  )
+  world_model = wm_config.robodesk_96(base.world_model)
   world_model = task_world_model(world_model, env, variant)
   return dataclasses.replace(
     base,
