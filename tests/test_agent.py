@@ -406,6 +406,7 @@ print("OK", len(jax.tree.leaves(p1)), "arrays, max |diff|", worst)
 """
 
 
+@pytest.mark.slow  # 8 devices == 1 stays in the default run for the loop and k-means
 def test_update_on_8_devices_equals_1_device():
   import subprocess
   import sys

@@ -35,7 +35,12 @@ def _same_kmeans(a, b, x, distance):
 
 
 @pytest.mark.parametrize(
-  "distance, algorithm", [("euclidean", "lloyd"), ("cosine", "lloyd"), ("euclidean", "hamerly")]
+  "distance, algorithm",
+  [
+    ("euclidean", "lloyd"),
+    pytest.param("cosine", "lloyd", marks=pytest.mark.slow),  # the default run: one of three
+    pytest.param("euclidean", "hamerly", marks=pytest.mark.slow),
+  ],
 )
 def test_jit_kmeans_equals_eager(distance, algorithm):
   x, _ = _blobs(0)
@@ -49,7 +54,7 @@ def test_jit_kmeans_equals_eager(distance, algorithm):
   np.testing.assert_allclose(float(inert), float(kmeans(x, k=K, key=key).inertia), rtol=1e-5)
 
 
-@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("distance", ["euclidean", pytest.param("cosine", marks=pytest.mark.slow)])
 def test_vmap_over_datasets_equals_a_loop(distance):
   xs = [_blobs(seed)[0] for seed in (0, 1, 2)]
   stacked = jnp.asarray(np.stack(xs))
@@ -121,7 +126,7 @@ LABELS = np.repeat([0, 1, 2], [50, 30, 10]).astype(np.int32)
 
 
 @pytest.mark.parametrize("mode", ["hard", "easy", "random"])
-@pytest.mark.parametrize("balance", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("balance", [0.0, 0.5, pytest.param(1.0, marks=pytest.mark.slow)])
 def test_jittable_select_equals_host_select(mode, balance):
   key, tie_key = jax.random.key(0), jax.random.key(1)
   for fraction in (0.05, 0.35, 0.77):

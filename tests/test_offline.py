@@ -64,6 +64,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_allclose(x, y, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_factor_features_shapes_and_all_is_the_concatenation():
   eps = _episodes(CFG, e=3, t=6)
   eps["action"][:, 0] = 0.0  # a_{-1}: no action before the first frame, as recorded episodes

@@ -205,6 +205,7 @@ def _trained_to(init_S, step_S, data, key, steps):
   )
 
 
+@pytest.mark.slow
 def test_el2n_is_taken_at_the_configured_step_and_forgetting_over_the_whole_run():
   images, labels, cfg, clf, init_S, step_S = _protocol_setup()
   key = jax.random.key(5)

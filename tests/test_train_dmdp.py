@@ -404,6 +404,7 @@ def test_check_value_bound_names_the_first_update_beyond_the_bound():
   assert driver.value_bound(dataclasses.replace(cfg, value_guard=0.0)) == float("inf")
 
 
+@pytest.mark.slow  # the guard's logic is tested on its own (check_value_bound, Dispatcher)
 def test_diverging_value_stops_the_run_and_the_guard_can_be_turned_off(
   tmp_path, monkeypatch, fresh_cache
 ):
@@ -427,6 +428,7 @@ def test_diverging_value_stops_the_run_and_the_guard_can_be_turned_off(
   assert [r["imag_value"] for r in _rows(off) if r["kind"] == "train"] == [1e4] * 3
 
 
+@pytest.mark.slow
 def test_workdir_of_an_older_version_is_refused_intact(runs, tmp_path):
   from jaxprune.core.checkpoint import CheckpointError
 
@@ -460,9 +462,9 @@ ROBODESK_FLAGS = [
 
 @pytest.mark.parametrize(
   "model",
-  # the paper's RoboDesk model in the default run; the other two in CI's slow run (80 s each)
+  # all three in CI's slow run (80 s each); the DMC run + resume stays in the default run
   [
-    "dmdp_2c",
+    pytest.param("dmdp_2c", marks=pytest.mark.slow),
     pytest.param("dmdp", marks=pytest.mark.slow),
     pytest.param("dreamer", marks=pytest.mark.slow),
   ],
