@@ -15,6 +15,22 @@ FACTORS = ("x", "y", "z", "all")
 PROBES = ("ridge", "mlp")
 
 
+def check_no_duplicates(cfg, fields: tuple[str, ...]) -> None:
+  """``ValueError`` naming the first of ``fields`` (tuples of ``cfg``) that holds a value twice:
+  a repeated task or variant would run one condition in two workers against one workdir (the
+  second stops at the first's lock minutes later); a repeated model, factor, probe or update
+  count would do the same work twice under one name."""
+  for name in fields:
+    values = getattr(cfg, name)
+    seen = set()
+    for v in values:
+      require(
+        v not in seen,
+        f"{name} holds a duplicate: {v!r} is given twice in {list(values)}; give each once",
+      )
+      seen.add(v)
+
+
 @dataclass(frozen=True)
 class DisentangleConfig:
   """Probe what each latent factor of Denoised MDP and Dreamer holds on noisy DMC tasks."""
@@ -82,7 +98,7 @@ class DisentangleConfig:
     check_finite(self)
     require(len(self.tasks) >= 1 and len(self.variants) >= 1, "give at least one task and variant")
     require(len(self.models) >= 1, "give at least one model")
-    require(len(set(self.models)) == len(self.models), f"duplicate models in {self.models}")
+    check_no_duplicates(self, ("tasks", "variants", "models", "factors", "probes", "probe_at"))
     for f in self.factors:
       require(f in FACTORS, f"unknown factor {f!r}; choose from {FACTORS}")
     require(len(self.probes) >= 1, "give at least one probe")
