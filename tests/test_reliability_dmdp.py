@@ -2,7 +2,9 @@
 a workdir of the wrong kind, the RoboDesk fork's import location. None of these trains anything."""
 
 import dataclasses
+import os
 
+import numpy as np
 import pytest
 
 from jaxprune.dmdp import disentangle_config
@@ -37,3 +39,87 @@ def test_duplicated_tasks_on_the_command_line_stop_before_any_work(tmp_path, cap
   text = str(e.value) + capsys.readouterr().err
   assert "tasks" in text and "walker_walk" in text
   assert not w.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# point 9: a replay file carries the checkpoint it belongs to; the driver refuses another's
+
+OBS, A = (2, 2, 3), 2
+
+
+def _buffer(episodes: int, steps: int = 4):
+  from jaxprune.dmdp.replay import ReplayBuffer
+
+  buf = ReplayBuffer(capacity=100, obs_shape=OBS, action_dim=A, seed=0)
+  for e in range(episodes):
+    obs = np.full((steps + 1, *OBS), e, np.uint8)
+    buf.add_episode(obs, np.zeros((steps, A), np.float32), np.ones(steps, np.float32))
+  return buf
+
+
+def test_replay_file_carries_the_checkpoint_it_belongs_to(tmp_path):
+  from jaxprune.dmdp.replay import ReplayBuffer
+
+  path = str(tmp_path / "r.npz")
+  owner = {"update": 6, "env_steps": 24, "episodes": 3}
+  _buffer(3).save(path, belongs_to=owner)
+  assert ReplayBuffer.load(path).belongs_to == owner
+  _buffer(3).save(path)  # a file without the record (as older versions wrote): still loads
+  back = ReplayBuffer.load(path)
+  assert back.belongs_to is None and back.total_episodes == 3
+  with pytest.raises(ValueError, match="belongs_to"):
+    _buffer(1).save(path, belongs_to={"update": "6"})
+
+
+def test_driver_refuses_the_replay_file_of_another_checkpoint(tmp_path):
+  from jaxprune.core.checkpoint import CheckpointError
+  from jaxprune.dmdp import driver
+  from jaxprune.dmdp.replay import ReplayBuffer
+
+  # action_repeat 2: 3 episodes of 4 agent steps = 24 env steps (the replay of update 6)
+  path = str(tmp_path / "files" / "replay" / "0000000010.npz")
+  os.makedirs(os.path.dirname(path))
+  _buffer(3).save(path, belongs_to={"update": 6, "env_steps": 24, "episodes": 3})
+  buf = ReplayBuffer.load(path)
+  ckpt = str(tmp_path / "checkpoints" / "10")
+  own = {"env_steps": 24, "episodes": 3}
+  driver.check_replay_belongs(buf, path, ckpt, step=6, counters=own, action_repeat=2)  # its own
+  later = {"env_steps": 40, "episodes": 5}
+  with pytest.raises(CheckpointError) as e:
+    driver.check_replay_belongs(buf, path, ckpt, step=10, counters=later, action_repeat=2)
+  msg = str(e.value)
+  assert path in msg and ckpt in msg and "update 6" in msg and "update 10" in msg
+  # a file without the record (an older version's) is checked by its own counters
+  _buffer(3).save(path)
+  old = ReplayBuffer.load(path)
+  driver.check_replay_belongs(old, path, ckpt, step=10, counters=own, action_repeat=2)
+  with pytest.raises(CheckpointError, match=r"3 episodes.*5 episodes|5 episodes.*3 episodes"):
+    driver.check_replay_belongs(old, path, ckpt, step=10, counters=later, action_repeat=2)
+  with pytest.raises(CheckpointError, match=r"24 env steps.*40 env steps|40.*24 env steps"):
+    driver.check_replay_belongs(
+      old, path, ckpt, step=10, counters={"env_steps": 40, "episodes": 3}, action_repeat=2
+    )
+
+
+@pytest.mark.slow  # an agent run of ~1 min; the check itself is tested above without one
+def test_resume_with_the_replay_file_of_an_older_checkpoint_stops(tmp_path):
+  import importlib.util
+  import shutil
+
+  from jaxprune.core.checkpoint import CheckpointError
+
+  script = os.path.join(os.path.dirname(__file__), "..", "scripts", "train_dmdp.py")
+  spec = importlib.util.spec_from_file_location("train_dmdp_script", script)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  w = str(tmp_path / "w")
+  flags = ["--preset", "small", "cheetah_run", "video_background_noisy_sensor", "quick"]
+  flags += ["--progress", "false", "--workdir", w]
+  mod.main(flags + ["--env_steps", "400"])  # checkpoints at updates 2 (env step 200) and 6 (400)
+  replay = os.path.join(w, "files", "replay")
+  assert sorted(os.listdir(replay)) == ["0000000002.npz", "0000000006.npz"]
+  shutil.copy(os.path.join(replay, "0000000002.npz"), os.path.join(replay, "0000000006.npz"))
+  before = open(os.path.join(w, "metrics.jsonl")).read()
+  with pytest.raises(CheckpointError, match=r"update 2, 200 env steps, 2 episodes.*update 6"):
+    mod.main(flags + ["--env_steps", "600"])
+  assert open(os.path.join(w, "metrics.jsonl")).read() == before

@@ -33,6 +33,7 @@ The config and its presets are :mod:`jaxprune.dmdp.run_config`; evaluation, pict
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -139,6 +140,49 @@ def _train(cfg: RunConfig, dispatch: Callable, state: TrainState, buf, env_steps
 
 
 # ---------------------------------------------------------------------------------------------
+# the replay file of a checkpoint
+
+
+def _replay_record(step: int, counters: dict) -> dict[str, int]:
+  """What a checkpoint's replay file records that it belongs to."""
+  return {"update": step, "env_steps": counters["env_steps"], "episodes": counters["episodes"]}
+
+
+def check_replay_belongs(
+  buf: replay_lib.ReplayBuffer,
+  replay_path: str,
+  checkpoint: str,
+  *,
+  step: int,
+  counters: dict,
+  action_repeat: int,
+) -> None:
+  """:class:`CheckpointError` unless the replay buffer loaded from ``replay_path`` belongs to the
+  checkpoint ``checkpoint`` restored at update ``step`` with ``counters``: its ``belongs_to``
+  record (update, env steps, episodes) when the file has one, and always its own counters
+  (episodes finished; transitions x ``action_repeat`` = env steps; checkpoints are taken at
+  episode ends). Files of older versions lack the record and are checked by the counters."""
+  want = _replay_record(step, counters)
+  own = {"env_steps": buf.total_steps * action_repeat, "episodes": buf.total_episodes}
+  have = {**own, **(buf.belongs_to or {})}  # the record when the file has one
+  bad = [(k, got) for d in (have, own) for k, got in d.items() if k in want and got != want[k]]
+  if bad:
+    name, got = bad[0]
+    desc = lambda d: ", ".join(
+      f"update {d[k]}" if k == "update" else f"{d[k]} {k.replace('_', ' ')}"
+      for k in ("update", "env_steps", "episodes")
+      if k in d
+    )
+    raise CheckpointError(
+      f"replay file {replay_path} belongs to {desc(have)}, but the checkpoint restored with it, "
+      f"{checkpoint}, is at {desc(want)} ({name}: {got} != {want[name]}): the replay file was "
+      "replaced by another checkpoint's. Put that checkpoint's own replay file back, or delete "
+      f"{checkpoint} and {replay_path} to resume from the checkpoint before, or start afresh "
+      "with overwrite=True (--overwrite true on the command line)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # the run
 
 
@@ -211,7 +255,16 @@ def _run(cfg: RunConfig, r: Run) -> dict:
         "replay file (files/replay/); start in a fresh workdir or with "
         "overwrite=True (--overwrite true on the command line)"
       )
-    buf = replay_lib.ReplayBuffer.load(meta["files"]["replay"])
+    replay_path = meta["files"]["replay"]
+    buf = replay_lib.ReplayBuffer.load(replay_path)
+    check_replay_belongs(
+      buf,
+      replay_path,
+      os.path.join(cfg.workdir, "checkpoints", str(int(state.step))),
+      step=int(state.step),
+      counters=counters,
+      action_repeat=cfg.action_repeat,
+    )
     for _ in range(counters["episodes"]):  # the same episode draws as an uninterrupted run
       env.reset()
     for _ in range(counters["eval_episodes"]):
@@ -314,7 +367,9 @@ def _run(cfg: RunConfig, r: Run) -> dict:
             state,
             position=counters["env_steps"],
             meta={"counters": dict(counters)},
-            files={"replay": buf.save},
+            files={
+              "replay": functools.partial(buf.save, belongs_to=_replay_record(step, counters))
+            },
           )
   finally:
     env.close()

@@ -27,7 +27,10 @@ episode's length); a chunk never crosses an episode boundary. The buffer owns a
 
 Saving. ``save(path)`` writes one ``.npz`` atomically (temporary file + ``os.replace``):
 episodes, the in-progress episode, the counters and the generator's state; ``ReplayBuffer.load``
-restores all of it, so a resumed run draws the same samples.
+restores all of it, so a resumed run draws the same samples. ``save(path, belongs_to={...})``
+also records what the file belongs to (the agent: its checkpoint's update, env steps and
+episodes), read back as ``belongs_to`` (``None`` for files written without it, e.g. by older
+versions), so a resume can tell a replay file of another checkpoint from its own.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class ReplayBuffer:
     self._stored_steps = 0  # transitions held by finished episodes
     self.total_steps = 0  # transitions ever added, including the in-progress episode
     self.total_episodes = 0  # episodes ever finished (their ids are 0, 1, ...)
+    self.belongs_to: dict[str, int] | None = None  # set by load(): the saved file's record
 
   # -------------------------------------------------------------------------------------------
   # sizes
@@ -244,10 +248,14 @@ class ReplayBuffer:
   # -------------------------------------------------------------------------------------------
   # saving
 
-  def save(self, path: str) -> None:
+  def save(self, path: str, *, belongs_to: dict[str, int] | None = None) -> None:
     """Write the whole buffer (episodes, in-progress episode, counters, RNG) to ``path`` (.npz)
     atomically: a reader sees the previous file or the new one, never half of one. Episodes are
-    written as they are held (one array each, no concatenated copy of the buffer in memory)."""
+    written as they are held (one array each, no concatenated copy of the buffer in memory).
+    ``belongs_to``: names (str) -> int counters of what the file belongs to (e.g. a checkpoint's
+    ``update``, ``env_steps``, ``episodes``), stored with it and read back as ``belongs_to``."""
+    if belongs_to is not None:
+      _check_belongs_to(belongs_to, f"save({path!r}, belongs_to=...)")
     meta = {
       "format": _FORMAT,
       "capacity": self.capacity,
@@ -259,6 +267,8 @@ class ReplayBuffer:
       "open": self._current is not None,
       "rng": self.rng.bit_generator.state,
     }
+    if belongs_to is not None:
+      meta["belongs_to"] = {k: int(v) for k, v in belongs_to.items()}
     arrays = {"meta": np.array(json.dumps(meta))}
     for i, ep in enumerate(self._episodes):
       for k in _FIELDS:
@@ -302,6 +312,8 @@ class ReplayBuffer:
         raise ValueError(f"{buf._stored_steps} stored steps exceed the capacity {buf.capacity}")
       buf.total_steps = int(meta["total_steps"])
       buf.total_episodes = int(meta["total_episodes"])
+      if meta.get("belongs_to") is not None:
+        buf.belongs_to = _check_belongs_to(meta["belongs_to"], "the file's belongs_to record")
     except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
       raise ValueError(
         f"replay file {path} is damaged or not a replay buffer ({type(e).__name__}: {str(e)[:200]})"
@@ -328,3 +340,17 @@ class ReplayBuffer:
       "action": action.astype(np.float32),
       "reward": reward.astype(np.float32),
     }
+
+
+def _check_belongs_to(record, where: str) -> dict[str, int]:
+  """``record`` if it is a dict of str -> int, else ``ValueError`` naming ``where``."""
+  ok = isinstance(record, dict) and all(
+    isinstance(k, str) and isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    for k, v in record.items()
+  )
+  if not ok:
+    raise ValueError(
+      f"{where}: belongs_to must map names to int counters (e.g. {{'update': 10, 'env_steps': "
+      f"1000, 'episodes': 10}}), got {record!r}"
+    )
+  return dict(record)
