@@ -13,8 +13,9 @@ Composable: :func:`kmeans`, :func:`kmeans_plusplus`, :func:`assign` and :func:`i
 functions of arrays, with ``k`` and the sizes static keyword arguments: they run under
 ``jax.jit``, ``jax.vmap`` (over datasets or keys) and ``jax.grad`` (through ``assign``'s
 ``sqdist``). They check shapes and dtypes only (static); the checks that need the values (NaN,
-inf, float32 overflow, zero-norm rows for cosine, k <= N) are :func:`check_embeddings`, which jobs
-and scripts call on the host before the work.
+inf, float32 overflow, zero-norm rows for cosine, k <= N) are :func:`check_embeddings` (and
+:func:`check_centroids` for centroids given to :func:`assign`), which jobs and scripts call on the
+host before the work.
 
 Sharding: given a ``jax.sharding.Mesh``, points are sharded along N over ``axis_name``; every
 device runs the chunked pass over its own points and partial sums are ``psum``-reduced.
@@ -65,6 +66,7 @@ __all__ = [
   "Assignment",
   "KMeansResult",
   "assign",
+  "check_centroids",
   "check_embeddings",
   "check_k",
   "check_shape",
@@ -112,29 +114,47 @@ def check_embeddings(
 ) -> None:
   """Host-side check of the values, before :func:`kmeans` / :func:`assign` / the prototype
   scores: raise ``ValueError`` saying what is wrong when ``x`` (N x D) has NaN or inf values,
-  rows whose float32 squared norm overflows (distances would be inf), rows of zero norm for
-  ``distance="cosine"`` (no direction: their cosine is undefined), or when ``k`` (if given) is
-  not in [1, N]. Numpy arrays and memory maps are read block by block (bounded memory).
+  rows that overflow float32, the compute dtype (a value beyond float32's range, or a squared
+  norm that is inf in float32: distances would be inf or NaN; the error names the rows and the
+  largest magnitude), rows of zero norm for ``distance="cosine"`` (no direction: their cosine is
+  undefined), or when ``k`` (if given) is not in [1, N]. Float64 input is checked after the cast
+  to float32. Numpy arrays and memory maps are read block by block (bounded memory).
 
   Needs concrete values: call it outside ``jit``; the functions themselves check only shapes.
+  Centroids given to :func:`assign` or as ``init``: :func:`check_centroids`.
   """
   check_shape(x, name=name)
   spherical = distances.get(distance).unit
   n = x.shape[0]
-  nonfinite, overflow, zero = _count_bad(x)
-  if nonfinite:
+  bad = _scan(x)
+  if bad.nonfinite:
     raise ValueError(
-      f"{name} contains {nonfinite} NaN or inf values; clean or drop those rows first"
+      f"{name} contains {bad.nonfinite} NaN or inf values (rows {_rows(bad.nonfinite_rows)}); "
+      "clean or drop those rows first"
     )
-  if overflow:
+  if bad.overflow:
     raise ValueError(
-      f"{name} has {overflow} of {n} rows whose squared norm overflows float32 (norm above "
-      "about 1.8e19): their distances would be inf; rescale the embeddings"
+      f"{name} has {bad.overflow} of {n} rows whose squared norm overflows float32 (norm above "
+      f"about 1.8e19), the dtype the distances are computed in: rows "
+      f"{_rows(bad.overflow_rows)}, largest magnitude {bad.max_abs:.3g}; their distances would "
+      "be inf or NaN; rescale the embeddings (e.g. divide by their largest norm) or drop those "
+      "rows"
     )
   if spherical:
-    check_norms(zero, n, name=name)
+    check_norms(bad.zero, n, name=name)
   if k is not None:
     check_k(k, n)
+
+
+def check_centroids(c, *, distance: str = "euclidean", d: int | None = None) -> None:
+  """Host-side check of centroids (K x D) before :func:`assign` / :func:`inertia` / ``init=``,
+  as :func:`check_embeddings` checks points: NaN or inf, float32 overflow, and zero-norm
+  centroids under ``distance="cosine"`` (no direction: :func:`assign` would give them a
+  distance of 1 to every point) raise ``ValueError``; ``d``: the points' dimension."""
+  check_shape(c, name="centroids")
+  if d is not None and c.shape[1] != d:
+    raise ValueError(f"centroids must have shape (K, {d}), got {tuple(c.shape)}")
+  check_embeddings(c, distance=distance, name="centroids")
 
 
 def check_norms(zero_rows: int, n: int, *, name: str = "embeddings") -> None:
@@ -145,24 +165,54 @@ def check_norms(zero_rows: int, n: int, *, name: str = "embeddings") -> None:
     )
 
 
-def _count_bad(x) -> tuple[int, int, int]:
-  """(NaN or inf values, finite rows whose float32 squared norm is inf, rows whose float32
-  squared norm is 0)."""
+class _Bad(NamedTuple):
+  nonfinite: int  # NaN or inf values (in the input's own dtype)
+  nonfinite_rows: list  # the first few of their rows
+  overflow: int  # rows finite in the input dtype whose float32 values or squared norm are inf
+  overflow_rows: list
+  max_abs: float  # largest magnitude in the overflowing rows
+  zero: int  # rows whose float32 squared norm is 0
+
+
+_FIRST = 5  # rows named in an error
+
+
+def _rows(rows: list) -> str:
+  return ", ".join(map(str, rows[:_FIRST])) + (", ..." if len(rows) > _FIRST else "")
+
+
+def _scan(x) -> _Bad:
   if isinstance(x, np.ndarray):  # numpy / memmap: block by block, bounded memory
     step = max(1, (1 << 26) // max(1, x.shape[1]))
-    counts = [_count_bad_block(np, x[i : i + step]) for i in range(0, x.shape[0], step)]
-    return tuple(sum(c[j] for c in counts) for j in range(3))
-  return _count_bad_block(jnp, jnp.asarray(x))
+    parts = [_scan_block(np, x[i : i + step], i) for i in range(0, x.shape[0], step)]
+  else:
+    parts = [_scan_block(jnp, jnp.asarray(x), 0)]
+  return _Bad(
+    sum(p.nonfinite for p in parts),
+    [r for p in parts for r in p.nonfinite_rows][: _FIRST + 1],
+    sum(p.overflow for p in parts),
+    [r for p in parts for r in p.overflow_rows][: _FIRST + 1],
+    max((p.max_abs for p in parts), default=0.0),
+    sum(p.zero for p in parts),
+  )
 
 
-def _count_bad_block(xnp, b) -> tuple[int, int, int]:
-  finite_rows = xnp.all(xnp.isfinite(b), axis=1)
+def _scan_block(xnp, b, offset: int) -> _Bad:
+  finite = xnp.isfinite(b)
+  finite_rows = xnp.all(finite, axis=1)
   with np.errstate(over="ignore", invalid="ignore"):  # overflow is what is counted
     b32 = b.astype(np.float32)
     sq = xnp.sum(b32 * b32, axis=1)
-  return (
-    int(xnp.sum(~xnp.isfinite(b))),
-    int(xnp.sum(finite_rows & xnp.isinf(sq))),
+  over = finite_rows & ~xnp.isfinite(sq)
+  nonfinite = int(xnp.sum(~finite))
+  n_over = int(xnp.sum(over))
+  max_abs = float(xnp.max(xnp.abs(b[over]))) if n_over else 0.0
+  return _Bad(
+    nonfinite,
+    (np.flatnonzero(np.asarray(~finite_rows))[: _FIRST + 1] + offset).tolist() if nonfinite else [],
+    n_over,
+    (np.flatnonzero(np.asarray(over))[: _FIRST + 1] + offset).tolist() if n_over else [],
+    max_abs,
     int(xnp.sum(sq == 0)),
   )
 
@@ -170,7 +220,38 @@ def _count_bad_block(xnp, b) -> tuple[int, int, int]:
 def count_zero_norm(x) -> int:
   """Rows of ``x`` whose float32 norm is 0 (what :func:`distances.normalise` cannot give a
   direction)."""
-  return _count_bad(x)[2]
+  return _scan(x).zero
+
+
+def _as_key(key) -> jax.Array:
+  """An int seed becomes ``jax.random.key(seed)``; a key (typed, or a legacy uint32 pair) passes
+  as is; anything else is a ``TypeError`` saying what to pass."""
+  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    return jax.random.key(int(key))
+  dtype = getattr(key, "dtype", None)
+  if dtype is not None and (
+    jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    or (dtype == jnp.uint32 and tuple(key.shape)[-1:] == (2,))
+  ):
+    return key
+  raise TypeError(
+    f"key must be a JAX PRNG key such as jax.random.key(0) (or an int seed), got "
+    f"{type(key).__name__} {getattr(key, 'dtype', '')} {getattr(key, 'shape', '')}".rstrip()
+  )
+
+
+def _check_tol(tol) -> None:
+  """``tol`` must be a finite number >= 0 (checked when it is concrete; a traced tol passes)."""
+  if isinstance(tol, jax.core.Tracer):
+    return
+  try:
+    value = float(tol)
+  except (TypeError, ValueError):
+    raise ValueError(f"tol must be a number >= 0, got {tol!r}") from None
+  if not np.isfinite(value) or value < 0:
+    raise ValueError(
+      f"tol must be a finite number >= 0 (relative to the mean feature variance), got {tol!r}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +278,7 @@ def kmeans_plusplus(
   check_k(k, x.shape[0])
   trials = default_local_trials(k) if n_local_trials is None else int(n_local_trials)
   return _kmeanspp(
-    key, jnp.asarray(x), k=k, distance=distance, n_local_trials=trials, n_valid=x.shape[0]
+    _as_key(key), jnp.asarray(x), k=k, distance=distance, n_local_trials=trials, n_valid=x.shape[0]
   )
 
 
@@ -308,6 +389,8 @@ def kmeans(
   K x D array of initial centroids. ``tol`` is relative to the mean feature variance, as in
   scikit-learn: stop when the total squared centre shift is <= ``tol * mean(var(x, axis=0))``.
   With ``mesh``, points are sharded along N over ``axis_name``.
+  ``tol`` must be finite and >= 0 (a ``ValueError`` otherwise). ``key``: a PRNG key,
+  ``jax.random.key(seed)``; a plain int is taken as that seed.
   Deterministic for a given ``key``. Jittable and vmappable (``k`` and the sizes static); the
   values are checked by :func:`check_embeddings`, not here.
   """
@@ -323,6 +406,8 @@ def kmeans(
     raise ValueError(f"max_iter must be >= 1, got {max_iter}")
   if chunk_size < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  _check_tol(tol)
+  key = _as_key(key)
   if init is not None:
     init = jnp.asarray(init)
     if init.shape != (k, d):

@@ -29,7 +29,7 @@ from jaxprune.pruning import keys
 from jaxprune.pruning import scores as scores_lib
 from jaxprune.pruning import supervised as supervised_lib
 from jaxprune.pruning.embeddings import ssl_embeddings
-from jaxprune.pruning.kmeans import check_embeddings, check_k
+from jaxprune.pruning.kmeans import check_centroids, check_embeddings, check_k
 from jaxprune.pruning.kmeans_config import resolve_k
 from jaxprune.pruning.prune_config import PruneConfig
 from jaxprune.pruning.select import select
@@ -125,8 +125,9 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
   if stream is None:
     stream = isinstance(emb, np.memmap) and emb.nbytes > (2 << 30)
   init_sample = cfg.init_sample if cfg.init_sample is not None else 64 * k
-  if not stream:  # the values, before the work (a streamed k-means checks them in its 1st pass)
-    check_embeddings(emb, k=k, distance=cfg.kmeans.distance)
+  # the values, before the work, streamed too (one extra read of the file): the streamed
+  # k-means' own first-pass check sees float32 blocks, where a float64 overflow is just inf
+  check_embeddings(emb, k=k, distance=cfg.kmeans.distance)
   t0 = time.perf_counter()
   if cfg.progress and not stream:
     print(
@@ -142,6 +143,7 @@ def compute_scores(cfg: PruneConfig, ds: data_lib.Dataset, emb):
     progress=cfg.progress,
     **cfg.kmeans.kwargs(),
   )
+  check_centroids(res.centroids, distance=cfg.kmeans.distance)  # what assign() scored against
   computed = np.asarray(res.computed)[: int(res.n_iter)]
   info = {
     "k": k,

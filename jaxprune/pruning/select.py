@@ -161,7 +161,12 @@ def select(
   scores = np.asarray(scores)
   _check_static(scores, fraction, mode, class_balance)
   if not np.isfinite(scores).all():
-    raise ValueError(f"scores contain {int((~np.isfinite(scores)).sum())} NaN or inf values")
+    raise ValueError(
+      f"scores contain {int((~np.isfinite(scores)).sum())} NaN or inf values (first at index "
+      f"{int(np.flatnonzero(~np.isfinite(scores))[0])}): check what they were computed from "
+      "(embeddings: kmeans.check_embeddings names NaN and float32-overflowing rows; a diverged "
+      "classifier: lower its learning rate)"
+    )
   num_classes = None
   if labels is not None and class_balance > 0:
     labels = check_labels(labels, scores.shape[0])
