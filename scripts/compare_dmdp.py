@@ -4,12 +4,14 @@
       --out runs/i11/compare
 
 Writes to --out: compare.png (one panel per variant, one colour per model), compare.md (per run
-and per (variant, model) over seeds), compare.json.
+and per (variant, model) over seeds), compare.json. A directory that is not a train_dmdp run
+with at least one evaluation stops it (status 1) with a message naming the directory and what
+it holds, before any output is written.
 """
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.dmdp.report import CompareConfig, compare, table
+from jaxprune.dmdp.report import CompareConfig, WorkdirKindError, compare, table
 
 
 def main(argv=None):
@@ -20,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  cli(main)
+  cli(main, WorkdirKindError)  # a directory of the wrong kind: its message, no traceback

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from jaxprune.core import io
-from jaxprune.dmdp.report import CompareConfig, compare, load_run, table
+from jaxprune.dmdp.report import CompareConfig, WorkdirKindError, compare, load_run, table
 
 
 def _fake_run(d, model, variant, seed, returns, value_loss=(1.0, 2.0), actor_lr=None):
@@ -70,12 +70,14 @@ def test_runs_with_other_learning_rates_are_told_apart(tmp_path):
 def test_compare_errors(tmp_path):
   with pytest.raises(ValueError, match="--runs"):
     CompareConfig(runs=())
-  with pytest.raises(FileNotFoundError, match="not a train_dmdp work directory"):
+  with pytest.raises(WorkdirKindError, match="not a train_dmdp work directory"):
     load_run(str(tmp_path))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   r = subprocess.run(
     [sys.executable, "scripts/compare_dmdp.py", "--last", "0", "--runs", "x"],
     capture_output=True,
     text=True,
-    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    cwd=root,
+    env={**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])},
   )
   assert r.returncode != 0 and "last must be >= 1" in r.stderr

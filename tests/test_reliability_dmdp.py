@@ -2,7 +2,9 @@
 a workdir of the wrong kind, the RoboDesk fork's import location. None of these trains anything."""
 
 import dataclasses
+import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -123,3 +125,69 @@ def test_resume_with_the_replay_file_of_an_older_checkpoint_stops(tmp_path):
   with pytest.raises(CheckpointError, match=r"update 2, 200 env steps, 2 episodes.*update 6"):
     mod.main(flags + ["--env_steps", "600"])
   assert open(os.path.join(w, "metrics.jsonl")).read() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# point 10: compare_dmdp on a workdir that is not a train_dmdp run with evaluations
+
+DMDP_CONFIG = {
+  "model": "dmdp",
+  "variant": "noiseless",
+  "env": "walker_walk",
+  "seed": 0,
+  "world_model": {"beta_y": 0.25},
+}
+
+
+def _workdir(d, config, rows):
+  os.makedirs(d)
+  if config is not None:
+    with open(os.path.join(d, "config.json"), "w") as f:
+      json.dump(config, f)
+  if rows is not None:
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in rows)
+  return str(d)
+
+
+@pytest.mark.parametrize(
+  "config,rows,found",
+  [
+    # a prune workdir: its own config, no metrics
+    ({"data": "npm", "kmeans": {"k": 10}, "fraction": 0.5}, None, "lacks model, variant, env"),
+    # a train.py workdir: classifier config, step-keyed records
+    ({"classifier": {"steps": 5}, "kept": None}, [{"step": 5, "loss": 0.1}], "lacks model"),
+    # an agent config beside records of another job (no kind)
+    (DMDP_CONFIG, [{"step": 5, "loss": 0.1}], "record 1 has no 'kind'"),
+    # an agent run that has not evaluated yet
+    (DMDP_CONFIG, [{"kind": "train", "env_steps": 200, "loss": 1.0}], "no evaluation"),
+    # an eval record of something else
+    (DMDP_CONFIG, [{"kind": "eval", "env_steps": 400, "accuracy": 0.5}], "'return_mean'"),
+    # no metrics at all
+    (DMDP_CONFIG, None, "no metrics.jsonl"),
+    # config.json that is not an object
+    ([1, 2], [], "not a JSON object"),
+  ],
+)
+def test_compare_on_a_workdir_of_the_wrong_kind_names_it(tmp_path, config, rows, found):
+  from jaxprune.dmdp.report import WorkdirKindError, load_run
+
+  w = _workdir(tmp_path / "w", config, rows)
+  with pytest.raises(WorkdirKindError) as e:
+    load_run(w)
+  msg = str(e.value)
+  assert w in msg and found in msg and "train_dmdp" in msg, msg
+
+
+def test_compare_script_stops_without_a_traceback_on_a_wrong_workdir(tmp_path, monkeypatch):
+  import runpy
+
+  w = _workdir(tmp_path / "w", {"classifier": {"steps": 5}}, [{"step": 5, "loss": 0.1}])
+  script = os.path.join(os.path.dirname(__file__), "..", "scripts", "compare_dmdp.py")
+  # the script as `python scripts/compare_dmdp.py ...` runs it (its __main__ block), in-process
+  monkeypatch.setattr(sys, "argv", [script, "--runs", w, "--out", str(tmp_path / "o")])
+  with pytest.raises(SystemExit) as e:
+    runpy.run_path(script, run_name="__main__")
+  msg = str(e.value.code)
+  assert msg.startswith("error (WorkdirKindError)") and w in msg and "train_dmdp" in msg, msg
+  assert not os.path.exists(tmp_path / "o")

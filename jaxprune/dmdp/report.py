@@ -36,16 +36,90 @@ class CompareConfig:
       raise ValueError(f"last must be >= 1, got {self.last}")
 
 
-def load_run(workdir: str, up_to: int | None = None) -> dict:
-  """Config, evaluations (up to ``up_to`` env steps) and the largest value loss of one run."""
+class WorkdirKindError(ValueError):
+  """A directory given to compare is not a train_dmdp run with evaluations."""
+
+
+# what load_run reads, said in every WorkdirKindError
+_EXPECTED = (
+  "compare_dmdp reads scripts/train_dmdp.py work directories: config.json with model, "
+  "variant, env, seed and world_model, and metrics.jsonl with 'kind' / 'env_steps' records, at "
+  "least one of kind 'eval' (with its return_mean)"
+)
+_CONFIG_KEYS = ("model", "variant", "env", "seed", "world_model")
+
+
+def _wrong(workdir: str, found: str, todo: str = "") -> WorkdirKindError:
+  todo = todo or "give the work directory of a train_dmdp run (--runs DIR ...)"
+  return WorkdirKindError(f"{workdir}: {found}; {_EXPECTED}; {todo}")
+
+
+def _read_config(workdir: str) -> dict:
+  """The run's config.json, checked to be a train_dmdp config."""
+  if not os.path.isdir(workdir):
+    what = "is a file" if os.path.exists(workdir) else "does not exist"
+    raise _wrong(workdir, f"the work directory {what}")
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{workdir} holds no config.json: not a train_dmdp work directory")
-  with open(path) as f:
-    cfg = json.load(f)
-  rows = io.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    raise _wrong(workdir, "holds no config.json: not a train_dmdp work directory")
+  try:
+    with open(path) as f:
+      cfg = json.load(f)
+  except (OSError, ValueError) as e:
+    raise _wrong(workdir, f"its config.json cannot be read ({type(e).__name__}: {e})") from e
+  if not isinstance(cfg, dict):
+    raise _wrong(workdir, f"its config.json is not a JSON object (a {type(cfg).__name__})")
+  missing = [k for k in _CONFIG_KEYS if k not in cfg]
+  if missing or not isinstance(cfg["world_model"], dict):
+    keys = ", ".join(sorted(cfg)[:8]) + (", ..." if len(cfg) > 8 else "")
+    raise _wrong(
+      workdir,
+      f"its config.json lacks {', '.join(missing) or 'a world_model object'} (it holds {keys}): "
+      "the config of another job",
+    )
+  if cfg["model"] != "dreamer" and "beta_y" not in cfg["world_model"]:
+    raise _wrong(workdir, f"its config.json has no world_model.beta_y for model {cfg['model']!r}")
+  return cfg
+
+
+def _read_records(workdir: str, up_to: int | None) -> list[dict]:
+  """metrics.jsonl's records (up to ``up_to`` env steps), each checked to be the agent's."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    raise _wrong(
+      workdir, "holds no metrics.jsonl", "run it (scripts/train_dmdp.py) to its first evaluation"
+    )
+  rows = io.read_jsonl(path)
+  for i, r in enumerate(rows, 1):
+    if not isinstance(r, dict):
+      raise _wrong(workdir, f"{path}: record {i} is not a JSON object: {str(r)[:80]}")
+    for key in ("kind", "env_steps"):
+      if key not in r:
+        raise _wrong(workdir, f"{path}: record {i} has no {key!r} ({str(r)[:80]})")
+    if not isinstance(r["env_steps"], (int, float)) or isinstance(r["env_steps"], bool):
+      raise _wrong(workdir, f"{path}: record {i} has env_steps {r['env_steps']!r}, not a number")
+    if r["kind"] == "eval" and not isinstance(r.get("return_mean"), (int, float)):
+      raise _wrong(workdir, f"{path}: record {i}, of kind 'eval', has no number 'return_mean'")
   if up_to is not None:
     rows = [r for r in rows if r["env_steps"] <= up_to]
+  if not any(r["kind"] == "eval" for r in rows):
+    budget = "" if up_to is None else f" at or before up_to = {up_to} env steps"
+    raise _wrong(
+      workdir,
+      f"{path} holds no evaluation{budget} (records: {len(rows)})",
+      "let the run reach its first evaluation (eval_every env steps)"
+      + ("" if up_to is None else ", raise --up_to")
+      + " or leave this run out",
+    )
+  return rows
+
+
+def load_run(workdir: str, up_to: int | None = None) -> dict:
+  """Config, evaluations (up to ``up_to`` env steps) and the largest value loss of one run;
+  :class:`WorkdirKindError` naming the directory when it is not a train_dmdp run with at least
+  one evaluation."""
+  cfg = _read_config(workdir)
+  rows = _read_records(workdir, up_to)
   evals = [r for r in rows if r["kind"] == "eval"]
   train = [r for r in rows if r["kind"] == "train"]
   agent = cfg.get("agent", {})
@@ -195,7 +269,7 @@ def compare(cfg: CompareConfig) -> list[dict]:
   returns the rows."""
   import matplotlib.pyplot as plt
 
-  runs = [load_run(w, cfg.up_to) for w in cfg.runs]
+  runs = [load_run(w, cfg.up_to) for w in cfg.runs]  # every run checked before any output
   rows = summarize(runs, cfg.last)
   os.makedirs(cfg.out, exist_ok=True)
   for name, make in (("compare.png", figure), ("values.png", values_figure)):
