@@ -191,3 +191,71 @@ def test_compare_script_stops_without_a_traceback_on_a_wrong_workdir(tmp_path, m
   msg = str(e.value.code)
   assert msg.startswith("error (WorkdirKindError)") and w in msg and "train_dmdp" in msg, msg
   assert not os.path.exists(tmp_path / "o")
+
+
+# ---------------------------------------------------------------------------------------------
+# point 12: the RoboDesk fork is imported only from a directory given on purpose, owned by the
+# user and writable by no one else, by its explicit location
+
+
+def _fork_script():
+  import importlib.util
+
+  path = os.path.join(os.path.dirname(__file__), "..", "scripts", "compare_robodesk_fork.py")
+  spec = importlib.util.spec_from_file_location("compare_robodesk_fork_script", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def _fake_fork(d):
+  """A stand-in for a checkout of SsnL/robodesk: a package ``robodesk`` importing its utils."""
+  pkg = d / "robodesk"
+  pkg.mkdir(parents=True)
+  (pkg / "__init__.py").write_text("from .utils import CameraManager\nFAKE_FORK = True\n")
+  (pkg / "utils.py").write_text("class CameraManager:\n  pass\n")
+  for p in (d, pkg):
+    os.chmod(p, 0o755)
+  return str(d)
+
+
+def test_fork_dir_has_no_default():
+  mod = _fork_script()
+  with pytest.raises(TypeError, match="fork_dir"):
+    mod.ForkCompareConfig()
+
+
+@pytest.mark.parametrize("where", [".", "robodesk", "robodesk/utils.py", "robodesk/__pycache__"])
+def test_fork_dir_writable_by_others_is_refused(tmp_path, where):
+  mod = _fork_script()
+  fork = _fake_fork(tmp_path / "fork")
+  os.makedirs(os.path.join(fork, "robodesk", "__pycache__"), mode=0o755)
+  target = os.path.join(fork, where)
+  os.chmod(target, 0o777 if os.path.isdir(target) else 0o666)
+  with pytest.raises(ValueError, match="writable") as e:
+    mod.ForkCompareConfig(fork_dir=fork)
+  assert os.path.realpath(target) in str(e.value)
+  os.chmod(target, 0o775 if os.path.isdir(target) else 0o664)  # group-writable: refused too
+  with pytest.raises(ValueError, match="writable"):
+    mod.ForkCompareConfig(fork_dir=fork)
+
+
+def test_fork_dir_of_another_user_is_refused(tmp_path, monkeypatch):
+  mod = _fork_script()
+  fork = _fake_fork(tmp_path / "fork")
+  monkeypatch.setattr(os, "getuid", lambda: os.stat(fork).st_uid + 1)
+  with pytest.raises(ValueError, match="not owned by you") as e:
+    mod.ForkCompareConfig(fork_dir=fork)
+  assert os.path.realpath(fork) in str(e.value)
+
+
+def test_fork_is_imported_by_its_location_leaving_sys_path_alone(tmp_path):
+  mod = _fork_script()
+  fork = _fake_fork(tmp_path / "fork")
+  mod.ForkCompareConfig(fork_dir=fork)  # accepted: owned by the user, 0o755
+  path, modules = list(sys.path), dict(sys.modules)
+  pkg, utils = mod.import_fork(fork)
+  assert pkg.FAKE_FORK and utils.CameraManager is pkg.CameraManager
+  assert os.path.dirname(pkg.__file__) == os.path.realpath(os.path.join(fork, "robodesk"))
+  assert sys.path == path  # nothing put on the path
+  assert sys.modules.get("robodesk") is modules.get("robodesk")  # the pinned name untouched
