@@ -102,6 +102,11 @@ class ForkCompareConfig:
   def __post_init__(self):
     check_fork_dir(self.fork_dir)
     require(self.steps >= 21, f"steps must be >= 21, got {self.steps}")
+    require(
+      len(set(self.seeds)) == len(self.seeds),
+      f"seeds holds a duplicate: {sorted(s for s in set(self.seeds) if self.seeds.count(s) > 1)} "
+      f"given twice in {list(self.seeds)}; give each seed once",
+    )
 
 
 def main(argv=None):

@@ -43,6 +43,17 @@ def test_duplicated_tasks_on_the_command_line_stop_before_any_work(tmp_path, cap
   assert not w.exists()
 
 
+def test_duplicated_runs_and_seeds_of_the_other_dmdp_scripts_are_refused(tmp_path):
+  from jaxprune.dmdp.report import CompareConfig
+
+  a = str(tmp_path / "a")
+  with pytest.raises(ValueError, match=r"runs.*duplicate.*a"):  # the same run, spelt twice
+    CompareConfig(runs=(a, str(tmp_path / "x" / ".." / "a")))
+  fork = _fake_fork(tmp_path / "fork")
+  with pytest.raises(ValueError, match=r"seeds.*duplicate.*1"):
+    _fork_script().ForkCompareConfig(fork_dir=fork, seeds=(0, 1, 1))
+
+
 # ---------------------------------------------------------------------------------------------
 # point 9: a replay file carries the checkpoint it belongs to; the driver refuses another's
 

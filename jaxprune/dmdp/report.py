@@ -34,6 +34,14 @@ class CompareConfig:
       raise ValueError("give the runs to compare: --runs DIR [DIR ...]")
     if self.last < 1:
       raise ValueError(f"last must be >= 1, got {self.last}")
+    seen: dict[str, str] = {}
+    for w in self.runs:  # one run twice would count twice in the mean over seeds
+      key = os.path.realpath(w)
+      if key in seen:
+        raise ValueError(
+          f"runs holds a duplicate: {w!r} is the run {seen[key]!r} given before; give each run once"
+        )
+      seen[key] = w
 
 
 class WorkdirKindError(ValueError):
