@@ -20,9 +20,11 @@ guard, progress bar) and does, per episode:
    (reconstructions from all factors and from each alone);
 4. at the end of an episode, when ``checkpoint_every`` env steps have passed: a checkpoint at the
    update step with the counters (env steps, episodes, next eval / checkpoint, ...) in its
-   metadata and the replay buffer as its file. A restarted run restores both, replays the
-   environments' episode draws, drops metrics written after the checkpoint and goes on; a
-   restarted run with another config (except :data:`MAY_CHANGE`) stops with
+   metadata and the replay buffer as its file (which records the update, env steps and episodes
+   it belongs to). A restarted run restores both (a replay file of another checkpoint stops it
+   with :class:`jaxprune.core.checkpoint.CheckpointError`, see :func:`check_replay_belongs`),
+   replays the environments' episode draws, drops metrics written after the checkpoint and goes
+   on; a restarted run with another config (except :data:`MAY_CHANGE`) stops with
    :class:`jaxprune.core.run.ConfigMismatchError`.
 
 Env steps count physics-control steps (the paper's unit): one agent step = ``action_repeat``.
