@@ -8,7 +8,7 @@ python scripts/prune.py --score el2n --classifier.model resnet18 --classifier.au
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.pruning import prune, prune_config
+from jaxprune.pruning import npm_data, prune, prune_config
 
 
 def main(argv=None):
@@ -19,4 +19,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  cli(main)
+  cli(main, npm_data.NpmCacheError)

