@@ -167,12 +167,13 @@ def check_replay_belongs(
   want = _replay_record(step, counters)
   own = {"env_steps": buf.total_steps * action_repeat, "episodes": buf.total_episodes}
   have = {**own, **(buf.belongs_to or {})}  # the record when the file has one
-  bad = [(k, got) for d in (have, own) for k, got in d.items() if k in want and got != want[k]]
+  names = ("update", "env_steps", "episodes")
+  bad = [(k, d[k]) for d in (have, own) for k in names if k in d and d[k] != want[k]]
   if bad:
     name, got = bad[0]
     desc = lambda d: ", ".join(
       f"update {d[k]}" if k == "update" else f"{d[k]} {k.replace('_', ' ')}"
-      for k in ("update", "env_steps", "episodes")
+      for k in names
       if k in d
     )
     raise CheckpointError(
