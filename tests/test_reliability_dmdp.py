@@ -270,3 +270,5 @@ def test_fork_is_imported_by_its_location_leaving_sys_path_alone(tmp_path):
   assert os.path.dirname(pkg.__file__) == os.path.realpath(os.path.join(fork, "robodesk"))
   assert sys.path == path  # nothing put on the path
   assert sys.modules.get("robodesk") is modules.get("robodesk")  # the pinned name untouched
+  for name in [n for n in sys.modules if n.startswith(mod.FORK_MODULE)]:
+    del sys.modules[name]  # the fake fork stays out of later tests
