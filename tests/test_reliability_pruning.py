@@ -46,6 +46,17 @@ def test_float32_overflow_is_named_on_every_prune_path(tmp_path, stream, dtype, 
   assert not os.path.exists(tmp_path / "w" / "kept_indices.npy")
 
 
+def test_streamed_kmeans_names_a_float32_overflowing_row():
+  import jaxprune
+  from jaxprune.pruning.kmeans_streamed import kmeans_streamed
+
+  x = _emb()
+  x[9] = 1e20  # finite in float32, its squared norm is not
+  with pytest.raises(ValueError, match=r"squared norm overflows float32 \(first: row 9"):
+    kmeans_streamed(x, k=2, key=jax.random.key(0), distance="cosine", block_size=16)
+  assert jaxprune.check_centroids is km.check_centroids
+
+
 def test_nan_scores_in_select_say_where_to_look():
   from jaxprune.pruning.select import select
 

@@ -87,8 +87,17 @@ def _check_finite(rows_BxD: np.ndarray, row_ids: np.ndarray) -> None:
   bad = ~np.isfinite(rows_BxD).all(axis=1)
   if bad.any():
     raise ValueError(
-      f"embeddings contain NaN or inf values (first bad row: "
-      f"{int(row_ids[np.argmax(bad)])}); clean or drop those rows first"
+      f"embeddings contain NaN or inf values in float32, the compute dtype (first bad row: "
+      f"{int(row_ids[np.argmax(bad)])}; NaN / inf, or beyond float32's range ~3.4e38); clean, "
+      "rescale or drop those rows first"
+    )
+  with np.errstate(over="ignore", invalid="ignore"):  # issue 25: a finite row, inf distances
+    over = ~np.isfinite(np.einsum("ij,ij->i", rows_BxD, rows_BxD))
+  if over.any():
+    raise ValueError(
+      f"embeddings have rows whose squared norm overflows float32 (first: row "
+      f"{int(row_ids[np.argmax(over)])}, largest magnitude {np.abs(rows_BxD[over]).max():.3g}):"
+      " their distances would be inf or NaN; rescale the embeddings or drop those rows"
     )
 
 
