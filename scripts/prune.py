@@ -1,4 +1,6 @@
-"""Score a dataset with (self-)supervised prototypes and keep a fraction of it.
+"""Score a dataset with (self-)supervised prototypes and keep a fraction of it. Writes
+kept_indices.npy with kept_indices.json beside it (the identity of the data they index: dataset
+and split, size, content hash), which scripts/train.py checks.
 
 python scripts/prune.py                                   # bundled digits, keep hardest 50%
 python scripts/prune.py --data mnist --data_dir ~/tensorflow_datasets --kmeans.k 100 --fraction 0.7
@@ -9,6 +11,7 @@ python scripts/prune.py --score el2n --classifier.model resnet18 --classifier.au
 from jaxprune.core.config import parse
 from jaxprune.core.run import cli
 from jaxprune.pruning import npm_data, prune, prune_config
+from jaxprune.pruning.kmeans import EmbeddingsError
 
 
 def main(argv=None):
@@ -19,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  cli(main, npm_data.NpmCacheError)
+  cli(main, npm_data.NpmCacheError, EmbeddingsError)

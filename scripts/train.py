@@ -1,5 +1,9 @@
 """Train classifiers on the subset kept by scripts/prune.py (or on all data); report test
 accuracy. Resumes from the last checkpoint in --workdir (a run of another config there stops).
+Kept indices made from other data than this run's training split (another split, dataset or
+--max_examples: the kept_indices.json that prune.py writes beside them says) are refused; a kept
+file without that identity file is used with a warning. Raising --classifier.steps on resume is
+allowed, but the learning-rate schedule changes there: the model differs from a fresh run.
 
   python scripts/prune.py --fraction 0.5 --workdir runs/prune
   python scripts/train.py --kept runs/prune/kept_indices.npy --workdir runs/train_half

@@ -64,6 +64,7 @@ DISTANCES = distances.NAMES
 __all__ = [
   "DISTANCES",
   "Assignment",
+  "EmbeddingsError",
   "KMeansResult",
   "assign",
   "check_centroids",
@@ -109,6 +110,11 @@ def check_k(k, n: int) -> None:
     raise ValueError(f"k must satisfy 1 <= k <= N (number of points = {n}), got k={k}")
 
 
+class EmbeddingsError(ValueError):
+  """Embedding (or centroid) values the distances cannot use: NaN / inf, float32 overflow,
+  zero-norm rows under the cosine distance (:func:`check_embeddings`)."""
+
+
 def check_embeddings(
   x, *, k: int | None = None, distance: str = "euclidean", name: str = "embeddings"
 ) -> None:
@@ -128,12 +134,12 @@ def check_embeddings(
   n = x.shape[0]
   bad = _scan(x)
   if bad.nonfinite:
-    raise ValueError(
+    raise EmbeddingsError(
       f"{name} contains {bad.nonfinite} NaN or inf values (rows {_rows(bad.nonfinite_rows)}); "
       "clean or drop those rows first"
     )
   if bad.overflow:
-    raise ValueError(
+    raise EmbeddingsError(
       f"{name} has {bad.overflow} of {n} rows whose squared norm overflows float32 (norm above "
       f"about 1.8e19), the dtype the distances are computed in: rows "
       f"{_rows(bad.overflow_rows)}, largest magnitude {bad.max_abs:.3g}; their distances would "
@@ -159,7 +165,7 @@ def check_centroids(c, *, distance: str = "euclidean", d: int | None = None) -> 
 
 def check_norms(zero_rows: int, n: int, *, name: str = "embeddings") -> None:
   if zero_rows:
-    raise ValueError(
+    raise EmbeddingsError(
       f"{name} has {zero_rows} of {n} rows with zero norm: the cosine distance is undefined "
       "for them; drop those rows or use distance='euclidean'"
     )
