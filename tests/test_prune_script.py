@@ -24,7 +24,7 @@ def _check_outputs(workdir, n, n_kept):
   np.testing.assert_array_equal(np.flatnonzero(z["kept"]), kept)
   with open(os.path.join(workdir, "scores.csv")) as f:
     assert len(f.readlines()) == n + 1
-  for name in ("config.json", "summary.json", "hardness_hist.png"):
+  for name in ("config.json", "summary.json", "hardness_hist.png", "kept_indices.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   assert not [f for f in os.listdir(workdir) if f.startswith(".tmp-")]  # atomic writes
   return z, kept

