@@ -20,7 +20,14 @@ from jaxprune.core.loop import (
   run_steps,
   to_device,
 )
-from jaxprune.core.run import ConfigMismatchError, NonFiniteError, Run, WorkdirInUseError, fit
+from jaxprune.core.run import (
+  ConfigMismatchError,
+  NonFiniteError,
+  Run,
+  WorkdirError,
+  WorkdirInUseError,
+  fit,
+)
 from jaxprune.core.sharding import data_mesh, initialize_distributed
 from jaxprune.models.classifier import Classifier, ClassifierConfig, accuracy
 from jaxprune.models.classifier import build as build_classifier
@@ -125,6 +132,7 @@ __all__ = [
   "SubsetTrainConfig",
   "Tracked",
   "TrainState",
+  "WorkdirError",
   "WorkdirInUseError",
   "accuracy",
   "assign",

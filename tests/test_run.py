@@ -294,3 +294,139 @@ def test_cli_bad_values_exit_naming_the_flag(argv, needle, capsys):
   assert e.value.code != 0
   out = capsys.readouterr()
   assert needle in out.err + out.out + str(e.value.code)
+
+
+@pytest.mark.parametrize("bad", ["[1, 2, 3]", '{"step": "5"}', '{"loss": 1}', '{"step": true}'])
+def test_metrics_record_of_the_wrong_type_names_file_line_and_record(tmp_path, bad):
+  p = tmp_path / "metrics.jsonl"
+  p.write_text('{"step": 1, "loss": 1.0}\n' + bad + '\n{"step": 3, "loss": 1.0}\n')
+  with Run(str(tmp_path)) as run:
+    with pytest.raises(ValueError) as e:
+      run.restore(_state())
+  msg = str(e.value)
+  assert f"{p}, line 2" in msg and bad in msg and "'step'" in msg
+  assert "delete" in msg  # what to do
+  assert p.read_text().count("\n") == 3  # nothing was dropped
+
+
+def _old_run(wd, cfg):
+  """A finished run: a checkpoint with its replay file, metrics, a summary and a plot."""
+  with Run(wd, config=cfg) as run:
+    run.log([{"step": s, "loss": float(s)} for s in (1, 2)])
+    replay = lambda path: io.save_npy(path, np.array([7]))
+    run.save(2, _state(2.0), position=2, files={"replay": replay})
+  io.save_json(os.path.join(wd, "config.json"), cfg)
+  io.save_json(os.path.join(wd, "summary.json"), {"loss": 2.0})
+  io.save_text(os.path.join(wd, "returns.png"), "png")
+
+
+def _assert_old_run_intact(wd, cfg):
+  assert json.load(open(os.path.join(wd, "config.json"))) == cfg
+  assert json.load(open(os.path.join(wd, "summary.json"))) == {"loss": 2.0}
+  assert open(os.path.join(wd, "returns.png")).read() == "png"
+  assert sorted(e for e in os.listdir(wd) if e.startswith(".")) == []  # no aside, no lock
+  with Run(wd, config=cfg) as run:
+    state, meta = run.restore(_state())
+    np.testing.assert_array_equal(state["w"], 2.0)
+    assert np.load(meta["files"]["replay"])[0] == 7
+    assert [r["step"] for r in run.records()] == [1, 2]
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_fails_or_checkpoints(tmp_path):
+  wd, old, new = str(tmp_path), {"lr": 0.1}, {"lr": 0.5}
+  _old_run(wd, old)
+  # the new run fails before its first checkpoint (a bad --video_dir): the old run comes back
+  with pytest.raises(RuntimeError, match="bad video_dir"):
+    with Run(wd, config=new, overwrite=True) as run:
+      assert run.restore(_state()) is None  # a fresh start ...
+      assert not os.path.exists(os.path.join(wd, "summary.json"))  # ... in an emptied workdir
+      io.save_json(os.path.join(wd, "config.json"), new)
+      os.makedirs(os.path.join(wd, "pictures"))
+      raise RuntimeError("bad video_dir")
+  assert not os.path.exists(os.path.join(wd, "pictures"))  # the failed run's files go
+  _assert_old_run_intact(wd, old)
+  # the new run's first checkpoint discards the old run at once
+  with Run(wd, config=new, overwrite=True) as run:
+    assert run.restore(_state()) is None
+    run.save(1, _state(1.0), position=1)
+    assert sorted(os.listdir(wd)) == [".lock", "checkpoints"]
+    assert run.checkpoint_steps() == [1]
+  # a job that never checkpoints discards the old run when it closes without an error
+  io.save_json(os.path.join(wd, "summary.json"), {"loss": 2.0})
+  with Run(wd, overwrite=True):
+    io.save_json(os.path.join(wd, "result.json"), {"acc": 1.0})
+  assert sorted(os.listdir(wd)) == ["result.json"]
+
+
+def _aside(wd, name=".replaced"):
+  """What a run started with overwrite leaves when killed (-9): the old run moved aside."""
+  aside = os.path.join(wd, name)
+  os.makedirs(aside)
+  for e in os.listdir(wd):
+    if e not in (".lock", name):
+      os.rename(os.path.join(wd, e), os.path.join(aside, e))
+
+
+def test_run_killed_before_its_first_checkpoint_gives_the_old_run_back(tmp_path):
+  wd, old, new = str(tmp_path), {"lr": 0.1}, {"lr": 0.5}
+  _old_run(wd, old)
+  _aside(wd)
+  io.save_json(os.path.join(wd, "config.json"), new)  # the killed run's
+  io.append_jsonl(os.path.join(wd, "metrics.jsonl"), [{"step": 1, "loss": 9.0}])
+  with pytest.warns(UserWarning, match=r"restoring the previous run"):
+    Run(wd, config=old).close()
+  _assert_old_run_intact(wd, old)
+  # killed while still moving the old run aside: nothing of a new run there yet
+  _aside(wd, ".replaced.partial")
+  with pytest.warns(UserWarning, match=r"restoring the previous run"):
+    Run(wd, config=old).close()
+  _assert_old_run_intact(wd, old)
+
+
+def test_run_killed_after_its_first_checkpoint_keeps_the_new_run(tmp_path):
+  wd = str(tmp_path / "w")
+  _old_run(wd, {"lr": 0.1})
+  _aside(wd)
+  with Run(str(tmp_path / "new"), config={"lr": 0.5}) as run:  # the killed run's checkpoint
+    run.save(1, _state(1.0), position=1)
+  os.rename(tmp_path / "new" / "checkpoints", os.path.join(wd, "checkpoints"))
+  with pytest.warns(UserWarning, match=r"discarding the previous run"):
+    with Run(wd, config={"lr": 0.5}) as run:
+      assert run.restore(_state())[1]["position"] == 1
+  assert sorted(os.listdir(wd)) == ["checkpoints"]
+
+
+def test_curve_overwrite_keeps_the_stored_results_when_the_new_run_fails(tmp_path, monkeypatch):
+  from jaxprune.pruning import curve, curve_config
+
+  wd = str(tmp_path)
+  io.append_jsonl(os.path.join(wd, "results.jsonl"), [{"score": "el2n", "accuracy": 0.5}])
+  io.save_npy(os.path.join(wd, "scores_el2n.npy"), np.zeros(3))
+
+  def broken_load(cfg):
+    raise OSError("no data")
+
+  monkeypatch.setattr(curve, "_load", broken_load)
+  cfg = curve_config.CurveConfig(workdir=wd, overwrite=True, progress=False)
+  with pytest.raises(OSError, match="no data"):
+    curve.run(cfg)
+  assert io.read_jsonl(os.path.join(wd, "results.jsonl")) == [{"score": "el2n", "accuracy": 0.5}]
+  assert os.path.exists(os.path.join(wd, "scores_el2n.npy"))
+  assert sorted(os.listdir(wd)) == ["results.jsonl", "scores_el2n.npy"]
+
+
+def test_atomic_files_never_change_the_process_umask(tmp_path, monkeypatch):
+  def no_umask(mask):
+    raise AssertionError("os.umask changes the mode of every thread's new files")
+
+  old = os.umask(0o027)
+  try:
+    monkeypatch.setattr(os, "umask", no_umask)
+    io.save_json(str(tmp_path / "a.json"), {"a": 1})
+    io.save_text(str(tmp_path / "b.txt"), "b")
+  finally:
+    monkeypatch.undo()
+    os.umask(old)
+  for name in ("a.json", "b.txt"):
+    assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o640
+  assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []

@@ -16,6 +16,7 @@ from jaxprune.core.run import (
   Dispatcher,
   NonFiniteError,
   Run,
+  WorkdirError,
   WorkdirInUseError,
   fit,
 )
@@ -26,6 +27,7 @@ __all__ = [
   "CheckpointError",
   "ConfigMismatchError",
   "Run",
+  "WorkdirError",
   "WorkdirInUseError",
   "Checkpointer",
   "DeviceData",

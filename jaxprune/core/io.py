@@ -11,17 +11,24 @@ import csv
 import dataclasses
 import json
 import os
-import tempfile
+import secrets
 import warnings
 
 import numpy as np
 
 
-def _umask_mode() -> int:
-  """The mode a new file gets from ``open``: 0666 minus the umask (0644 by default)."""
-  mask = os.umask(0)
-  os.umask(mask)
-  return 0o666 & ~mask
+def _create_temp(d: str, suffix: str) -> str:
+  """A new empty file in ``d``, created with mode 0666 so that the kernel applies the umask (and
+  any default ACL) itself, as for ``open``: no process-wide ``os.umask`` call, which would give
+  another thread's new files mode 0666 for a moment."""
+  while True:
+    tmp = os.path.join(d, f".tmp-{secrets.token_hex(8)}{suffix}")
+    try:
+      fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+      continue
+    os.close(fd)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -29,10 +36,7 @@ def atomic_path(path: str):
   """Yield a temporary path; on success it replaces ``path`` atomically."""
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
-  suffix = os.path.splitext(path)[1]
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=suffix)
-  os.close(fd)
-  os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; results are for everyone to read
+  tmp = _create_temp(d, os.path.splitext(path)[1])
   try:
     yield tmp
     with open(tmp, "rb") as f:
@@ -88,8 +92,22 @@ def append_jsonl(path: str, rows) -> None:
 
 def truncate_jsonl(path: str, upto, key: str = "step") -> None:
   """Keep only the records with ``record[key] <= upto`` (atomically): what a run resumed from
-  the checkpoint at ``upto`` has not logged yet goes, so nothing is logged twice."""
-  rows = [r for r in read_jsonl(path) if r[key] <= upto]
+  the checkpoint at ``upto`` has not logged yet goes, so nothing is logged twice. A record that
+  is not an object with a number at ``key`` is an error naming the file and line (nothing is
+  dropped then)."""
+  rows = read_jsonl(path)
+  with open(path) as f:
+    lines = [i for i, line in enumerate(f.read().split("\n"), 1) if line.strip()]
+  for r, lineno in zip(rows, lines):
+    pos = r.get(key) if isinstance(r, dict) else None
+    if not isinstance(pos, (int, float)) or isinstance(pos, bool):
+      raise ValueError(
+        f"{path}, line {lineno}: the record {json.dumps(r)[:200]} is not a JSON object with a "
+        f"number at {key!r}, so a resumed run cannot tell whether it was logged before or after "
+        "the checkpoint. Fix or delete that line (or start afresh with overwrite=True, "
+        "--overwrite true)"
+      )
+  rows = [r for r in rows if r[key] <= upto]
   with atomic_path(path) as tmp, open(tmp, "w") as f:
     f.writelines(json.dumps(r) + "\n" for r in rows)
 

@@ -6,8 +6,15 @@ later, one NaN guard) and log through :meth:`Run.log`.
 ``Run(workdir, config=...)`` gives, for any loop (epochs of on-device data, or an agent that
 interacts with an environment between updates):
 
-* a lock (``workdir/.lock`` holding the owner's pid): a second process on the same workdir
-  stops at once; a stale lock of a dead process is taken over with a warning;
+* a lock: an OS lock (``fcntl.flock``) on ``workdir/.lock``, taken atomically (of two runs
+  started together on one workdir exactly one runs; the other stops at once with
+  :class:`WorkdirInUseError` naming the owner's pid and host, which the file holds for the
+  message). The OS releases the lock of a dead owner, however it died, so the next run takes
+  it over (with a warning when the owner left its file behind). A lock file naming another
+  host (a network file system, where the OS lock may not reach) is never taken over without
+  ``overwrite``. Re-entrant within a process (a job and the :func:`fit` it drives). A workdir
+  that is a file, lies under one, or whose lock file is a directory is a
+  :class:`WorkdirError` (see :mod:`jaxprune.core.lock`);
 * checkpoints (Orbax) of a state pytree with JSON metadata: the run's config, its position
   (the logging counter, e.g. the step or the env steps) and any counters the loop keeps;
   files that belong to a checkpoint (an agent's replay) are written before it, named by its
@@ -16,8 +23,19 @@ interacts with an environment between updates):
 * resume: a config that differs from the checkpoint's (other than the fields that may change,
   e.g. the number of steps) is an error listing the fields, before any work; ``overwrite``
   starts afresh instead;
+* overwrite that loses nothing until the new run has something: ``overwrite`` moves every
+  entry of the workdir but the lock (checkpoints, files, metrics, config, summaries, plots)
+  into ``workdir/.replaced/`` and deletes that folder only once the new run has written its
+  first checkpoint (:meth:`Run.save`; a job that stores progress otherwise calls
+  :meth:`Run.discard_replaced`), or when it closes without an error. A run that fails before
+  (an exception leaving the ``with`` block, or ``close(failed=True)``) gets the old run back
+  and its own files go. A process killed in between leaves ``.replaced/`` behind: the next
+  Run on the workdir restores it before anything else, with a warning (or, when the killed
+  run had written a checkpoint, discards it, with a warning);
 * ``metrics.jsonl``: records appended at log time, records past the restored checkpoint
-  dropped on resume, and a NaN/Inf guard that names the first bad record and metric;
+  dropped on resume (a record that is not an object with a number at the position key is an
+  error naming the file and line), and a NaN/Inf guard that names the first bad record and
+  metric;
 * a progress bar and rates.
 """
 
@@ -28,7 +46,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import time
 import warnings
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -41,17 +58,31 @@ from tqdm.auto import tqdm
 
 from jaxprune.core import config as config_lib
 from jaxprune.core import io
+from jaxprune.core import lock as lock_lib
 from jaxprune.core.cache import memoize
 from jaxprune.core.checkpoint import Checkpointer
+from jaxprune.core.lock import WorkdirError, WorkdirInUseError
 from jaxprune.core.loop import run_steps
+
+__all__ = [  # WorkdirError and WorkdirInUseError live in jaxprune.core.lock, raised from here
+  "CKPT_SECONDS",
+  "ConfigMismatchError",
+  "Dispatcher",
+  "NonFiniteError",
+  "Run",
+  "WorkdirError",
+  "WorkdirInUseError",
+  "check_finite_record",
+  "check_finite_steps",
+  "cli",
+  "config_diff",
+  "fit",
+  "jitted_dispatch",
+]
 
 
 class NonFiniteError(FloatingPointError):
   """A logged metric became NaN or inf."""
-
-
-class WorkdirInUseError(RuntimeError):
-  """Another live process holds the work directory's lock."""
 
 
 class ConfigMismatchError(ValueError):
@@ -60,28 +91,20 @@ class ConfigMismatchError(ValueError):
 
 def cli(main: Callable[[], Any], *errors: type[BaseException]) -> Any:
   """Run a script's ``main()``. A run stopped on purpose (another process holds the workdir,
-  the config differs from the checkpoint's, a metric went NaN, a checkpoint cannot be read, or
-  one of ``errors``) exits with status 1 and its message on stderr, without a traceback;
-  ``JAXPRUNE_TRACEBACK=1`` keeps the traceback. Any other exception propagates."""
+  the workdir cannot be used, the config differs from the checkpoint's, a metric went NaN, a
+  checkpoint cannot be read, or one of ``errors``) exits with status 1 and its message on
+  stderr, without a traceback; ``JAXPRUNE_TRACEBACK=1`` keeps the traceback. Any other
+  exception propagates."""
   from jaxprune.core.checkpoint import CheckpointError
 
-  stops = (WorkdirInUseError, ConfigMismatchError, NonFiniteError, CheckpointError, *errors)
+  stops = (WorkdirInUseError, WorkdirError, ConfigMismatchError, NonFiniteError, CheckpointError)
+  stops = (*stops, *errors)
   try:
     return main()
   except stops as e:
     if os.environ.get("JAXPRUNE_TRACEBACK") == "1":
       raise
     raise SystemExit(f"error ({type(e).__name__}): {e}") from None
-
-
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # exists, owned by someone else
-    return True
-  return True
 
 
 def _jsonable(config) -> dict:
@@ -120,6 +143,38 @@ def check_finite_record(record: Mapping, where: str) -> None:
     raise NonFiniteError(f"non-finite {', '.join(bad)} at {where} (values: {bad})")
 
 
+LOCK = ".lock"
+ASIDE = ".replaced"
+"""Where ``Run(overwrite=True)`` keeps the old run until the new one has checkpointed."""
+ASIDE_PARTIAL = ".replaced.partial"  # being moved aside or back: holds old entries only
+ASIDE_DISCARD = ".replaced.discard"  # being deleted
+_SPECIAL = (LOCK, ASIDE, ASIDE_PARTIAL, ASIDE_DISCARD)
+_ASIDE: dict[str, tuple[int, int]] = {}  # workdir -> (pid, id of the Run that moved it aside)
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path)
+  else:
+    os.remove(path)
+
+
+def _make_workdir(workdir: str) -> None:
+  """Create ``workdir``; a file in its place or above it is a :class:`WorkdirError`."""
+  p = workdir
+  while p and not os.path.lexists(p):
+    p = os.path.dirname(p)
+  if p and not os.path.isdir(p):
+    raise WorkdirError(
+      f"cannot use {workdir} as a work directory: {p} is a file; pass another workdir (or "
+      "move the file away)"
+    )
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise WorkdirError(f"cannot create the work directory {workdir}: {e.strerror}") from e
+
+
 class Run:
   """A training run's work directory (see the module docstring). Use as a context manager.
 
@@ -144,91 +199,141 @@ class Run:
     self.may_change = tuple(may_change)
     self.position_key = position_key
     self.metrics_path = os.path.join(self.workdir, "metrics.jsonl")
-    self._lock_path = os.path.join(self.workdir, ".lock")
+    self._lock_path = os.path.join(self.workdir, LOCK)
     self._bar = None
     self._ckpt = None
-    os.makedirs(self.workdir, exist_ok=True)
-    self._lock()
+    self._owns_lock = False
+    self._ckpt_dir = os.path.join(self.workdir, "checkpoints")
+    self._max_to_keep = max_to_keep
+    _make_workdir(self.workdir)
+    lock_lib.acquire(self._lock_path, workdir=self.workdir, take_over_foreign=overwrite)
+    self._owns_lock = True
     try:
-      self._ckpt_dir = os.path.join(self.workdir, "checkpoints")
-      self._max_to_keep = max_to_keep
+      if lock_lib.held_count(self._lock_path) == 1:  # not a Run nested in one of this process
+        self._recover_aside()
       if overwrite:
-        self._wipe()
+        self._move_aside()
       if os.path.isdir(self._ckpt_dir):  # created on the first save, not before
         self._open_checkpointer()
         self._check_config()
     except BaseException:
-      self.close()
+      self.close(failed=True)
       raise
 
-  # -- lock -------------------------------------------------------------------------------------
-  def _lock(self) -> None:
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    while True:
-      try:
-        fd = os.open(self._lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      except FileExistsError:
-        try:
-          with open(self._lock_path) as f:
-            owner = json.load(f)
-        except (OSError, ValueError):
-          owner = {"pid": -1, "host": me["host"]}  # unreadable: a crash while writing it
-        pid = int(owner.get("pid", -1))
-        if pid == me["pid"]:
-          break  # re-entrant within one process (a job and the fit it drives)
-        if owner.get("host") == me["host"] and pid > 0 and _pid_alive(pid):
-          raise WorkdirInUseError(
-            f"{self.workdir} is in use by process {pid} (lock file {self._lock_path}); wait "
-            "for it to finish or use another workdir"
-          ) from None
-        warnings.warn(
-          f"{self.workdir}: taking over the stale lock of process {pid} on "
-          f"{owner.get('host')}, which is no longer running",
-          stacklevel=3,
-        )
-        os.remove(self._lock_path)
-        continue
-      with os.fdopen(fd, "w") as f:
-        json.dump(me, f)
-      break
-    self._owns_lock = True
-
-  def close(self) -> None:
-    """Close the progress bar and the checkpointer, release the lock."""
+  def close(self, *, failed: bool = False) -> None:
+    """Close the progress bar and the checkpointer, release the lock. A run opened with
+    ``overwrite`` that has not checkpointed yet gives the old run back when ``failed`` (its own
+    files go), else discards it (see the module docstring)."""
     if self._bar is not None:
       self._bar.close()
       self._bar = None
     if self._ckpt is not None:
       self._ckpt.close()
       self._ckpt = None
-    if getattr(self, "_owns_lock", False):
+    if self._owns_lock:
       try:
-        with open(self._lock_path) as f:
-          if json.load(f).get("pid") == os.getpid():
-            os.remove(self._lock_path)
-      except (OSError, ValueError):
-        pass
-      self._owns_lock = False
+        if _ASIDE.get(self.workdir) == (os.getpid(), id(self)):
+          del _ASIDE[self.workdir]
+          if failed:
+            self._restore_aside()
+          else:
+            self._discard_aside()
+      finally:
+        self._owns_lock = False
+        lock_lib.release(self._lock_path)
 
   def __enter__(self) -> "Run":
     return self
 
-  def __exit__(self, *exc) -> None:
-    self.close()
+  def __exit__(self, exc_type, *exc) -> None:
+    self.close(failed=exc_type is not None)
 
   def _open_checkpointer(self) -> Checkpointer:
     if self._ckpt is None:
       self._ckpt = Checkpointer(self._ckpt_dir, max_to_keep=self._max_to_keep)
     return self._ckpt
 
-  # -- config ------------------------------------------------------------------------------------
-  def _wipe(self) -> None:
-    shutil.rmtree(os.path.join(self.workdir, "checkpoints"), ignore_errors=True)
-    for p in glob.glob(os.path.join(self.workdir, "files", "*")):
-      shutil.rmtree(p, ignore_errors=True)
-    if os.path.exists(self.metrics_path):
-      os.remove(self.metrics_path)
+  # -- overwrite: the old run aside until the new one has checkpointed ---------------------------
+  def _path(self, name: str) -> str:
+    return os.path.join(self.workdir, name)
 
+  def _move_aside(self) -> None:
+    entries = [e for e in os.listdir(self.workdir) if e not in _SPECIAL]
+    if not entries:
+      return
+    if _ASIDE.get(self.workdir, (None,))[0] == os.getpid():
+      # a Run nested in one of this process that moved the old run aside already: what is
+      # here is that new run's, which asked to be overwritten
+      for e in entries:
+        _remove(self._path(e))
+      return
+    partial = self._path(ASIDE_PARTIAL)
+    os.mkdir(partial)
+    for e in entries:
+      os.rename(self._path(e), os.path.join(partial, e))
+    os.rename(partial, self._path(ASIDE))  # complete: from now on the workdir is the new run's
+    _ASIDE[self.workdir] = (os.getpid(), id(self))
+
+  def _restore_aside(self) -> None:
+    """The new run's entries go, the old run's (``ASIDE``) come back."""
+    aside, partial = self._path(ASIDE), self._path(ASIDE_PARTIAL)
+    if os.path.isdir(aside):
+      for e in os.listdir(self.workdir):
+        if e not in _SPECIAL:
+          _remove(self._path(e))
+      os.rename(aside, partial)
+    if os.path.isdir(partial):  # only old entries here and in the workdir: move them all back
+      for e in os.listdir(partial):
+        if os.path.lexists(self._path(e)):
+          _remove(self._path(e))
+        os.rename(os.path.join(partial, e), self._path(e))
+      os.rmdir(partial)
+
+  def _discard_aside(self) -> None:
+    if os.path.isdir(self._path(ASIDE)):
+      os.rename(self._path(ASIDE), self._path(ASIDE_DISCARD))
+    if os.path.lexists(self._path(ASIDE_DISCARD)):
+      _remove(self._path(ASIDE_DISCARD))
+
+  def discard_replaced(self) -> None:
+    """The new run has durable progress: the old run that ``overwrite`` moved aside goes now
+    (:meth:`save` calls it; a job that stores its progress otherwise calls it itself). Nothing
+    happens when no old run is aside."""
+    if _ASIDE.get(self.workdir, (None,))[0] == os.getpid():
+      del _ASIDE[self.workdir]
+      self._discard_aside()
+
+  def _recover_aside(self) -> None:
+    """What a process killed during an overwrite left (this process holds no Run here)."""
+    if os.path.lexists(self._path(ASIDE_DISCARD)):
+      _remove(self._path(ASIDE_DISCARD))  # the discard was decided already
+    aside, partial = self._path(ASIDE), self._path(ASIDE_PARTIAL)
+    if not (os.path.isdir(aside) or os.path.isdir(partial)):
+      return
+    if os.path.isdir(aside) and os.path.isdir(self._ckpt_dir) and self._has_checkpoint():
+      warnings.warn(
+        f"{self.workdir}: a run started with overwrite stopped after its first checkpoint; "
+        f"discarding the previous run it had moved aside ({aside})",
+        stacklevel=3,
+      )
+      self._discard_aside()
+      return
+    warnings.warn(
+      f"{self.workdir}: a run started with overwrite stopped before its first checkpoint; "
+      f"restoring the previous run from {aside if os.path.isdir(aside) else partial} (the "
+      "stopped run's files are removed)",
+      stacklevel=3,
+    )
+    self._restore_aside()
+
+  def _has_checkpoint(self) -> bool:
+    ckpt = Checkpointer(self._ckpt_dir, max_to_keep=self._max_to_keep)
+    try:
+      return bool(ckpt.all_steps())
+    finally:
+      ckpt.close()
+
+  # -- config ------------------------------------------------------------------------------------
   def _check_config(self) -> None:
     meta = self._ckpt.read_meta()
     if meta is None or "config" not in meta:
@@ -273,6 +378,7 @@ class Run:
     self._open_checkpointer().save(
       int(step), state, {"config": self.config, "position": int(position), **dict(meta or {})}
     )
+    self.discard_replaced()
     kept = set(self._ckpt.all_steps())
     for name in files or {}:
       for p in glob.glob(os.path.join(self.workdir, "files", name, "*")):

@@ -6,7 +6,8 @@ Resumable: scores are cached in the work directory (``scores_<score>.npy``) and 
 (score, mode, fraction) row is appended to ``results.jsonl``; a restarted run skips what is done.
 A workdir holding results of another config (other than the fractions, modes and scores, which
 a rerun may extend) stops with a :class:`jaxprune.core.run.ConfigMismatchError`; ``overwrite``
-discards them instead.
+discards them instead: they are moved aside and deleted once the new run has stored the first
+pool's scores (a run that fails before gives them back).
 """
 
 from __future__ import annotations
@@ -187,12 +188,9 @@ def pools(cfg: CurveConfig, n: int) -> list[tuple[int, np.ndarray | None]]:
 def run(cfg: CurveConfig) -> list[dict]:
   """Run (or resume) the whole curve (every pool); returns the result rows, one per (pool,
   score, mode, fraction, scorer seed)."""
-  # the lock (one job per workdir); overwrite applies to what this job stores, not to the
-  # workdir's own checkpoints, which it never writes
-  with Run(cfg.workdir, config=cfg):
-    if cfg.overwrite:
-      for p in _stored_results(cfg.workdir):
-        os.remove(p)
+  # the lock (one job per workdir); overwrite moves the stored results aside until the first
+  # pool's scores are stored (given back if the job fails before, see jaxprune.core.run)
+  with Run(cfg.workdir, config=cfg, overwrite=cfg.overwrite) as job:
     _check_resume(cfg)
     train, test = _load(cfg)
     the_pools = pools(cfg, train.size)
@@ -203,6 +201,7 @@ def run(cfg: CurveConfig) -> list[dict]:
     rows, embeddings = [], {}
     for size, pool in the_pools:
       scores = compute_all_scores(cfg, train, pool, size, embeddings)
+      job.discard_replaced()  # the new run has stored work: the old run's results go
       rows = _run_points(cfg, train, test, scores, pool, size)
     write_outputs(
       cfg.workdir,
