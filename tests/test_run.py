@@ -430,3 +430,43 @@ def test_atomic_files_never_change_the_process_umask(tmp_path, monkeypatch):
   for name in ("a.json", "b.txt"):
     assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o640
   assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+
+@pytest.mark.slow  # an agent run of a few hundred env steps (about a minute)
+def test_agent_overwrite_with_a_bad_video_dir_keeps_the_finished_run(tmp_path):
+  """The issue's reproduction: a finished agent run, then --overwrite true with a corrupt
+  --video_dir: the new run fails when it builds its environments, the old run stays whole."""
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location(
+    "train_dmdp_script", os.path.join(os.path.dirname(__file__), "..", "scripts", "train_dmdp.py")
+  )
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  flags = ["--preset", "small", "cheetah_run", "video_background", "quick", "--progress", "false"]
+  wd = str(tmp_path / "agent")
+  script.main(flags + ["--env_steps", "200", "--workdir", wd])
+  before = {
+    name: open(os.path.join(wd, name), "rb").read()
+    for name in ("config.json", "summary.json", "metrics.jsonl")
+  }
+  ckpts = sorted(os.listdir(os.path.join(wd, "checkpoints")))
+  replay = sorted(os.listdir(os.path.join(wd, "files", "replay")))
+  assert replay
+  videos = tmp_path / "videos"
+  videos.mkdir()
+  (videos / "broken.mp4").write_bytes(b"not a video")
+  with pytest.raises(ValueError, match="no readable video"):
+    script.main(
+      flags
+      + ["--env_steps", "400", "--workdir", wd, "--video_dir", str(videos)]
+      + ["--overwrite", "true", "--seed", "3"]
+    )
+  for name, content in before.items():
+    assert open(os.path.join(wd, name), "rb").read() == content, name
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ckpts
+  assert sorted(os.listdir(os.path.join(wd, "files", "replay"))) == replay
+  assert not os.path.exists(os.path.join(wd, ".replaced"))
+  # and it resumes: more env steps of the same run
+  script.main(flags + ["--env_steps", "300", "--workdir", wd])
+  assert json.load(open(os.path.join(wd, "summary.json")))["env_steps"] == 300
