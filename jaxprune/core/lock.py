@@ -146,9 +146,12 @@ def _acquire(path: str, workdir: str, take_over_foreign: bool) -> None:
           f"cannot tell whether it still runs. Wait for it to finish; if it no longer runs, "
           f"delete {path}, or discard its run with overwrite=True (--overwrite true)"
         )
+      if host == me["host"]:
+        why = "which is no longer running"
+      else:
+        why = "as overwrite=True asks (this host cannot tell whether it still runs)"
       warnings.warn(
-        f"{workdir}: taking over the stale lock of process {pid} on {host}, which is no longer "
-        "running" + ("" if host == me["host"] else " (overwrite=True)"),
+        f"{workdir}: taking over the stale lock of process {pid} on {host}, {why}",
         stacklevel=5,
       )
     os.ftruncate(fd, 0)
