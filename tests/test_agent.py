@@ -424,6 +424,7 @@ def test_update_on_8_devices_equals_1_device():
 AC_T = AC.replace(target_every=3)
 
 
+@pytest.mark.slow  # moved out of the default run (its 20-minute budget)
 def test_slow_target_is_a_copy_refreshed_every_n_updates():
   params = dmdp.init_agent(CFG, AC_T, KEY)
   _close(params["value_target"], params["value"], rtol=0, atol=0)

@@ -105,7 +105,12 @@ def test_full_preset_parameter_counts():
 # 64 and 96 (the release's and robodesk_96's layouts; the shape tests cover them): slow set
 @pytest.mark.parametrize(
   "size",
-  [32, 48, pytest.param(64, marks=pytest.mark.slow), pytest.param(96, marks=pytest.mark.slow)],
+  [
+    pytest.param(32, marks=pytest.mark.slow),
+    48,
+    pytest.param(64, marks=pytest.mark.slow),
+    pytest.param(96, marks=pytest.mark.slow),
+  ],
 )
 def test_kernels_follow_image_size(size):
   # init, encode one batch, observe it, decode: the reconstruction has the input's shape

@@ -49,6 +49,7 @@ def test_small_cnn_shapes(shape):
   assert model.apply(variables, jnp.ones(shape), train=True).shape == (shape[0], 7)
 
 
+@pytest.mark.slow  # moved out of the default run (its 20-minute budget)
 def test_resnet18_shape_and_parameter_count():
   model = ResNet18(num_classes=10)
   x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))

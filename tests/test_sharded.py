@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 PROG = r"""
 import json, jax, numpy as np
 from sklearn.datasets import make_blobs
@@ -76,6 +78,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # moved out of the default run (its 20-minute budget)
 def test_bounded_kmeans_eight_devices_equal_one():
   """Each device compacts its own rows: 8 devices give the same bounded k-means as 1 (which
   equals Lloyd: tests/test_kmeans_bounds.py)."""

@@ -156,6 +156,7 @@ def test_model_keys_do_not_depend_on_the_ensemble_size():
   assert len(np.unique(np.asarray(jax.random.key_data(b)), axis=0)) == 3
 
 
+@pytest.mark.slow  # moved out of the default run (its 20-minute budget)
 def test_subsets_of_one_size_compile_once():
   """A pruning curve trains many subsets of a few sizes: the ensemble's functions are memoised
   on values, so a second subset of the same size reuses the compiled dispatch."""
@@ -226,6 +227,7 @@ def test_el2n_is_taken_at_the_configured_step_and_forgetting_over_the_whole_run(
   assert np.asarray(at12.forgets).sum() > np.asarray(at3.forgets).sum() >= 0
 
 
+@pytest.mark.slow  # moved out of the default run (its 20-minute budget)
 def test_grand_at_init_is_the_mean_over_initialisations_of_per_example_norms():
   images, labels, cfg, clf, init_S, _ = _protocol_setup()
   key = jax.random.key(7)
