@@ -31,6 +31,8 @@ from jaxprune.core.run import (
 from jaxprune.core.sharding import data_mesh, initialize_distributed
 from jaxprune.models.classifier import Classifier, ClassifierConfig, accuracy
 from jaxprune.models.classifier import build as build_classifier
+from jaxprune.pruning import claims
+from jaxprune.pruning.claims import Interval, verdict
 from jaxprune.pruning.curve import aggregate
 from jaxprune.pruning.curve import run as run_curve
 from jaxprune.pruning.curve_config import CurveConfig
@@ -104,6 +106,9 @@ def __getattr__(name):
 
 __all__ = [
   "aggregate",
+  "claims",
+  "Interval",
+  "verdict",
   "best_fraction",
   "downsample",
   "exponents",

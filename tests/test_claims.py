@@ -296,3 +296,21 @@ def test_rows_round_trip_through_csv_and_jsonl_and_from_curve_rows(tmp_path):
     ("full", 0, -1, 1),
   ]
   claims.check_rows(got)
+
+
+def test_columns_and_structured_arrays_give_the_same_bootstrap_and_the_api_is_exported():
+  import jaxprune
+
+  rows = _table(_hard_easy(np.linspace(-0.02, 0.03, 6), random=0.69), seeds=(2, 2, 3))
+  cols = {c: np.array([r[c] for r in rows]) for c in claims.COLUMNS}
+  table = np.array(
+    [tuple(r[c] for c in claims.COLUMNS) for r in rows],
+    dtype=[(c, cols[c].dtype) for c in claims.COLUMNS],
+  )
+  a = claims.bootstrap(rows[::-1], num_resamples=200)  # row order does not matter
+  for other in (cols, table):
+    b = claims.bootstrap(other, num_resamples=200)
+    assert a.estimate.keys() == b.estimate.keys()
+    for k in a.samples:
+      np.testing.assert_array_equal(a.samples[k], b.samples[k])
+  assert jaxprune.verdict is claims.verdict and jaxprune.claims.Interval is jaxprune.Interval

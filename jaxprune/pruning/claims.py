@@ -284,62 +284,112 @@ def from_curve_rows(rows: list[dict]) -> list[dict]:
   return out
 
 
-def check_rows(rows: list[dict]) -> None:
-  """Host-side checks of a per-seed table; raises ValueError naming the row and the field."""
-  if not rows:
+def as_columns(rows) -> dict:
+  """The per-seed table as ``{column: array}``, from a list of row dicts, a dict of columns, a
+  numpy structured array or a pandas DataFrame."""
+  if isinstance(rows, np.ndarray) and rows.dtype.names:
+    cols = {c: rows[c] for c in rows.dtype.names}
+  elif isinstance(rows, dict):
+    cols = {c: np.asarray(v) for c, v in rows.items()}
+  elif hasattr(rows, "columns") and hasattr(rows, "to_numpy"):
+    cols = {c: rows[c].to_numpy() for c in rows.columns}
+  else:
+    rows = list(rows)
+    need = set(COLUMNS)
+    for i, r in enumerate(rows):
+      if not need <= r.keys():
+        missing = [c for c in COLUMNS if c not in r]
+        raise ValueError(f"row {i}: missing columns {missing}; every row needs {list(COLUMNS)}")
+    cols = {c: np.array([r[c] for r in rows]) for c in COLUMNS}
+  missing = [c for c in COLUMNS if c not in cols]
+  if missing:
+    raise ValueError(f"missing columns {missing}; the per-seed table needs {list(COLUMNS)}")
+  sizes = {len(cols[c]) for c in COLUMNS}
+  if len(sizes) != 1:
+    raise ValueError(f"columns of different lengths {sorted(sizes)}; one entry per row")
+  return {
+    "pool": cols["pool"].astype(np.int64),
+    "score": cols["score"].astype(str),
+    "mode": cols["mode"].astype(str),
+    "fraction": cols["fraction"].astype(float),
+    "n_kept": cols["n_kept"].astype(np.int64),
+    **{s: cols[s].astype(np.int64) for s in SEED_SOURCES},
+    "acc": cols["acc"].astype(float),
+  }
+
+
+def check_rows(rows) -> dict:
+  """Host-side checks of a per-seed table (any form :func:`as_columns` takes); raises
+  ValueError naming the first bad row and its field; returns the columns."""
+  cols = as_columns(rows)
+  if len(cols["acc"]) == 0:
     raise ValueError("no per-seed rows: pass the experiment's rows (see claims.COLUMNS)")
-  for i, r in enumerate(rows):
-    missing = [c for c in COLUMNS if c not in r]
-    if missing:
-      raise ValueError(f"row {i}: missing columns {missing}; every row needs {list(COLUMNS)}")
-    if r["mode"] not in MODES:
-      raise ValueError(f"row {i}: mode {r['mode']!r} is not one of {MODES}")
-    if not 0.0 < float(r["fraction"]) <= 1.0:
-      raise ValueError(f"row {i}: fraction {r['fraction']} must be in (0, 1]")
-    if r["mode"] == "full" and float(r["fraction"]) != 1.0:
-      raise ValueError(f"row {i}: a full-pool row has fraction {r['fraction']}, must be 1")
-    acc = float(r["acc"])
-    if not 0.0 <= acc <= 1.0:
-      raise ValueError(f"row {i}: acc {r['acc']} is not an accuracy in [0, 1] (NaN or percent?)")
-    for s in SEED_SOURCES:
-      if int(r[s]) < NOT_APPLICABLE:
-        raise ValueError(f"row {i}: {s} {r[s]} is negative; use -1 for 'does not apply'")
+  f, acc = cols["fraction"], cols["acc"]
+  bad = [
+    (~np.isin(cols["mode"], MODES), "mode", f"is not one of {MODES}"),
+    (~((f > 0) & (f <= 1)), "fraction", "must be in (0, 1]"),
+    ((cols["mode"] == "full") & (f != 1.0), "fraction", "of a full-pool row must be 1"),
+    (~((acc >= 0) & (acc <= 1)), "acc", "is not an accuracy in [0, 1] (NaN or percent?)"),
+    *[
+      (cols[s] < NOT_APPLICABLE, s, "is negative; use -1 for 'does not apply'")
+      for s in SEED_SOURCES
+    ],
+  ]
+  for mask, field, what in bad:
+    if mask.any():
+      i = int(np.argmax(mask))
+      raise ValueError(f"row {i}: {field} {cols[field][i].item()!r} {what}")
+  return cols
 
 
-def _cell_key(r: dict) -> tuple:
-  return (int(r["pool"]), str(r["score"]), str(r["mode"]), round(float(r["fraction"]), 12))
-
-
-def _cells(rows: list[dict]) -> dict:
+def _cells(rows) -> dict:
   """``{(pool, score, mode, fraction): (acc_DxSxC, n_kept, applies: 3 bools)}``; every cell must
   hold every combination of its seeds exactly once."""
-  check_rows(rows)
-  groups: dict = {}
-  for r in rows:
-    groups.setdefault(_cell_key(r), []).append(r)
+  cols = check_rows(rows)
+  fraction = np.round(cols["fraction"], 12)
+  codes = [np.unique(cols[c] if c != "fraction" else fraction, return_inverse=True)[1]
+           for c in ("pool", "score", "mode", "fraction")]  # fmt: skip
+  code = np.zeros(len(fraction), np.int64)
+  for c in codes:
+    code = code * (int(c.max()) + 1) + c
+  _, inverse = np.unique(code, return_inverse=True)
+  order = np.argsort(inverse, kind="stable")
+  starts = np.flatnonzero(np.diff(inverse[order], prepend=-1))
   cells = {}
-  for key, rs in sorted(groups.items()):
-    ids = [sorted({int(r[s]) for r in rs}) for s in SEED_SOURCES]
+  for idx in np.split(order, starts[1:]):
+    i0 = idx[0]
+    key = (
+      int(cols["pool"][i0]),
+      str(cols["score"][i0]),
+      str(cols["mode"][i0]),
+      float(fraction[i0]),
+    )
+    ids, pos = zip(*(np.unique(cols[s][idx], return_inverse=True) for s in SEED_SOURCES))
     for s, v in zip(SEED_SOURCES, ids):
       if NOT_APPLICABLE in v and len(v) > 1:
-        raise ValueError(f"cell {key}: {s} mixes -1 ('does not apply') with seeds {v}")
+        raise ValueError(f"cell {key}: {s} mixes -1 ('does not apply') with seeds {v.tolist()}")
     shape = tuple(len(v) for v in ids)
-    acc = np.full(shape, np.nan)
-    pos = [{x: i for i, x in enumerate(v)} for v in ids]
-    for r in rs:
-      idx = tuple(p[int(r[s])] for p, s in zip(pos, SEED_SOURCES))
-      if not np.isnan(acc[idx]):
-        raise ValueError(f"cell {key}: seeds {idx} appear twice; one row per trained classifier")
-      acc[idx] = float(r["acc"])
-    if np.isnan(acc).any():
+    flat = (pos[0] * shape[1] + pos[1]) * shape[2] + pos[2]
+    count = np.bincount(flat, minlength=int(np.prod(shape)))
+    if count.max() > 1:
+      j = int(np.argmax(count))
       raise ValueError(
-        f"cell {key}: {int(np.isnan(acc).sum())} of the {acc.size} (pool seed, scorer seed, "
-        f"classifier seed) combinations of {ids} are missing; run them or drop the cell"
+        f"cell {key}: seeds {np.unravel_index(j, shape)} appear twice; one row per trained "
+        "classifier"
       )
-    kept = {int(r["n_kept"]) for r in rs}
+    if count.min() == 0:
+      raise ValueError(
+        f"cell {key}: {int((count == 0).sum())} of the {count.size} (pool seed, scorer seed, "
+        f"classifier seed) combinations of {[v.tolist() for v in ids]} are missing; run them or "
+        "drop the cell"
+      )
+    acc = np.empty(count.size)
+    acc[flat] = cols["acc"][idx]
+    kept = np.unique(cols["n_kept"][idx])
     if len(kept) != 1:
-      raise ValueError(f"cell {key}: n_kept differs between seeds: {sorted(kept)}")
-    cells[key] = (acc, kept.pop(), tuple(v != [NOT_APPLICABLE] for v in ids))
+      raise ValueError(f"cell {key}: n_kept differs between seeds: {kept.tolist()}")
+    applies = tuple(v.tolist() != [NOT_APPLICABLE] for v in ids)
+    cells[key] = (acc.reshape(shape), int(kept[0]), applies)
   return cells
 
 
