@@ -86,6 +86,46 @@ def test_write_saves_figures_and_summary(tmp_path):
   assert out["crossing_pool"]["el2n"]["0.5"] == pytest.approx(np.sqrt(200 * 400))
 
 
+def test_write_adds_bootstrap_intervals_from_per_seed_rows(tmp_path):
+  rows = _power_law_rows({1.0: -0.5, 0.25: -0.8, 0.5: -0.6})
+  rng = np.random.default_rng(0)
+  per_seed = [
+    dict(
+      pool=r["pool"],
+      score=r["score"],
+      mode="full" if r["mode"] == "-" else r["mode"],
+      fraction=r["fraction"],
+      n_kept=r["n_kept"],
+      pool_seed=d,
+      scorer_seed=-1 if r["mode"] == "-" else s,
+      classifier_seed=c,
+      acc=r["acc_mean"] + rng.normal(0, 0.001),
+    )
+    for r in rows
+    for d in range(3)
+    for s in range(1 if r["mode"] == "-" else 2)
+    for c in range(3)
+  ]
+  out = pool_scaling.write(str(tmp_path), rows, per_seed=per_seed)
+  stored = json.load(open(tmp_path / "scaling.json"))["intervals"]
+  assert stored == json.loads(json.dumps(out["intervals"]))
+  x = stored["crossing_pool"]["el2n"]["0.25"]
+  assert x["lo"] <= np.sqrt(200 * 400) <= x["hi"] and x["decidable"]
+  assert x["estimate"] == pytest.approx(np.sqrt(200 * 400), rel=0.1)
+  e = stored["exponents"]["el2n"]["hard"]["0.25"]
+  assert e["exponent"]["lo"] <= -0.8 <= e["exponent"]["hi"]
+  assert e["minus_full"]["hi"] < 0  # falls faster than the full data's -0.5
+  d = stored["differences"]
+  assert len(d) == 8 and all(r["hard_minus_random"] is None for r in d)  # no random rows
+  assert [r["hard_minus_easy"]["hi"] < 0 for r in d if r["fraction"] == 0.5] == [
+    True,
+    True,
+    False,
+    False,
+  ]
+  assert "intervals" not in pool_scaling.summary(rows)  # the point estimates alone
+
+
 # ---------------------------------------------------------------------------------------------
 # npm datasets
 

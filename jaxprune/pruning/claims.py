@@ -141,13 +141,16 @@ class Interval:
     return text
 
   def as_dict(self) -> dict:
-    """JSON-ready (infinities as the strings 'inf' / '-inf')."""
+    """JSON-ready (infinities as the strings 'inf' / '-inf', NaN as None)."""
 
     def plain(v):
+      if isinstance(v, float) and math.isnan(v):
+        return None
       return str(v) if isinstance(v, float) and math.isinf(v) else v
 
     out = {k: plain(v) for k, v in dataclasses.asdict(self).items()}
     out["seeds"] = dict(self.seeds)
+    out["decidable"] = self.decidable
     return out
 
 

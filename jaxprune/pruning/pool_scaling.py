@@ -14,6 +14,10 @@ From the aggregated curve rows (one per pool, score, mode, fraction; see
   fractions on powers of two, many ``K`` are reached by several (pool, fraction) pairs.
 
 :func:`write` saves ``scaling_error.png``, ``scaling_strategy.png`` and ``scaling.json``.
+
+These are point estimates from the seed means. Given the per-seed rows
+(:mod:`jaxprune.pruning.claims`' schema), :func:`intervals` adds bootstrap intervals over every
+seed source to each of them (``summary`` / ``write`` with ``per_seed=``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import numpy as np
 
 from jaxprune.core import io
+from jaxprune.pruning import claims
 
 METRICS_EXCLUDED = ("full", "random")
 
@@ -115,10 +120,61 @@ def best_fraction(rows: list[dict], mode: str = "hard") -> dict:
   return out
 
 
-def summary(rows: list[dict]) -> dict:
-  """Everything :func:`write` reports, JSON-ready (fraction keys as strings)."""
-  hme = hard_minus_easy(rows)
+def intervals(per_seed, *, level: float = 0.9, num_resamples: int = 2000, seed: int = 0) -> dict:
+  """Bootstrap intervals (:mod:`jaxprune.pruning.claims`, over every seed source) of keep-hard
+  minus random / keep-easy, keep-easy minus random, the crossing pool, the exponents and the
+  best fraction at a fixed number kept, JSON-ready (fraction keys as strings). ``per_seed``:
+  the per-seed table in any form :func:`claims.as_columns` takes."""
+  boot = claims.bootstrap(per_seed, num_resamples=num_resamples, seed=seed)
+  kw = dict(level=level)
+
+  def plain(v):
+    return None if v is None else v.as_dict()
+
+  names = ("hard_minus_random", "hard_minus_easy", "easy_minus_random")
+  exps: dict = {}
+  for (score, mode, f), rec in claims.exponents(boot, **kw).items():
+    exps.setdefault(score, {}).setdefault(mode, {})[str(f)] = {k: plain(v) for k, v in rec.items()}
+  crossings: dict = {}
+  for (score, f), iv in claims.crossings(boot, **kw).items():
+    crossings.setdefault(score, {})[str(f)] = iv.as_dict()
+  best = {
+    score: {
+      "points": [
+        {
+          "n_kept": p["at"],
+          "best": p["best"],
+          "shares": {str(f): s for f, s in p["shares"].items()},
+          "fraction": p["fraction"].as_dict(),
+        }
+        for p in v["points"]
+      ],
+      "trend": plain(v["trend"]),
+    }
+    for score, v in claims.best_fractions(boot, mode="hard", by="count", **kw).items()
+  }
   return {
+    "level": level,
+    "num_resamples": num_resamples,
+    "seed": seed,
+    "differences": [
+      {
+        **{k: r[k] for k in ("pool", "score", "fraction", "n_kept")},
+        **{n: plain(r[n]) for n in names},
+      }
+      for r in claims.differences(boot, **kw)
+    ],
+    "crossing_pool": crossings,
+    "exponents": exps,
+    "best_fraction_keep_hard": best,
+  }
+
+
+def summary(rows: list[dict], *, per_seed=None, level: float = 0.9) -> dict:
+  """Everything :func:`write` reports, JSON-ready (fraction keys as strings); with the per-seed
+  rows, ``"intervals"`` too (:func:`intervals`)."""
+  hme = hard_minus_easy(rows)
+  out = {
     "exponents_keep_hard": {
       s: {str(f): v for f, v in d.items()} for s, d in exponents(rows, "hard").items()
     },
@@ -134,6 +190,9 @@ def summary(rows: list[dict]) -> dict:
       for s, v in best_fraction(rows, "hard").items()
     },
   }
+  if per_seed is not None:
+    out["intervals"] = intervals(per_seed, level=level)
+  return out
 
 
 def _plain_ticks(ax, axis: str, values) -> None:
@@ -225,8 +284,9 @@ def strategy_figure(rows: list[dict], *, title: str = ""):
   return fig
 
 
-def write(workdir: str, rows: list[dict], *, title: str = "") -> dict:
-  """Save the two figures and ``scaling.json``; returns the summary."""
+def write(workdir: str, rows: list[dict], *, title: str = "", per_seed=None) -> dict:
+  """Save the two figures and ``scaling.json`` (with bootstrap intervals given ``per_seed``
+  rows); returns the summary."""
   from jaxprune.pruning import plots
 
   figures = (("scaling_error.png", error_figure), ("scaling_strategy.png", strategy_figure))
@@ -234,6 +294,6 @@ def write(workdir: str, rows: list[dict], *, title: str = "") -> dict:
     fig = make(rows, title=title)
     io.save_figure(os.path.join(workdir, name), fig)
     plots.close(fig)
-  out = summary(rows)
+  out = summary(rows, per_seed=per_seed)
   io.save_json(os.path.join(workdir, "scaling.json"), out)
   return out
