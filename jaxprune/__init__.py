@@ -61,6 +61,16 @@ from jaxprune.pruning.kmeans import (
 from jaxprune.pruning.kmeans_bounds import ALGORITHMS as KMEANS_ALGORITHMS
 from jaxprune.pruning.kmeans_config import KMeansConfig, resolve_k
 from jaxprune.pruning.kmeans_streamed import kmeans_streamed
+from jaxprune.pruning.linear_readout import (
+  Readout,
+  ReadoutFit,
+  check_readout_inputs,
+  fit_readout,
+  predict_readout,
+  readout_accuracy,
+  readout_logits,
+  readout_loss,
+)
 from jaxprune.pruning.npm_data import fetch as fetch_npm_dataset
 from jaxprune.pruning.pool_scaling import best_fraction, exponents, hard_minus_easy
 from jaxprune.pruning.prune import run as run_prune
@@ -160,6 +170,14 @@ __all__ = [
   "resolve_k",
   "kmeans_plusplus",
   "kmeans_streamed",
+  "Readout",
+  "ReadoutFit",
+  "check_readout_inputs",
+  "fit_readout",
+  "predict_readout",
+  "readout_accuracy",
+  "readout_logits",
+  "readout_loss",
   "load",
   "load_digits",
   "load_embeddings",
