@@ -442,9 +442,10 @@ class Bootstrap:
     return all(np.ptp(self.samples[k]) <= 1e-12 for k in keys)
 
 
-def bootstrap(rows: list[dict], *, num_resamples: int = 2000, seed: int = 0) -> Bootstrap:
+def bootstrap(rows, *, num_resamples: int = 2000, seed: int = 0) -> Bootstrap:
   """The hierarchical bootstrap of every cell's mean accuracy (see the module docstring);
-  deterministic in ``seed``."""
+  deterministic in ``seed``. ``rows``: the per-seed table in any form :func:`as_columns`
+  takes."""
   if num_resamples < 1:
     raise ValueError(f"num_resamples {num_resamples} must be >= 1 (2000 is the default)")
   cells = _cells(rows)
@@ -484,7 +485,7 @@ def _boot(data, num_resamples: int, seed: int) -> Bootstrap:
 
 
 def _key(pool, score, mode, fraction) -> tuple:
-  return (int(pool), str(score), str(mode), round(float(fraction), 12))
+  return (int(pool), str(score), str(mode), float(np.round(float(fraction), 12)))
 
 
 # ---------------------------------------------------------------------------------------------
