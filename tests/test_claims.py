@@ -135,7 +135,7 @@ def test_crossing_near_the_edge_is_censored():
   x = claims.crossings(rows, num_resamples=500)["el2n", 0.25]
   assert 1600 < x.estimate < 3200
   assert x.above > 0.1 and x.hi == np.inf and x.censored == x.above + x.below
-  assert "none in" in x.describe() and "above the largest pool" in x.describe()
+  assert "no crossing in" in x.describe() and "above the largest pool" in x.describe()
   assert claims.verdict(x, alternative="< 500") == "contradicted"
   assert claims.verdict(x, alternative="< 3000") == "undecided"
 

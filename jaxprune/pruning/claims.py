@@ -133,7 +133,7 @@ class Interval:
     text = f"{num(self.estimate)} [{100 * self.level:g}%: {num(self.lo)}, {num(self.hi)}]"
     if self.censored > 0:
       text += (
-        f"; none in {100 * self.censored:.0f}% of resamples ({100 * self.above:.0f}% above "
+        f"; no crossing in {100 * self.censored:.0f}% of resamples ({100 * self.above:.0f}% above "
         f"the largest pool, {100 * self.below:.0f}% below the smallest)"
       )
     if not self.decidable:
