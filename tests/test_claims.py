@@ -270,6 +270,13 @@ def test_misuse_and_bad_rows_are_refused(tmp_path):
     claims.bootstrap(good[1:])
   with pytest.raises(ValueError, match="mixes -1"):
     claims.bootstrap([{**good[0], "pool_seed": -1}] + good[1:])
+  other = _table({(100, "random", "random", 0.5): 0.7}, seeds=(2, 2, 2))
+  with pytest.raises(ValueError, match="n_kept differs between modes"):
+    claims.differences(good + [{**r, "n_kept": 49} for r in other], num_resamples=10)
+  with pytest.raises(ValueError, match="by 'size' must be 'count'"):
+    claims.best_fractions(good, by="size", num_resamples=10)
+  with pytest.raises(ValueError, match="r.txt: per-seed rows are read from .csv or .jsonl"):
+    claims.read_rows(str(tmp_path / "r.txt"))
 
 
 def test_rows_round_trip_through_csv_and_jsonl_and_from_curve_rows(tmp_path):

@@ -24,7 +24,8 @@ column              type     meaning
 A seed of ``-1`` means "this source does not apply": random and full rows have no scorer, and
 the whole training set is a single pool draw. A source that applies with one seed only (seed
 ``0`` everywhere) makes every statistic on it "undecided": one seed says nothing about that
-source's noise.
+source's noise. A cell (pool, score, mode, fraction) holds every combination of its seeds
+exactly once.
 
 The bootstrap (:func:`bootstrap`) is a cluster bootstrap over the seed hierarchy: draw the pool
 draws with replacement, then, within each drawn pool draw, the scorer seeds with replacement,
