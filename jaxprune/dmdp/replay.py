@@ -254,8 +254,6 @@ class ReplayBuffer:
     written as they are held (one array each, no concatenated copy of the buffer in memory).
     ``belongs_to``: names (str) -> int counters of what the file belongs to (e.g. a checkpoint's
     ``update``, ``env_steps``, ``episodes``), stored with it and read back as ``belongs_to``."""
-    if belongs_to is not None:
-      _check_belongs_to(belongs_to, f"save({path!r}, belongs_to=...)")
     meta = {
       "format": _FORMAT,
       "capacity": self.capacity,
@@ -268,7 +266,8 @@ class ReplayBuffer:
       "rng": self.rng.bit_generator.state,
     }
     if belongs_to is not None:
-      meta["belongs_to"] = {k: int(v) for k, v in belongs_to.items()}
+      record = _check_belongs_to(belongs_to, f"save({path!r}, belongs_to=...)")
+      meta["belongs_to"] = {k: int(v) for k, v in record.items()}
     arrays = {"meta": np.array(json.dumps(meta))}
     for i, ep in enumerate(self._episodes):
       for k in _FIELDS:

@@ -98,11 +98,11 @@ def hard_minus_easy(rows: list[dict]) -> dict:
 def crossing(points: list[tuple]) -> float | None:
   """The pool size where hard - easy first goes from <= 0 to > 0 (log-interpolated); None if it
   never does."""
-  for (p0, d0, _), (p1, d1, _) in zip(points, points[1:]):
-    if d0 <= 0 < d1:
-      t = -d0 / (d1 - d0)
-      return float(np.exp(np.log(p0) + t * (np.log(p1) - np.log(p0))))
-  return None
+  if len(points) < 2:
+    return None
+  pools, diffs = [p[0] for p in points], [p[1] for p in points]
+  x, has = claims.first_crossing(pools, diffs)  # the one rule, vectorised there for resamples
+  return float(x) if has else None
 
 
 def best_fraction(rows: list[dict], mode: str = "hard") -> dict:

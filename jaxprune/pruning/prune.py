@@ -40,7 +40,6 @@ from jaxprune.pruning.select import select
 from jaxprune.pruning.supervised import scoring_kwargs
 
 SUPERVISED = ("el2n", "grand", "forgetting")
-KEPT_IDENTITY = "kept_indices.json"  # data_lib.kept_sidecar("kept_indices.npy")
 # outputs a job writes only for some data: one that does not write them removes an earlier job's
 OPTIONAL_OUTPUTS = ("extremes.png",)
 
@@ -216,10 +215,11 @@ def _write_outputs(cfg: PruneConfig, ds: data_lib.Dataset, scores, cluster, kept
   io.save_json(os.path.join(cfg.workdir, "config.json"), to_dict(cfg))
   io.save_npz(os.path.join(cfg.workdir, "scores.npz"), **cols)
   io.save_csv(os.path.join(cfg.workdir, "scores.csv"), cols)
-  io.save_npy(os.path.join(cfg.workdir, "kept_indices.npy"), kept.astype(np.int64))
+  kept_path = os.path.join(cfg.workdir, "kept_indices.npy")
+  io.save_npy(kept_path, kept.astype(np.int64))
   # the identity of the rows the indices select (scripts/train.py refuses them for other data)
   made_by = {"data": cfg.data, "split": cfg.split, "max_examples": cfg.max_examples}
-  io.save_json(os.path.join(cfg.workdir, KEPT_IDENTITY), data_lib.kept_record(kept, ds, **made_by))
+  io.save_json(data_lib.kept_sidecar(kept_path), data_lib.kept_record(kept, ds, **made_by))
 
   q = np.quantile(scores, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
   summary = {
