@@ -2,8 +2,22 @@
 score, keep-hard and keep-easy, over several models (vmapped), with a random baseline and the
 full-data reference.
 
+Seed sources: classifier seeds (``seeds`` models per subset, vmapped; the same seeds on every
+subset), scorer seeds (``scorer_seeds`` of the prototype scores, ``supervised_scorer_seeds`` of
+the el2n / grand / forgetting ensemble) and pool draws (``pool_draws``, each its own nested
+pools). The random baseline draws one random subset per (pool draw, pool, fraction), shared by
+every scorer seed, so its per-seed rows carry scorer seed -1 (as the full-pool rows).
+``per_seed.csv`` holds one row per trained classifier in :mod:`jaxprune.pruning.claims`'
+schema, and ``scaling.json`` the bootstrap intervals over every seed source.
+
+Steps per training run (``steps_rule``): ``fixed``, ``classifier.steps`` whatever the subset
+(equal compute), or ``epochs``, ``ceil(epochs * n_kept / batch)`` (:func:`train_steps`: equal
+passes over every subset).
+
 Resumable: scores are cached in the work directory (``scores_<score>.npy``) and every finished
-(score, mode, fraction) row is appended to ``results.jsonl``; a restarted run skips what is done.
+(pool draw, pool, score, mode, fraction, scorer seed) row is appended to ``results.jsonl``
+(rows without ``pool_draw``, from before the pool draws, are draw 0); a restarted run skips
+what is done.
 A workdir holding results of another config (other than the fractions, modes and scores, which
 a rerun may extend) stops with a :class:`jaxprune.core.run.ConfigMismatchError`; ``overwrite``
 discards them instead: they are moved aside and deleted once the new run has stored the first
@@ -12,8 +26,10 @@ pool's scores (a run that fails before gives them back).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
+import math
 import os
 import time
 
@@ -25,8 +41,8 @@ from jaxprune.core import io
 from jaxprune.core.config import field_defaults, to_dict
 from jaxprune.core.run import ConfigMismatchError, Run, config_diff
 from jaxprune.models.classifier import accuracy
+from jaxprune.pruning import claims, keys, pool_scaling
 from jaxprune.pruning import data as data_lib
-from jaxprune.pruning import keys, pool_scaling
 from jaxprune.pruning.curve_config import CurveConfig
 from jaxprune.pruning.embeddings import ssl_embeddings
 from jaxprune.pruning.kmeans import check_embeddings, check_k
@@ -43,6 +59,8 @@ MAY_CHANGE = (
   "scores",
   "pool_sizes",
   "scorer_seeds",
+  "supervised_scorer_seeds",
+  "pool_draws",
   "progress",
   "overwrite",
   "workdir",
@@ -53,9 +71,10 @@ MAY_CHANGE = (
 PROTOTYPES = ("ssl_prototypes", "supervised_prototypes")
 
 
-def _score_path(workdir: str, score: str, pool: int = 0, scorer: int = 0) -> str:
-  """Cached scores of one (pool, score, scorer seed); pool 0 is the whole train split."""
-  tag = f"pool{pool}_" if pool else ""
+def _score_path(workdir: str, score: str, pool: int = 0, scorer: int = 0, draw: int = 0) -> str:
+  """Cached scores of one (pool draw, pool, score, scorer seed); pool 0 is the whole train
+  split (draw 0 keeps the names of a single-draw job)."""
+  tag = (f"pool{pool}_" if pool else "") + (f"d{draw}_" if draw else "")
   return os.path.join(workdir, f"scores_{tag}{score}" + (f"_s{scorer}" if scorer else "") + ".npy")
 
 
@@ -86,8 +105,28 @@ def _check_resume(cfg: CurveConfig) -> None:
 
 
 def scorers(cfg: CurveConfig, score: str) -> range:
-  """The scorer seeds of a score: ``scorer_seeds`` for the prototype scores, else one."""
-  return range(cfg.scorer_seeds if score in PROTOTYPES else 1)
+  """The scorer seeds of a score: ``scorer_seeds`` for the prototype scores, else
+  ``supervised_scorer_seeds``."""
+  return range(cfg.scorer_seeds if score in PROTOTYPES else cfg.supervised_scorer_seeds)
+
+
+def train_steps(cfg: CurveConfig, n_kept: int) -> int:
+  """Optimizer steps of one training run on ``n_kept`` examples: ``classifier.steps`` under
+  ``steps_rule`` fixed; under epochs ``ceil(epochs * n_kept / batch)`` with ``batch =
+  min(classifier.batch_size, n_kept)`` (the batch a run uses), at least
+  ``classifier.steps_per_dispatch``."""
+  clf = cfg.classifier
+  if cfg.steps_rule == "fixed":
+    return clf.steps
+  batch = min(clf.batch_size, n_kept)
+  return max(clf.steps_per_dispatch, math.ceil(cfg.epochs * n_kept / batch))
+
+
+def steps_text(cfg: CurveConfig) -> str:
+  """The step rule in words, for titles."""
+  if cfg.steps_rule == "fixed":
+    return f"{cfg.classifier.steps} steps per run"
+  return f"{cfg.epochs:g} epochs per run (ceil(epochs n / batch) steps)"
 
 
 def _embeddings(cfg: CurveConfig, train: data_lib.Dataset, scorer: int) -> np.ndarray:
@@ -111,14 +150,15 @@ def compute_all_scores(
   pool: np.ndarray | None = None,
   pool_size: int = 0,
   embeddings: dict | None = None,
+  draw: int = 0,
 ) -> dict:
   """Every score of ``cfg.scores`` on the examples ``pool`` of the training set (all when
-  None), cached as ``scores_[pool<n>_]<score>[_s<scorer>].npy``: ``{(score, scorer): scores}``.
-  ``embeddings`` (scorer seed -> the whole split's embeddings) is filled and reused across
-  pools, so each scorer's encoder embeds the split once per job."""
+  None), cached as ``scores_[pool<n>_][d<draw>_]<score>[_s<scorer>].npy``: ``{(score, scorer):
+  scores}``. ``embeddings`` (scorer seed -> the whole split's embeddings) is filled and reused
+  across pools and draws, so each scorer's encoder embeds the split once per job."""
   pool = np.arange(train.size) if pool is None else pool
   wanted = [(sc, s) for sc in cfg.scores for s in scorers(cfg, sc)]
-  path = lambda sc, s: _score_path(cfg.workdir, sc, pool_size, s)
+  path = lambda sc, s: _score_path(cfg.workdir, sc, pool_size, s, draw)
   out = {
     (sc, s): data_lib.load_npy(path(sc, s), what="cached scores file")
     for sc, s in wanted
@@ -146,18 +186,19 @@ def compute_all_scores(
       out["supervised_prototypes", s] = np.asarray(
         supervised_prototypes(emb, labels, distance=cfg.kmeans.distance, num_classes=num_classes)
       )
-  if any(sc in SUPERVISED for sc, _ in todo):
+  for s in sorted({s for sc, s in todo if sc in SUPERVISED}):
+    key = keys.job_key(cfg.seed, keys.SCORE_MODELS)  # scorer seed 0: the single-seed key
     sup = supervised_metrics(
       cfg.classifier,
       train.images[pool],
       labels,
       num_classes=num_classes,
-      key=keys.job_key(cfg.seed, keys.SCORE_MODELS),
+      key=jax.random.fold_in(key, s) if s else key,
       **scoring_kwargs(cfg),
-      which=tuple(sc for sc in SUPERVISED if (sc, 0) in todo),
+      which=tuple(sc for sc in SUPERVISED if (sc, s) in todo),
       progress=cfg.progress,
     )
-    out.update({(sc, 0): sup[sc] for sc in sup})
+    out.update({(sc, s): sup[sc] for sc in sup})
   for w in todo:
     io.save_npy(path(*w), out[w])
   return {w: out[w] for w in wanted}
@@ -173,21 +214,24 @@ def _load(cfg: CurveConfig):
   return train, test
 
 
-def pools(cfg: CurveConfig, n: int) -> list[tuple[int, np.ndarray | None]]:
-  """``[(pool size, row indices)]``: nested random pools (the first ``size`` of one permutation
-  seeded by ``cfg.seed``), or ``[(0, None)]`` for the whole train split."""
+def pools(cfg: CurveConfig, n: int, draw: int = 0) -> list[tuple[int, np.ndarray | None]]:
+  """``[(pool size, row indices)]`` of pool draw ``draw``: nested random pools (the first
+  ``size`` of the draw's permutation, seeded by ``cfg.seed`` for draw 0 and by ``(cfg.seed,
+  draw)`` for the others), or ``[(0, None)]`` for the whole train split."""
   if not cfg.pool_sizes:
     return [(0, None)]
   too_big = [p for p in cfg.pool_sizes if p > n]
   if too_big:
     raise ValueError(f"pool_sizes {too_big} exceed the train split's {n} examples")
-  perm = np.random.default_rng(cfg.seed).permutation(n)
+  rng = np.random.default_rng(cfg.seed if draw == 0 else (cfg.seed, draw))
+  perm = rng.permutation(n)
   return [(p, np.sort(perm[:p])) for p in sorted(cfg.pool_sizes)]
 
 
 def run(cfg: CurveConfig) -> list[dict]:
-  """Run (or resume) the whole curve (every pool); returns the result rows, one per (pool,
-  score, mode, fraction, scorer seed)."""
+  """Run (or resume) the whole curve (every pool draw and pool); returns the result rows, one
+  per (pool draw, pool, score, mode, fraction, scorer seed), and writes the outputs
+  (:func:`write_outputs`, ``per_seed.csv`` of this config's rows)."""
   # the lock (one job per workdir); overwrite moves the stored results aside until the first
   # pool's scores are stored (given back if the job fails before, see jaxprune.core.run)
   with Run(cfg.workdir, config=cfg, overwrite=cfg.overwrite) as job:
@@ -199,15 +243,17 @@ def run(cfg: CurveConfig) -> list[dict]:
       check_k(resolve_k(cfg.kmeans.k, n=n_min, num_classes=int(train.labels.max()) + 1), n_min)
     io.save_json(os.path.join(cfg.workdir, "config.json"), to_dict(cfg))
     rows, embeddings = [], {}
-    for size, pool in the_pools:
-      scores = compute_all_scores(cfg, train, pool, size, embeddings)
-      job.discard_replaced()  # the new run has stored work: the old run's results go
-      rows = _run_points(cfg, train, test, scores, pool, size)
+    for draw in range(cfg.pool_draws):
+      for size, pool in pools(cfg, train.size, draw) if draw else the_pools:
+        scores = compute_all_scores(cfg, train, pool, size, embeddings, draw)
+        job.discard_replaced()  # the new run has stored work: the old run's results go
+        rows = _run_points(cfg, train, test, scores, pool, size, draw)
+    draws = f", {cfg.pool_draws} pool draws" if cfg.pool_draws > 1 else ""
     write_outputs(
       cfg.workdir,
       rows,
-      title=f"{train.name}: {cfg.classifier.model}, "
-      f"{cfg.classifier.steps} steps, {cfg.seeds} models",
+      title=f"{train.name}: {cfg.classifier.model}, {steps_text(cfg)}, {cfg.seeds} models" + draws,
+      per_seed=per_seed_rows(rows, cfg),
     )
   return rows
 
@@ -219,9 +265,11 @@ def _run_points(
   scores: dict,
   pool: np.ndarray | None = None,
   pool_size: int = 0,
+  draw: int = 0,
 ) -> list[dict]:
-  """Train ``cfg.seeds`` models on every (score, mode, fraction, scorer) subset of the pool not
-  done yet; returns all rows stored so far (every pool)."""
+  """Train ``cfg.seeds`` models (:func:`train_steps` steps each) on every (score, mode,
+  fraction, scorer) subset of pool draw ``draw``'s pool not done yet; returns all rows stored
+  so far (every pool and draw)."""
   pool = np.arange(train.size) if pool is None else pool
   labels = train.labels[pool]
   fractions = sorted(set(cfg.fractions))
@@ -235,9 +283,12 @@ def _run_points(
   done = {_row_key(r) for r in rows}
   num_classes = int(train.labels.max()) + 1
   models_key = keys.job_key(cfg.seed, keys.TRAIN_MODELS)  # the same models for every subset
+  select_key = keys.job_key(cfg.seed, keys.SELECT)  # the random subsets; folded per draw > 0
+  select_key = jax.random.fold_in(select_key, draw) if draw else select_key
   desc = f"prune curve (pool {pool_size})" if pool_size else "prune curve"
+  desc += f" draw {draw}" if draw else ""
   for score, mode, f, s in tqdm(points, desc=desc, unit="run", disable=not cfg.progress):
-    if (pool_size, score, mode, f, s) in done:
+    if (pool_size, score, mode, f, s, draw) in done:
       continue
     t0 = time.perf_counter()
     if score == "full":
@@ -247,13 +298,16 @@ def _run_points(
         np.zeros(len(pool)) if score == "random" else scores[score, s],
         fraction=f,
         mode=mode,
-        key=keys.job_key(cfg.seed, keys.SELECT),
+        key=select_key,
         labels=labels if cfg.class_balance > 0 else None,
         class_balance=cfg.class_balance,
         tie_key=keys.job_key(cfg.seed, keys.TIES),
       )
+    steps = train_steps(cfg, len(kept))
+    clf_cfg = cfg.classifier
+    clf_cfg = clf_cfg if steps == clf_cfg.steps else dataclasses.replace(clf_cfg, steps=steps)
     clf, params = train_classifiers(
-      cfg.classifier,
+      clf_cfg,
       train.images[pool[kept]],
       labels[kept],
       num_classes=num_classes,
@@ -264,11 +318,13 @@ def _run_points(
     row = {
       "pool": int(len(pool)),
       "pool_size": int(pool_size),
+      "pool_draw": int(draw),
       "score": score,
       "mode": mode,
       "fraction": f,
       "scorer": s,
       "n_kept": int(len(kept)),
+      "steps": int(steps),
       "acc_mean": float(acc.mean()),
       "acc_std": float(acc.std()),
       "acc_seeds": [float(a) for a in acc],
@@ -280,14 +336,56 @@ def _run_points(
 
 
 def _row_key(r: dict) -> tuple:
-  """(pool size as configured, 0 for the whole split; score, mode, fraction, scorer seed)."""
-  return (r.get("pool_size", 0), r["score"], r["mode"], r["fraction"], r.get("scorer", 0))
+  """(pool size as configured, 0 for the whole split; score, mode, fraction, scorer seed, pool
+  draw: 0 for rows from before the pool draws)."""
+  return (
+    r.get("pool_size", 0),
+    r["score"],
+    r["mode"],
+    r["fraction"],
+    r.get("scorer", 0),
+    r.get("pool_draw", 0),
+  )
+
+
+def per_seed_rows(rows: list[dict], cfg: CurveConfig | None = None) -> list[dict]:
+  """The per-seed table (:data:`jaxprune.pruning.claims.COLUMNS`, one row per trained
+  classifier) of ``results.jsonl`` rows: :func:`claims.from_curve_rows` with ``pool_seed`` the
+  row's pool draw (-1 for the whole split). Random and full rows have scorer seed -1 (one random
+  subset per pool draw, pool and fraction, shared by the scorer seeds). Given ``cfg``, only the
+  rows of its pools, draws, scores, scorer seeds, modes and fractions (a workdir may hold more
+  from an earlier config), so every cell holds every seed combination."""
+  if cfg is not None:
+    fracs = set(cfg.fractions) | {1.0}
+    sizes = set(cfg.pool_sizes) or {0}
+
+    def wanted(r):
+      score = r["score"]
+      return (
+        r.get("pool_size", 0) in sizes
+        and r.get("pool_draw", 0) < cfg.pool_draws
+        and r["fraction"] in fracs
+        and (
+          score in ("full", "random")
+          or score in cfg.scores
+          and r["mode"] in cfg.modes
+          and r.get("scorer", 0) in scorers(cfg, score)
+        )
+      )
+
+    rows = [r for r in rows if wanted(r)]
+  out = []
+  for r in rows:
+    draw = claims.NOT_APPLICABLE if r.get("pool_size", 0) == 0 else int(r.get("pool_draw", 0))
+    out += [{**p, "pool_seed": draw} for p in claims.from_curve_rows([r])]
+  return out
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
   """One row per (pool, score, mode, fraction): accuracies of every classifier seed under every
-  scorer seed pooled (``acc_mean``, ``acc_std``), and ``scorer_std``, the spread of the
-  per-scorer means (0 with one scorer)."""
+  scorer seed and pool draw pooled (``acc_mean``, ``acc_std``); ``scorers`` and ``draws``, the
+  scorer seeds and pool draws behind it, and ``scorer_std``, the spread of the per-(pool draw,
+  scorer seed) means (0 with one of each)."""
   groups: dict = {}
   for r in rows:
     groups.setdefault((r.get("pool", 0), r["score"], r["mode"], r["fraction"]), []).append(r)
@@ -301,7 +399,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         "mode": mode,
         "fraction": f,
         "n_kept": rs[0]["n_kept"],
-        "scorers": len(rs),
+        "scorers": len({r.get("scorer", 0) for r in rs}),
+        "draws": len({r.get("pool_draw", 0) for r in rs}),
         "acc_mean": float(accs.mean()),
         "acc_std": float(accs.std()),
         "scorer_std": float(np.std([r["acc_mean"] for r in rs])),
@@ -312,7 +411,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
   """Per pool, rows (score, mode) x columns (fraction): 'mean +- std' test accuracy in percent
-  over classifier seeds x scorer seeds (prototype rows: ``[scorer spread]`` too)."""
+  over classifier seeds x scorer seeds x pool draws (``[spread]`` of the per-(draw, scorer)
+  means too where there are several)."""
   agg = aggregate(rows)
   blocks = []
   for pool in sorted({r["pool"] for r in agg}):
@@ -327,7 +427,7 @@ def table(rows: list[dict]) -> str:
       for f in fracs:
         r = cell.get((sc, mode, f))
         v = f"{100 * r['acc_mean']:6.2f}+-{100 * r['acc_std']:4.2f}" if r else ""
-        if r and r["scorers"] > 1:
+        if r and r["scorers"] * r.get("draws", 1) > 1:
           v += f" [{100 * r['scorer_std']:4.2f}]"
         vals.append(v)
       lines.append(f"{sc:<22}{mode:<7}" + "".join(f"{v:>20}" for v in vals))
@@ -335,21 +435,29 @@ def table(rows: list[dict]) -> str:
   return "\n\n".join(blocks)
 
 
-def write_outputs(workdir: str, rows: list[dict], *, title: str = "") -> None:
+def write_outputs(
+  workdir: str, rows: list[dict], *, title: str = "", per_seed: list[dict] | None = None
+) -> None:
   """``results.csv`` (aggregated), ``table.txt``, ``accuracy_vs_fraction.png`` (the largest
-  pool) and, with two or more pools, the scaling figures and ``scaling.json``
-  (:mod:`jaxprune.pruning.pool_scaling`)."""
+  pool), given ``per_seed`` rows (:func:`per_seed_rows`) ``per_seed.csv`` and, with two or
+  more pools, the scaling figures and ``scaling.json`` (:mod:`jaxprune.pruning.pool_scaling`;
+  with bootstrap intervals over every seed source given ``per_seed``)."""
   from jaxprune.pruning import plots  # matplotlib, loaded only when writing figures
 
   agg = aggregate(rows)
   cols = ("pool", "score", "mode", "fraction", "n_kept", "scorers", "acc_mean", "acc_std")
   io.save_csv(
-    os.path.join(workdir, "results.csv"), {k: [r[k] for r in agg] for k in cols + ("scorer_std",)}
+    os.path.join(workdir, "results.csv"),
+    {k: [r[k] for r in agg] for k in cols + ("scorer_std", "draws")},
   )
+  if per_seed is not None:
+    io.save_csv(
+      os.path.join(workdir, "per_seed.csv"), {c: [r[c] for r in per_seed] for c in claims.COLUMNS}
+    )
   io.save_text(os.path.join(workdir, "table.txt"), table(rows) + "\n")
   largest = max(r["pool"] for r in agg)
   fig = plots.accuracy_vs_fraction([r for r in agg if r["pool"] == largest], title=title)
   io.save_figure(os.path.join(workdir, "accuracy_vs_fraction.png"), fig)
   plots.close(fig)
   if len({r["pool"] for r in agg}) >= 2:
-    pool_scaling.write(workdir, agg, title=title)
+    pool_scaling.write(workdir, agg, title=title, per_seed=per_seed or None)

@@ -16,6 +16,7 @@ from jaxprune.pruning.supervised import check_scoring_fields
 
 SCORES = ("ssl_prototypes", "supervised_prototypes", "el2n", "grand", "forgetting")
 MODES = ("hard", "easy")
+STEPS_RULES = ("fixed", "epochs")
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,25 @@ class CurveConfig:
   scorer_seeds: int = 3
   """seeds of the prototype scores' own randomness (SimCLR encoder, k-means): their curves are
   averaged over these, so the error bars include the scorer"""
+  supervised_scorer_seeds: int = 1
+  """seeds of the el2n / grand / forgetting score ensemble (its models' inits and data order);
+  seed 0 is the one ensemble a job has always trained, so 1 keeps the old behaviour"""
   pool_sizes: tuple[int, ...] = ()
   """the scaling axis: pools of these sizes drawn from the train split (nested: the first n of
-  one fixed permutation), each scored and pruned on its own; empty: the whole train split"""
+  one permutation per pool draw), each scored and pruned on its own; empty: the whole train
+  split"""
+  pool_draws: int = 1
+  """independent pool draws (each its own permutation of the train split, its pools nested
+  within it, scored and pruned on its own): the pool draw's noise becomes a seed source; draw 0
+  is the permutation a single-draw job uses. Needs pool_sizes (the whole split is one draw)"""
+  steps_rule: Literal["fixed", "epochs"] = "fixed"
+  """steps of every training run: fixed (classifier.steps whatever the subset: equal compute)
+  or epochs (ceil(epochs * n_kept / batch) steps, batch = min(classifier.batch_size, n_kept),
+  at least classifier.steps_per_dispatch: an equal number of passes over every subset); the
+  cosine decay runs over that length. The scoring runs of el2n / grand / forgetting keep
+  score_epochs"""
+  epochs: float = 30.0
+  """passes over the subset under steps_rule epochs (unused under fixed)"""
   image_size: int | None = None
   """downsample the images to this size (block means; must divide the image size)"""
   seed: int = 0
@@ -106,7 +123,17 @@ class CurveConfig:
       self.image_size is None or self.image_size >= 1,
       f"image_size must be >= 1, got {self.image_size}",
     )
-    for name in ("seeds", "score_models", "scorer_seeds"):
+    require(
+      self.steps_rule in STEPS_RULES,
+      f"steps_rule must be one of {STEPS_RULES}, got {self.steps_rule!r}",
+    )
+    require(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+    require(
+      self.pool_draws == 1 or len(self.pool_sizes) > 0,
+      f"pool_draws {self.pool_draws} > 1 needs pool_sizes (the whole train split is one "
+      "draw): give --pool_sizes, or keep pool_draws 1",
+    )
+    for name in ("seeds", "score_models", "scorer_seeds", "supervised_scorer_seeds", "pool_draws"):
       v = getattr(self, name)
       require(v >= 1, f"{name} must be >= 1, got {v}")
     check_scoring_fields(self)
