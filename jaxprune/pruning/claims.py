@@ -545,6 +545,25 @@ def differences(
   return out
 
 
+def contrast(
+  data, a: tuple, b: tuple, *, level: float = 0.9, num_resamples: int = 2000, seed: int = 0
+) -> Interval:
+  """Mean accuracy of cell ``a`` minus cell ``b`` (each ``(pool, score, mode, fraction)``), an
+  :class:`Interval` paired by the shared resamples: e.g. SSL keep-hard minus EL2N keep-hard at
+  the same pool and fraction. ``data``: per-seed rows or a :class:`Bootstrap`."""
+  boot = _boot(data, num_resamples, seed)
+  ka, kb = _key(*a), _key(*b)
+  for k in (ka, kb):
+    if k not in boot.estimate:
+      raise KeyError(f"no cell {k} in the per-seed rows (pool, score, mode, fraction)")
+  return interval(
+    boot.samples[ka] - boot.samples[kb],
+    boot.estimate[ka] - boot.estimate[kb],
+    level=level,
+    seeds=boot.seeds_of(ka, kb),
+  )
+
+
 def first_crossing(pools, diff) -> tuple[np.ndarray, np.ndarray]:
   """Vectorised over leading axes of ``diff`` (``[..., P]``): the pool where ``diff`` first goes
   from <= 0 to > 0, log-interpolated; ``+inf`` where it never does and ends <= 0 (beyond the

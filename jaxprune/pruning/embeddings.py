@@ -90,6 +90,25 @@ def ssl_embeddings(
   config or image set is a :class:`jaxprune.core.run.ConfigMismatchError` (``overwrite``
   discards it instead).
   """
+  encoder, params = train_simclr(
+    images_uint8, cfg=cfg, seed=seed, workdir=workdir, overwrite=overwrite, progress=progress
+  )
+  return simclr_features(encoder, params, to_unit_float(np.asarray(images_uint8)))
+
+
+def train_simclr(
+  images_uint8,
+  *,
+  cfg: SSLConfig = SSLConfig(),
+  seed: int = 0,
+  workdir: str | None = None,
+  overwrite: bool = False,
+  progress: bool = True,
+) -> tuple:
+  """Train a SimCLR encoder on the images; returns ``(encoder, params)``, so that other images
+  (a test split) can be embedded with the same frozen encoder:
+  ``simclr_features(encoder, params, to_unit_float(images))``. Keys, ``workdir`` and
+  ``overwrite`` as :func:`ssl_embeddings`, which is this plus the training images' features."""
   images_uint8 = np.asarray(images_uint8)
   if images_uint8.ndim != 4:
     raise ValueError(f"images must be N x H x W x C, got shape {images_uint8.shape}")
@@ -124,4 +143,4 @@ def ssl_embeddings(
       progress=progress,
       desc="SimCLR encoder",
     )
-  return simclr_features(encoder, state.params, to_unit_float(images_uint8))
+  return encoder, state.params
