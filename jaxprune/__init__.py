@@ -31,7 +31,7 @@ from jaxprune.core.run import (
 from jaxprune.core.sharding import data_mesh, initialize_distributed
 from jaxprune.models.classifier import Classifier, ClassifierConfig, accuracy
 from jaxprune.models.classifier import build as build_classifier
-from jaxprune.pruning import claims
+from jaxprune.pruning import claims, claims_report
 from jaxprune.pruning.claims import Interval, verdict
 from jaxprune.pruning.curve import aggregate
 from jaxprune.pruning.curve import run as run_curve
@@ -47,7 +47,7 @@ from jaxprune.pruning.data import (
   load_train_test,
   pixel_embeddings,
 )
-from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings
+from jaxprune.pruning.embeddings import SSLConfig, ssl_embeddings, train_simclr
 from jaxprune.pruning.kmeans import (
   Assignment,
   KMeansResult,
@@ -75,6 +75,10 @@ from jaxprune.pruning.npm_data import fetch as fetch_npm_dataset
 from jaxprune.pruning.pool_scaling import best_fraction, exponents, hard_minus_easy
 from jaxprune.pruning.prune import run as run_prune
 from jaxprune.pruning.prune_config import PruneConfig
+from jaxprune.pruning.readout_grid import run as run_readout_grid
+from jaxprune.pruning.readout_grid import whiten
+from jaxprune.pruning.readout_grid_config import ReadoutGridConfig
+from jaxprune.pruning.readout_scores import LinearScorers, linear_scores, train_linear_scorers
 from jaxprune.pruning.scores import (
   el2n,
   forgetting,
@@ -117,6 +121,7 @@ def __getattr__(name):
 __all__ = [
   "aggregate",
   "claims",
+  "claims_report",
   "Interval",
   "verdict",
   "best_fraction",
@@ -174,6 +179,13 @@ __all__ = [
   "ReadoutFit",
   "check_readout_inputs",
   "fit_readout",
+  "run_readout_grid",
+  "whiten",
+  "ReadoutGridConfig",
+  "LinearScorers",
+  "linear_scores",
+  "train_linear_scorers",
+  "train_simclr",
   "predict_readout",
   "readout_accuracy",
   "readout_logits",
