@@ -244,3 +244,10 @@ def test_tiny_grid_is_complete_bootstrappable_and_resumes(tmp_path):
   key = lambda r: (readout_grid._row_key(r), round(r["acc"], 6))
   assert sorted(map(key, again)) == sorted(map(key, rows))
   assert os.path.exists(os.path.join(cfg.workdir, "per_seed_pixels.csv"))
+  # more scorer seeds on resume: the stored rows stay as they are, the new seeds' rows are added
+  more = dataclasses.replace(cfg, scorer_seeds=3)
+  grown = readout_grid.run(more)["pixels"]
+  assert len(grown) == readout_grid.expected_rows(more, 1348) > len(rows)
+  assert set(map(key, rows)) <= set(map(key, grown))
+  # and back to two: the third seed's rows are left out of the rows and the CSV
+  assert sorted(map(key, readout_grid.run(cfg)["pixels"])) == sorted(map(key, rows))

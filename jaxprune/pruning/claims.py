@@ -659,6 +659,7 @@ def best_fractions(
   *,
   mode: str = "hard",
   by: str = "count",
+  complete: bool = False,
   level: float = 0.9,
   num_resamples: int = 2000,
   seed: int = 0,
@@ -670,7 +671,9 @@ def best_fractions(
   Returns ``{score: {"points": [{"at": K or pool, "best": f, "shares": {f: share of resamples
   won}, "fraction": Interval of the winning f}], "trend": Interval | None}}``; ``trend`` is the
   log-log slope of the winning fraction against ``at`` (three or more points; the paper's
-  claim 3 is ``trend < 0``)."""
+  claim 3 is ``trend < 0``). ``complete``: only the points where every fraction of the score
+  (the full pool's 1 included) competes; without it, small counts are reached from small
+  fractions only (no pool is that small), which biases the trend upwards."""
   if by not in ("count", "pool"):
     raise ValueError(f"by {by!r} must be 'count' (a fixed number kept) or 'pool'")
   boot = _boot(data, num_resamples, seed)
@@ -683,8 +686,9 @@ def best_fractions(
       at = boot.n_kept[k] if by == "count" else k[0]
       groups.setdefault(at, {})[k[3]] = k
     points, winners, ats = [], [], []
+    every_f = {f for by_f in groups.values() for f in by_f}
     for at, by_f in sorted(groups.items()):
-      if len(by_f) < 2:
+      if len(by_f) < 2 or (complete and set(by_f) != every_f):
         continue
       fs = np.array(sorted(by_f))
       ks = [by_f[f] for f in fs]

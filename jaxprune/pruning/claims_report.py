@@ -11,8 +11,9 @@
    faster with the number kept than the unpruned power law (its exponent minus the full pools'
    exponent, decided "< 0").
 3. **The best fraction falls as the pool grows**: at a fixed number kept, the winning
-   fraction's log-log trend against that number (keep-hard, every count reached from two or
-   more pools), decided "< 0" per score.
+   fraction's log-log trend against that number (keep-hard; only the counts where every
+   fraction, the full pool's 1 included, competes: at smaller counts only the small fractions
+   exist, which would bias the trend up), decided "< 0" per score.
 4. **SSL prototypes are competitive with the supervised metrics**: at the largest pool and each
    fraction, SSL keep-hard minus each supervised metric's keep-hard, decided "> -margin"
    (``margin`` = 1 point unless set: "competitive" means not worse by more than a point).
@@ -83,7 +84,7 @@ def decide(
   diffs = claims.differences(boot, **kw)
   cross = claims.crossings(boot, **kw)
   expo = claims.exponents(boot, **kw)
-  best = claims.best_fractions(boot, mode="hard", by="count", **kw)
+  best = claims.best_fractions(boot, mode="hard", by="count", complete=True, **kw)
   scores = sorted({k[1] for k in boot.estimate if k[2] == "hard"})
   fractions = sorted({k[3] for k in boot.estimate if k[2] == "hard"})
   diff_at = {(r["pool"], r["score"], r["fraction"]): r for r in diffs}
@@ -205,7 +206,8 @@ def as_json(obj):
     return obj.as_dict()
   if isinstance(obj, dict):
     return {
-      (k if isinstance(k, str) else "|".join(map(str, k))): as_json(v) for k, v in obj.items()
+      ("|".join(map(str, k)) if isinstance(k, tuple) else str(k)): as_json(v)
+      for k, v in obj.items()
     }
   if isinstance(obj, list | tuple):
     return [as_json(v) for v in obj]
@@ -278,7 +280,12 @@ def markdown(result: dict, *, title: str = "") -> str:
       f"| {r['score']} | {_frac(r['fraction'])} | {r['exponent'].describe(fmt='+.3f')} | "
       f"{r['minus_full'].describe(fmt='+.3f')} | {r['verdict']} |"
     )
-  out += ["", "## 3. Best fraction at a fixed number kept (keep-hard, full pool = 1)", ""]
+  out += [
+    "",
+    "## 3. Best fraction at a fixed number kept (keep-hard, full pool = 1; counts where every"
+    " fraction competes)",
+    "",
+  ]
   out += ["| score | trend (log-log slope) | winners (kept: best f, share) | verdict |"]
   out.append("|---|---|---|---|")
   for r in c["3_best_fraction_falls"]["cells"]:

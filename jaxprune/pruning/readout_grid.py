@@ -44,6 +44,10 @@ from jaxprune.pruning.scores import self_supervised_prototypes, supervised_proto
 from jaxprune.pruning.select import num_kept, select
 
 SEEDED = ("ssl_prototypes", "el2n", "grand", "forgetting")
+# a resumed grid may add (or drop) pool draws and scorer seeds: a row's keys depend on its own
+# (pool, pool seed, scorer seed) only, so the rows stored stay valid; rows beyond the config's
+# seeds are kept in the JSONL but left out of the CSV and the returned rows
+MAY_CHANGE = ("pool_draws", "scorer_seeds", "full_pool_scorer_seeds", "progress")
 EXTRA_COLUMNS = ("num_iter", "converged")
 
 
@@ -264,7 +268,22 @@ def run_features(
     rows += new
     done |= {_row_key(r) for r in new}
     bar.set_postfix(pool=pool, draw=pool_seed, fits=len(new), s=f"{time.perf_counter() - t0:.0f}")
-  return rows
+  return [r for r in rows if in_config(cfg, r, train.size)]
+
+
+def in_config(cfg: ReadoutGridConfig, r: dict, n_train: int) -> bool:
+  """Whether a stored row belongs to ``cfg``'s seeds and pools (a resumed grid may have fewer
+  draws or scorer seeds than the run that stored it)."""
+  full = r["pool_seed"] == NOT_APPLICABLE
+  pools = {min(n, n_train) for n in cfg.pools}
+  scorers = cfg.full_pool_scorer_seeds if full else cfg.scorer_seeds
+  return (
+    r["pool"] in pools
+    and (full or r["pool_seed"] < cfg.pool_draws)
+    and r["scorer_seed"] < scorers
+    and (r["score"] in cfg.scores or r["score"] in ("random", "full"))
+    and (r["mode"] == "full" or any(abs(r["fraction"] - f) < 1e-12 for f in cfg.fractions))
+  )
 
 
 def expected_rows(cfg: ReadoutGridConfig, n_train: int) -> int:
@@ -296,7 +315,7 @@ def save_per_seed(path: str, rows: list[dict]) -> None:
 def run(cfg: ReadoutGridConfig) -> dict[str, list[dict]]:
   """Run (or resume) the grid of every feature set; writes ``per_seed_<features>.csv`` and the
   config; returns ``{features: per-seed rows}``."""
-  with Run(cfg.workdir, config=cfg, overwrite=cfg.overwrite) as job:
+  with Run(cfg.workdir, config=cfg, may_change=MAY_CHANGE, overwrite=cfg.overwrite) as job:
     train, test = load_data(cfg)
     check_counts(cfg, train.size)
     io.save_json(os.path.join(cfg.workdir, "config.json"), to_dict(cfg))
