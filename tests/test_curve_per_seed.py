@@ -148,6 +148,9 @@ def test_run_trains_the_steps_of_the_rule(interrupted_then_resumed):
   assert trained and all(steps == curve.train_steps(cfg, n) for steps, n in trained)
   assert len({steps for steps, _ in trained}) > 1  # the rule follows the subset size
   assert all(r["steps"] == curve.train_steps(cfg, r["n_kept"]) for r in rows)
+  with open(os.path.join(cfg.workdir, "table.txt")) as f:
+    title = f.readline()  # the table says its step rule
+  assert curve.steps_text(cfg) in title and f"{cfg.epochs:g} epochs" in title
 
 
 def test_resume_after_interruption_has_no_duplicates(interrupted_then_resumed):

@@ -438,10 +438,11 @@ def table(rows: list[dict]) -> str:
 def write_outputs(
   workdir: str, rows: list[dict], *, title: str = "", per_seed: list[dict] | None = None
 ) -> None:
-  """``results.csv`` (aggregated), ``table.txt``, ``accuracy_vs_fraction.png`` (the largest
-  pool), given ``per_seed`` rows (:func:`per_seed_rows`) ``per_seed.csv`` and, with two or
-  more pools, the scaling figures and ``scaling.json`` (:mod:`jaxprune.pruning.pool_scaling`;
-  with bootstrap intervals over every seed source given ``per_seed``)."""
+  """``results.csv`` (aggregated), ``table.txt`` (under ``title``: the run's step rule and
+  seeds), ``accuracy_vs_fraction.png`` (the largest pool), given ``per_seed`` rows
+  (:func:`per_seed_rows`) ``per_seed.csv`` and, with two or more pools, the scaling figures and
+  ``scaling.json`` (:mod:`jaxprune.pruning.pool_scaling`; with bootstrap intervals over every
+  seed source given ``per_seed``)."""
   from jaxprune.pruning import plots  # matplotlib, loaded only when writing figures
 
   agg = aggregate(rows)
@@ -454,7 +455,8 @@ def write_outputs(
     io.save_csv(
       os.path.join(workdir, "per_seed.csv"), {c: [r[c] for r in per_seed] for c in claims.COLUMNS}
     )
-  io.save_text(os.path.join(workdir, "table.txt"), table(rows) + "\n")
+  head = f"{title}\n\n" if title else ""  # the run's data, model, step rule and seeds
+  io.save_text(os.path.join(workdir, "table.txt"), head + table(rows) + "\n")
   largest = max(r["pool"] for r in agg)
   fig = plots.accuracy_vs_fraction([r for r in agg if r["pool"] == largest], title=title)
   io.save_figure(os.path.join(workdir, "accuracy_vs_fraction.png"), fig)

@@ -80,7 +80,7 @@ class CurveConfig:
   or epochs (ceil(epochs * n_kept / batch) steps, batch = min(classifier.batch_size, n_kept),
   at least classifier.steps_per_dispatch: an equal number of passes over every subset); the
   cosine decay runs over that length. The scoring runs of el2n / grand / forgetting keep
-  score_epochs"""
+  score_epochs (None: classifier.steps steps, under either rule)"""
   epochs: float = 30.0
   """passes over the subset under steps_rule epochs (unused under fixed)"""
   image_size: int | None = None
