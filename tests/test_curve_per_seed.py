@@ -142,8 +142,19 @@ def test_epochs_rule_step_count():
     curve_config.CurveConfig(pool_draws=2)  # the whole split is one draw
 
 
-def test_run_trains_the_steps_of_the_rule(interrupted_then_resumed):
+def test_interrupted_run_resumes_with_steps_of_the_rule_and_every_seed_once(
+  interrupted_then_resumed,
+):
+  """One test on the fixture's job (under xdist a module fixture shared by several tests would
+  run once per worker)."""
   cfg, rows, rec = interrupted_then_resumed
+  _check_steps(cfg, rows, rec)
+  _check_resume(cfg, rows, rec)
+  _check_per_seed(cfg)
+
+
+def _check_steps(cfg, rows, rec):
+  """The run trains the steps of the epochs rule, and its table says so."""
   trained = rec.trained
   assert trained and all(steps == curve.train_steps(cfg, n) for steps, n in trained)
   assert len({steps for steps, _ in trained}) > 1  # the rule follows the subset size
@@ -153,8 +164,8 @@ def test_run_trains_the_steps_of_the_rule(interrupted_then_resumed):
   assert curve.steps_text(cfg) in title and f"{cfg.epochs:g} epochs" in title
 
 
-def test_resume_after_interruption_has_no_duplicates(interrupted_then_resumed):
-  cfg, rows, rec = interrupted_then_resumed
+def _check_resume(cfg, rows, rec):
+  """The interrupted run's rerun trains only what was missing: no duplicated row."""
   with open(os.path.join(cfg.workdir, "results.jsonl")) as f:
     stored = [json.loads(line) for line in f if line.strip()]
   keys = [curve._row_key(r) for r in stored]
@@ -168,8 +179,9 @@ def test_resume_after_interruption_has_no_duplicates(interrupted_then_resumed):
     assert len({str(k) for k in rec.score_keys}) == 2
 
 
-def test_per_seed_csv_has_every_combination_once(interrupted_then_resumed):
-  cfg, rows, _ = interrupted_then_resumed
+def _check_per_seed(cfg):
+  """per_seed.csv has every (pool seed, scorer seed, classifier seed) of each cell once, and
+  claims.bootstrap / scaling.json take it."""
   path = os.path.join(cfg.workdir, "per_seed.csv")
   with open(path, newline="") as f:
     assert tuple(next(csv.reader(f))) == claims.COLUMNS
