@@ -265,10 +265,10 @@ def read_rows(path: str) -> list[dict]:
 
 
 def from_curve_rows(rows: list[dict]) -> list[dict]:
-  """Per-seed rows from :mod:`jaxprune.pruning.curve`'s ``results.jsonl`` rows (one pool draw,
-  ``scorer`` seeds of the prototype scores, ``acc_seeds`` per classifier seed). The curve has a
-  single pool draw, so ``pool_seed`` is 0 (a statistic over it is undecidable), or -1 for the
-  whole split (``pool_size`` 0)."""
+  """Per-seed rows from :mod:`jaxprune.pruning.curve`'s ``results.jsonl`` rows (``pool_draw``,
+  ``scorer`` seeds, ``acc_seeds`` per classifier seed). ``pool_seed`` is the row's
+  ``pool_draw`` (0 for rows written before the curve had pool draws: with one draw a statistic
+  over it is undecidable), or -1 for the whole split (``pool_size`` 0)."""
   out = []
   for r in rows:
     mode = {"-": "full"}.get(r["mode"], r["mode"])
@@ -281,7 +281,7 @@ def from_curve_rows(rows: list[dict]) -> list[dict]:
           "mode": mode,
           "fraction": float(r["fraction"]),
           "n_kept": int(r["n_kept"]),
-          "pool_seed": NOT_APPLICABLE if r.get("pool_size", 1) == 0 else 0,
+          "pool_seed": NOT_APPLICABLE if r.get("pool_size", 1) == 0 else int(r.get("pool_draw", 0)),
           "scorer_seed": NOT_APPLICABLE if score_free else int(r.get("scorer", 0)),
           "classifier_seed": c,
           "acc": float(acc),
