@@ -34,7 +34,10 @@ position (the i-th pool seed of every cell), and the same draws serve every cell
 that compare cells are paired exactly as the experiment pairs them (the nested pools of one draw,
 the hard and easy ends of one scorer's scores, the same classifier seeds on every subset). The
 scorer level sits inside the pool level because a scorer is fitted to one pool; the classifier
-level innermost because a classifier is trained on one scored subset. Each resample is a weight
+level innermost because a classifier is trained on one scored subset. Cells of different
+shapes share the draws by slot too: a whole-split cell (one pool seed, -1) uses pool slot 0's
+scorer draws, so its resamples are slightly correlated with pool draw 0's cells (a small
+coupling in statistics across pools, such as crossings and exponents). Each resample is a weight
 per (pool seed, scorer seed, classifier seed) combination, so every cell's resampled means are
 one matrix product (:func:`resample_weights`).
 
@@ -133,9 +136,13 @@ class Interval:
 
     text = f"{num(self.estimate)} [{100 * self.level:g}%: {num(self.lo)}, {num(self.hi)}]"
     if self.censored > 0:
+
+      def pct(x):
+        return "<1%" if 0 < x < 0.005 else f"{100 * x:.0f}%"
+
       text += (
-        f"; no crossing in {100 * self.censored:.0f}% of resamples ({100 * self.above:.0f}% above "
-        f"the largest pool, {100 * self.below:.0f}% below the smallest)"
+        f"; no crossing in {pct(self.censored)} of resamples ({pct(self.above)} above "
+        f"the largest pool, {pct(self.below)} below the smallest)"
       )
     if not self.decidable:
       text += f"; undecidable (seeds {dict(self.seeds)})"
