@@ -255,10 +255,10 @@ def test_tiny_grid_is_complete_bootstrappable_and_resumes(tmp_path):
   assert len(rows) == readout_grid.expected_rows(cfg, 1348)
   assert all(r["converged"] for r in rows)
   boot = claims.bootstrap(rows, num_resamples=50)
-  # every cell has both pool draws (the whole split has one: -1) and its scorer seeds
+  # every cell has both pool draws and its scorer seeds (none for the deterministic ones)
   assert boot.seeds[150, "el2n", "hard", 0.25] == (2, 2, None)
   assert boot.seeds[150, "supervised_prototypes", "hard", 0.25] == (2, None, None)
-  assert boot.seeds[1348, "full", "full", 1.0] == (None, None, None)
+  assert boot.seeds[300, "full", "full", 1.0] == (2, None, None)
   # the nested pools of one draw: the 150-pool is the start of the 300-pool
   units = readout_grid.pool_units(cfg, 1348)
   small, large = units[0], units[2]
