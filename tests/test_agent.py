@@ -450,6 +450,7 @@ def test_slow_target_is_a_copy_refreshed_every_n_updates():
   assert not np.allclose(leaves(values[5]), leaves(values[2]))  # the value net did move
 
 
+@pytest.mark.slow  # 52 s: the default run's 20-minute budget (in CI's slow run)
 def test_returns_bootstrap_from_the_target_net_when_it_is_on():
   params = dmdp.init_agent(CFG, AC_T, KEY)
   start = dmdp.Latent(

@@ -52,6 +52,7 @@ def test_seed_stack_equals_single_seed_and_seeds_differ(tmp_path):
   assert int(two.step[0]) == 3
 
 
+@pytest.mark.slow  # 58 s: the default run's 20-minute budget (resume is also checked in test_run)
 def test_resume_equals_uninterrupted(tmp_path):
   eps = _episodes(CFG, seed=1)
   kw = dict(seed=1, num_seeds=2, updates=60, progress=False, **TRAIN)
