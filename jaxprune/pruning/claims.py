@@ -275,7 +275,8 @@ def from_curve_rows(rows: list[dict]) -> list[dict]:
   """Per-seed rows from :mod:`jaxprune.pruning.curve`'s ``results.jsonl`` rows (``pool_draw``,
   ``scorer`` seeds, ``acc_seeds`` per classifier seed). ``pool_seed`` is the row's
   ``pool_draw`` (0 for rows written before the curve had pool draws: with one draw a statistic
-  over it is undecidable), or -1 for the whole split (``pool_size`` 0)."""
+  over it is undecidable), or -1 for the whole split (``pool_size`` 0, or absent: rows of the
+  curve from before its pool axis)."""
   out = []
   for r in rows:
     mode = {"-": "full"}.get(r["mode"], r["mode"])
@@ -288,7 +289,7 @@ def from_curve_rows(rows: list[dict]) -> list[dict]:
           "mode": mode,
           "fraction": float(r["fraction"]),
           "n_kept": int(r["n_kept"]),
-          "pool_seed": NOT_APPLICABLE if r.get("pool_size", 1) == 0 else int(r.get("pool_draw", 0)),
+          "pool_seed": NOT_APPLICABLE if r.get("pool_size", 0) == 0 else int(r.get("pool_draw", 0)),
           "scorer_seed": NOT_APPLICABLE if score_free else int(r.get("scorer", 0)),
           "classifier_seed": c,
           "acc": float(acc),

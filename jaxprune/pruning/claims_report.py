@@ -148,11 +148,12 @@ def _claim_cells(boot: claims.Bootstrap, level: float, margin: float) -> dict:
       kh = [claims._key(p, score, "hard", f) for p in both]
       kr = [claims._key(p, "random", "random", f) for p in both]
       n = [boot.n_kept[k] for k in kh]
-      slope = lambda ks, a: claims.power_law_slopes(n, a)
-      est_h = float(slope(kh, [boot.estimate[k] for k in kh]))
-      est_r = float(slope(kr, [boot.estimate[k] for k in kr]))
-      smp_h = slope(kh, np.stack([boot.samples[k] for k in kh], axis=1))
-      smp_r = slope(kr, np.stack([boot.samples[k] for k in kr], axis=1))
+
+      def fit(ks):  # (the seed means' exponent, the resamples' exponents)
+        est = claims.power_law_slopes(n, [boot.estimate[k] for k in ks])
+        return float(est), claims.power_law_slopes(n, np.stack([boot.samples[k] for k in ks], 1))
+
+      (est_h, smp_h), (est_r, smp_r) = fit(kh), fit(kr)
       iv = claims.interval(smp_h - smp_r, est_h - est_r, level=level, seeds=boot.seeds_of(*kh, *kr))
       c2_exp.append(
         {

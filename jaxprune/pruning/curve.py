@@ -374,11 +374,7 @@ def per_seed_rows(rows: list[dict], cfg: CurveConfig | None = None) -> list[dict
       )
 
     rows = [r for r in rows if wanted(r)]
-  out = []
-  for r in rows:
-    draw = claims.NOT_APPLICABLE if r.get("pool_size", 0) == 0 else int(r.get("pool_draw", 0))
-    out += [{**p, "pool_seed": draw} for p in claims.from_curve_rows([r])]
-  return out
+  return claims.from_curve_rows(rows)
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
