@@ -1,14 +1,17 @@
 r"""What do Denoised MDP's latent factors hold? Linear and MLP probes from x, y, z to the joint
-positions and to the noise (background intensity, sensor noise, camera jitter) on noisy DMC.
+positions and to the noise (background intensity, reward noise, camera jitter) on noisy DMC,
+beside a ceiling probe from the pixels; the paper's claims decided with intervals over seeds.
 
   python scripts/disentangle.py                       # the default budget (2 tasks x 2 variants)
   python scripts/disentangle.py --preset quick        # the tests' run: one task and variant, tiny
   python scripts/disentangle.py --updates 800 --probe_at 100 200 400 --workdir runs/dis800
-  python scripts/disentangle.py --tasks walker_walk --variants video_background_camera_jitter \
-      --updates 2000 --workdir runs/disentangle_jitter
+  python scripts/disentangle.py --tasks reacher_easy --variants video_background_camera_jitter \
+      --workdir runs/disentangle_reacher
 
-Writes to --workdir: table.md, r2.csv, r2.png (ridge) and r2_mlp.png, pictures/ (factor
-reconstructions per model), summary.json (with the paper's two claims checked per condition);
+Writes to --workdir: table.md, r2.csv (per seed), r2.png (ridge) and r2_mlp.png, claims.md and
+claims.json (the paper's claims decided with bootstrap intervals over seeds; regenerate them from
+r2.csv with scripts/disentangle_claims.py), pictures/ (factor reconstructions per model),
+summary.json;
 data/ and models/ hold the episodes and the world models' runs (a rerun resumes).
 """
 
@@ -26,12 +29,12 @@ def main(argv=None):
   )
   summary = disentangle.run(cfg)
   print(disentangle.markdown_table(summary["rows"]))
-  for cond, claims in summary["claims"].items():
-    for probe, res in claims.items():
-      held = [f"{k}: {'holds' if v['holds'] else 'does not hold'}" for k, v in res.items()]
-      print(f"{cond} ({probe}): " + "; ".join(held))
-  print(f"outputs in {cfg.workdir} (table.md, r2.csv, r2.png, pictures/, summary.json)")
-
+  for c in summary["claims"]:
+    if c["updates"] == cfg.updates:
+      parts = "; ".join(f"{k} {p['verdict']}" for k, p in c["parts"].items())
+      cond = f"{c['task']}/{c['variant']} ({c['probe']})"
+      print(f"{cond} {c['claim']} {c['model']} {c['target']}: {c['verdict']} ({parts})")
+  print(f"outputs in {cfg.workdir} (table.md, claims.md, r2.csv, r2.png, pictures/, summary.json)")
 
 if __name__ == "__main__":
   cli(main)

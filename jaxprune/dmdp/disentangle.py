@@ -44,13 +44,17 @@ import numpy as np
 
 from jaxprune.core import io
 from jaxprune.core.config import to_dict
-from jaxprune.dmdp import offline, probes, run_config
+from jaxprune.dmdp import disentangle_claims, offline, probes, run_config
 from jaxprune.dmdp import pictures as pictures_lib
 from jaxprune.dmdp.config import feature_dims, tiny
 from jaxprune.dmdp.disentangle_config import DisentangleConfig
 from jaxprune.dmdp.salts import DISENTANGLE_DATA_SALT as DATA_SALT
 from jaxprune.dmdp.salts import DISENTANGLE_PICTURE_SALT as PICTURE_SALT
 from jaxprune.dmdp.salts import DISENTANGLE_PROBE_SALT as PROBE_SALT
+
+PIXELS, STATE, STATE_FACTOR = "pixels", "state", "qpos_qvel"
+"""the ``model`` of the ceilings' rows: probes from the images themselves (factor ``image``) and
+from the true low-dimensional state (factor ``qpos_qvel``)"""
 
 # ---------------------------------------------------------------------------------------------
 # pieces
@@ -87,29 +91,52 @@ def split_episodes(n: int) -> tuple[slice, slice, slice]:
 
 def probe_targets(episodes: dict, task: str, variant: str) -> dict[str, np.ndarray]:
   """``{target: E x T x K}`` float32: the probed ground truth of ``variant`` (see the module
-  docstring); ``qpos`` without the root's forward position."""
+  docstring). ``qpos`` has the columns of :func:`qpos_columns`: no ``rootx``, and each angle of
+  a hinge without limits as its (sin, cos); ``reward_noise`` is ``reward - clean_reward``."""
   from jaxprune.envs import ground_truth
 
   out = {}
   for name in ground_truth.targets_for(variant):
-    v = np.asarray(episodes[name], np.float32)
+    if name == "reward_noise":
+      v = np.asarray(episodes["reward"], np.float64) - np.asarray(episodes["clean_reward"])
+    else:
+      v = np.asarray(episodes[name], np.float64)
     if v.ndim == 2:
       v = v[..., None]
     if name == "qpos":
-      keep = [i for i, j in enumerate(joint_names(task)) if j != "rootx"]
-      v = v[..., keep]
-    out[name] = v
+      cols = qpos_columns(task)
+      fns = {"angle": lambda a: a, "sin": np.sin, "cos": np.cos}
+      v = np.stack([fns[kind](v[..., i]) for i, kind, _ in cols], axis=-1)
+    out[name] = v.astype(np.float32)
   return out
 
 
-def joint_names(task: str) -> list[str]:
-  """Names of the qpos entries of ``task``'s model (dm_control's named indexing)."""
+def qpos_columns(task: str) -> list[tuple[int, str, str]]:
+  """``(qpos index, kind, name)`` per probed joint-position column of ``task``: ``kind`` is
+  ``"angle"`` (the raw coordinate: a slide, or a hinge with limits) or ``"sin"`` / ``"cos"`` (a
+  hinge without limits, whose raw angle wraps: walker's and cheetah's ``rooty``, reacher's
+  ``shoulder``). The root's forward position ``rootx`` is left out: the camera tracks the body,
+  so it is not in the image."""
   from dm_control import suite
+  from mujoco import mjtJoint
 
   domain, name = task.split("_", 1)
   env = suite.load(domain, name)
   try:
-    return list(env.physics.named.data.qpos.axes.row.names)
+    m = env.physics.model
+    out = []
+    for j in range(m.njnt):
+      jname, i = m.id2name(j, "joint"), int(m.jnt_qposadr[j])
+      kind = int(m.jnt_type[j])
+      if kind not in (mjtJoint.mjJNT_HINGE, mjtJoint.mjJNT_SLIDE):
+        raise ValueError(f"{task}: joint {jname!r} is neither a hinge nor a slide")
+      if jname == "rootx":
+        continue
+      if kind == mjtJoint.mjJNT_HINGE and not m.jnt_limited[j]:
+        out += [(i, "sin", f"{jname}.sin"), (i, "cos", f"{jname}.cos")]
+      else:
+        out.append((i, "angle", jname))
+    return out
   finally:
     env.physics.free()
 
@@ -188,8 +215,16 @@ def probe_table(
 def _collect(cfg: DisentangleConfig, task: str, variant: str, path: str, image_size: int) -> dict:
   from jaxprune.envs import ground_truth
 
+  need = (cfg.train_episodes + cfg.probe_episodes, cfg.episode_length // cfg.action_repeat + 1)
   if os.path.exists(path):
-    return ground_truth.load(path)
+    eps = ground_truth.load(path)
+    have = tuple(eps["image"].shape[:2])
+    if have != need:
+      raise ValueError(
+        f"{path} holds {have[0]} episodes of {have[1]} frames; this run needs {need[0]} "
+        f"(train_episodes + probe_episodes) of {need[1]}: use another --workdir"
+      )
+    return eps
   seed = int(jax.random.randint(_key(cfg, DATA_SALT, task, variant), (), 0, 2**31 - 1))
   policy = None
   if cfg.policy_workdir is not None:
@@ -268,14 +303,29 @@ def run(cfg: DisentangleConfig) -> dict:
       results = list(pool.map(_run_condition, *zip(*args)))
   else:
     results = [_run_condition(*a) for a in args]
-  rows, timings, claims = [], {}, {}
-  for (task, variant), (c_rows, c_claims, c_timings) in zip(conds, results):
+  rows, timings = [], {}
+  for c_rows, c_timings in results:
     rows += c_rows
-    claims[f"{task}/{variant}"] = c_claims
     timings.update(c_timings)
+  claims = check_claims(cfg, rows)
   write_outputs(cfg, rows, claims, timings, time.perf_counter() - t_start)
   u_end = cfg.updates
   return {"rows": [r for r in rows if r["updates"] == u_end], "trend": rows, "claims": claims}
+
+
+def check_claims(cfg: DisentangleConfig, rows: list[dict]) -> list[dict]:
+  """The paper's claims on every condition and budget, with ``cfg``'s bounds and bootstrap
+  (:func:`jaxprune.dmdp.disentangle_claims.check`)."""
+  return disentangle_claims.check(rows, **claim_settings(cfg))
+
+
+def claim_settings(cfg) -> dict:
+  """The keyword arguments of :func:`jaxprune.dmdp.disentangle_claims.check` from a config (or
+  a config's dict, e.g. a summary.json's ``config``)."""
+  get = (lambda k: cfg[k]) if isinstance(cfg, dict) else (lambda k: getattr(cfg, k))
+  names = ("noise_floor", "noise_x_ceiling", "min_ceiling", "collapse_r2")
+  out = {k: get(k) for k in names}
+  return {**out, "level": get("claim_level"), "num_resamples": get("claim_resamples")}
 
 
 def _run_condition(cfg: DisentangleConfig, task: str, variant: str, plan: dict, width: int):
@@ -295,6 +345,12 @@ def _run_condition(cfg: DisentangleConfig, task: str, variant: str, plan: dict, 
   train_eps = {k: v[: cfg.train_episodes] for k, v in eps.items()}
   probe_eps = {k: v[cfg.train_episodes :] for k, v in eps.items()}
   targets = probe_targets(probe_eps, task, variant)
+  t0 = time.perf_counter()
+  for name in (STATE, PIXELS):  # the ceilings: the true state and the images themselves
+    ids = {"task": task, "variant": variant, "model": name, "updates": u_end}
+    table = reference_probe_table(cfg, name, probe_eps, targets, task, variant)
+    rows += [{**ids, **r} for r in table]
+  timings[f"{cond}/reference_probe_s"] = time.perf_counter() - t0
   for model in cfg.models:
     wc = wcs[model]
     model_dir = os.path.join(cfg.workdir, "models", f"{task}_{variant}", model)
@@ -342,8 +398,30 @@ def _run_condition(cfg: DisentangleConfig, task: str, variant: str, plan: dict, 
       rows += [{**ids, **r} for r in table]
       timings[f"{cond}/{model}/{updates}/probe_s"] = time.perf_counter() - t0
     _save_pictures(cfg, wc, states, probe_eps, task, variant, model)
-  final = [r for r in rows if r["updates"] == u_end]
-  return rows, check_claims(final), timings
+  return rows, timings
+
+
+def reference_probe_table(cfg: DisentangleConfig, name: str, probe_eps, targets, task, variant):
+  """The ceilings' rows: every probe of ``cfg.probes`` to each target from ``name``'s features,
+  as :func:`probe_table` rows. ``"state"`` (factor ``"qpos_qvel"``): the true low-dimensional
+  state, the joint positions as the ``qpos`` target holds them (no ``rootx``; an unlimited
+  hinge's angle as its (sin, cos), since the angle and the angle + 2 pi look the same) and the
+  velocities; ``"pixels"`` (factor
+  ``"image"``): the flattened images / 255. No world model is involved, so there is one fit,
+  its R^2 repeated for each of ``cfg.seeds`` (std 0)."""
+  if name == STATE:
+    qpos = probe_targets(probe_eps, task, "noiseless")["qpos"]
+    x, factor = np.concatenate([qpos, np.asarray(probe_eps["qvel"], np.float32)], -1), STATE_FACTOR
+  elif name == PIXELS:
+    images = np.asarray(probe_eps["image"], np.float32) / 255.0
+    x, factor = images.reshape(*images.shape[:2], -1), "image"
+  else:
+    raise ValueError(f"unknown reference {name!r}; choose {STATE!r} or {PIXELS!r}")
+  key = _key(cfg, PROBE_SALT, name, task, variant)
+  table = probe_table(cfg, {factor: x[None]}, targets, (factor,), key)
+  for r in table:
+    r["r2"] = list(r["r2"]) * cfg.seeds
+  return table
 
 
 def _save_pictures(cfg, wc, states, probe_eps, task, variant, model) -> None:
@@ -364,55 +442,6 @@ def _save_pictures(cfg, wc, states, probe_eps, task, variant, model) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # claims, table, figure
-
-
-def _best(rows, probe, target, factors) -> float:
-  vals = [
-    r["mean"]
-    for r in rows
-    if r["probe"] == probe and r["target"] == target and r["factor"] in factors
-  ]
-  return max(vals) if vals else float("nan")
-
-
-def check_claims(rows: list[dict]) -> dict:
-  """The paper's two claims on one condition, per probe, from the rows' mean R^2:
-
-  * ``x_joints_vs_dreamer``: joint positions from Denoised MDP's x (best of dmdp, dmdp_2c) at
-    least as well as from Dreamer's features (R^2 difference >= -0.02);
-  * ``noise_in_y_or_z``: per noise target, R^2 from y or z (best) minus from x, per Denoised MDP
-    model; holds when clearly positive (> 0.05).
-  """
-  out = {}
-  for probe in sorted({r["probe"] for r in rows}):
-    sel = [r for r in rows if r["probe"] == probe]
-    dm = [r for r in sel if r["model"] in ("dmdp", "dmdp_2c")]
-    dr = [r for r in sel if r["model"] == "dreamer"]
-    res = {}
-    if dm and dr:
-      x_dm = _best(dm, probe, "qpos", ("x",))
-      x_dr = _best(dr, probe, "qpos", ("x", "all"))
-      res["x_joints_vs_dreamer"] = {
-        "dmdp_x": x_dm,
-        "dreamer": x_dr,
-        "difference": x_dm - x_dr,
-        "holds": bool(x_dm - x_dr >= -0.02),
-      }
-    noise = sorted({r["target"] for r in sel} - {"qpos", "qvel"})
-    for model in sorted({r["model"] for r in dm}):
-      mrows = [r for r in dm if r["model"] == model]
-      for t in noise:
-        x = _best(mrows, probe, t, ("x",))
-        yz = _best(mrows, probe, t, ("y", "z"))
-        if np.isfinite(yz):
-          res[f"noise_in_y_or_z/{model}/{t}"] = {
-            "x": x,
-            "y_or_z": yz,
-            "difference": yz - x,
-            "holds": bool(yz - x > 0.05),
-          }
-    out[probe] = res
-  return out
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -521,6 +550,22 @@ def plot_trend(path: str, rows: list[dict], probe: str = "ridge") -> None:
   plt.close(fig)
 
 
+def write_claims(workdir: str, claims: list[dict], updates: int) -> None:
+  """claims.md (the verdicts at ``updates``, then the tally over every budget) and claims.json
+  (every check) in ``workdir``, atomically."""
+  text = [
+    "# The paper's claims, decided per condition\n",
+    disentangle_claims.markdown(claims, updates=updates),
+  ]
+  text.append("\n**Tally** (holds / fails / undecided)\n")
+  text += ["| updates | claim | holds | fails | undecided |", "|---|---|---|---|---|"]
+  for u in sorted({c["updates"] for c in claims}):
+    for name, d in disentangle_claims.tally(claims, updates=u).items():
+      text.append(f"| {u} | {name} | {d['holds']} | {d['fails']} | {d['undecided']} |")
+  io.save_text(os.path.join(workdir, "claims.md"), "\n".join(text) + "\n")
+  io.save_json(os.path.join(workdir, "claims.json"), {"checks": claims})
+
+
 def write_outputs(cfg, rows, claims, timings, total_s) -> None:
   """r2.csv (every budget), table.md, r2.png / r2_mlp.png (at ``updates``), r2_trend.png (over
   the budgets), summary.json in ``cfg.workdir`` (atomically)."""
@@ -534,6 +579,7 @@ def write_outputs(cfg, rows, claims, timings, total_s) -> None:
     cols[f"r2_seed{s}"] = [r["r2"][s] for r in rows]
   io.save_csv(os.path.join(w, "r2.csv"), cols)
   io.save_text(os.path.join(w, "table.md"), markdown_table(final))
+  write_claims(w, claims, cfg.updates)
   for probe in cfg.probes:
     suffix = "" if probe == "ridge" else f"_{probe}"
     plot_r2(os.path.join(w, f"r2{suffix}.png"), final, probe)

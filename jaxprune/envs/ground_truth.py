@@ -47,13 +47,17 @@ TARGETS = types.MappingProxyType(
     "qvel": "joint velocities (physics.data.qvel)",
     "background_intensity": "mean of the sensor patch of the background frame shown, in [0, 1]",
     "sensor_noise": "the noise in the reward received with the frame (mean over the repeats)",
+    "reward_noise": "the reward received with the frame minus the task's own (what the noisy "
+    "sensor put into the reward)",
     "jitter_offset": "the camera offset (dy, dx) of the frame, in pixels",
   }
 )
 _NOISE_TARGETS = {
   "noiseless": (),
   "video_background": ("background_intensity",),
-  "video_background_noisy_sensor": ("background_intensity", "sensor_noise"),
+  # not sensor_noise: it is background_intensity - 0.5 (averaged over the action repeats), an
+  # affine copy; reward_noise is what the noisy sensor does to the reward, its own quantity
+  "video_background_noisy_sensor": ("background_intensity", "reward_noise"),
   "video_background_camera_jitter": ("background_intensity", "jitter_offset"),
 }
 # key -> number of dimensions; every array starts with E x T
@@ -75,7 +79,9 @@ Policy = Callable[[np.ndarray, int, Any], tuple[Any, Any]]
 
 
 def targets_for(variant: str) -> tuple[str, ...]:
-  """The ``TARGETS`` meaningful for ``variant``: ``qpos``, ``qvel`` and the variant's noise."""
+  """The ``TARGETS`` meaningful for ``variant``: ``qpos``, ``qvel`` and the variant's noise, no
+  two of them affine copies of each other (``sensor_noise`` is recorded, not probed: it is
+  ``background_intensity - 0.5``; ``reward_noise`` is ``reward - clean_reward``)."""
   if variant not in _NOISE_TARGETS:
     raise ValueError(f"unknown variant {variant!r}; expected one of {dmc.VARIANTS}")
   return ("qpos", "qvel") + _NOISE_TARGETS[variant]
