@@ -50,23 +50,78 @@ def test_probe_table_finds_the_factor_that_holds_the_target():
   assert len(get[("x", "ridge", "qpos")]["columns"]) == 2  # one per target column
 
 
-def test_split_and_claims_by_hand():
+def test_split_targets_and_joint_columns_by_hand():
   assert dis.split_episodes(5) == (slice(0, 3), slice(3, 4), slice(4, 5))
   assert dis.split_episodes(15) == (slice(0, 9), slice(9, 12), slice(12, 15))
-  row = lambda m, f, t, v: {"model": m, "factor": f, "probe": "ridge", "target": t, "mean": v}
-  rows = [
-    row("dmdp", "x", "qpos", 0.80),
-    row("dmdp", "y", "qpos", 0.10),
-    row("dmdp", "x", "background_intensity", 0.30),
-    row("dmdp", "y", "background_intensity", 0.60),
-    row("dreamer", "x", "qpos", 0.85),
-    row("dreamer", "x", "background_intensity", 0.70),
+  assert dis.split_episodes(30) == (slice(0, 18), slice(18, 24), slice(24, 30))
+  # a hinge without limits as (sin, cos); rootx (tracked by the camera) left out
+  assert dis.qpos_columns("reacher_easy") == [
+    (0, "sin", "shoulder.sin"),
+    (0, "cos", "shoulder.cos"),
+    (1, "angle", "wrist"),
   ]
-  c = dis.check_claims(rows)["ridge"]
-  assert c["x_joints_vs_dreamer"]["difference"] == pytest.approx(-0.05)
-  assert not c["x_joints_vs_dreamer"]["holds"]
-  assert c["noise_in_y_or_z/dmdp/background_intensity"]["holds"]
-  assert c["noise_in_y_or_z/dmdp/background_intensity"]["difference"] == pytest.approx(0.3)
+  walker = dis.qpos_columns("walker_walk")
+  assert [n for _, _, n in walker][:3] == ["rootz", "rooty.sin", "rooty.cos"]
+  assert len(walker) == 9 and all(i != 1 for i, _, _ in walker)  # qpos[1] is rootx
+  rng = np.random.default_rng(0)
+  e, t = 2, 4
+  q = rng.uniform(-9, 9, size=(e, t, 2)).astype(np.float32)  # wrapped several times
+  eps = {
+    "qpos": q,
+    "qvel": rng.normal(size=(e, t, 2)).astype(np.float32),
+    "reward": rng.uniform(size=(e, t)).astype(np.float32),
+    "clean_reward": rng.uniform(size=(e, t)).astype(np.float32),
+    "background_intensity": rng.uniform(size=(e, t)).astype(np.float32),
+    "sensor_noise": rng.uniform(size=(e, t)).astype(np.float32),
+  }
+  got = dis.probe_targets(eps, "reacher_easy", "video_background_noisy_sensor")
+  assert list(got) == ["qpos", "qvel", "background_intensity", "reward_noise"]  # no sensor_noise
+  np.testing.assert_allclose(got["qpos"][..., 0], np.sin(q[..., 0]), atol=1e-6)
+  np.testing.assert_allclose(got["qpos"][..., 1], np.cos(q[..., 0]), atol=1e-6)
+  np.testing.assert_array_equal(got["qpos"][..., 2], q[..., 1])
+  np.testing.assert_allclose(
+    got["reward_noise"][..., 0], eps["reward"] - eps["clean_reward"], atol=1e-7
+  )
+  # the angle and the angle + 2 pi give one target: the image cannot tell them apart
+  shifted = dict(eps, qpos=q + np.float32(2 * np.pi) * np.array([1, 0], np.float32))
+  np.testing.assert_allclose(
+    dis.probe_targets(shifted, "reacher_easy", "video_background")["qpos"],
+    dis.probe_targets(eps, "reacher_easy", "video_background")["qpos"],
+    atol=1e-5,
+  )
+
+
+def test_reference_probes_read_the_state_and_the_pixels():
+  # the state reference decodes the joints and velocities exactly; neither reference is fed
+  # anything but the probe episodes; one fit, repeated per seed
+  rng = np.random.default_rng(1)
+  e, t, size = 5, 40, 4
+  q = rng.uniform(-3, 3, size=(e, t, 2)).astype(np.float32)
+  image = rng.integers(0, 255, size=(e, t, size, size, 3)).astype(np.uint8)
+  eps = {
+    "qpos": q,
+    "qvel": rng.normal(size=(e, t, 2)).astype(np.float32),
+    "image": image,
+    "background_intensity": image[..., 0].mean(axis=(2, 3)).astype(np.float32) / 255,
+  }
+  cfg = DisentangleConfig(burn_in=2, seeds=3, mlp_steps=30)
+  targets = dis.probe_targets(eps, "reacher_easy", "video_background")
+  state = {
+    (r["probe"], r["target"]): r
+    for r in dis.reference_probe_table(cfg, "state", eps, targets, "reacher_easy", "x")
+  }
+  assert state[("ridge", "qpos")]["mean"] > 0.999 and state[("ridge", "qvel")]["mean"] > 0.999
+  assert state[("ridge", "background_intensity")]["mean"] < 0.5
+  assert state[("ridge", "qpos")]["r2"] == [state[("ridge", "qpos")]["r2"][0]] * 3
+  assert state[("ridge", "qpos")]["factor"] == dis.STATE_FACTOR
+  pixels = {
+    (r["probe"], r["target"]): r
+    for r in dis.reference_probe_table(cfg, "pixels", eps, targets, "reacher_easy", "x")
+  }
+  assert pixels[("ridge", "background_intensity")]["mean"] > 0.99  # linear in the red channel
+  assert pixels[("ridge", "qpos")]["mean"] < 0.5
+  with pytest.raises(ValueError, match="unknown reference 'video'"):
+    dis.reference_probe_table(cfg, "video", eps, targets, "reacher_easy", "x")
 
 
 def test_bad_input_is_named(tmp_path):
@@ -83,6 +138,21 @@ def test_bad_input_is_named(tmp_path):
   with pytest.raises(ValueError, match="has no factor y"):
     dis.run(cfg)
   assert not os.path.exists(tmp_path / "w")
+  # a cached data file of another size is refused, not silently cut
+  from jaxprune.envs import ground_truth
+
+  path = str(tmp_path / "d.npz")
+  eps = ground_truth.collect(
+    "reacher_easy", "video_background", num_episodes=2, seed=0, image_size=16,
+    episode_length=8, num_background_frames=20,
+  )  # fmt: skip
+  ground_truth.save(path, eps)
+  small = dataclasses.replace(
+    QUICK, train_episodes=1, probe_episodes=3, episode_length=8, burn_in=1, seq_len=4,
+    picture_steps=1,
+  )  # fmt: skip
+  with pytest.raises(ValueError, match="holds 2 episodes of 5 frames; this run needs 4"):
+    dis._collect(small, "reacher_easy", "video_background", path, 16)
 
 
 @pytest.mark.slow  # 150 CPU-s: in CI's slow run, out of the README's default run
@@ -185,3 +255,20 @@ def test_saved_agent_as_data_policy(tmp_path):
     )
     np.testing.assert_allclose(eps["action"][0, t + 1], np.asarray(a), atol=1e-6)
   assert np.abs(eps["action"][0, 1:]).max() > 0
+
+
+@pytest.mark.slow  # about a minute of rendering: in CI's slow run
+def test_reacher_joints_are_decodable_by_the_ceiling_probe():
+  # the default data's reacher condition (32 px, camera jitter, random actions), fewer episodes:
+  # with the shoulder as (sin, cos), the state probe decodes the joints (the raw angle wrapped)
+  from jaxprune.envs import ground_truth
+
+  task, variant = "reacher_easy", "video_background_camera_jitter"
+  cfg = DisentangleConfig(seeds=2, mlp_steps=100)
+  eps = ground_truth.collect(task, variant, num_episodes=10, seed=3, num_background_frames=200)
+  targets = dis.probe_targets(eps, task, variant)
+  assert targets["qpos"].shape[-1] == 3
+  rows = dis.reference_probe_table(cfg, dis.STATE, eps, targets, task, variant)
+  got = {(r["probe"], r["target"]): r["mean"] for r in rows}
+  assert got[("ridge", "qpos")] > 0.5 and got[("mlp", "qpos")] > 0.5
+  assert got[("ridge", "jitter_offset")] < 0.2  # the camera's walk is not in the physics

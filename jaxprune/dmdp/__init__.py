@@ -5,7 +5,8 @@ config and presets, ``driver.py`` runs it (on the shared driver ``jaxprune.core.
 ``benchmark.py`` times world-model updates;
 ``offline.py`` trains world models on fixed episodes (seeds vmapped), ``probes.py`` fits ridge and
 MLP probes, ``disentangle.py`` is the paper's representation test (what x, y, z hold;
-``disentangle_config.py`` its config and presets).
+``disentangle_config.py`` its config and presets, ``disentangle_claims.py`` the claims decided
+from per-seed R^2 with bootstrap intervals).
 
 Model names, everywhere: ``dmdp`` (Fig. 2b), ``dmdp_2c`` (Fig. 2c), ``dreamer``."""
 
@@ -49,6 +50,7 @@ from jaxprune.dmdp.config import (
 )
 from jaxprune.dmdp.conv import PixelDecoder, PixelEncoder
 from jaxprune.dmdp.disentangle import run as run_disentangle
+from jaxprune.dmdp.disentangle_claims import check as check_disentangle_claims
 from jaxprune.dmdp.disentangle_config import DisentangleConfig
 from jaxprune.dmdp.losses import kl_terms, make_loss_fn, make_optimizer, world_model_loss
 from jaxprune.dmdp.model import (
@@ -117,6 +119,7 @@ __all__ = [
   "PixelEncoder",
   "DisentangleConfig",
   "run_disentangle",
+  "check_disentangle_claims",
   "factor_features",
   "factors_of",
   "train_offline",

@@ -6,8 +6,8 @@ For each task and variant (:func:`run`, ``scripts/disentangle.py``; the config a
 1. **Data** (:func:`jaxprune.envs.ground_truth.collect`): episodes of a fixed data policy
    (uniformly random actions; or ``policy_workdir``: a trained agent's mode), with the ground
    truth the models never see: joint positions and velocities, the background frame and the
-   intensity of the patch the noisy sensor reads, the sensor noise in the reward, the
-   camera-jitter offset. ``train_episodes`` train the world models;
+   intensity of the patch the noisy sensor reads, the noise in the reward, the camera-jitter
+   offset. ``train_episodes`` train the world models;
    ``probe_episodes`` (held out) are split by episode 60 / 20 / 20 into the probes' train /
    validation / test sets. The same data for every model and seed.
 2. **Models** (:mod:`jaxprune.dmdp.offline`): Denoised MDP 2b (``dmdp``, beta from
@@ -19,16 +19,29 @@ For each task and variant (:func:`run`, ``scripts/disentangle.py``; the config a
    a closed-form ridge probe (regulariser chosen on the validation episodes) and a one-hidden-
    layer MLP probe (early-stopped on them), vmapped over the seeds, to each target. R^2 on the
    test episodes; a multi-column target (joint positions) gets the mean of its columns' R^2.
-4. **Outputs** in ``workdir``: ``r2.csv`` (one row per task, variant, model, factor, probe,
-   target: mean, std and each seed's R^2), ``table.md``, ``r2.png`` (bar chart), ``pictures/``
-   (factor reconstructions of a test episode by each model, seed 0), ``summary.json`` (config,
-   the two claims checked per condition, timings). ``data/`` holds the episodes and ``models/``
-   the world models' runs (checkpointed: a rerun resumes, ``updates`` may grow).
+   Two reference probes with no world model (:func:`reference_probe_table`) give each target's
+   ceiling, what is decodable at all: from the true state (model ``state``) and from the images
+   themselves (model ``pixels``).
+4. **Claims** (:mod:`jaxprune.dmdp.disentangle_claims`): x of Denoised MDP decodes the joints
+   (R^2 above 0 and above Dreamer's); y or z decode each noise target above ``noise_floor`` of
+   its ceiling and x below ``noise_x_ceiling`` of it; each part decided "holds" / "fails" /
+   "undecided" from a bootstrap interval over the world-model seeds, at every budget.
+5. **Outputs** in ``workdir``: ``r2.csv`` (one row per task, variant, model, factor, probe,
+   target: mean, std and each seed's R^2), ``table.md``, ``claims.md`` / ``claims.json`` /
+   ``claims.png`` (the verdicts; ``scripts/disentangle_claims.py`` rewrites them from r2.csv),
+   ``r2.png`` (bar chart), ``pictures/`` (factor reconstructions of a test episode by each
+   model, seed 0), ``summary.json`` (config, claims, timings). ``data/`` holds the episodes and
+   ``models/`` the world models' runs (checkpointed: a rerun resumes, ``updates`` may grow).
 
-Targets (:data:`jaxprune.envs.ground_truth.TARGETS`): ``qpos`` is the joint positions without the
-root's forward position ``rootx`` (the camera tracks the body, so it is not in the image);
-``qvel`` all velocities; the noise targets that vary in the variant (``targets_for``). The clip's
-frame index is recorded but not probed (an index into a procedural clip has no linear meaning).
+Targets (:data:`jaxprune.envs.ground_truth.TARGETS`, :func:`probe_targets`): ``qpos`` is the joint
+positions without the root's forward position ``rootx`` (the camera tracks the body, so it is not
+in the image), each angle of a hinge without limits as its (sin, cos) (:func:`qpos_columns`: the
+angle wraps, the image does not tell it from the angle + 2 pi); ``qvel`` all velocities; the
+noise targets of the variant (``targets_for``): ``background_intensity``, the camera's
+``jitter_offset``, and with the noisy sensor ``reward_noise`` (reward minus the task's own
+reward). The recorded ``sensor_noise`` is not probed: it is ``background_intensity - 0.5``. The
+clip's frame index is recorded but not probed (an index into a procedural clip has no linear
+meaning).
 """
 
 from __future__ import annotations
@@ -550,9 +563,51 @@ def plot_trend(path: str, rows: list[dict], probe: str = "ridge") -> None:
   plt.close(fig)
 
 
+_VERDICT_COLOURS = {"holds": "tab:green", "fails": "tab:red", "undecided": "0.55"}
+
+
+def plot_claims(path: str, claims: list[dict], updates: int) -> None:
+  """Forest plot of every claim part at ``updates``: one panel per condition, a row per part
+  (probe, model, claim part, target): the mean over seeds with its interval, the bound as a
+  black tick, coloured by the part's verdict (green holds, red fails, grey undecided)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  sel = [c for c in claims if c["updates"] == updates]
+  conds = list(dict.fromkeys((c["task"], c["variant"]) for c in sel))
+  n_rows = [sum(len(c["parts"]) for c in sel if (c["task"], c["variant"]) == k) for k in conds]
+  fig, axes = plt.subplots(
+    1, max(1, len(conds)), figsize=(5.2 * max(1, len(conds)), 0.8 + 0.22 * max(n_rows or [1])),
+    squeeze=False,
+  )  # fmt: skip
+  for ax, (task, variant) in zip(axes[0], conds):
+    labels, y = [], 0
+    for c in (c for c in sel if (c["task"], c["variant"]) == (task, variant)):
+      for name, p in c["parts"].items():
+        colour = _VERDICT_COLOURS[p["verdict"]]
+        lo, hi = max(p["lo"], -1.5), min(p["hi"], 1.05)
+        ax.plot([lo, hi], [y, y], color=colour, lw=2)
+        ax.plot([min(max(p["estimate"], -1.5), 1.05)], [y], "o", color=colour, ms=3)
+        ax.plot([p["bound"]], [y], "|", color="k", ms=8)
+        labels.append(f"{c['probe']} {c['model']} {name} {c['target']}")
+        y += 1
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlim(-1.55, 1.1)
+    ax.set_xlabel("test R^2 (parts vs_dreamer: difference); | bound; clipped to [-1.5, 1.05]")
+    ax.set_title(f"{task} / {variant}, {updates} updates", fontsize=9)
+  fig.tight_layout()
+  io.save_figure(path, fig)
+  plt.close(fig)
+
+
 def write_claims(workdir: str, claims: list[dict], updates: int) -> None:
-  """claims.md (the verdicts at ``updates``, then the tally over every budget) and claims.json
-  (every check) in ``workdir``, atomically."""
+  """claims.md (the verdicts at ``updates``, then the tally over every budget), claims.json
+  (every check) and claims.png (:func:`plot_claims`) in ``workdir``, atomically."""
   text = [
     "# The paper's claims, decided per condition\n",
     disentangle_claims.markdown(claims, updates=updates),
@@ -564,6 +619,7 @@ def write_claims(workdir: str, claims: list[dict], updates: int) -> None:
       text.append(f"| {u} | {name} | {d['holds']} | {d['fails']} | {d['undecided']} |")
   io.save_text(os.path.join(workdir, "claims.md"), "\n".join(text) + "\n")
   io.save_json(os.path.join(workdir, "claims.json"), {"checks": claims})
+  plot_claims(os.path.join(workdir, "claims.png"), claims, updates)
 
 
 def write_outputs(cfg, rows, claims, timings, total_s) -> None:

@@ -170,7 +170,7 @@ class DisentangleConfig:
 
 def default(cfg: DisentangleConfig) -> DisentangleConfig:
   """The issue's default budget (the config's defaults: walker_walk and cheetah_run, video
-  background with and without the noisy sensor, dmdp / dmdp_2c / dreamer, 3 seeds)."""
+  background with and without the noisy sensor, dmdp / dmdp_2c / dreamer, 5 seeds)."""
   return cfg
 
 

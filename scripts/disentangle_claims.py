@@ -1,0 +1,72 @@
+r"""Decide the Denoised MDP representation claims again from a run's per-seed R^2 (r2.csv), with
+the bounds its summary.json recorded: claims.md, claims.json and claims.png in the same folder.
+
+  python scripts/disentangle_claims.py                     # every docs/disentangle*/r2.csv
+  python scripts/disentangle_claims.py --dirs runs/disentangle
+
+The claims, bounds and bootstrap are jaxprune.dmdp.disentangle_claims; a folder whose
+summary.json lacks a bound (a run before issue 27) gets DisentangleConfig's default for it.
+"""
+
+import dataclasses
+import glob
+import os
+
+from jaxprune.core import io
+from jaxprune.core.config import parse
+from jaxprune.core.run import cli
+from jaxprune.dmdp import disentangle, disentangle_claims
+from jaxprune.dmdp.disentangle_config import DisentangleConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+  """Regenerate the claims of disentangle runs from their r2.csv."""
+
+  dirs: tuple[str, ...] = ()
+  """run folders holding r2.csv and summary.json; empty: every docs/disentangle*/ with both"""
+
+
+def report(folder: str) -> list[dict]:
+  """Decide the claims of ``folder`` and write its claims.md / .json / .png."""
+  csv_path, summary_path = (os.path.join(folder, f) for f in ("r2.csv", "summary.json"))
+  for p in (csv_path, summary_path):
+    if not os.path.exists(p):
+      raise FileNotFoundError(f"{p} is missing: run scripts/disentangle.py --workdir {folder}")
+  saved = io.read_json(summary_path)["config"]
+  settings = {**disentangle.claim_settings(DisentangleConfig()), **_known(saved)}
+  checks = disentangle_claims.check(disentangle_claims.read_csv(csv_path), **settings)
+  disentangle.write_claims(folder, checks, saved["updates"])
+  return checks
+
+
+def _known(saved: dict) -> dict:
+  names = ("noise_floor", "noise_x_ceiling", "min_ceiling", "collapse_r2")
+  out = {k: saved[k] for k in names if k in saved}
+  if "claim_level" in saved:
+    out["level"] = saved["claim_level"]
+  if "claim_resamples" in saved:
+    out["num_resamples"] = saved["claim_resamples"]
+  return out
+
+
+def main(argv=None):
+  cfg = parse(ReportConfig, argv, description=__doc__)
+  here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+  dirs = cfg.dirs or tuple(
+    sorted(
+      os.path.dirname(p)
+      for p in glob.glob(os.path.join(here, "docs", "disentangle*", "r2.csv"))
+      if os.path.exists(os.path.join(os.path.dirname(p), "summary.json"))
+    )
+  )
+  if not dirs:
+    raise FileNotFoundError("no run folder with r2.csv and summary.json found; give --dirs")
+  for d in dirs:
+    checks = report(d)
+    tally = disentangle_claims.tally(checks, updates=max(c["updates"] for c in checks))["all"]
+    print(f"{d}: {tally['holds']} hold, {tally['fails']} fail, {tally['undecided']} undecided")
+
+
+if __name__ == "__main__":
+  cli(main)
