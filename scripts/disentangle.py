@@ -36,5 +36,6 @@ def main(argv=None):
       print(f"{cond} {c['claim']} {c['model']} {c['target']}: {c['verdict']} ({parts})")
   print(f"outputs in {cfg.workdir} (table.md, claims.md, r2.csv, r2.png, pictures/, summary.json)")
 
+
 if __name__ == "__main__":
   cli(main)
