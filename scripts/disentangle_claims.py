@@ -1,11 +1,12 @@
 r"""Decide the Denoised MDP representation claims again from a run's per-seed R^2 (r2.csv), with
 the bounds its summary.json recorded: claims.md, claims.json and claims.png in the same folder.
 
-  python scripts/disentangle_claims.py                     # every docs/disentangle*/r2.csv
+  python scripts/disentangle_claims.py                     # every docs/disentangle*/ since #27
   python scripts/disentangle_claims.py --dirs runs/disentangle
 
 The claims, bounds and bootstrap are jaxprune.dmdp.disentangle_claims; a folder whose
-summary.json lacks a bound (a run before issue 27) gets DisentangleConfig's default for it.
+summary.json records no bounds (a run before issue 27, on other targets) is refused; a bound
+added since a run gets DisentangleConfig's default.
 """
 
 import dataclasses
@@ -24,7 +25,8 @@ class ReportConfig:
   """Regenerate the claims of disentangle runs from their r2.csv."""
 
   dirs: tuple[str, ...] = ()
-  """run folders holding r2.csv and summary.json; empty: every docs/disentangle*/ with both"""
+  """run folders holding r2.csv and summary.json; empty: every docs/disentangle*/ whose run
+  recorded the claims' bounds"""
 
 
 def report(folder: str) -> list[dict]:
@@ -33,6 +35,11 @@ def report(folder: str) -> list[dict]:
   for p in (csv_path, summary_path):
     if not os.path.exists(p):
       raise FileNotFoundError(f"{p} is missing: run scripts/disentangle.py --workdir {folder}")
+  if not _strict(summary_path):
+    raise ValueError(
+      f"{summary_path} records no claim bounds: a run before issue 27, whose targets (raw "
+      "angles, the sensor noise beside its affine copy) these claims do not apply to"
+    )
   saved = io.read_json(summary_path)["config"]
   settings = {**disentangle.claim_settings(DisentangleConfig()), **_known(saved)}
   checks = disentangle_claims.check(disentangle_claims.read_csv(csv_path), **settings)
@@ -40,9 +47,17 @@ def report(folder: str) -> list[dict]:
   return checks
 
 
+def _strict(summary_path: str) -> bool:
+  """Whether a folder's run recorded the claims' bounds (runs since issue 27; the earlier ones
+  probe other targets: raw angles, the sensor noise beside its affine copy)."""
+  return os.path.exists(summary_path) and "noise_floor" in io.read_json(summary_path)["config"]
+
+
 def _known(saved: dict) -> dict:
   names = ("noise_floor", "noise_x_ceiling", "min_ceiling", "collapse_r2")
   out = {k: saved[k] for k in names if k in saved}
+  if "claim_min_seeds" in saved:
+    out["min_seeds"] = saved["claim_min_seeds"]
   if "claim_level" in saved:
     out["level"] = saved["claim_level"]
   if "claim_resamples" in saved:
@@ -57,7 +72,7 @@ def main(argv=None):
     sorted(
       os.path.dirname(p)
       for p in glob.glob(os.path.join(here, "docs", "disentangle*", "r2.csv"))
-      if os.path.exists(os.path.join(os.path.dirname(p), "summary.json"))
+      if _strict(os.path.join(os.path.dirname(p), "summary.json"))
     )
   )
   if not dirs:

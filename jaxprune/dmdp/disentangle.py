@@ -338,11 +338,12 @@ def claim_settings(cfg) -> dict:
   get = (lambda k: cfg[k]) if isinstance(cfg, dict) else (lambda k: getattr(cfg, k))
   names = ("noise_floor", "noise_x_ceiling", "min_ceiling", "collapse_r2")
   out = {k: get(k) for k in names}
-  return {**out, "level": get("claim_level"), "num_resamples": get("claim_resamples")}
+  out.update(min_seeds=get("claim_min_seeds"), level=get("claim_level"))
+  return {**out, "num_resamples": get("claim_resamples")}
 
 
 def _run_condition(cfg: DisentangleConfig, task: str, variant: str, plan: dict, width: int):
-  """Data, models and probes of one (task, variant): ``(rows, claims, timings)``. At the
+  """Data, models and probes of one (task, variant): ``(rows, timings)``. At the
   ``probe_at`` budgets only the first probe of ``cfg.probes`` runs (ridge by default: the MLP
   probes cost about a minute per model and budget); all of them at ``updates``."""
   rows, timings = [], {}

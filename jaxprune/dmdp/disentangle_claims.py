@@ -12,25 +12,30 @@ serves every statistic, so differences are paired by seed) against a bound:
 
 * **joints in x** (``joints_in_x``): x decodes the joint positions
   - ``above_zero``: x's R^2 on ``qpos`` is above 0;
-  - ``vs_dreamer``: x's R^2 minus Dreamer's (its ``x``) is above 0. Decided only where something
-    decodes the joints (x's or Dreamer's interval above 0): two failed probes compared say
-    nothing, whichever is less negative.
+  - ``vs_dreamer``: x's R^2 minus Dreamer's (its ``x``), paired by seed, is above 0 (x equal to
+    Dreamer within the noise is undecided, not held). Decided only where something decodes the
+    joints (x's or Dreamer's interval above 0): two failed probes compared say nothing,
+    whichever is less negative; undecided without a Dreamer row.
 * **noise out of x** (``noise_out_of_x``), per noise target (anything but ``qpos`` / ``qvel``):
   - ``in_y_or_z``: the better of y and z (per seed) decodes it above ``noise_floor`` x ceiling;
-  - ``not_in_x``: x decodes it below ``noise_x_ceiling`` x ceiling, and x's probe has not
-    collapsed (its interval stays above ``collapse_r2``; a collapsed probe is no evidence that x
-    lacks the noise).
+  - ``not_in_x``: x decodes it below ``noise_x_ceiling`` x ceiling; decided only when x's probe
+    has not collapsed (its interval stays above ``collapse_r2``: a collapsed probe is no
+    evidence that x lacks the noise) and x holds the joints (``above_zero`` holds: a factor that
+    holds nothing keeps every noise out).
   Both parts are undecided when the target's ceiling is below ``min_ceiling`` (nothing decodes it).
 
 The **ceiling** of a target (per condition, budget, probe; :func:`ceilings`) is what is decodable
-at all: for the joints and velocities the probe from the true state (model ``state``), for a
-noise target the best mean R^2 of the pixel probe (model ``pixels``: the images themselves) and
-every model's ``all`` factor.
+from the images at all: the best mean R^2 of the pixel probe (model ``pixels``: the images
+themselves) and every model's ``all`` factor. The probe from the true state (model ``state``) is
+reported beside it (:func:`state_references`), not used as a ceiling: it reads the joints
+themselves.
 
 A part "holds" when its interval lies wholly on the claim's side of the bound, "fails" when it
 lies wholly on the other side, else "undecided" (and always "undecided" with fewer than 2 seeds
 or an interval of zero width). A claim holds when both parts hold, fails when either fails, and
-is otherwise undecided. Each part also counts the seeds whose own value clears the bound.
+is otherwise undecided. Each part also counts the seeds whose own value clears the bound. With
+fewer than ``min_seeds`` world-model seeds (5 by default) every part is undecided; a non-finite
+R^2 (a constant target on the test episodes, a diverged probe) makes its part undecided.
 """
 
 from __future__ import annotations
@@ -87,38 +92,44 @@ def _index(rows) -> dict:
 
 
 def ceilings(rows) -> dict:
-  """``{(task, variant, updates, probe, target): (ceiling, source)}``, the mean R^2 of what is
-  decodable at all: for ``qpos`` / ``qvel``, the probe from the true state (model ``state``)
-  where there is one; for the noise targets (not in the physics state), the best of the pixel
-  probe (model ``pixels``) and every model's ``all`` at the budget. The reference probes have
-  no world model, so they count at every budget. ``source`` names the winner."""
-  ref = {
-    (r["task"], r["variant"], r["probe"], r["target"], r["model"]): float(np.mean(r["r2"]))
+  """``{(task, variant, updates, probe, target): (ceiling, source)}``: what is decodable from
+  the images at all, the best mean R^2 of the pixel probe (model ``pixels``) and every model's
+  ``all`` at the budget (the pixel probe has no world model: it counts at every budget).
+  ``source`` names the winner. The state probe (model ``state``) is not a ceiling: it reads the
+  joints themselves (R^2 about 1 by construction); :func:`state_references` reports it."""
+  pix = {
+    (r["task"], r["variant"], r["probe"], r["target"]): float(np.mean(r["r2"]))
     for r in rows
-    if r["model"] in (PIXELS, STATE)
+    if r["model"] == PIXELS
   }
   best: dict = {}
   for r in rows:
     if r["model"] in (PIXELS, STATE):
       continue
     key = (r["task"], r["variant"], r["updates"], r["probe"], r["target"])
-    if key not in best:
-      best[key] = (-math.inf, "none")
+    best.setdefault(key, (-math.inf, "none"))
     v = float(np.mean(r["r2"]))
     if r["factor"] == "all" and v > best[key][0]:
       best[key] = (v, f"{r['model']} all")
   for key in best:
     task, variant, _, probe, target = key
-    state = ref.get((task, variant, probe, target, STATE))
-    if target in STATE_TARGETS and state is not None:
-      best[key] = (state, STATE)
-      continue
-    pix = ref.get((task, variant, probe, target, PIXELS))
-    if pix is not None and pix >= best[key][0]:
-      best[key] = (pix, PIXELS)
+    p = pix.get((task, variant, probe, target))
+    if p is not None and p >= best[key][0]:
+      best[key] = (p, PIXELS)
     if best[key][1] == "none":
       best[key] = (float("nan"), "none")
   return best
+
+
+def state_references(rows) -> dict:
+  """``{(task, variant, probe, target): mean R^2}`` of the probe from the true state: about 1
+  for the joints and velocities (the target is a stable function of the state on the test
+  episodes), about 0 for what is not in the physics (the background, the camera's walk)."""
+  return {
+    (r["task"], r["variant"], r["probe"], r["target"]): float(np.mean(r["r2"]))
+    for r in rows
+    if r["model"] == STATE
+  }
 
 
 class _Boot:
@@ -147,7 +158,7 @@ def _part(iv: stats.Interval, per_seed, bound: float, side: str, reason: str = "
   if reason:
     verdict = UNDECIDED
   else:
-    v = stats.verdict(iv, alternative=f"{side} {bound!r}")
+    v = stats.verdict(iv, alternative=f"{side} {float(bound)!r}")
     verdict = {stats.SUPPORTED: HOLDS, stats.CONTRADICTED: FAILS}.get(v, UNDECIDED)
     if verdict == UNDECIDED and not iv.decidable:
       reason = f"not decidable (seeds {dict(iv.seeds)}, zero width: {iv.degenerate})"
@@ -181,56 +192,72 @@ def check(
   noise_x_ceiling: float = 0.25,
   min_ceiling: float = 0.2,
   collapse_r2: float = -0.5,
+  min_seeds: int = 5,
   level: float = 0.9,
   num_resamples: int = 2000,
   seed: int = 0,
 ) -> list[dict]:
   """Every claim on every (task, variant, updates, probe, Denoised MDP model): a list of
-  records with the claim, model, target, ``verdict``, and ``parts`` (each: estimate, interval,
-  bound, seeds clearing it, verdict, reason when undecided for a stated cause). See the module
-  docstring for the claims, bounds and rules."""
+  records with the claim, model, target, ``verdict``, the target's ``ceiling`` and ``parts``
+  (each: estimate, interval, bound, seeds clearing it, verdict, and the reason when a rule, not
+  the interval, leaves it undecided). See the module docstring for the claims, bounds and
+  rules; with fewer than ``min_seeds`` world-model seeds every part is undecided."""
   rows = list(rows)
   if not rows:
     raise ValueError("no probe rows to check")
   counts = {len(r["r2"]) for r in rows}
   if len(counts) != 1:
     raise ValueError(f"rows hold different numbers of seeds: {sorted(counts)}")
-  for r in rows:
-    if not np.all(np.isfinite(r["r2"])):
-      raise ValueError(
-        f"non-finite R^2 in {r['task']}/{r['variant']} {r['model']} {r['factor']} "
-        f"{r['probe']} {r['target']} at {r['updates']} updates: {r['r2']}"
-      )
-  boot = _Boot(counts.pop(), num_resamples, seed, level)
+  num_seeds = counts.pop()
+  boot = _Boot(num_seeds, num_resamples, seed, level)
+  few = "" if num_seeds >= min_seeds else f"{num_seeds} seeds < min_seeds {min_seeds}"
   idx = _index(rows)
-  ceil = ceilings(rows)
+  ceil, state = ceilings(rows), state_references(rows)
   out = []
   conds = sorted({(r["task"], r["variant"], r["updates"], r["probe"]) for r in rows})
   for task, variant, updates, probe in conds:
     here = {k[4:]: v for k, v in idx.items() if k[:4] == (task, variant, updates, probe)}
     targets = list(dict.fromkeys(k[2] for k in here))
     ids = {"task": task, "variant": variant, "updates": updates, "probe": probe, "level": level}
+
+    def part(per_seed, bound, side, reason="", names=()):
+      bad = [n for n, v in names if not np.all(np.isfinite(v))]
+      if bad:  # a constant target on the test split, or a diverged probe
+        reason = reason or f"non-finite R^2 from {', '.join(bad)}"
+      if reason or few:
+        iv = boot.interval(np.nan_to_num(per_seed, nan=0.0, posinf=0.0, neginf=0.0))
+        return _part(iv, per_seed, bound, side, reason or few)
+      return _part(boot.interval(per_seed), per_seed, bound, side)
+
     for model in DMDP_MODELS:
       x_q = here.get((model, "x", "qpos"))
+      joints_hold = False
       if x_q is not None:
-        iv_x = boot.interval(x_q)
-        parts = {"above_zero": _part(iv_x, x_q, 0.0, ">")}
+        parts = {"above_zero": part(x_q, 0.0, ">", names=[("x", x_q)])}
         dr_q = here.get((DREAMER, "x", "qpos"))
-        if dr_q is not None:
-          iv_dr = boot.interval(dr_q)
+        if dr_q is None:
+          reason = "no Dreamer row to compare with"
+          parts["vs_dreamer"] = part(x_q, 0.0, ">", reason)
+          parts["vs_dreamer"].update(estimate=float("nan"), lo=float("nan"), hi=float("nan"))
+        else:
           reason = ""
+          iv_x, iv_dr = boot.interval(x_q), boot.interval(dr_q)
           if not (iv_x.lo > 0 or iv_dr.lo > 0):
             reason = (
               f"nothing decodes the joints (x {iv_x.describe()}, Dreamer {iv_dr.describe()}): "
               "no comparison"
             )
           diff = x_q - dr_q
-          parts["vs_dreamer"] = _part(boot.interval(diff), diff, 0.0, ">", reason)
+          parts["vs_dreamer"] = part(diff, 0.0, ">", reason, [("x", x_q), ("Dreamer", dr_q)])
           parts["vs_dreamer"]["dreamer"] = iv_dr.estimate
+        joints_hold = parts["above_zero"]["verdict"] == HOLDS
         verdict = combine(p["verdict"] for p in parts.values())
         rec = {"claim": "joints_in_x", "model": model, "target": "qpos", "verdict": verdict}
         c, source = ceil.get((task, variant, updates, probe, "qpos"), (float("nan"), "none"))
-        out.append({**ids, **rec, "ceiling": c, "ceiling_source": source, "parts": parts})
+        rec.update(
+          ceiling=c, ceiling_source=source, state=state.get((task, variant, probe, "qpos"))
+        )
+        out.append({**ids, **rec, "parts": parts})
       for target in targets:
         if target in STATE_TARGETS:
           continue
@@ -241,17 +268,24 @@ def check(
         c, source = ceil.get((task, variant, updates, probe, target), (float("nan"), "none"))
         low = "" if c >= min_ceiling else f"ceiling {c:.3f} ({source}) < min_ceiling {min_ceiling}"
         best_yz = np.max(np.stack(yz), axis=0)
-        iv_x = boot.interval(x_n)
-        collapsed = ""
-        if not low and iv_x.lo < collapse_r2:
-          collapsed = f"x's probe collapsed (interval reaches {iv_x.lo:.2f} < {collapse_r2})"
+        empty = collapsed = ""
+        if np.all(np.isfinite(x_n)) and boot.interval(x_n).lo < collapse_r2:
+          lo = boot.interval(x_n).lo
+          collapsed = f"x's probe collapsed (interval reaches {lo:.2f} < {collapse_r2})"
+        if not joints_hold:  # an x that holds nothing keeps every noise out
+          empty = "x is not shown to hold the joints (above_zero does not hold)"
         parts = {
-          "in_y_or_z": _part(boot.interval(best_yz), best_yz, noise_floor * c, ">", low),
-          "not_in_x": _part(iv_x, x_n, noise_x_ceiling * c, "<", low or collapsed),
+          "in_y_or_z": part(best_yz, float(noise_floor * c), ">", low, [("y/z", best_yz)]),
+          "not_in_x": part(
+            x_n, float(noise_x_ceiling * c), "<", low or collapsed or empty, [("x", x_n)]
+          ),
         }
         verdict = combine(p["verdict"] for p in parts.values())
         rec = {"claim": "noise_out_of_x", "model": model, "target": target, "verdict": verdict}
-        out.append({**ids, **rec, "ceiling": c, "ceiling_source": source, "parts": parts})
+        rec.update(
+          ceiling=c, ceiling_source=source, state=state.get((task, variant, probe, target))
+        )
+        out.append({**ids, **rec, "parts": parts})
   return out
 
 
@@ -283,7 +317,8 @@ def markdown(checks, *, updates: int | None = None) -> str:
     lines += [
       f"\n**{task} / {variant}** ({u} updates; {100 * _level(sel):g}% bootstrap intervals over "
       "world-model seeds; parts: R^2 mean [interval] vs bound, seeds clearing it)\n",
-      "| probe | claim | model | target | ceiling | part 1 | part 2 | verdict |",
+      "| probe | claim | model | target | ceiling (from images); state probe | part 1 | part 2 "
+      "| verdict |",
       "|---|---|---|---|---|---|---|---|",
     ]
     for c in (c for c in sel if (c["task"], c["variant"]) == (task, variant)):
@@ -297,7 +332,9 @@ def markdown(checks, *, updates: int | None = None) -> str:
           text += f" ({p['reason']})"
         cells.append(text)
       cells += [""] * (2 - len(cells))
-      ceiling = f"{c['ceiling']:.2f} ({c['ceiling_source']})" if "ceiling" in c else "-"
+      ceiling = f"{c['ceiling']:.2f} ({c['ceiling_source']})"
+      if c.get("state") is not None:
+        ceiling += f"; state {c['state']:.2f}"
       lines.append(
         f"| {c['probe']} | {c['claim']} | {c['model']} | {c['target']} | {ceiling} | "
         + " | ".join(cells)

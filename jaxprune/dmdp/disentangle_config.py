@@ -100,6 +100,9 @@ class DisentangleConfig:
   """claims: an x probe whose interval reaches below this R^2 has failed as a probe (worse than
   predicting the mean by half the target's variance), so 'x keeps the noise out' is undecided
   on it rather than held"""
+  claim_min_seeds: int = 5
+  """claims: with fewer world-model seeds than this every claim is undecided (an interval over 2
+  or 3 seeds is their min and max)"""
   claim_level: float = 0.9
   """claims: level of the percentile bootstrap intervals over world-model seeds"""
   claim_resamples: int = 2000
@@ -157,6 +160,7 @@ class DisentangleConfig:
     )
     require(0 < self.min_ceiling < 1, f"min_ceiling must be in (0, 1), got {self.min_ceiling}")
     require(self.collapse_r2 < 0, f"collapse_r2 must be < 0, got {self.collapse_r2}")
+    require(self.claim_min_seeds >= 2, f"claim_min_seeds must be >= 2, got {self.claim_min_seeds}")
     require(0 < self.claim_level < 1, f"claim_level must be in (0, 1), got {self.claim_level}")
     require(
       self.claim_resamples >= 100, f"claim_resamples must be >= 100, got {self.claim_resamples}"
@@ -175,7 +179,8 @@ def default(cfg: DisentangleConfig) -> DisentangleConfig:
 
 
 def quick(cfg: DisentangleConfig) -> DisentangleConfig:
-  """The test suite's end-to-end run: one task and variant, 2 seeds, a few updates."""
+  """The test suite's end-to-end run: one task and variant, 2 seeds (claims decided on 2), a few
+  updates."""
   return dataclasses.replace(
     cfg,
     tasks=("walker_walk",),
@@ -188,6 +193,7 @@ def quick(cfg: DisentangleConfig) -> DisentangleConfig:
     num_background_frames=100,
     updates=4,
     probe_at=(2,),
+    claim_min_seeds=2,
     batch=4,
     seq_len=8,
     mlp_steps=20,
