@@ -33,10 +33,23 @@ def around(mean, spread=0.02, n=5, seed=0):
   return mean + spread * noise
 
 
-def table(x_q, dr_q, x_n, y_n, *, pixels=0.9, state=0.95, z_n=None, dreamer_all=0.5, n=5):
+def table(
+  x_q,
+  dr_q,
+  x_n,
+  y_n,
+  *,
+  pixels=0.9,
+  state=0.95,
+  z_n=None,
+  dreamer_all=0.5,
+  joints_ceiling=0.6,
+  n=5,
+):
   rows = [
     row("state", "qpos_qvel", "qpos", [state] * n),
     row("pixels", "image", NOISE, [pixels] * n),
+    row("pixels", "image", "qpos", [joints_ceiling] * n),
     row("dmdp", "x", "qpos", x_q),
     row("dmdp", "x", NOISE, x_n),
     row("dmdp", "y", NOISE, y_n),
@@ -64,7 +77,7 @@ def test_the_paper_holding_gives_holds():
   }
   assert joints["parts"]["above_zero"]["seeds_clearing"] == 5
   assert joints["state"] == pytest.approx(0.95)  # reported, not a ceiling: it reads the joints
-  assert joints["ceiling_source"] == "none"  # no pixel or "all" row decodes qpos here
+  assert joints["ceiling"] == pytest.approx(0.6) and joints["ceiling_source"] == "pixels"
   noise = got[("noise_out_of_x", "dmdp", NOISE)]
   assert noise["verdict"] == "holds"
   assert noise["ceiling"] == pytest.approx(0.9) and noise["ceiling_source"] == "pixels"
@@ -82,6 +95,12 @@ def test_every_r2_negative_is_not_a_pass():
   assert joints["parts"]["vs_dreamer"]["verdict"] == "undecided"
   assert "nothing decodes the joints" in joints["parts"]["vs_dreamer"]["reason"]
   assert joints["verdict"] == "fails"
+  # when not even the images decode the joints (reacher at 32 px), x failing says nothing
+  joints = by_claim(
+    dc.check(table(around(-0.37), around(-0.81), around(0.0), around(0.8), joints_ceiling=-0.1))
+  )[("joints_in_x", "dmdp", "qpos")]
+  assert {p["verdict"] for p in joints["parts"].values()} == {"undecided"}
+  assert "nothing decodes the joints from the images" in joints["parts"]["above_zero"]["reason"]
   # every noise R^2 negative too, ceiling included: undecided, never held
   rows = table(
     around(-0.3), around(-0.8), around(-0.4), around(-0.2), pixels=-0.1, dreamer_all=-0.3
@@ -186,7 +205,9 @@ def test_few_seeds_missing_rows_and_bad_values_are_undecided():
   assert "not shown to hold the joints" in noise["parts"]["not_in_x"]["reason"]
   # a NaN R^2 (a constant target on the test episodes) leaves its part undecided, named
   bad = table(around(0.5), around(0.1), around(0.0), around(0.8))
-  bad[2]["r2"][1] = float("nan")
+  next(r for r in bad if (r["model"], r["factor"], r["target"]) == ("dmdp", "x", "qpos"))["r2"][
+    1
+  ] = float("nan")
   joints = by_claim(dc.check(bad))[("joints_in_x", "dmdp", "qpos")]
   assert joints["parts"]["above_zero"]["verdict"] == "undecided"
   assert "non-finite R^2 from x" in joints["parts"]["above_zero"]["reason"]
@@ -204,7 +225,7 @@ def test_ceilings_and_csv_round_trip(tmp_path):
   ceil = dc.ceilings(rows)
   assert ceil[(TASK, VARIANT, 400, "ridge", NOISE)][1] == "dmdp all"
   assert ceil[(TASK, VARIANT, 400, "ridge", NOISE)][0] == pytest.approx(0.8, abs=0.03)
-  assert np.isnan(ceil[(TASK, VARIANT, 400, "ridge", "qpos")][0])  # no image-side probe of it
+  assert ceil[(TASK, VARIANT, 400, "ridge", "qpos")] == (pytest.approx(0.6), "pixels")
   assert dc.state_references(rows) == {(TASK, VARIANT, "ridge", "qpos"): pytest.approx(0.95)}
   keys = ("task", "variant", "model", "updates", "factor", "probe", "target")
   cols = {k: [r[k] for r in rows] for k in keys}
@@ -217,7 +238,7 @@ def test_ceilings_and_csv_round_trip(tmp_path):
   np.testing.assert_allclose([r["r2"] for r in back], [r["r2"] for r in rows], rtol=1e-12)
   assert json.dumps(dc.check(back), sort_keys=True) == json.dumps(dc.check(rows), sort_keys=True)
   text = dc.markdown(dc.check(back))
-  assert "| ridge | joints_in_x | dmdp | qpos | nan (none); state 0.95 |" in text
+  assert "| ridge | joints_in_x | dmdp | qpos | 0.60 (pixels); state 0.95 |" in text
 
 
 def test_report_script_rewrites_the_claims_from_r2_csv(tmp_path):

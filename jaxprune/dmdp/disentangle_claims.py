@@ -10,7 +10,9 @@ Per condition (task, variant), budget (updates) and probe, for each Denoised MDP
 percentile bootstrap of the mean over seeds, resampling seeds with replacement; one set of draws
 serves every statistic, so differences are paired by seed) against a bound:
 
-* **joints in x** (``joints_in_x``): x decodes the joint positions
+* **joints in x** (``joints_in_x``): x decodes the joint positions (both parts undecided when
+  the joints' ceiling is below ``min_ceiling``: if nothing decodes them from the images, x not
+  decoding them says nothing about the model)
   - ``above_zero``: x's R^2 on ``qpos`` is above 0;
   - ``vs_dreamer``: x's R^2 minus Dreamer's (its ``x``), paired by seed, is above 0 (x equal to
     Dreamer within the noise is undecided, not held). Decided only where something decodes the
@@ -233,16 +235,23 @@ def check(
       x_q = here.get((model, "x", "qpos"))
       joints_hold = False
       if x_q is not None:
-        parts = {"above_zero": part(x_q, 0.0, ">", names=[("x", x_q)])}
+        c, source = ceil.get((task, variant, updates, probe, "qpos"), (float("nan"), "none"))
+        low = ""
+        if not c >= min_ceiling:
+          low = (
+            f"nothing decodes the joints from the images: ceiling {c:.3f} ({source}) < "
+            f"min_ceiling {min_ceiling}"
+          )
+        parts = {"above_zero": part(x_q, 0.0, ">", low, [("x", x_q)])}
         dr_q = here.get((DREAMER, "x", "qpos"))
         if dr_q is None:
-          reason = "no Dreamer row to compare with"
+          reason = low or "no Dreamer row to compare with"
           parts["vs_dreamer"] = part(x_q, 0.0, ">", reason)
           parts["vs_dreamer"].update(estimate=float("nan"), lo=float("nan"), hi=float("nan"))
         else:
-          reason = ""
+          reason = low
           iv_x, iv_dr = boot.interval(x_q), boot.interval(dr_q)
-          if not (iv_x.lo > 0 or iv_dr.lo > 0):
+          if not reason and not (iv_x.lo > 0 or iv_dr.lo > 0):
             reason = (
               f"nothing decodes the joints (x {iv_x.describe()}, Dreamer {iv_dr.describe()}): "
               "no comparison"
@@ -253,7 +262,6 @@ def check(
         joints_hold = parts["above_zero"]["verdict"] == HOLDS
         verdict = combine(p["verdict"] for p in parts.values())
         rec = {"claim": "joints_in_x", "model": model, "target": "qpos", "verdict": verdict}
-        c, source = ceil.get((task, variant, updates, probe, "qpos"), (float("nan"), "none"))
         rec.update(
           ceiling=c, ceiling_source=source, state=state.get((task, variant, probe, "qpos"))
         )
