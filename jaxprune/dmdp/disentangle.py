@@ -607,16 +607,22 @@ def plot_claims(path: str, claims: list[dict], updates: int) -> None:
 
 
 def write_claims(workdir: str, claims: list[dict], updates: int) -> None:
-  """claims.md (the verdicts at ``updates``, then the tally over every budget), claims.json
-  (every check) and claims.png (:func:`plot_claims`) in ``workdir``, atomically."""
+  """claims.md (the verdicts at ``updates``: a compact matrix, then every part with its
+  interval; the tally at every budget), claims.json (every check) and claims.png
+  (:func:`plot_claims`) in ``workdir``, atomically."""
+  dc = disentangle_claims
   text = [
     "# The paper's claims, decided per condition\n",
-    disentangle_claims.markdown(claims, updates=updates),
+    f"Verdicts at {updates} updates (seeds clearing each part's bound):\n",
+    dc.verdict_matrix(claims, updates=updates),
+    "## Every part, with its interval",
+    dc.markdown(claims, updates=updates),
+    "## Tally at every budget (the earlier budgets: ridge probe only)\n",
+    "| updates | claim | holds | fails | undecided |",
+    "|---|---|---|---|---|",
   ]
-  text.append("\n**Tally** (holds / fails / undecided)\n")
-  text += ["| updates | claim | holds | fails | undecided |", "|---|---|---|---|---|"]
   for u in sorted({c["updates"] for c in claims}):
-    for name, d in disentangle_claims.tally(claims, updates=u).items():
+    for name, d in dc.tally(claims, updates=u).items():
       text.append(f"| {u} | {name} | {d['holds']} | {d['fails']} | {d['undecided']} |")
   io.save_text(os.path.join(workdir, "claims.md"), "\n".join(text) + "\n")
   io.save_json(os.path.join(workdir, "claims.json"), {"checks": claims})

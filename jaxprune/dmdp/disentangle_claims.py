@@ -306,7 +306,45 @@ def tally(checks, *, updates: int | None = None) -> dict:
     for name in (c["claim"], "all"):
       d = out.setdefault(name, {HOLDS: 0, FAILS: 0, UNDECIDED: 0})
       d[c["verdict"]] += 1
+  if "all" in out:
+    out["all"] = out.pop("all")  # last
   return out
+
+
+def verdict_matrix(checks, *, updates: int | None = None) -> str:
+  """A compact markdown table at ``updates`` (default the largest): a row per (condition,
+  probe), a column per (model, claim target), each cell the claim's verdict with the seeds
+  clearing each part's bound (e.g. ``holds 5/5, 5/5``)."""
+  if not checks:
+    return "no claims\n"
+  u = max(c["updates"] for c in checks) if updates is None else updates
+  sel = [c for c in checks if c["updates"] == u]
+  cols = list(dict.fromkeys((c["model"], c["claim"], c["target"]) for c in sel))
+  rows = list(dict.fromkeys((c["task"], c["variant"], c["probe"]) for c in sel))
+  names = [f"{m}: {'joints' if cl == 'joints_in_x' else t}" for m, cl, t in cols]
+  lines = [
+    "| condition | probe | " + " | ".join(names) + " |",
+    "|---|---|" + "---|" * len(cols),
+  ]
+  for task, variant, probe in rows:
+    cells = []
+    for model, claim, target in cols:
+      c = next(
+        (
+          c
+          for c in sel
+          if (c["task"], c["variant"], c["probe"], c["model"], c["claim"], c["target"])
+          == (task, variant, probe, model, claim, target)
+        ),
+        None,
+      )
+      if c is None:
+        cells.append("-")
+        continue
+      counts = ", ".join(f"{p['seeds_clearing']}/{p['seeds']}" for p in c["parts"].values())
+      cells.append(f"{c['verdict']} {counts}")
+    lines.append(f"| {task} / {variant} | {probe} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def _fmt(v: float) -> str:
