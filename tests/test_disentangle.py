@@ -160,22 +160,51 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
   w = str(tmp_path / "d")
   disentangle_main(["--preset", "quick", "--workdir", w])
   out = capsys.readouterr().out
-  for f in ("table.md", "r2.csv", "r2.png", "r2_mlp.png", "r2_trend.png", "summary.json"):
+  outputs = ("table.md", "r2.csv", "r2.png", "r2_mlp.png", "r2_trend.png", "summary.json")
+  for f in outputs + ("claims.md", "claims.json", "claims.png"):
     assert os.path.getsize(os.path.join(w, f)) > 0, f
   pics = sorted(os.listdir(os.path.join(w, "pictures")))
   assert pics == [f"walker_walk_video_background_noisy_sensor_{m}.png" for m in QUICK.models]
   summary = json.load(open(os.path.join(w, "summary.json")))
   rows = summary["rows"]
-  # dmdp: x y all; dmdp_2c: x y z all; dreamer: x all; x 2 probes x 4 targets
-  assert len(rows) == (3 + 4 + 2) * 2 * 4
-  assert {r["target"] for r in rows} == {"qpos", "qvel", "background_intensity", "sensor_noise"}
+  # dmdp: x y all; dmdp_2c: x y z all; dreamer: x all; the state and pixel references; x 2
+  # probes x 4 targets
+  assert len(rows) == (3 + 4 + 2 + 2) * 2 * 4
+  assert {r["target"] for r in rows} == {"qpos", "qvel", "background_intensity", "reward_noise"}
   assert all(len(r["r2"]) == QUICK.seeds for r in rows)
-  assert set(summary["claims"]["walker_walk/video_background_noisy_sensor"]) == {"ridge", "mlp"}
   assert "| dmdp_2c | z |" in open(os.path.join(w, "table.md")).read()
-  assert "does not hold" in out or "holds" in out
-  # the CSV holds every budget: probe_at (2 updates: the ridge probe only) and the final 4
+  assert "| pixels | image |" in open(os.path.join(w, "table.md")).read()
+  # the verdicts of the tiny run (4 updates, 2 seeds): nothing decodes the joints, not even
+  # the pixels (ceiling below 0), so the joints claim is undecided; y and z hold far too little
+  # of the background (intervals [-0.36, 0.11] against floors of 0.15-0.46): fails; the reward
+  # noise has a negative ceiling: undecided
+  got = {
+    (c["probe"], c["claim"], c["model"], c["target"]): c["verdict"]
+    for c in summary["claims"]
+    if c["updates"] == QUICK.updates
+  }
+  bi, rn = "background_intensity", "reward_noise"
+  expected = {
+    **{
+      (p, "joints_in_x", m, "qpos"): "undecided" for p in ("ridge", "mlp") for m in QUICK.models[:2]
+    },
+    **{
+      (p, "noise_out_of_x", m, rn): "undecided" for p in ("ridge", "mlp") for m in QUICK.models[:2]
+    },
+    ("ridge", "noise_out_of_x", "dmdp", bi): "fails",
+    ("ridge", "noise_out_of_x", "dmdp_2c", bi): "fails",
+    ("mlp", "noise_out_of_x", "dmdp_2c", bi): "fails",
+  }
+  # its "not in x" part is undecided by rule (x holds no joints), so it cannot hold
+  assert got.pop(("mlp", "noise_out_of_x", "dmdp", bi)) in ("undecided", "fails")
+  assert got == expected
+  assert "(ridge) noise_out_of_x dmdp_2c background_intensity: fails" in out
+  claims_md = open(os.path.join(w, "claims.md")).read()
+  assert "nothing decodes the joints from the images" in claims_md
+  # the CSV holds every budget: probe_at (2 updates: the ridge probe only, no references) and
+  # the final 4
   early = [r for r in summary["trend"] if r["updates"] == 2]
-  assert {r["probe"] for r in early} == {"ridge"} and len(early) == len(rows) // 2
+  assert {r["probe"] for r in early} == {"ridge"} and len(early) == (3 + 4 + 2) * 4
   assert {r["updates"] for r in summary["trend"]} == {2, 4}
   assert len(summary["trend"]) == len(rows) + len(early)
   assert len(open(os.path.join(w, "r2.csv")).read().splitlines()) == len(summary["trend"]) + 1
