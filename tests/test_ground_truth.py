@@ -231,7 +231,8 @@ def test_targets_for_each_variant():
   want = {
     "noiseless": (),
     "video_background": ("background_intensity",),
-    "video_background_noisy_sensor": ("background_intensity", "sensor_noise"),
+    # not sensor_noise, background_intensity - 0.5: the reward's noise is its own quantity
+    "video_background_noisy_sensor": ("background_intensity", "reward_noise"),
     "video_background_camera_jitter": ("background_intensity", "jitter_offset"),
   }
   assert set(want) == set(envs.VARIANTS)
@@ -242,6 +243,7 @@ def test_targets_for_each_variant():
     "qvel",
     "background_intensity",
     "sensor_noise",
+    "reward_noise",
     "jitter_offset",
   }
   assert all(isinstance(d, str) and d for d in ground_truth.TARGETS.values())
