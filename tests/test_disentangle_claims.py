@@ -203,6 +203,10 @@ def test_few_seeds_missing_rows_and_bad_values_are_undecided():
   noise = by_claim(dc.check(rows))[("noise_out_of_x", "dmdp", NOISE)]
   assert noise["parts"]["not_in_x"]["verdict"] == "undecided"
   assert "not shown to hold the joints" in noise["parts"]["not_in_x"]["reason"]
+  # ... but an x that decodes the noise fails, whatever it holds of the joints (reacher's jitter)
+  rows = table(around(0.0), around(-0.1), around(0.7), around(0.8))
+  noise = by_claim(dc.check(rows))[("noise_out_of_x", "dmdp", NOISE)]
+  assert noise["parts"]["not_in_x"]["verdict"] == "fails" and noise["verdict"] == "fails"
   # a NaN R^2 (a constant target on the test episodes) leaves its part undecided, named
   bad = table(around(0.5), around(0.1), around(0.0), around(0.8))
   next(r for r in bad if (r["model"], r["factor"], r["target"]) == ("dmdp", "x", "qpos"))["r2"][

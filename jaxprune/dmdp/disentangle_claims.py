@@ -20,10 +20,11 @@ serves every statistic, so differences are paired by seed) against a bound:
     whichever is less negative; undecided without a Dreamer row.
 * **noise out of x** (``noise_out_of_x``), per noise target (anything but ``qpos`` / ``qvel``):
   - ``in_y_or_z``: the better of y and z (per seed) decodes it above ``noise_floor`` x ceiling;
-  - ``not_in_x``: x decodes it below ``noise_x_ceiling`` x ceiling; decided only when x's probe
+  - ``not_in_x``: x decodes it below ``noise_x_ceiling`` x ceiling. It holds only when x's probe
     has not collapsed (its interval stays above ``collapse_r2``: a collapsed probe is no
     evidence that x lacks the noise) and x holds the joints (``above_zero`` holds: a factor that
-    holds nothing keeps every noise out).
+    holds nothing keeps every noise out); otherwise a "holds" becomes undecided. It fails
+    whenever x's interval lies above the bound.
   Both parts are undecided when the target's ceiling is below ``min_ceiling`` (nothing decodes it).
 
 The **ceiling** of a target (per condition, budget, probe; :func:`ceilings`) is what is decodable
@@ -284,10 +285,12 @@ def check(
           empty = "x is not shown to hold the joints (above_zero does not hold)"
         parts = {
           "in_y_or_z": part(best_yz, float(noise_floor * c), ">", low, [("y/z", best_yz)]),
-          "not_in_x": part(
-            x_n, float(noise_x_ceiling * c), "<", low or collapsed or empty, [("x", x_n)]
-          ),
+          "not_in_x": part(x_n, float(noise_x_ceiling * c), "<", low, [("x", x_n)]),
         }
+        # a collapsed probe or an x that holds nothing is no evidence that x keeps the noise
+        # out, but an x that does decode the noise fails whatever else it holds
+        if parts["not_in_x"]["verdict"] == HOLDS and (collapsed or empty):
+          parts["not_in_x"].update(verdict=UNDECIDED, reason=collapsed or empty)
         verdict = combine(p["verdict"] for p in parts.values())
         rec = {"claim": "noise_out_of_x", "model": model, "target": target, "verdict": verdict}
         rec.update(
