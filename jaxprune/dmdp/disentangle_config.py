@@ -68,8 +68,8 @@ class DisentangleConfig:
   video_dir: str | None = None
   """a directory of background videos (e.g. Kinetics driving_car); None: procedural"""
   updates: int = 400
-  """world-model updates per model (each seed); the default fits the hour on 2 CPU cores (800
-  took more than an hour idle)"""
+  """world-model updates per model (each seed); the default (4 conditions, 5 seeds) took 122 min
+  on 2 CPU cores beside another run (issue 27)"""
   probe_at: tuple[int, ...] = (100, 200)
   """earlier update counts at which the first probe of ``probes`` runs too (the trend over
   budgets: r2_trend.png); the table and the claims are at ``updates``, with every probe"""
