@@ -12,24 +12,53 @@ from jaxprune.dmdp.config import ModelName
 
 @dataclass(frozen=True)
 class BenchConfig:
-  """Denoised MDP world-model updates/s at batch sizes B x T, 64x64x3 images."""
+  """Denoised MDP world-model update at batch sizes B x T (64x64x3 images): jaxprune beside the
+  authors' PyTorch release, interleaved in the same run."""
 
   model: ModelName = "dmdp"
-  """world model: dmdp (Fig. 2b) | dmdp_2c | dreamer"""
+  """world model: dmdp (Fig. 2b; the only one the release is timed beside) | dmdp_2c | dreamer"""
   sizes: tuple[str, ...] = ("16x50", "50x50")
   """batch sizes B x T (sequences x steps), each timed in its own process"""
   repeats: int = 3
-  """timed updates per size (the median is reported)"""
+  """timed updates per size and round (each side's median is its figure for the round)"""
+  warmups: int = 3
+  """untimed updates before the timed ones, both sides (ours: the first one compiles)"""
+  rounds: int = 3
+  """interleaved rounds: every size on both sides per round, jaxprune first in odd rounds and
+  the release first in even ones"""
   method: Literal["auto", "col2im", "subpixel"] = "auto"
-  """transposed-convolution formulation of the decoder"""
+  """transposed-convolution formulation of our decoder"""
   seed: int = 0
-  """parameters and the random batch derive from it"""
+  """parameters and the random batch derive from it (both sides)"""
+  release_dir: str = "refs_release/denoised_mdp"
+  """git checkout of facebookresearch/denoised_mdp (bash scripts/setup_dmdp_release.sh)"""
+  release_python: str = "refs_release/venv/bin/python"
+  """the release's own interpreter (torch, hydra; built by scripts/setup_dmdp_release.sh)"""
+  threads: int = 2
+  """torch threads of the release; XLA's CPU client has no thread cap: ours uses every core the
+  process may run on"""
+  device: Literal["cpu", "cuda"] = "cpu"
+  """the release's torch device; ours runs on JAX's default backend"""
+  out: str | None = None
+  """JSON-lines file for the per-run rows and the per-size summary (written atomically)"""
 
   def __post_init__(self):
     require(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
+    require(
+      self.warmups >= 1,
+      f"warmups must be >= 1 (our first update compiles and is never timed), got {self.warmups}",
+    )
+    require(self.rounds >= 1, f"rounds must be >= 1, got {self.rounds}")
+    require(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
     require(len(self.sizes) >= 1, "give at least one size")
     for s in self.sizes:
       require(parse_size(s) is not None, f"sizes must look like 16x50 (B x T >= 1), got {s!r}")
+    require(
+      len({parse_size(s) for s in self.sizes}) == len(self.sizes), f"a size repeats: {self.sizes}"
+    )
+    require(self.release_dir != "", "release_dir must not be empty")
+    require(self.release_python != "", "release_python must not be empty")
+    require(self.out != "", "out must be a file name (leave it out for no file)")
 
 
 def parse_size(size: str) -> tuple[int, int] | None:

@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxprune.dmdp.config import WorldModelConfig, decoder_channels
+from jaxprune.dmdp.patches import col2im, im2col
 from jaxprune.dmdp.rssm import Init, bias_init, dense, kernel_init
 from jaxprune.models.layers import PatchConv
 
@@ -67,9 +68,7 @@ class S2DConv(nn.Module):
     ho, wo, q = (h - k) // 2 + 1, (w - k) // 2 + 1, k // 2
     # rows past 2 (ho - 1) + k are never read by a VALID stride-2 window
     xs = space_to_depth(x_NxHxWxC[:, : 2 * (ho + q - 1), : 2 * (wo + q - 1)])
-    patches = jnp.concatenate(
-      [xs[:, a : a + ho, b : b + wo] for a in range(q) for b in range(q)], axis=-1
-    )  # N x ho x wo x (q*q*4C), order (a, b, p, r, c)
+    patches = im2col(xs, q, ho, wo)  # N x ho x wo x (q*q*4C), order (a, b, p, r, c)
     # kernel row i = 2a + p, col j = 2b + r
     kmat = kernel.reshape(q, 2, q, 2, c, self.features).transpose(0, 2, 1, 3, 4, 5)
     y = patches.reshape(n * ho * wo, -1) @ kmat.reshape(q * q * 4 * c, self.features)
@@ -102,17 +101,18 @@ class MatmulConvTranspose(nn.Module):
     q = -(-k // 2)
     wp = jnp.pad(wf, ((0, 2 * q - k), (0, 2 * q - k), (0, 0), (0, 0)))
     method = self.method
-    if method == "auto":  # the formulation whose expanded tensor (im2col / col2im) is smaller
+    if method == "auto":
+      # the formulation whose expanded tensor (patches of the input / of the output's phases) is
+      # smaller; within 10%, col2im, which does fewer multiply-adds (h w against (h + q - 1)
+      # (w + q - 1) positions)
       sub = (h + q - 1) * (w + q - 1) * c
-      method = "subpixel" if sub < h * w * 4 * f else "col2im"
+      method = "col2im" if h * w * 4 * f <= 1.1 * sub else "subpixel"
     if method == "subpixel":
       # phase p of output row 2m + p reads input rows m - a, a < q, with tap 2a + p: a stride-1
       # q x q correlation of the input padded by q - 1, kernel row j = q - 1 - a
       xp = jnp.pad(x_NxHxWxC, ((0, 0), (q - 1, q - 1), (q - 1, q - 1), (0, 0)))
       hp, wp_ = h + q - 1, w + q - 1
-      patches = jnp.concatenate(
-        [xp[:, i : i + hp, j : j + wp_] for i in range(q) for j in range(q)], axis=-1
-      )  # N x hp x wp x (q*q*C), order (i, j, c)
+      patches = im2col(xp, q, hp, wp_)  # N x hp x wp x (q*q*C), order (i, j, c)
       km = wp.reshape(q, 2, q, 2, c, f)[::-1, :, ::-1].transpose(0, 2, 4, 1, 3, 5)
       y = patches.reshape(n * hp * wp_, q * q * c) @ km.reshape(q * q * c, 4 * f)
       y = depth_to_space(y.reshape(n, hp, wp_, 4 * f))[:, : 2 * (h - 1) + k, : 2 * (w - 1) + k]
@@ -120,13 +120,8 @@ class MatmulConvTranspose(nn.Module):
     # tap t = 2 a + p lands on output 2 (i + a) + p: phase p, shift a
     wm = wp.reshape(q, 2, q, 2, c, f).transpose(4, 0, 2, 1, 3, 5).reshape(c, q * q * 4 * f)
     # 2-D operands: XLA:CPU runs the backward of a 4-D x 2-D dot far slower
-    z = (x_NxHxWxC.reshape(n * h * w, c) @ wm).reshape(n, h, w, q, q, 4 * f)
-    hp, wp_ = h + q - 1, w + q - 1
-    y = sum(
-      jnp.pad(z[:, :, :, a, b], ((0, 0), (a, q - 1 - a), (b, q - 1 - b), (0, 0)))
-      for a in range(q)
-      for b in range(q)
-    )  # N x hp x wp x (2*2*f), phases (p, r)
+    z = (x_NxHxWxC.reshape(n * h * w, c) @ wm).reshape(n, h, w, q * q * 4 * f)
+    y = col2im(z, q, h + q - 1, w + q - 1)  # N x hp x wp x (2*2*f), phases (p, r)
     y = depth_to_space(y)[:, : 2 * (h - 1) + k, : 2 * (w - 1) + k]
     return y + bias
 
