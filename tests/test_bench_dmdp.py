@@ -94,7 +94,7 @@ def test_rounds_interleave_the_sides_and_the_table_takes_medians_over_rounds(
   }
   assert release_cmd[0] == str(tmp_path / "venv" / "bin" / "python")
   our_cmd = next(c[3] for c in calls if c[0] == "jaxprune")
-  assert our_cmd[3:] == ["dmdp", "2", "4", "4", "2", "auto", "7"]
+  assert our_cmd[3:] == ["dmdp", "2", "4", "4", "2", "auto", "7", "0"]
 
   summary = benchmark.summarize(rows)
   assert [(s["batch"], s["T"]) for s in summary] == [(2, 4), (4, 4)]

@@ -59,7 +59,15 @@ SETUP_COMMAND = "bash scripts/setup_dmdp_release.sh"
 
 
 def time_update(
-  model: str, b: int, t: int, *, repeats: int, warmups: int, method: str, seed: int
+  model: str,
+  b: int,
+  t: int,
+  *,
+  repeats: int,
+  warmups: int,
+  method: str,
+  seed: int,
+  pixel_chunk: int = 0,
 ) -> dict:
   """Compile and time the world-model update at ``b x t`` in this process: ``warmups`` untimed
   updates (the first compiles), then the median of ``repeats`` timed ones."""
@@ -69,7 +77,7 @@ def time_update(
   from jaxprune import dmdp
   from jaxprune.core.loop import create_state, make_update
 
-  cfg = dmdp.preset(model, deconv_method=method)
+  cfg = dmdp.preset(model, deconv_method=method, pixel_chunk=pixel_chunk)
   opt = dmdp.make_optimizer()
   key = jax.random.key(seed)
   state = create_state(
@@ -103,6 +111,7 @@ def time_update(
     "batch": b,
     "T": t,
     "method": method,
+    "pixel_chunk": pixel_chunk,
     "params": params,
     "first_call_s": compile_s + times[0],
     "s_per_update": statistics.median(timed),
@@ -121,7 +130,7 @@ def time_update(
 
 def our_command(cfg: BenchConfig, b: int, t: int) -> list[str]:
   """The subprocess that times our update at ``b x t`` (see ``__main__`` below)."""
-  args = [cfg.model, b, t, cfg.repeats, cfg.warmups, cfg.method, cfg.seed]
+  args = [cfg.model, b, t, cfg.repeats, cfg.warmups, cfg.method, cfg.seed, cfg.pixel_chunk]
   return [sys.executable, "-m", "jaxprune.dmdp.benchmark", *map(str, args)]
 
 
@@ -251,7 +260,8 @@ def format_table(cfg: BenchConfig, summary: list[dict]) -> str:
   first = summary[0]
   ours, ref = first["jaxprune"], first["release"]
   setup = (
-    f"{cfg.model}, {cfg.rounds} interleaved round(s) x {cfg.repeats} timed update(s) after "
+    f"{cfg.model} (deconv {cfg.method}, pixel_chunk {cfg.pixel_chunk}), {cfg.rounds} "
+    f"interleaved round(s) x {cfg.repeats} timed update(s) after "
     f"{cfg.warmups} warm-up(s); CPU: {first['cpu']} ({cores} cores); jax {ours['version']} "
     f"({ours['device']}; XLA uses every core)"
   )
@@ -333,8 +343,15 @@ def _params(side: dict) -> str:
 
 
 if __name__ == "__main__":  # one size, in the subprocess run() starts
-  model, b, t, repeats, warmups, method, seed = sys.argv[1:]
+  model, b, t, repeats, warmups, method, seed, chunk = sys.argv[1:]
   row = time_update(
-    model, int(b), int(t), repeats=int(repeats), warmups=int(warmups), method=method, seed=int(seed)
+    model,
+    int(b),
+    int(t),
+    repeats=int(repeats),
+    warmups=int(warmups),
+    method=method,
+    seed=int(seed),
+    pixel_chunk=int(chunk),
   )
   print(json.dumps(row))

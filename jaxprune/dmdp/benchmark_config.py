@@ -27,6 +27,9 @@ class BenchConfig:
   """interleaved rounds: every size on both sides per round, jaxprune first in odd rounds and
   the release first in even ones"""
   method: Literal["auto", "col2im", "subpixel"] = "auto"
+  pixel_chunk: int = 0
+  """images per rematerialised chunk of the encoder / decoder (0: all at once; see
+  WorldModelConfig.pixel_chunk): less memory, more time"""
   """transposed-convolution formulation of our decoder"""
   seed: int = 0
   """parameters and the random batch derive from it (both sides)"""

@@ -193,12 +193,27 @@ def num_params(params) -> int:
   return sum(int(p.size) for p in jax.tree.leaves(params))
 
 
+def in_chunks(fn: Callable, x_NxD, chunk: int):
+  """``fn(x)`` on the leading axis in chunks of ``chunk`` rows (``lax.map``, each chunk under
+  ``jax.checkpoint``: its intermediates are recomputed in the backward instead of kept); 0, or a
+  chunk >= N, calls ``fn`` once. N need not divide: the last chunk is padded with zeros, whose
+  rows are dropped. ``fn`` must treat rows independently."""
+  n = x_NxD.shape[0]
+  if chunk <= 0 or chunk >= n:
+    return fn(x_NxD)
+  k = -(-n // chunk)
+  xp = jnp.pad(x_NxD, [(0, k * chunk - n)] + [(0, 0)] * (x_NxD.ndim - 1))
+  out = lax.map(jax.checkpoint(fn), xp.reshape(k, chunk, *x_NxD.shape[1:]))
+  return out.reshape(k * chunk, *out.shape[2:])[:n]
+
+
 def encode_images(cfg: WorldModelConfig, params, image_BxTxHxWxC) -> jax.Array:
-  """Encoder embeddings of a batch of sequences, B x T x E (uint8 or scaled float pixels)."""
+  """Encoder embeddings of a batch of sequences, B x T x E (uint8 or scaled float pixels);
+  in chunks of ``cfg.pixel_chunk`` images when it is > 0."""
   b, t = image_BxTxHxWxC.shape[:2]
   x = to_centered_float(image_BxTxHxWxC).reshape(b * t, *image_BxTxHxWxC.shape[2:])
-  e = WorldModel(cfg).apply(params, x, method=WorldModel.encode)
-  return e.reshape(b, t, -1)
+  enc = lambda x: WorldModel(cfg).apply(params, x, method=WorldModel.encode)
+  return in_chunks(enc, x, cfg.pixel_chunk).reshape(b, t, -1)
 
 
 def _swap_bt(tree):
@@ -286,10 +301,12 @@ def imagine(
 
 
 def decode(cfg: WorldModelConfig, params, latent: Latent) -> jax.Array:
-  """Mean image of every step of ``latent`` (leading dims ...): ... x H x W x C."""
+  """Mean image of every step of ``latent`` (leading dims ...): ... x H x W x C; in chunks of
+  ``cfg.pixel_chunk`` images when it is > 0."""
   feat = features(latent)
   lead = feat.shape[:-1]
-  img = WorldModel(cfg).apply(params, feat.reshape(-1, feat.shape[-1]), method=WorldModel.decode)
+  dec = lambda f: WorldModel(cfg).apply(params, f, method=WorldModel.decode)
+  img = in_chunks(dec, feat.reshape(-1, feat.shape[-1]), cfg.pixel_chunk)
   return img.reshape(*lead, *img.shape[1:])
 
 
