@@ -41,7 +41,8 @@ def report(folder: str) -> list[dict]:
       "angles, the sensor noise beside its affine copy) these claims do not apply to"
     )
   saved = io.read_json(summary_path)["config"]
-  settings = {**disentangle.claim_settings(DisentangleConfig()), **_known(saved)}
+  # the bounds the run recorded; any it lacks take today's defaults
+  settings = disentangle.claim_settings({**dataclasses.asdict(DisentangleConfig()), **saved})
   checks = disentangle_claims.check(disentangle_claims.read_csv(csv_path), **settings)
   disentangle.write_claims(folder, checks, saved["updates"])
   return checks
@@ -51,18 +52,6 @@ def _strict(summary_path: str) -> bool:
   """Whether a folder's run recorded the claims' bounds (runs since issue 27; the earlier ones
   probe other targets: raw angles, the sensor noise beside its affine copy)."""
   return os.path.exists(summary_path) and "noise_floor" in io.read_json(summary_path)["config"]
-
-
-def _known(saved: dict) -> dict:
-  names = ("noise_floor", "noise_x_ceiling", "min_ceiling", "collapse_r2")
-  out = {k: saved[k] for k in names if k in saved}
-  if "claim_min_seeds" in saved:
-    out["min_seeds"] = saved["claim_min_seeds"]
-  if "claim_level" in saved:
-    out["level"] = saved["claim_level"]
-  if "claim_resamples" in saved:
-    out["num_resamples"] = saved["claim_resamples"]
-  return out
 
 
 def main(argv=None):

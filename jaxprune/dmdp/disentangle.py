@@ -65,9 +65,10 @@ from jaxprune.dmdp.salts import DISENTANGLE_DATA_SALT as DATA_SALT
 from jaxprune.dmdp.salts import DISENTANGLE_PICTURE_SALT as PICTURE_SALT
 from jaxprune.dmdp.salts import DISENTANGLE_PROBE_SALT as PROBE_SALT
 
-PIXELS, STATE, STATE_FACTOR = "pixels", "state", "qpos_qvel"
-"""the ``model`` of the ceilings' rows: probes from the images themselves (factor ``image``) and
-from the true low-dimensional state (factor ``qpos_qvel``)"""
+PIXELS, STATE = disentangle_claims.PIXELS, disentangle_claims.STATE
+STATE_FACTOR = "qpos_qvel"
+"""the ``model`` of the ceilings' rows (PIXELS, STATE): probes from the images themselves (factor
+``image``) and from the true low-dimensional state (factor ``qpos_qvel``)"""
 
 # ---------------------------------------------------------------------------------------------
 # pieces

@@ -280,8 +280,8 @@ def check(
         low = "" if c >= min_ceiling else f"ceiling {c:.3f} ({source}) < min_ceiling {min_ceiling}"
         best_yz = np.max(np.stack(yz), axis=0)
         empty = collapsed = ""
-        if np.all(np.isfinite(x_n)) and boot.interval(x_n).lo < collapse_r2:
-          lo = boot.interval(x_n).lo
+        lo = boot.interval(x_n).lo if np.all(np.isfinite(x_n)) else np.nan
+        if lo < collapse_r2:
           collapsed = f"x's probe collapsed (interval reaches {lo:.2f} < {collapse_r2})"
         if not joints_hold:  # an x that holds nothing keeps every noise out
           empty = "x is not shown to hold the joints (above_zero does not hold)"
