@@ -30,7 +30,6 @@ scikit-learn 100.9 s on the subsets' rows (5.4x and 1.25x).
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 
 import jax
@@ -38,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune.core.config import parse
+from jaxprune.core.machine import cpu_model
 from jaxprune.pruning.linear_readout import (
   Readout,
   check_readout_inputs,
@@ -113,17 +113,6 @@ def _line(name, seconds, iters, quality) -> str:
     f"{name:<34} {seconds:8.2f} s  iters {iters:>13}  objective {loss:.8f}  |grad| {norm:.1e}"
     f"  acc {acc:.4f}"
   )
-
-
-def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def bench(cfg: BenchReadoutConfig) -> None:
@@ -207,7 +196,7 @@ def bench(cfg: BenchReadoutConfig) -> None:
       f"ratios (sklearn / jaxprune): full pool {t_sk / t_full:.2f}x; {cfg.masks} subsets:"
       f" vmapped {t_sk_loop / t_vmap:.2f}x, one by one {t_sk_loop / t_loop:.2f}x"
     )
-  print(f"CPU: {_cpu_model()}, {len(jax.devices())} JAX device(s): {jax.devices()[0]}")
+  print(f"CPU: {cpu_model()}, {len(jax.devices())} JAX device(s): {jax.devices()[0]}")
   for pool in threadpool_info():
     print(
       f"threadpool: {pool.get('user_api')} {pool.get('internal_api')} {pool.get('version')}"

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -48,6 +47,7 @@ import time
 from pathlib import Path
 
 from jaxprune.core.io import atomic_path
+from jaxprune.core.machine import cpu_model
 from jaxprune.dmdp.benchmark_config import BenchConfig, parse_size
 from jaxprune.dmdp.salts import INIT_SALT, TRAIN_SALT
 
@@ -302,18 +302,6 @@ def format_table(cfg: BenchConfig, summary: list[dict]) -> str:
   if ref is None:
     lines.append("(release not timed)")
   return "\n".join(lines + warnings)
-
-
-def cpu_model() -> str:
-  """The CPU's "model name" from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def _run_line(r: dict) -> str:
