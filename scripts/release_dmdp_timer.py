@@ -18,8 +18,8 @@ replaced by a stub that only carries the shapes the model reads (3x64x64 pixels,
 The batch is random, laid out as its replay's sample(B, T) returns it: time-major (T, B, ...),
 pixels uint8 turned into float32 in [-0.5, 0.5] before the clock starts, as the replay does.
 
-Run it on otherwise idle cores: with another process busy on the same 2 cores its steps were 4-15x
-slower (2 torch threads), far more than the noise between idle runs.
+Run it on otherwise idle cores: with another process busy on the same 2 cores its steps were up
+to 14x slower (2 x 10; 2 torch threads), far more than the noise between idle runs.
 
 Prints one JSON line last (the release logs a line or two to stdout before it): impl, batch, T,
 s_per_update (median), times, first_call_s, peak_rss_gib, params, torch, threads, device, loss.

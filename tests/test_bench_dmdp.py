@@ -160,6 +160,7 @@ def test_a_child_row_is_its_last_stdout_line_and_a_failure_shows_its_stderr():
     ({"warmups": 0}, "warmups must be >= 1"),
     ({"repeats": 0}, "repeats must be >= 1"),
     ({"threads": 0}, "threads must be >= 1"),
+    ({"pixel_chunk": -1}, "pixel_chunk must be >= 0"),
     ({"sizes": ("16x",)}, "sizes must look like 16x50"),
     ({"sizes": ("16x50", "16X50")}, "a size repeats"),
     ({"release_python": ""}, "release_python must not be empty"),

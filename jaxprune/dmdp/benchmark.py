@@ -12,7 +12,7 @@ Every (round, size, side) runs in its own subprocess, so each peak RSS is its ow
   our ``dmdp`` preset, with ``--threads`` torch threads on ``--device``.
 
 Both sides take the same B x T random batch of 64x64x3 images, run ``warmups`` untimed updates
-(ours: the first one compiles) and report the median of ``repeats`` timed ones. Rounds
+(ours is compiled ahead of them) and report the median of ``repeats`` timed ones. Rounds
 interleave the sides (jaxprune first in odd rounds, the release first in even ones) so neither
 always gets the warmer machine; the table gives, per size, the median over rounds of each side's
 per-round median, the range of those medians, their ratio (release / jaxprune: > 1 means
@@ -30,7 +30,8 @@ Without it (or for ``--model`` other than ``dmdp``, which has no counterpart in 
 peer is skipped with a message and only ours is timed.
 
 Measure on an idle machine: torch's threads spin when the cores are shared (issue 28: with other
-work on the same 2 cores the release's updates took 2.1-15 s, against 2.1-2.3 s idle), so only an
+work on the same 2 cores of an AMD EPYC the release's updates took 2.1-15 s, against 2.1-2.3 s
+idle), so only an
 idle, interleaved comparison means anything.
 """
 
@@ -70,7 +71,7 @@ def time_update(
   pixel_chunk: int = 0,
 ) -> dict:
   """Compile and time the world-model update at ``b x t`` in this process: ``warmups`` untimed
-  updates (the first compiles), then the median of ``repeats`` timed ones."""
+  updates after compiling ahead of time, then the median of ``repeats`` timed ones."""
   import jax
   import numpy as np
 

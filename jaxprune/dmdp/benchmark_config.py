@@ -22,15 +22,16 @@ class BenchConfig:
   repeats: int = 3
   """timed updates per size and round (each side's median is its figure for the round)"""
   warmups: int = 3
-  """untimed updates before the timed ones, both sides (ours: the first one compiles)"""
+  """untimed updates before the timed ones, both sides (ours compiles ahead of them; the first
+  updates still allocate and warm the caches)"""
   rounds: int = 3
   """interleaved rounds: every size on both sides per round, jaxprune first in odd rounds and
   the release first in even ones"""
   method: Literal["auto", "col2im", "subpixel"] = "auto"
+  """transposed-convolution formulation of our decoder"""
   pixel_chunk: int = 0
   """images per rematerialised chunk of the encoder / decoder (0: all at once; see
   WorldModelConfig.pixel_chunk): less memory, more time"""
-  """transposed-convolution formulation of our decoder"""
   seed: int = 0
   """parameters and the random batch derive from it (both sides)"""
   release_dir: str = "refs_release/denoised_mdp"
@@ -49,9 +50,10 @@ class BenchConfig:
     require(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
     require(
       self.warmups >= 1,
-      f"warmups must be >= 1 (our first update compiles and is never timed), got {self.warmups}",
+      f"warmups must be >= 1 (the first update allocates its buffers), got {self.warmups}",
     )
     require(self.rounds >= 1, f"rounds must be >= 1, got {self.rounds}")
+    require(self.pixel_chunk >= 0, f"pixel_chunk must be >= 0, got {self.pixel_chunk}")
     require(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
     require(len(self.sizes) >= 1, "give at least one size")
     for s in self.sizes:

@@ -14,7 +14,11 @@ Both layers hold the parameters of the flax layer they replace (``kernel`` k x k
   zeros to ``k + 1``), against 4x more for XLA's dilated-input convolution, whose CPU kernel is
   also slow (refs: 30 s for 800 images forward + backward). The sub-pixel form (im2col of the
   input, one matmul to the four phases, depth-to-space) is the same function; ``method="auto"``
-  picks, per layer, the form whose expanded tensor is smaller (both are memory-bound here).
+  picks, per layer, the form whose expanded tensor is smaller, and col2im when the two are
+  within 10% (it does fewer multiply-adds).
+* the patches and the overlap-add are :mod:`jaxprune.dmdp.patches`, whose derivatives are each
+  other (``jax.custom_vjp``): reverse mode (``jax.grad``, ``jax.vjp``, ``jacrev``) works through
+  these layers, forward mode (``jax.jvp``, ``jacfwd``, ``jax.hessian``) raises.
 * the 96-pixel encoder's final 3x3 layer (stride 1, VALID) is
   :class:`jaxprune.models.layers.PatchConv` (im2col + matmul).
 
@@ -81,7 +85,8 @@ class MatmulConvTranspose(nn.Module):
   features: int
   kernel_size: int = 5
   # "col2im": x @ W, then the overlap-add; "subpixel": im2col of the input, one matmul,
-  # depth-to-space; "auto": whichever expands to the smaller tensor (same function either way)
+  # depth-to-space; "auto": whichever expands to the smaller tensor, col2im within 10% (same
+  # function either way)
   method: str = "auto"
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros
