@@ -14,7 +14,7 @@ import glob
 import os
 
 from jaxprune.core import io
-from jaxprune.core.config import parse
+from jaxprune.core.config import parse, to_dict
 from jaxprune.core.run import cli
 from jaxprune.dmdp import disentangle, disentangle_claims
 from jaxprune.dmdp.disentangle_config import DisentangleConfig
@@ -42,7 +42,7 @@ def report(folder: str) -> list[dict]:
     )
   saved = io.read_json(summary_path)["config"]
   # the bounds the run recorded; any it lacks take today's defaults
-  settings = disentangle.claim_settings({**dataclasses.asdict(DisentangleConfig()), **saved})
+  settings = disentangle.claim_settings({**to_dict(DisentangleConfig()), **saved})
   checks = disentangle_claims.check(disentangle_claims.read_csv(csv_path), **settings)
   disentangle.write_claims(folder, checks, saved["updates"])
   return checks

@@ -39,6 +39,20 @@ ACTION_NDIM = 6
 ENV_SPEC = "walker_walk_video_background_noisy_sensor"  # never built: only names the run
 
 
+def own_peak_rss_gib() -> float:
+  """This process's own peak RSS in GiB (VmHWM, which starts afresh at exec; ru_maxrss carries
+  the parent's peak over fork + exec). The same reading as jaxprune.core.machine's, which this
+  script cannot import (it runs under the release's interpreter)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 2**20
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--release_dir", required=True, help="checkout of facebookresearch/denoised_mdp")
@@ -168,7 +182,7 @@ def main(argv=None):
     "s_per_update": statistics.median(timed),
     "times": timed,
     "first_call_s": times[0],
-    "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    "peak_rss_gib": own_peak_rss_gib(),
     "params": params,
     "torch": torch.__version__,
     "threads": torch.get_num_threads(),

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ import time
 from pathlib import Path
 
 from jaxprune.core.io import atomic_path
-from jaxprune.core.machine import cpu_model
+from jaxprune.core.machine import cpu_model, own_peak_rss_gib
 from jaxprune.dmdp.benchmark_config import BenchConfig, parse_size
 from jaxprune.dmdp.salts import INIT_SALT, TRAIN_SALT
 
@@ -97,7 +96,7 @@ def time_update(
   t0 = time.perf_counter()
   update = update.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  rss_compiled = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  rss_compiled = own_peak_rss_gib()
   temp_gib = update.memory_analysis().temp_size_in_bytes / 2**30
   times = []
   for _ in range(warmups + repeats):
@@ -117,7 +116,7 @@ def time_update(
     "first_call_s": compile_s + times[0],
     "s_per_update": statistics.median(timed),
     "times": timed,
-    "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    "peak_rss_gib": own_peak_rss_gib(),
     # where the memory goes: the process's peak once init and compilation are done (before any
     # update), and XLA's scratch buffer for one update
     "compile_s": compile_s,

@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxprune.core import io
 from jaxprune.core.config import parse, to_dict
+from jaxprune.core.machine import own_peak_rss_gib, peak_rss_gib
 from jaxprune.pruning import keys
 from jaxprune.pruning.benchmark_config import PEERS, BenchKMeansConfig, BenchTrainConfig
 from jaxprune.pruning.kmeans_config import KMeansConfig
@@ -40,24 +41,6 @@ IMAGENET = (1_281_167, 2048, 1000)  # N, D, K of the ImageNet-sized scoring run
 OTHERS = ("sklearn-lloyd", "sklearn-elkan", "faiss")  # the peers jaxprune-auto is compared with
 BLOB_NOISE = 0.1  # std of the isotropic noise around each blob's centre (centres ~ N(0, 1))
 JITTER = 0.05  # digits-ssl: jitter std, relative to each feature's std
-
-
-def peak_rss_gib(who=resource.RUSAGE_SELF) -> float:
-  return resource.getrusage(who).ru_maxrss / 2**20  # Linux: KiB
-
-
-def own_peak_rss_gib() -> float:
-  """This process's own peak RSS (``VmHWM``, which starts afresh at exec), unlike ``ru_maxrss``,
-  which Linux carries over from the parent across fork and exec; ``ru_maxrss`` where there is no
-  ``/proc``."""
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) / 2**20  # kB
-  except OSError:
-    pass
-  return peak_rss_gib()
 
 
 # ---------------------------------------------------------------------------------------------
