@@ -190,7 +190,12 @@ def check_replay_belongs(
 
 
 def run(cfg: RunConfig) -> dict:
-  """Train (or resume) in ``cfg.workdir``; returns a summary dict (also ``summary.json``)."""
+  """Train (or resume) in ``cfg.workdir``; returns a summary dict (also ``summary.json``).
+  ``cfg.env_backend == "jax"`` runs :func:`jaxprune.dmdp.device_driver.run` instead."""
+  if cfg.env_backend == "jax":
+    from jaxprune.dmdp import device_driver
+
+    return device_driver.run(cfg)
   with Run(
     cfg.workdir,
     config=cfg,

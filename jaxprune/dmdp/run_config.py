@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Annotated, Callable, Sequence, get_args
+from typing import Annotated, Callable, Literal, Sequence, get_args
 
 import tyro
 
@@ -101,6 +101,16 @@ class RunConfig:
   """stop the run (:class:`ValueDivergedError`) when an update's mean imagined value leaves
   +-value_guard * action_repeat / (1 - gamma): DMC rewards are in [0, 1] per env step, so no
   return can exceed action_repeat / (1 - gamma); 0 turns the guard off"""
+  env_backend: Literal["dm_control", "jax"] = "dm_control"
+  """dm_control: one MuJoCo environment stepped and rendered on the host (the default, the
+  paper's); jax: the task in MJX with the JAX renderer and distractors
+  (:mod:`jaxprune.envs.jax_env`), collection and training in one jitted program on the device
+  (:mod:`jaxprune.dmdp.device_driver`); DMC tasks only"""
+  num_envs: int = 1
+  """jax backend: environments stepped together per seed (train_every must be a multiple of
+  action_repeat x num_envs)"""
+  seeds: int = 1
+  """jax backend: seeds seed, seed + 1, ... trained together, vmapped in one program"""
   world_model: WorldModelConfig = WorldModelConfig()
   """the world model (action_dim must be the task's)"""
   agent: AgentConfig = AgentConfig()
@@ -131,6 +141,32 @@ class RunConfig:
     ):
       require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
     require(self.prefill >= 0, f"prefill must be >= 0, got {self.prefill}")
+    for name in ("num_envs", "seeds"):
+      require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+    if self.env_backend == "jax":
+      require(
+        self.env not in ROBODESK_TASKS,
+        f"env_backend jax runs the DMC tasks only, not {self.env}",
+      )
+      per_iteration = self.action_repeat * self.num_envs
+      require(
+        self.train_every % per_iteration == 0,
+        f"env_backend jax: train_every ({self.train_every}) must be a multiple of action_repeat "
+        f"x num_envs ({per_iteration})",
+      )
+      collect = self.train_every // per_iteration
+      require(
+        (self.episode_length // self.action_repeat) % collect == 0,
+        f"env_backend jax: each iteration collects train_every / (action_repeat x num_envs) = "
+        f"{collect} agent steps, which must divide an episode's "
+        f"{self.episode_length // self.action_repeat}",
+      )
+    else:
+      require(
+        self.num_envs == 1 and self.seeds == 1,
+        "num_envs and seeds > 1 need env_backend jax (the dm_control loop runs one environment "
+        f"and one seed), got num_envs {self.num_envs}, seeds {self.seeds}",
+      )
     require(self.value_guard >= 0, f"value_guard must be >= 0 (0: off), got {self.value_guard}")
     require(
       0 <= self.seed < 2**32 - EVAL_ENV_SEED_OFFSET,
