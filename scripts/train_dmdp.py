@@ -31,8 +31,12 @@ from jaxprune.dmdp import driver, run_config  # noqa: E402
 def main(argv=None):
   cfg = run_config.parse_args(argv, description=__doc__)
   summary = driver.run(cfg)
-  evals = ", ".join(
-    f"{s}: {r:.1f}" for s, r in zip(summary["eval_env_steps"], summary["eval_return"])
+  per_seed = summary["eval_return"]  # a list, or {seed: list} with env_backend jax
+  per_seed = per_seed if isinstance(per_seed, dict) else {cfg.seed: per_seed}
+  evals = "; ".join(
+    f"seed {seed}: "
+    + ", ".join(f"{s}: {r:.1f}" for s, r in zip(summary["eval_env_steps"], returns))
+    for seed, returns in per_seed.items()
   )
   print(json.dumps({k: v for k, v in summary.items() if k != "train_return"}, indent=1))
   print(f"evaluation returns by env step: {evals}; outputs in {cfg.workdir}")

@@ -131,6 +131,7 @@ def test_ring_replay_wraps_and_keeps_the_newest(fns):
   assert cur not in set(r[:, 0].astype(int)) and len(set(r[:, 0].astype(int))) == e - 1
 
 
+@pytest.mark.slow
 def test_learning_iteration_runs_and_is_finite(fns):
   init, it, start = fns
   s = start(PARAMS, _episode(fns, jax.random.key(4)))
@@ -149,6 +150,7 @@ def test_learning_iteration_runs_and_is_finite(fns):
   assert all("_prior" in k for k in same), same
 
 
+@pytest.mark.slow
 def test_seed_vmapped_iteration_equals_each_seed_alone(fns):
   init, it, start = fns
   keys = jnp.stack([jax.random.key(10), jax.random.key(11)])

@@ -21,7 +21,6 @@ is not step-for-step the host run of the same seed.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 
@@ -162,9 +161,10 @@ def _run(cfg: RunConfig, r: Run) -> dict:
     enabled=cfg.progress,
   )
   seeds = [cfg.seed + i for i in range(cfg.seeds)]
+  # rates count this process's iterations after each program's first (compiling) call
   t_loop = 0.0
-  n_updates = 0
-  start_steps = counters["env_steps"]
+  n_updates = rate_steps = 0
+  compiled: set = set()
   while counters["env_steps"] < cfg.env_steps:
     random = counters["env_steps"] < cfg.prefill
     after = counters["env_steps"] + per_iteration
@@ -172,12 +172,15 @@ def _run(cfg: RunConfig, r: Run) -> dict:
     t0 = time.perf_counter()
     state, metrics = programs.iteration(random, learn)(params, state)
     metrics = jax.device_get(metrics)
-    t_loop += time.perf_counter() - t0
+    if (random, learn) in compiled:
+      t_loop += time.perf_counter() - t0
+      rate_steps += per_iteration * cfg.seeds
+      n_updates += cfg.updates if learn else 0
+    compiled.add((random, learn))
     counters["env_steps"] = after
     counters["iterations"] += 1
     bar.update(per_iteration)
     if learn:
-      n_updates += cfg.updates
       records = []
       for i, s in enumerate(seeds):
         m = {k: v[i] for k, v in metrics.items()}
@@ -205,11 +208,9 @@ def _run(cfg: RunConfig, r: Run) -> dict:
       for i, s in enumerate(seeds)
     )
     bar.set_postfix(
-      ret=f"{float(np.mean(ret)):.1f}", env_sps=f"{_rate(counters, start_steps, t_loop, cfg)}"
+      ret=f"{float(np.mean(ret)):.1f}", env_sps=f"{rate_steps / max(t_loop, 1e-9):.0f}"
     )
-    t0 = time.perf_counter()
     state = programs.start(params, state)
-    t_loop += time.perf_counter() - t0
     finished = counters["env_steps"] >= cfg.env_steps
     if counters["env_steps"] >= counters["next_eval"] or finished:
       counters["next_eval"] += cfg.eval_every
@@ -251,7 +252,9 @@ def _run(cfg: RunConfig, r: Run) -> dict:
     "updates": int(np.asarray(state.train.step)[0]),
     "eval_env_steps": sorted({x["env_steps"] for x in evals}),
     "eval_return": {s: [x["return_mean"] for x in evals if x["seed"] == s] for s in seeds},
-    "env_steps_per_s": _rate(counters, start_steps, t_loop, cfg),
+    # env steps of all seeds per second of iterations (collection + updates), first calls and
+    # episode resets left out; None when every iteration was a first call
+    "env_steps_per_s": rate_steps / t_loop if t_loop > 0 else None,
     "updates_per_s_per_seed": n_updates / t_loop if t_loop > 0 else None,
   }
   io.save_json(os.path.join(cfg.workdir, "summary.json"), summary)
@@ -270,9 +273,3 @@ def _unsaved(saved: dict, like):
   ``like``)."""
   leaves, treedef = jax.tree.flatten(like)
   return treedef.unflatten([saved.get(f"leaf{i:05d}", x) for i, x in enumerate(leaves)])
-
-
-def _rate(counters: dict, start: int, seconds: float, cfg: RunConfig) -> float:
-  """Env steps per second over all seeds (collection and training together)."""
-  done = (counters["env_steps"] - start) * cfg.seeds
-  return round(done / seconds, 1) if seconds > 0 else math.nan
