@@ -79,6 +79,7 @@ def test_observation_is_the_host_compositing_of_the_render(made, jitted):
     np.testing.assert_array_equal(np.asarray(obs), want)
 
 
+@pytest.mark.slow
 def test_rewards_are_the_physics_summed_over_the_repeats(made, jitted):
   env, params = made["video_background_noisy_sensor"]
   reset, step = jitted["video_background_noisy_sensor"]
