@@ -203,16 +203,13 @@ class NoisyDMCEnv:
         float(fovy[CAMERA_ID]), image_size=self.image_size, margin=self._margin
       )
 
-    bg_seq, episode_seq = np.random.SeedSequence(int(seed)).spawn(2)
+    _, episode_seq = np.random.SeedSequence(int(seed)).spawn(2)
     self._rng = np.random.default_rng(episode_seq)
     self.background = None  # uint8 T x R x R, R = render_size
     if variant != "noiseless":
-      bg_seed = int(bg_seq.generate_state(1)[0])
-      size = dict(num_frames=num_background_frames, height=self.render_size, width=self.render_size)
-      if video_dir is None:
-        self.background = backgrounds.procedural_video(seed=bg_seed, **size)
-      else:
-        self.background = backgrounds.load_video_dir(video_dir, seed=bg_seed, **size)
+      self.background = background_clip(
+        seed, size=self.render_size, num_frames=num_background_frames, video_dir=video_dir
+      )
     self._t = 0  # physics steps taken this episode
     self._steps = 0  # agent steps taken this episode
     self._start = 0
@@ -344,6 +341,20 @@ class NoisyDMCEnv:
   def close(self) -> None:
     """Free the MuJoCo rendering context."""
     self._env.physics.free()
+
+
+def background_clip(
+  seed: int, *, size: int, num_frames: int, video_dir: str | None = None
+) -> np.ndarray:
+  """The background clip of the environment of ``seed``: uint8 ``T x size x size``, from the first
+  of the two ``SeedSequence(seed)`` children (the second seeds the episodes); the procedural
+  video, or the user's ``video_dir``. The JAX environment of the same seed shows the same clip."""
+  bg_seq, _ = np.random.SeedSequence(int(seed)).spawn(2)
+  bg_seed = int(bg_seq.generate_state(1)[0])
+  shape = dict(num_frames=num_frames, height=size, width=size)
+  if video_dir is None:
+    return backgrounds.procedural_video(seed=bg_seed, **shape)
+  return backgrounds.load_video_dir(video_dir, seed=bg_seed, **shape)
 
 
 def make(

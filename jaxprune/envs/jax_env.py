@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxprune.envs import backgrounds, dmc, mjx_physics
+from jaxprune.envs import dmc, mjx_physics
 from jaxprune.envs import jax_distractors as dis
 from jaxprune.envs import jax_render as jr
 
@@ -175,8 +175,8 @@ def make(
     raise ValueError(f"{task}'s actuators must have ctrlrange [-1, 1] (actions are controls)")
   clip = np.zeros((1, image_size, image_size), np.uint8)
   if variant != "noiseless":
-    clip = background_clip(
-      seed, image_size=image_size, num_frames=num_background_frames, video_dir=video_dir
+    clip = dmc.background_clip(
+      seed, size=image_size, num_frames=num_background_frames, video_dir=video_dir
     )
   env = JaxEnv(
     task=task,
@@ -188,16 +188,3 @@ def make(
     action_dim=int(mj_model.nu),
   )
   return env, EnvParams(physics=physics, scene=render_scene, clip=jnp.asarray(clip))
-
-
-def background_clip(
-  seed: int, *, image_size: int, num_frames: int, video_dir: str | None = None
-) -> np.ndarray:
-  """The background clip :class:`jaxprune.envs.dmc.NoisyDMCEnv` of ``seed`` shows (shift jitter
-  or none: the clip is ``image_size`` square): uint8 ``T x S x S``."""
-  bg_seq, _ = np.random.SeedSequence(int(seed)).spawn(2)
-  bg_seed = int(bg_seq.generate_state(1)[0])
-  size = dict(num_frames=num_frames, height=image_size, width=image_size)
-  if video_dir is None:
-    return backgrounds.procedural_video(seed=bg_seed, **size)
-  return backgrounds.load_video_dir(video_dir, seed=bg_seed, **size)
