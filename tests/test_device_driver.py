@@ -63,7 +63,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
   ]
   for ra, rb in zip(a, b):
     for k, v in ra.items():
-      if isinstance(v, float):
+      if isinstance(v, float) and k != "process_s":  # process_s: wall time
         np.testing.assert_allclose(rb[k], v, rtol=1e-4, atol=1e-5, err_msg=k)
   kinds = {r["kind"] for r in a}
   assert kinds == {"train", "episode", "eval"}

@@ -163,6 +163,8 @@ def _run(cfg: RunConfig, r: Run) -> dict:
   seeds = [cfg.seed + i for i in range(cfg.seeds)]
   # rates count this process's iterations after each program's first (compiling) call
   t_loop = 0.0
+  t_process = time.perf_counter()  # train records carry the seconds since (steady-state rates)
+  t_since = lambda: time.perf_counter() - t_process  # noqa: E731
   n_updates = rate_steps = 0
   compiled: set = set()
   while counters["env_steps"] < cfg.env_steps:
@@ -188,7 +190,9 @@ def _run(cfg: RunConfig, r: Run) -> dict:
           m, bound=bound, first_update=counters["iterations"], env_steps=counters["env_steps"]
         )
         last = {k: float(np.mean(v)) for k, v in m.items()}
-        records.append({"kind": "train", "env_steps": after, "seed": s, **last})
+        records.append(
+          {"kind": "train", "env_steps": after, "seed": s, **last, "process_s": t_since()}
+        )
       r.log(records)
     if counters["iterations"] % episode_iterations:
       continue

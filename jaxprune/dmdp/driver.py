@@ -298,6 +298,7 @@ def _run(cfg: RunConfig, r: Run) -> dict:
     enabled=cfg.progress,
   )
   t_env = t_train = 0.0
+  t_process = time.perf_counter()  # train records carry the seconds since (steady-state rates)
   n_updates_run = 0
   env_steps_start = counters["env_steps"]  # rates count this process's work only
   last_return = float("nan")
@@ -336,7 +337,7 @@ def _run(cfg: RunConfig, r: Run) -> dict:
           n_updates_run += cfg.updates
           t_train += time.perf_counter() - t1
           t0 = time.perf_counter()
-          r.log([record])
+          r.log([{**record, "process_s": time.perf_counter() - t_process}])
           bar.set_postfix(
             ret=f"{last_return:.1f}",
             loss=f"{record['loss']:.1f}",
