@@ -69,6 +69,7 @@ def _episode(fns, key, *, random=True):
   return s
 
 
+@pytest.mark.slow  # ~40 s of compiling the loop on 2 cores
 def test_replay_holds_what_a_python_loop_gives(fns):
   s = _episode(fns, jax.random.key(1))
   rep = jax.device_get(s.replay)
@@ -92,6 +93,7 @@ def test_replay_holds_what_a_python_loop_gives(fns):
     np.testing.assert_allclose(s.clean_N[n], total + ENV.episode_steps, rtol=1e-5)
 
 
+@pytest.mark.slow  # ~40 s of compiling the loop on 2 cores
 def test_sampling_reads_finished_episodes_in_contiguous_chunks(fns):
   init, it, start = fns
   s = _episode(fns, jax.random.key(2))
@@ -116,6 +118,7 @@ def test_sampling_reads_finished_episodes_in_contiguous_chunks(fns):
   np.testing.assert_array_equal(b["image"][i], full[sl, en, t0 : t0 + 4])
 
 
+@pytest.mark.slow  # ~40 s of compiling the loop on 2 cores
 def test_ring_replay_wraps_and_keeps_the_newest(fns):
   init, it, start = fns
   s = _episode(fns, jax.random.key(3))
