@@ -4,7 +4,7 @@ r"""End-to-end agent throughput: the host loop (dm_control) against the device l
   python scripts/bench_agent.py                          # small dreamer walker_walk noiseless
   python scripts/bench_agent.py --preset small dmdp walker_walk video_background \
       --jax 1x1 1x3 2x3 --env_steps 3000 --out runs/bench_agent.jsonl \
-      --overrides --agent.model_lr 6e-4
+      --overrides="--agent.model_lr 6e-4"
 
 Each setting is the real driver run whole in a fresh process and workdir; the rates are its
 steady state (collection + updates + episode resets from the second training phase to the last,
@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import tempfile
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -36,8 +37,8 @@ class Config:
 
   preset: tuple[str, ...] = ("small", "dreamer", "walker_walk", "noiseless")
   """the agent's --preset overlays (scripts/train_dmdp.py)"""
-  overrides: tuple[str, ...] = ()
-  """further train_dmdp flags, e.g. --overrides --agent.model_lr 6e-4"""
+  overrides: str = ""
+  """further train_dmdp flags in one string, e.g. --overrides="--agent.model_lr 6e-4" """
   env_steps: int = 3000
   """env steps per seed of each timed run"""
   prefill: int = 400
@@ -56,7 +57,7 @@ def main(argv=None):
   cfg = parse(Config, argv, description=__doc__)
   from jaxprune.dmdp import loop_benchmark, run_config
 
-  base = run_config.parse_args(["--preset", *cfg.preset, *cfg.overrides])
+  base = run_config.parse_args(["--preset", *cfg.preset, *shlex.split(cfg.overrides)])
   base = dataclasses.replace(base, prefill=cfg.prefill, env_steps=cfg.env_steps)
   settings = [base]
   for s in cfg.jax:
@@ -69,7 +70,7 @@ def main(argv=None):
       order = settings if rnd % 2 == 0 else settings[::-1]
       for c in order:
         row = loop_benchmark.time_loop(c, os.path.join(workdir, f"r{rnd}"))
-        row.update(round=rnd, preset=list(cfg.preset), overrides=list(cfg.overrides))
+        row.update(round=rnd, preset=list(cfg.preset), overrides=cfg.overrides)
         print(json.dumps(row), flush=True)
         rows.append(row)
   print(loop_benchmark.table(rows))
