@@ -17,17 +17,15 @@ CPU model.
 import dataclasses
 import json
 import os
-import platform
 import shlex
 import tempfile
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import jax  # noqa: E402
 
 from jaxprune.core import io  # noqa: E402
 from jaxprune.core.config import parse  # noqa: E402
-from jaxprune.core.machine import cpu_model  # noqa: E402
+from jaxprune.core.machine import describe  # noqa: E402
 from jaxprune.core.run import cli  # noqa: E402
 
 
@@ -74,12 +72,9 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
         rows.append(row)
   print(loop_benchmark.table(rows))
-  print(
-    f"CPU: {cpu_model()} ({os.cpu_count()} cores), jax {jax.__version__} on "
-    f"{jax.devices()[0].platform}, {platform.python_version()}"
-  )
+  print(describe())
   if cfg.out:
-    io.save_text(cfg.out, "".join(json.dumps(r) + "\n" for r in rows))
+    io.save_jsonl(cfg.out, rows)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,13 @@ JAX / dm_control and the CPU model. See jaxprune/envs/env_benchmark.py.
 import dataclasses
 import json
 import os
-import platform
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import jax  # noqa: E402
 
 from jaxprune.core import io  # noqa: E402
 from jaxprune.core.config import parse  # noqa: E402
-from jaxprune.core.machine import cpu_model  # noqa: E402
+from jaxprune.core.machine import describe  # noqa: E402
 from jaxprune.core.run import cli  # noqa: E402
 
 
@@ -85,12 +83,9 @@ def main(argv=None):
           rows.append(row)
     host.close()
   print(env_benchmark.table(rows))
-  print(
-    f"CPU: {cpu_model()} ({os.cpu_count()} cores), jax {jax.__version__} on "
-    f"{jax.devices()[0].platform}, {platform.python_version()}"
-  )
+  print(describe())
   if cfg.out:
-    io.save_text(cfg.out, "".join(json.dumps(r) + "\n" for r in rows))
+    io.save_jsonl(cfg.out, rows)
 
 
 if __name__ == "__main__":

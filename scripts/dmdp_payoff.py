@@ -107,20 +107,12 @@ def main(argv=None):
   budgets = sorted({r["env_steps"] for r in rows})
   top = budgets[-1]
   # a cell counts only when every one of its seeds reached the last budget
-  cells_seen = {(r["backend"], r["model"], r["variant"]) for r in rows}
-  done = {
-    c
-    for c in cells_seen
-    if all(
-      any(
-        r["env_steps"] == top
-        for r in rows
-        if (r["backend"], r["model"], r["variant"]) == c and r["seed"] == s
-      )
-      for s in {r["seed"] for r in rows if (r["backend"], r["model"], r["variant"]) == c}
-    )
-  }
-  for c in sorted(cells_seen - done):
+  reached: dict = {}  # cell -> the last budget its slowest seed reached
+  for r in rows:
+    cell, s = (r["backend"], r["model"], r["variant"]), r["seed"]
+    reached.setdefault(cell, {})[s] = max(reached.get(cell, {}).get(s, 0), r["env_steps"])
+  done = {c for c, seeds in reached.items() if min(seeds.values()) == top}
+  for c in sorted(set(reached) - done):
     print(f"left out, not finished at {top} env steps: {c}")
   rows = [r for r in rows if (r["backend"], r["model"], r["variant"]) in done]
   fin = payoff.finals(rows, last=cfg.last, up_to=top)
@@ -248,10 +240,8 @@ def _plot(rows, path):
   axes[0].set_ylabel("eval return (10 episodes; thin: seeds)")
   axes[0].legend(fontsize=8)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
+  io.save_figure(path, fig)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 if __name__ == "__main__":

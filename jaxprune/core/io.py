@@ -145,6 +145,11 @@ def save_csv(path: str, columns: dict) -> None:
     w.writerows(zip(*(c.tolist() for c in cols)))
 
 
+def save_jsonl(path: str, rows) -> None:
+  """Write records (dicts) as a JSON-lines file, atomically."""
+  save_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def save_figure(path: str, fig) -> None:
   with atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=120, bbox_inches="tight")

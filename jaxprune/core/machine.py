@@ -1,8 +1,10 @@
 """What machine a benchmark ran on and what it took: :func:`cpu_model` (benchmarks print it beside
-every figure), :func:`peak_rss_gib` and :func:`own_peak_rss_gib`."""
+every figure; :func:`describe` is that line with the cores, jax and Python), :func:`peak_rss_gib`
+and :func:`own_peak_rss_gib`."""
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 
@@ -17,6 +19,17 @@ def cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or "unknown"
+
+
+def describe() -> str:
+  """The line a benchmark prints under its table: CPU model, cores, jax version and platform,
+  Python version."""
+  import jax
+
+  return (
+    f"CPU: {cpu_model()} ({os.cpu_count()} cores), jax {jax.__version__} on "
+    f"{jax.devices()[0].platform}, {platform.python_version()}"
+  )
 
 
 def peak_rss_gib(who=resource.RUSAGE_SELF) -> float:

@@ -164,7 +164,6 @@ def _run(cfg: RunConfig, r: Run) -> dict:
   # rates count this process's iterations after each program's first (compiling) call
   t_loop = 0.0
   t_process = time.perf_counter()  # train records carry the seconds since (steady-state rates)
-  t_since = lambda: time.perf_counter() - t_process  # noqa: E731
   n_updates = rate_steps = 0
   compiled: set = set()
   while counters["env_steps"] < cfg.env_steps:
@@ -191,7 +190,13 @@ def _run(cfg: RunConfig, r: Run) -> dict:
         )
         last = {k: float(np.mean(v)) for k, v in m.items()}
         records.append(
-          {"kind": "train", "env_steps": after, "seed": s, **last, "process_s": t_since()}
+          {
+            "kind": "train",
+            "env_steps": after,
+            "seed": s,
+            **last,
+            "process_s": time.perf_counter() - t_process,
+          }
         )
       r.log(records)
     if counters["iterations"] % episode_iterations:

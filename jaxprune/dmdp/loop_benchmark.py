@@ -19,7 +19,6 @@ beside it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -80,8 +79,7 @@ def time_loop(cfg: RunConfig, workdir: str) -> dict:
   seconds = time.perf_counter() - t0
   if done.returncode:
     raise RuntimeError(f"the timed run {spec} failed:\n{done.stderr[-3000:]}")
-  with open(os.path.join(run_cfg.workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  records = io.read_jsonl(os.path.join(run_cfg.workdir, "metrics.jsonl"))
   return {
     "setting": setting_name(cfg),
     "env_backend": cfg.env_backend,
@@ -116,9 +114,7 @@ def table(rows: list[dict]) -> str:
 
 def _main(spec: str) -> None:
   """The timed process: run the config saved at ``spec``."""
-  with open(spec) as f:
-    cfg = config_lib.from_dict(RunConfig, json.load(f))
-  driver.run(cfg)
+  driver.run(config_lib.from_dict(RunConfig, io.read_json(spec)))
 
 
 if __name__ == "__main__":

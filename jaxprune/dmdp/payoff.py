@@ -9,10 +9,11 @@ seeds of a cell, then the episodes within each drawn seed (percentile intervals)
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
+
+from jaxprune.core import io
 
 
 def read_evals(workdir: str, *, backend: str, model: str, variant: str) -> list[dict]:
@@ -20,11 +21,9 @@ def read_evals(workdir: str, *, backend: str, model: str, variant: str) -> list[
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     raise FileNotFoundError(f"no metrics.jsonl in {workdir}: not a run's workdir")
-  with open(path) as f:
-    recs = [json.loads(x) for x in f if x.strip()]
-  cfg = json.load(open(os.path.join(workdir, "config.json")))
+  seed = io.read_json(os.path.join(workdir, "config.json"))["seed"]
   rows = []
-  for r in recs:
+  for r in io.read_jsonl(path):
     if r.get("kind") != "eval":
       continue
     rows.append(
@@ -32,7 +31,7 @@ def read_evals(workdir: str, *, backend: str, model: str, variant: str) -> list[
         "backend": backend,
         "model": model,
         "variant": variant,
-        "seed": int(r.get("seed", cfg["seed"])),
+        "seed": int(r.get("seed", seed)),
         "env_steps": int(r["env_steps"]),
         "return_mean": float(r["return_mean"]),
         "returns": [float(x) for x in r["returns"]],
