@@ -36,22 +36,26 @@ def _init(x, distance, *, duplicate=False, far=False):
   return normalise(c0) if distance == "cosine" else c0
 
 
-def _run_both(x, c0, distance, algorithm, iters):
+def _run_both(x, c0, distance, algorithm, iters, groups=None):
   """Iterate the bounded path and the dense reference side by side from ``c0``; yields, per
   iteration, (bounded labels, dense labels, bounded centroids, dense centroids, computed)."""
   xj = jnp.asarray(x)
   distance = distances.get(distance)
   step_fn, active_fn, _ = bounded_fns(distance, CHUNK, N, None, "data")
   r_sq = kb.radius_sq(xj, c0, distance, CHUNK)
+  if not isinstance(groups, kb.Groups):
+    groups = kb.make_groups(c0, kb.num_groups(algorithm, K, groups), distance)
+  grp = groups if algorithm != "hamerly" else kb.one_group(K)
   it = jax.jit(
     partial(
       bounded_iteration,
-      step_fn=lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode),
+      step_fn=lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode, grp),
       active_fn=active_fn,
       stats_fn=stats_fn(distance, CHUNK, N, None, "data"),
       distance=distance,
       algorithm=algorithm,
       n_valid=N,
+      groups=grp,
     )
   )
   dense = jax.jit(
@@ -59,7 +63,7 @@ def _run_both(x, c0, distance, algorithm, iters):
       c, lloyd_stats(xj, c, distance=distance, chunk_size=CHUNK), distance=distance
     )
   )
-  b, sched, c = kb.init_bounds(N), kb.init_schedule(), c0
+  b, sched, c = kb.init_bounds(N, n_groups=grp.members.shape[0]), kb.init_schedule(), c0
   for i in range(iters):
     new, b, sched, labels, frac = it(xj, c, b, sched, jnp.int32(i))
     ref_labels, _ = assign(x, c, distance=distance, chunk_size=CHUNK)
@@ -79,6 +83,8 @@ def _assert_same(lab, ref, c, c_ref, i):
   [
     ("euclidean", "hamerly"),
     ("cosine", "hamerly"),
+    ("euclidean", "yinyang"),
+    ("cosine", "yinyang"),
     ("euclidean", "auto"),
     pytest.param("cosine", "auto", marks=pytest.mark.slow),  # auto's passes: covered above
   ],
@@ -90,15 +96,19 @@ def test_every_iteration_equals_lloyd(blobs, distance, algorithm):
   ):
     _assert_same(lab, ref, c, c_ref, i)
     computed.append(float(frac))
-  if algorithm == "hamerly":  # the bounds settle most points once the centroids slow down
+  if algorithm in ("hamerly", "yinyang"):  # the bounds settle most points once centroids slow
     assert max(computed[-5:]) < 0.35 * computed[0], computed
   assert min(computed) < 1.0, computed
 
 
+@pytest.mark.parametrize("algorithm", ["hamerly", "yinyang"])
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
-def test_ties_and_empty_clusters_equal_lloyd(blobs, distance):
+def test_ties_and_empty_clusters_equal_lloyd(blobs, distance, algorithm):
   c0 = _init(blobs, distance, duplicate=True, far=distance == "euclidean")
-  for i, (lab, ref, c, c_ref, _) in enumerate(_run_both(blobs, c0, distance, "hamerly", 12)):
+  # Yinyang: the tied pair 0, 1 in two groups ({g, g + 6, ...}), so the tie spans groups
+  groups = kb.Groups(jnp.arange(K).reshape(K // 6, 6).T, jnp.arange(K) % 6)
+  runs = _run_both(blobs, c0, distance, algorithm, 12, groups=groups)
+  for i, (lab, ref, c, c_ref, _) in enumerate(runs):
     _assert_same(lab, ref, c, c_ref, i)
 
 
@@ -158,8 +168,8 @@ def test_streamed_equals_in_memory_with_bounds(blobs, tmp_path, monkeypatch):
   np.save(tmp_path / "x.npy", blobs)
   xm = np.load(tmp_path / "x.npy", mmap_mode="r")
   for distance, algorithms in (
-    ("euclidean", ("lloyd", "auto", "hamerly")),
-    ("cosine", ("lloyd", "hamerly")),
+    ("euclidean", ("lloyd", "auto", "hamerly", "yinyang")),
+    ("cosine", ("lloyd", "hamerly", "yinyang")),
   ):
     ref = None
     for algorithm in algorithms:
@@ -177,33 +187,46 @@ def test_streamed_equals_in_memory_with_bounds(blobs, tmp_path, monkeypatch):
       assert int(res.n_iter) == int(ref.n_iter)
       computed = np.asarray(res.computed)[: int(res.n_iter)]
       assert computed[0] == 1.0, computed  # the first pass is Lloyd's (it finds the largest norm)
-      if algorithm == "hamerly":
+      if algorithm in ("hamerly", "yinyang"):
         assert computed.min() < 0.5, computed
 
 
-def test_bounds_hold():
-  """The bounds are bounds: upper >= the true distance to the assigned centroid, lower <= the
-  distance to every other centroid (float64 reference), after several loosened iterations."""
+@pytest.mark.parametrize("n_groups", [1, 3, 10])  # Hamerly; Yinyang; a group per centroid
+def test_bounds_hold(n_groups):
+  """The bounds are bounds: upper >= the true distance to the assigned centroid, each group's
+  lower <= the distance to every other centroid of that group (float64 reference), after
+  several loosened iterations."""
   x, _ = make_blobs(1500, n_features=8, centers=10, random_state=5)
   x = x.astype(np.float32)
   c = jnp.asarray(x[:10])
   r_sq = kb.radius_sq(jnp.asarray(x), c, EUCLIDEAN, 128)
-  b = kb.init_bounds(1500)
+  grp = kb.make_groups(c, n_groups, EUCLIDEAN)
+  assert grp.members.shape[0] == n_groups
+  of = np.asarray(grp.of)
+  np.testing.assert_array_equal(np.sort(np.asarray(grp.members).ravel())[:10], np.arange(10))
+  b = kb.init_bounds(1500, n_groups=n_groups)
 
   @jax.jit
   def step(c, b):
-    out = kb.assign_step(jnp.asarray(x), c, b, r_sq, kb.SPARSE, distance=EUCLIDEAN, chunk_size=128)
+    out = kb.assign_step(
+      jnp.asarray(x), c, b, r_sq, kb.SPARSE, distance=EUCLIDEAN, chunk_size=128, groups=grp
+    )
     new = update_centroids(c, out.stats, distance=EUCLIDEAN)
-    return new, kb.loosen(out.bounds, kb.shifts(c, new))
+    return new, kb.loosen(out.bounds, kb.shifts(c, new), grp), out.bounds.labels
 
   for i in range(6):
-    c, b = step(c, b)
+    c_old = c
+    c, b, labels = step(c, b)
+    ref, _ = assign(x, c_old)
+    np.testing.assert_array_equal(np.asarray(labels), np.asarray(ref), err_msg=f"iteration {i}")
     d = np.sqrt(((x[:, None, :].astype(np.float64) - np.asarray(c, np.float64)[None]) ** 2).sum(-1))
     lab = np.asarray(b.labels)
     own = d[np.arange(1500), lab]
     d[np.arange(1500), lab] = np.inf
     assert (np.asarray(b.upper) >= own).all(), i
-    assert (np.asarray(b.lower) <= d.min(1)).all(), i
+    lower = np.asarray(b.lower)
+    for g in range(n_groups):
+      assert (lower[:, g] <= d[:, of == g].min(1)).all(), (i, g)
 
 
 def test_auto_is_lloyd_below_the_work_threshold(blobs):

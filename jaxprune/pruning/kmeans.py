@@ -1,5 +1,6 @@
 """k-means in JAX, the public entry points: greedy k-means++, Lloyd iterations in
-``lax.while_loop`` (optionally skipping distances with Hamerly's bounds), chunked assignment.
+``lax.while_loop`` (optionally skipping distances with Yinyang's group bounds or Hamerly's),
+chunked assignment.
 
 Shapes: ``x_NxD`` points, ``c_KxD`` centroids. Two distances (:mod:`distances`), chosen here once
 from the ``distance`` string and passed down as an object:
@@ -45,6 +46,8 @@ from jaxprune.pruning.kmeans_bounds import (
   check_algorithm,
   dense_above,
   init_bounds,
+  make_groups,
+  num_groups,
   radius_sq,
   resolve,
 )
@@ -306,6 +309,7 @@ def kmeans_plusplus(
     "n_local_trials",
     "given_init",
     "algorithm",
+    "groups",
   ),
 )
 def _fit(
@@ -325,6 +329,7 @@ def _fit(
   n_local_trials,
   given_init,
   algorithm,
+  groups,
 ):
   stats = stats_fn(distance, chunk_size, n_valid, mesh, axis_name)
   tol_abs = tol * mean_variance(x, distance, n_valid, chunk_size)
@@ -346,14 +351,17 @@ def _fit(
     c0 = seed(key)
     step_fn, active_fn, inertia_fn = bounded_fns(distance, chunk_size, n_valid, mesh, axis_name)
     r_sq = radius_sq(x, c0, distance, chunk_size)
-    step = lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode)
-    b0 = init_bounds(x.shape[0], n_valid if mesh is not None else None)
+    grp = make_groups(c0, groups, distance)
+    step = lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode, grp)
+    b0 = init_bounds(x.shape[0], n_valid if mesh is not None else None, 0, grp.members.shape[0])
     c, n_iter, converged, computed, b = bounded_lloyd(
       x, c0, b0, step_fn=step, active_fn=active_fn, stats_fn=stats, distance=distance,
-      algorithm=algorithm, max_iter=max_iter, tol_abs=tol_abs, n_valid=n_valid,
+      algorithm=algorithm, max_iter=max_iter, tol_abs=tol_abs, n_valid=n_valid, groups=grp,
     )  # fmt: skip
     # exact labels for the final centroids: compacted when the bounds pay, else Lloyd's pass
-    final = jnp.where(active_fn(b) <= dense_above(k) * n_valid, SPARSE, LLOYD).astype(jnp.int32)
+    final = jnp.where(active_fn(b) <= dense_above(k, groups) * n_valid, SPARSE, LLOYD).astype(
+      jnp.int32
+    )
     labels = step(x, c, b, final).bounds.labels
     return KMeansResult(c, inertia_fn(x, c, labels), n_iter, converged, computed)
 
@@ -381,13 +389,16 @@ def kmeans(
   axis_name: str = "data",
   n_local_trials: int | None = None,
   algorithm: str = "auto",
+  groups: int | None = None,
 ) -> KMeansResult:
   """k-means of ``x`` (N x D) with ``k`` clusters.
 
   ``algorithm``: ``"lloyd"`` computes every point-centroid distance at every iteration;
   ``"hamerly"`` skips the distances Hamerly's bounds prove unchanged (:mod:`kmeans_bounds`), with
-  the same labels and centroids at every iteration; ``"auto"`` (default) takes, per iteration,
-  the dense pass while most points are active and the compacted bounded pass once they settle
+  the same labels and centroids at every iteration; ``"yinyang"`` keeps ``groups`` lower bounds
+  per point (default K / 10; G float32 per point) and computes only the groups of centroids they
+  do not rule out; ``"auto"`` (default) takes, per iteration, the dense pass while most
+  distances would be computed and Yinyang's compacted pass once the points settle
   (plain Lloyd for problems below ``kmeans_bounds.AUTO_MIN_WORK``, where the bounds cannot repay
   their compile time).
 
@@ -437,6 +448,7 @@ def kmeans(
     n_local_trials=trials,
     given_init=init is not None,
     algorithm=algorithm,
+    groups=num_groups(algorithm, k, groups),
   )
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 from jaxprune.core.config import check_finite, require
 
 Distance = Literal["cosine", "euclidean"]
-Algorithm = Literal["auto", "lloyd", "hamerly"]
+Algorithm = Literal["auto", "lloyd", "hamerly", "yinyang"]
 DISTANCES: tuple[str, ...] = typing.get_args(Distance)
 ALGORITHMS: tuple[str, ...] = typing.get_args(Algorithm)
 UNLABELLED_K = 100  # k of the default-k rule for data without labels
@@ -50,8 +50,9 @@ class KMeansConfig:
   tol: float = 1e-4
   """tolerance, relative to the mean feature variance (as scikit-learn's)"""
   algorithm: Algorithm = "auto"
-  """with Hamerly's bounds (auto: per iteration, where they pay; hamerly: always) or plain
-  lloyd: the same result, the bounds skip distances that cannot change a label"""
+  """with bounds (auto: Yinyang's group bounds per iteration, where they pay; yinyang: group
+  bounds, G = K / 10, always; hamerly: one bound, always) or plain lloyd: the same result, the
+  bounds skip distances that cannot change a label"""
   chunk_size: int = 512
   """points per chunk of the assignment"""
 

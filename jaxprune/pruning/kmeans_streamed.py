@@ -114,23 +114,29 @@ def _update(c, stats, *, distance):
 
 
 @partial(jax.jit, static_argnames=("distance", "chunk_size", "n_valid"))
-def _block_step(stats, blk, c, b, r_sq, mode, start, *, distance, chunk_size, n_valid):
+def _block_step(stats, blk, c, b, r_sq, mode, start, groups, *, distance, chunk_size, n_valid):
   out = kb.assign_step(
-    blk, c, b, r_sq, mode, distance=distance, chunk_size=chunk_size, n_valid=n_valid, offset=start
-  )
+    blk, c, b, r_sq, mode, distance=distance, chunk_size=chunk_size, groups=groups,
+    n_valid=n_valid, offset=start,
+  )  # fmt: skip
   return out._replace(stats=merge_stats(stats, out.stats))
 
 
 @partial(jax.jit, static_argnames=("distance", "chunk_size", "n_valid"))
-def _block_sqdist(blk, c, b, r_sq, mode, start, *, distance, chunk_size, n_valid):
+def _block_sqdist(blk, c, b, r_sq, mode, start, groups, *, distance, chunk_size, n_valid):
   """Exact labels (a bounded pass) and their sqdist for one block, against the final c."""
   kw = dict(distance=distance, chunk_size=chunk_size)
-  labels = kb.assign_step(blk, c, b, r_sq, mode, n_valid=n_valid, offset=start, **kw).bounds.labels
+  out = kb.assign_step(blk, c, b, r_sq, mode, groups=groups, n_valid=n_valid, offset=start, **kw)
+  labels = out.bounds.labels
   return labels, kb.label_sqdist(blk, c, labels, offset=start, **kw)
 
 
 _block_assign = jax.jit(assign_chunks, static_argnames=("distance", "chunk_size"))
 _loosen = jax.jit(kb.loosen)
+_make_groups = jax.jit(kb.make_groups, static_argnames=("g", "distance"))
+# the bounds' memory of the streamed path: G float32 per point (plus labels and upper) within
+# this many bytes, held on the device whatever the block size (ImageNet: 52 groups)
+BOUNDS_BYTES = 256 << 20
 _count_active = jax.jit(kb.count_active)
 
 
@@ -147,12 +153,15 @@ def kmeans_streamed(
   chunk_size: int = 512,
   progress: bool = False,
   algorithm: str = "auto",
+  groups: int | None = None,
 ):
   """k-means over a host array streamed in blocks.
 
-  ``algorithm`` as in :func:`kmeans.kmeans`: with bounds (``"auto"``, ``"hamerly"``) every block
-  keeps its rows' bounds (labels int32 and two float32 per point, 12 bytes, held in device
-  memory whatever N: 15 MiB for ImageNet) and computes only the distances they do not settle;
+  ``algorithm`` as in :func:`kmeans.kmeans`: with bounds (``"auto"``, ``"hamerly"``,
+  ``"yinyang"``) every block keeps its rows' bounds (label and upper bound, and ``groups``
+  lower bounds: 4 (2 + G) bytes per point, held in device memory whatever the block size; by
+  default G = K / 10 capped so that they fit in :data:`BOUNDS_BYTES`, 256 MiB: 52 groups, 270
+  MB for ImageNet; Hamerly's G = 1, 15 MiB) and computes only the distances they do not settle;
   every block is still read once per iteration for the centroid sums. The first iteration is
   Lloyd's pass (it also measures the largest norm, which the bounds' error margin needs).
 
@@ -168,6 +177,9 @@ def kmeans_streamed(
   n, d = x.shape
   check_k(k, n)
   algorithm = kb.resolve(algorithm, n, k, d)
+  if groups is None and algorithm in ("auto", "yinyang"):  # the bounds within BOUNDS_BYTES
+    groups = max(1, min(k // kb.GROUP_SIZE, BOUNDS_BYTES // (4 * n)))
+  n_groups = kb.num_groups(algorithm, k, groups)
   if block_size is None:  # about 128 MiB of float32 per block
     block_size = max(1024, (128 << 20) // (4 * d))
   block_size = min(block_size, n)
@@ -191,7 +203,8 @@ def kmeans_streamed(
   )
   bounded = algorithm != "lloyd"
   starts = list(range(0, n, block_size))
-  bounds = {s: kb.init_bounds(block_size, n, s) for s in starts} if bounded else {}
+  bounds = {s: kb.init_bounds(block_size, n, s, n_groups) for s in starts} if bounded else {}
+  grp = _make_groups(c, n_groups, distance=distance) if bounded else None
   sched = kb.init_schedule()
   r_sq = 1.0 if distance.unit else float(jnp.max(jnp.sum(c * c, axis=1)))
   computed = np.zeros(max_iter, np.float32)
@@ -201,10 +214,10 @@ def kmeans_streamed(
     i = n_iter - 1
     if bounded:
       n_active = int(sum(_count_active(b) for b in bounds.values()))  # one host sync
-      mode, sched = kb.choose(sched, jnp.int32(i), n_active / n, k, algorithm)
+      mode, sched = kb.choose(sched, jnp.int32(i), n_active / n, k, algorithm, n_groups)
       mode = kb.LLOYD if i == 0 else int(mode)  # the first pass also finds the largest norm
     stats = empty_stats(k, d)
-    counted = jnp.zeros(3, jnp.int32)  # full rows, tightened rows, changed labels (on device)
+    counted = jnp.zeros(3, jnp.float32)  # full rows, tightened rows, changed labels (on device)
     for start, blk in iter_blocks(x, block_size):
       if n_iter == 1:
         _check_finite(blk, np.arange(start, start + len(blk)))
@@ -214,9 +227,9 @@ def kmeans_streamed(
           r_sq = max(r_sq, float(np.max(np.einsum("ij,ij->i", blk, blk))))
       prev = stats
       if bounded:
-        out = _block_step(stats, blk, c, bounds[start], r_sq, mode, start, **kw)
+        out = _block_step(stats, blk, c, bounds[start], r_sq, mode, start, grp, **kw)
         stats, bounds[start] = out.stats, out.bounds
-        counted = counted + jnp.stack([out.n_full, out.n_tight, out.n_changed])
+        counted = counted + jnp.stack([out.n_full, out.n_tight, out.n_changed]).astype(jnp.float32)
       else:
         stats = _block_stats(stats, blk, c, start, **kw)
       # back-pressure: at most one block computing while the next is read, so memory stays at
@@ -227,9 +240,9 @@ def kmeans_streamed(
       bar.close()
       check_norms(zero_rows, n)
     if bounded:
-      counted = np.asarray(counted, np.int64)
-      sched = kb.observe(sched, jnp.int32(counted[2]), n)
+      counted = np.asarray(counted, np.float64)
       computed[i] = (counted[0] + counted[1] / k) / n
+      sched = kb.observe(sched, jnp.int32(round(counted[2])), n, jnp.int32(mode), computed[i])
       if mode == kb.SPARSE and bool(jnp.any(stats.counts_K == 0)):  # re-seeding: far points
         stats = empty_stats(k, d)
         for start, blk in iter_blocks(x, block_size):
@@ -238,7 +251,7 @@ def kmeans_streamed(
       computed[i] = 1.0
     c_new, shift, moved = _update(c, stats, distance=distance)
     if bounded:
-      bounds = {s: _loosen(b, moved) for s, b in bounds.items()}
+      bounds = {s: _loosen(b, moved, grp) for s, b in bounds.items()}
     c = c_new
     shift = float(shift)
     bar.set_postfix(shift=f"{shift:.3g}", computed=f"{computed[i]:.3f}")
@@ -251,10 +264,10 @@ def kmeans_streamed(
   sqdist = np.empty(n, np.float32)
   if bounded:  # the bounds settle most labels for the final centroids: compacted when they pay
     n_active = int(sum(_count_active(b) for b in bounds.values()))
-    final = kb.SPARSE if n_active <= kb.dense_above(k) * n else kb.LLOYD
+    final = kb.SPARSE if n_active <= kb.dense_above(k, n_groups) * n else kb.LLOYD
   for start, blk in iter_blocks(x, block_size):
     if bounded:
-      lab, sqd = _block_sqdist(blk, c, bounds[start], r_sq, final, start, **kw)
+      lab, sqd = _block_sqdist(blk, c, bounds[start], r_sq, final, start, grp, **kw)
     else:
       lab, sqd = _block_assign(blk, c, distance=distance, chunk_size=chunk_size)
     rows = min(block_size, n - start)

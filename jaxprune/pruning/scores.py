@@ -46,7 +46,7 @@ def self_supervised_prototypes(
   algorithm: str = "auto",
 ) -> tuple[jax.Array, jax.Array, KMeansResult]:
   """Hardness = distance to the nearest k-means centroid of the embeddings ``x`` (N x D).
-  ``algorithm``: k-means with Hamerly's bounds (``"auto"``, ``"hamerly"``) or plain
+  ``algorithm``: k-means with bounds (``"auto"``, ``"yinyang"``, ``"hamerly"``) or plain
   ``"lloyd"``: the same centroids and labels either way (:func:`kmeans.kmeans`).
 
   Returns ``(scores_N, cluster_N, result)``, jax arrays. Jittable (``k`` static). ``streamed=True``
