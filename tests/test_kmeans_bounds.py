@@ -41,7 +41,7 @@ def _run_both(x, c0, distance, algorithm, iters, groups=None):
   iteration, (bounded labels, dense labels, bounded centroids, dense centroids, computed)."""
   xj = jnp.asarray(x)
   distance = distances.get(distance)
-  step_fn, active_fn, _ = bounded_fns(distance, CHUNK, N, None, "data")
+  step_fn, active_fn, _, far_fn = bounded_fns(distance, CHUNK, N, None, "data")
   r_sq = kb.radius_sq(xj, c0, distance, CHUNK)
   if not isinstance(groups, kb.Groups):
     groups = kb.make_groups(c0, kb.num_groups(algorithm, K, groups), distance)
@@ -56,6 +56,7 @@ def _run_both(x, c0, distance, algorithm, iters, groups=None):
       algorithm=algorithm,
       n_valid=N,
       groups=grp,
+      far_fn=lambda x, c, labels: far_fn(x, c, labels, r_sq),
     )
   )
   dense = jax.jit(
@@ -244,3 +245,29 @@ def test_bad_algorithm_raises(blobs, tmp_path):
   with pytest.raises(ValueError, match="algorithm must be one of"):
     kmeans_streamed(np.load(tmp_path / "x.npy", mmap_mode="r"), k=3, key=jax.random.key(0),
                     algorithm="Hamerly")  # fmt: skip
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_far_points_are_lloyds(blobs, distance):
+  """The re-seeding candidates without the dense pass: the same far points (values and rows)
+  as Lloyd's pass keeps, over chunks with a tail; ok unless rounding could hide one."""
+  dist = distances.get(distance)
+  c = _init(blobs, distance)
+  xj = jnp.asarray(blobs)
+  labels, _ = assign(blobs, c, distance=distance, chunk_size=CHUNK)
+  ref = lloyd_stats(xj, c, distance=dist, chunk_size=CHUNK)
+  r_sq = kb.radius_sq(xj, c, dist, CHUNK)
+  far_d, far_x, ok = jax.jit(partial(kb.far_points, distance=dist, chunk_size=CHUNK))(
+    xj, c, labels, r_sq
+  )
+  assert bool(ok)
+  # the same points in the same order; their distances to float32 rounding (another fusion)
+  np.testing.assert_array_equal(np.asarray(far_x), np.asarray(ref.far_x_MxD))
+  np.testing.assert_allclose(np.asarray(far_d), np.asarray(ref.far_sqdist_M), rtol=1e-5)
+  # padding rows (global index >= n_valid) are never candidates
+  n_valid = N - 300
+  ref_v = lloyd_stats(xj, c, distance=dist, chunk_size=CHUNK, n_valid=n_valid)
+  far_v = kb.far_points(xj, c, labels, r_sq, distance=dist, chunk_size=CHUNK, n_valid=n_valid)
+  np.testing.assert_array_equal(np.asarray(far_v[1]), np.asarray(ref_v.far_x_MxD))
+  # a radius so large that rounding could reorder the candidates: not ok (Lloyd's pass instead)
+  assert not bool(kb.far_points(xj, c, labels, 1e12, distance=dist, chunk_size=CHUNK)[2])

@@ -4,10 +4,11 @@
   jaxprune.pruning.benchmark --only NAME ...``) so that its peak memory is its own, same data and
   initial centroids for every peer:
 
-  - ``mode="converge"`` (:func:`converge_kmeans`): time to the Lloyd fixed point (tol = 0, at
-    most ``max_iter`` iterations) of jaxprune (``algorithm="auto"``, bound-based, and
-    ``"lloyd"``) against scikit-learn KMeans (lloyd, elkan) and faiss-cpu Kmeans, on weakly
-    clustered, well clustered and real (SimCLR digits) data;
+  - ``mode="converge"`` (:mod:`converge_benchmark`): time to the Lloyd fixed point (tol = 0, at
+    most ``max_iter`` iterations) and to a target inertia of jaxprune (``algorithm="auto"``,
+    bound-based, ``"yinyang"``, ``"hamerly"`` and ``"lloyd"``) against scikit-learn KMeans
+    (lloyd, elkan) and faiss-cpu Kmeans, each with its fastest BLAS kernel and the final inertia
+    checked by one evaluator, on weakly clustered, well clustered and real (SimCLR digits) data;
   - ``mode="iteration"`` (:func:`compare_kmeans`): one Lloyd iteration, jaxprune vs scikit-learn
     (lloyd) vs faiss-cpu, against a float32 matmul roofline;
   - ``imagenet=True``: ImageNet-sized scoring end to end.
@@ -30,15 +31,14 @@ import numpy as np
 
 from jaxprune.core import io
 from jaxprune.core.config import parse, to_dict
-from jaxprune.core.machine import own_peak_rss_gib, peak_rss_gib
-from jaxprune.pruning import keys
+from jaxprune.core.machine import peak_rss_gib
+from jaxprune.pruning import converge_benchmark, keys
 from jaxprune.pruning.benchmark_config import PEERS, BenchKMeansConfig, BenchTrainConfig
 from jaxprune.pruning.kmeans_config import KMeansConfig
 
 WARM = 2  # Lloyd iterations of the baseline run, subtracted from the timed one
 IMAGENET = (1_281_167, 2048, 1000)  # N, D, K of the ImageNet-sized scoring run
 
-OTHERS = ("sklearn-lloyd", "sklearn-elkan", "faiss")  # the peers jaxprune-auto is compared with
 BLOB_NOISE = 0.1  # std of the isotropic noise around each blob's centre (centres ~ N(0, 1))
 JITTER = 0.05  # digits-ssl: jitter std, relative to each feature's std
 
@@ -141,7 +141,11 @@ def kmeans_child(cfg: BenchKMeansConfig) -> dict:
   """One peer, timed in this process (see :func:`_time_runs`, or :func:`converge_child` for the
   converge peers); with its peak memory."""
   if cfg.only in PEERS and cfg.mode == "converge":  # "faiss" names a peer of both modes
-    return converge_child(cfg)
+    return converge_benchmark.converge_child(cfg)
+  if cfg.only in ("kernel-sklearn", "kernel-faiss"):
+    return converge_benchmark.kernel_child(cfg)
+  if cfg.only == "evaluate":
+    return converge_benchmark.evaluate_child(cfg)
   if cfg.only == "matmul":
     return {"gflops": _matmul_gflops(), "peak_rss_gib": peak_rss_gib()}
   k = cfg.kmeans.k
@@ -258,60 +262,6 @@ def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
 # time to convergence
 
 
-def converge_child(cfg: BenchKMeansConfig) -> dict:
-  """Peer ``cfg.only`` run to the Lloyd fixed point (``cfg.kmeans.tol``, 0 by default, at most
-  ``cfg.kmeans.max_iter`` iterations) on ``cfg.dataset``'s stored ``x`` and ``c0``, in this
-  process: seconds, iterations, inertia, peak memory; jaxprune's compilation is excluded (a
-  first identical call, timed apart) and ``algorithm="auto"`` reports the distances its bounds
-  skipped."""
-  x_path, c0_path = converge_paths(cfg, cfg.dataset)
-  x, c0 = np.load(x_path), np.load(c0_path)
-  out, km = {}, cfg.kmeans
-  if cfg.only.startswith("jaxprune"):
-    import jax
-    import jax.numpy as jnp
-
-    from jaxprune.pruning.kmeans import kmeans
-
-    xj, cj = jnp.asarray(x), jnp.asarray(c0)
-    del x
-    key = keys.job_key(cfg.seed, keys.KMEANS)  # unused: the initial centroids are given
-    kw = {**km.kwargs(), "algorithm": cfg.only.removeprefix("jaxprune-")}
-    fn = lambda: kmeans(xj, k=km.k, key=key, init=cj, **kw)
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    out["first_seconds"] = time.perf_counter() - t  # compilation and a first run
-    t = time.perf_counter()
-    res = jax.block_until_ready(fn())
-    secs, n_iter = time.perf_counter() - t, int(res.n_iter)
-    computed = np.asarray(res.computed, np.float64)[:n_iter]
-    out.update(converged=bool(res.converged), inertia=float(res.inertia))
-    out.update(skipped=(1.0 - computed).tolist(), skipped_overall=1.0 - computed.sum() / n_iter)
-  elif cfg.only.startswith("sklearn"):
-    from sklearn.cluster import KMeans
-
-    algorithm = cfg.only.removeprefix("sklearn-")
-    t = time.perf_counter()
-    # scikit-learn's tol means what jaxprune's means (relative to the mean feature variance)
-    m = KMeans(km.k, init=c0, n_init=1, algorithm=algorithm, max_iter=km.max_iter, tol=km.tol)
-    m.fit(x)
-    secs, n_iter = time.perf_counter() - t, int(m.n_iter_)
-    # at tol = 0 scikit-learn stops early only when the labels no longer change
-    out.update(converged=n_iter < km.max_iter, inertia=float(m.inertia_))
-  else:
-    import faiss
-
-    n_iter = cfg.faiss_iter or km.max_iter
-    fk = faiss.Kmeans(
-      cfg.d, km.k, niter=n_iter, max_points_per_centroid=cfg.n, seed=cfg.seed, verbose=False
-    )  # every point, no subsampling; no convergence test: n_iter iterations
-    t = time.perf_counter()
-    fk.train(x, init_centroids=c0)
-    secs = time.perf_counter() - t
-    out.update(converged=None, inertia=float(fk.obj[-1]))  # the last iteration's assignment
-  return {"seconds": secs, "n_iter": n_iter, **out, "peak_rss_gib": own_peak_rss_gib()}
-
-
 def _skipped_brief(skipped: list[float], ends: int = 3) -> str:
   """``0% 12% 31% .. 97% 98% 98%``: the first and last ``ends`` iterations."""
   pct = [f"{s:.0%}" for s in skipped]
@@ -331,104 +281,6 @@ def format_peer(r: dict) -> str:
       f"  skipped per iteration {_skipped_brief(r['skipped'])}, overall {r['skipped_overall']:.1%}"
     )
   return line
-
-
-def converge_ratios(rows: list[dict]) -> dict:
-  """Per dataset: the fastest of scikit-learn (lloyd, elkan) and faiss, its time over
-  jaxprune-auto's, and jaxprune-lloyd's time over jaxprune-auto's (when measured)."""
-  out = {}
-  for dataset in dict.fromkeys(r["dataset"] for r in rows):
-    secs = {r["peer"]: r["seconds"] for r in rows if r["dataset"] == dataset}
-    if "jaxprune-auto" not in secs:
-      continue
-    auto, ratios = secs["jaxprune-auto"], {}
-    others = [p for p in OTHERS if p in secs]
-    if others:
-      best = min(others, key=secs.get)
-      ratios.update(best_peer=best, best_over_auto=secs[best] / auto)
-    if "jaxprune-lloyd" in secs:
-      ratios["lloyd_over_auto"] = secs["jaxprune-lloyd"] / auto
-    out[dataset] = ratios
-  return out
-
-
-def format_table(cfg: BenchKMeansConfig, rows: list[dict], ratios: dict) -> str:
-  """The results as markdown (for docs/benchmarks.md)."""
-  faiss_runs = (
-    "jaxprune-lloyd's iterations" if "jaxprune-lloyd" in cfg.peers else "max_iter iterations"
-  )
-  lines = [
-    f"N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, tol {cfg.kmeans.tol:g}, at most "
-    f"{cfg.kmeans.max_iter} iterations, seed "
-    f"{cfg.seed}; seconds exclude jaxprune's compilation; faiss runs "
-    f"{faiss_runs}; skipped: the fraction of the N x K distances jaxprune did not compute",
-    "",
-    "| dataset | peer | seconds | iterations | skipped | peak RSS | inertia |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
-  ]
-  for r in rows:
-    skipped = f"{r['skipped_overall']:.1%}" if "skipped_overall" in r else "-"
-    it = f"{r['n_iter']}" + {True: "", False: " (cap)", None: " (fixed)"}[r["converged"]]
-    lines.append(
-      f"| {r['dataset']} | {r['peer']} | {r['seconds']:.3f} | {it} | {skipped} | "
-      f"{r['peak_rss_gib']:.2f} GiB | {r['inertia']:.6g} |"
-    )
-  if ratios:
-    lines += [
-      "",
-      "| dataset | best peer | best peer / jaxprune-auto | jaxprune-lloyd / jaxprune-auto |",
-      "| --- | --- | --- | --- |",
-    ]
-    for dataset, q in ratios.items():
-      best = f"{q['best_over_auto']:.2f}x" if "best_peer" in q else "-"
-      lloyd = f"{q['lloyd_over_auto']:.2f}x" if "lloyd_over_auto" in q else "-"
-      lines.append(f"| {dataset} | {q.get('best_peer', '-')} | {best} | {lloyd} |")
-  return "\n".join(lines) + "\n"
-
-
-def converge_kmeans(cfg: BenchKMeansConfig) -> dict:
-  """Time every peer to convergence on every dataset, each in its own process; prints one line
-  per peer and the summary table, writes ``cfg.out`` (JSON) and its ``.md``; returns what the
-  JSON holds."""
-  print(
-    f"k-means to convergence: N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, "
-    f"tol {cfg.kmeans.tol:g}, at most {cfg.kmeans.max_iter} iterations, "
-    f"data {cfg.n * cfg.d * 4 / 2**20:.0f} MiB float32, {os.cpu_count()} CPUs",
-    flush=True,
-  )
-  # the data (and the digits' SimCLR encoder) are made in a child too: this process stays small
-  _child(cfg, "prepare", "--data", *cfg.data, capture=False)
-  rows = []
-  for dataset in cfg.data:
-    lloyd_iter = None
-    for peer in (p for p in PEERS if p in cfg.peers):
-      extra = ["--dataset", dataset]
-      if peer == "faiss" and lloyd_iter is not None:
-        extra += ["--faiss_iter", str(lloyd_iter)]
-      r = {"dataset": dataset, "peer": peer, **_child(cfg, peer, *extra)}
-      if peer == "jaxprune-lloyd":
-        lloyd_iter = r["n_iter"]
-      rows.append(r)
-      print(format_peer(r), flush=True)
-    q = converge_ratios([r for r in rows if r["dataset"] == dataset]).get(dataset, {})
-    if "best_peer" in q:
-      print(
-        f"{dataset:>10} speed-up of jaxprune-auto over the best peer ({q['best_peer']}): "
-        f"{q['best_over_auto']:.2f}x",
-        flush=True,
-      )
-    if "lloyd_over_auto" in q:
-      print(
-        f"{dataset:>10} jaxprune-lloyd / jaxprune-auto: {q['lloyd_over_auto']:.2f}x", flush=True
-      )
-  ratios = converge_ratios(rows)
-  table = format_table(cfg, rows, ratios)
-  print("\n" + table, end="")
-  result = {"config": to_dict(cfg), "rows": rows, "ratios": ratios}
-  io.save_json(cfg.out, result)
-  io.save_text(os.path.splitext(cfg.out)[0] + ".md", table)
-  print(f"written {cfg.out} and {os.path.splitext(cfg.out)[0]}.md")
-  return result
 
 
 def _write_imagenet_embeddings(path: str, seed: int) -> None:
@@ -516,7 +368,7 @@ def bench_kmeans(cfg: BenchKMeansConfig) -> None:
   elif cfg.mode == "iteration":
     compare_kmeans(cfg)
   else:
-    converge_kmeans(cfg)
+    converge_benchmark.converge(cfg)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,13 @@ from jaxprune.models.classifier import ClassifierConfig
 from jaxprune.pruning.kmeans_config import KMeansConfig
 
 Peer = Literal[
-  "jaxprune-auto", "jaxprune-hamerly", "jaxprune-lloyd", "sklearn-lloyd", "sklearn-elkan", "faiss"
+  "jaxprune-auto",
+  "jaxprune-yinyang",
+  "jaxprune-hamerly",
+  "jaxprune-lloyd",
+  "sklearn-lloyd",
+  "sklearn-elkan",
+  "faiss",
 ]
 PEERS: tuple[str, ...] = typing.get_args(Peer)  # also the order they run in
 BenchData = Literal["weak", "blobs", "digits-ssl"]
@@ -53,13 +59,38 @@ class BenchKMeansConfig:
   """iteration: timed Lloyd iterations (the marginal cost over a 2-iteration run)"""
   seed: int = 0
   """seed of the generated data and initial centroids"""
-  only: Literal["jaxprune", "sklearn", "matmul", "prune", "prepare"] | Peer | None = None
+  only: (
+    Literal[
+      "jaxprune",
+      "sklearn",
+      "matmul",
+      "prune",
+      "prepare",
+      "kernel-sklearn",
+      "kernel-faiss",
+      "evaluate",
+    ]
+    | Peer
+    | None
+  ) = None
   """(internal) run one peer (or prepare the converge data) in this process and print its JSON
   line"""
   dataset: BenchData = "weak"
   """(internal) the dataset of a converge child"""
   faiss_iter: int | None = None
   """(internal) the iterations of the faiss converge child"""
+  blas: Literal["fastest", "env"] = "fastest"
+  """converge: fastest: time each OpenBLAS peer (scikit-learn, faiss) with the kernel a short
+  check finds fastest for it here (the environment as set, OPENBLAS_CORETYPE unset, or the CPU's
+  best forced); env: the environment as set"""
+  target_rel: float = 1e-3
+  """converge: the target inertia, this much (relative) above jaxprune-lloyd's fixed point"""
+  target_iter: int | None = None
+  """(internal) a jaxprune converge child's second timed run: this many iterations"""
+  centroids_out: str | None = None
+  """(internal) where a converge child saves its final centroids"""
+  evaluate: tuple[str, ...] = ()
+  """(internal) the evaluate child: centroid files to score on the dataset"""
   imagenet: bool = False
   """score 1,281,167 x 2048 embeddings (K = 1000) end to end through the prune job, streamed"""
   path: str = "bench_data/in1k_embeddings.npy"
@@ -79,6 +110,7 @@ class BenchKMeansConfig:
     )
     require(len(self.data) >= 1, "data must name at least one dataset")
     require(len(self.peers) >= 1, "peers must name at least one peer")
+    require(self.target_rel > 0, f"target_rel must be > 0, got {self.target_rel}")
     require(
       self.faiss_iter is None or self.faiss_iter >= 1,
       f"faiss_iter must be >= 1, got {self.faiss_iter}",

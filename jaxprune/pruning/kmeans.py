@@ -349,7 +349,9 @@ def _fit(
 
   def one_bounded(key):
     c0 = seed(key)
-    step_fn, active_fn, inertia_fn = bounded_fns(distance, chunk_size, n_valid, mesh, axis_name)
+    step_fn, active_fn, inertia_fn, far_fn = bounded_fns(
+      distance, chunk_size, n_valid, mesh, axis_name
+    )
     r_sq = radius_sq(x, c0, distance, chunk_size)
     grp = make_groups(c0, groups, distance)
     step = lambda x, c, b, mode: step_fn(x, c, b, r_sq, mode, grp)
@@ -357,6 +359,7 @@ def _fit(
     c, n_iter, converged, computed, b = bounded_lloyd(
       x, c0, b0, step_fn=step, active_fn=active_fn, stats_fn=stats, distance=distance,
       algorithm=algorithm, max_iter=max_iter, tol_abs=tol_abs, n_valid=n_valid, groups=grp,
+      far_fn=lambda x, c, labels: far_fn(x, c, labels, r_sq),
     )  # fmt: skip
     # exact labels for the final centroids: compacted when the bounds pay, else Lloyd's pass
     final = jnp.where(active_fn(b) <= dense_above(k, groups) * n_valid, SPARSE, LLOYD).astype(

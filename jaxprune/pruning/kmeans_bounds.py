@@ -27,8 +27,11 @@ static shapes under ``jit``:
    its points' open groups (:func:`_group_pass`: blocks of whole groups, a ``while_loop`` over
    the needed ones) and scores each point's own centroid directly. A point whose winner does
    not beat every rival it was compared with by twice the rounding error (a near tie) takes
-   Lloyd's full row instead, so ties break as Lloyd's pass breaks them. Every pass runs on
-   *compacted* rows: a stable partition of the row indices by the flag, then a
+   a full row from Lloyd's kernel instead, so exact ties (equal centroids) break as Lloyd's pass
+   breaks them, lowest index first. (Scores of one pair computed in two XLA fusions can differ
+   in the last bit; a choice that Lloyd's pass makes on that last bit alone is the one place
+   the bounded passes may differ from it, as Hamerly's compacted rows always could.) Every pass
+   runs on *compacted* rows: a stable partition of the row indices by the flag, then a
    ``lax.while_loop`` over ``ceil(n_active / chunk)`` chunks that gathers, computes, and
    scatters the results back.
 4. Per-cluster sums and counts from the labels: one segment-sum pass in Lloyd's chunk order, so
@@ -60,6 +63,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxprune.pruning.distances import Distance
 from jaxprune.pruning.kmeans_kernels import (
+  N_FAR,
   LloydStats,
   add_chunk,
   empty_stats,
@@ -643,6 +647,40 @@ def label_sqdist(x_NxD, c_KxD, labels_N, *, distance: Distance, chunk_size: int,
   return sqdist
 
 
+def far_points(
+  x_NxD, c_KxD, labels_N, r_sq, *, distance: Distance, chunk_size: int, n_valid=None, offset=0
+):
+  """The farthest points Lloyd's pass would keep for re-seeding empty clusters (``N_FAR`` of
+  them, by ``sqdist`` to their centroid, lower row first among equal ones), without its K x N
+  distances: every row's distance to its own centroid directly (O(N D)), then the ``chunk``
+  rows with the largest ones scored again by Lloyd's own kernel (:func:`nearest` on one chunk),
+  which gives Lloyd's values (to the last bit where XLA fuses the two passes alike; two far
+  points within float32 rounding of each other could swap). Returns ``(far_sqdist_M,
+  far_x_MxD, ok)``; ``ok`` is False when the candidates might miss one of Lloyd's far points
+  (the chunk-th largest distance is within rounding error of the ``N_FAR``-th): then the caller
+  takes Lloyd's pass."""
+  n = x_NxD.shape[0]
+  c = min(chunk_size, n)
+  valid = _valid(n, n_valid, offset)
+  direct = label_sqdist(x_NxD, c_KxD, labels_N, distance=distance, chunk_size=chunk_size)
+  direct = jnp.where(valid, direct, -1.0)
+  top, ids = lax.top_k(direct, c)
+  # both ways of computing a sqdist are within kappa (|x|^2 + |c|^2) <= 2 kappa R^2 of exact
+  err = 2.0 * kappa(x_NxD.shape[1]) * 2.0 * r_sq
+  m = min(N_FAR, c)
+  ok = (c == n) | (top[m - 1] - top[c - 1] > 2.0 * err) | (top[c - 1] < 0)
+  ids = jnp.sort(ids)  # row order: equal values keep Lloyd's (lower row first) order
+  xp = distance.prepare(x_NxD[ids])
+  _, sq = nearest(xp, c_KxD, distance)
+  sq = jnp.where(valid[ids], sq, -1.0)
+  far_d, pos = lax.top_k(sq, m)
+  far_x = xp[pos]
+  if m < N_FAR:
+    far_d = jnp.concatenate([far_d, jnp.full((N_FAR - m,), -1.0, jnp.float32)])
+    far_x = jnp.concatenate([far_x, jnp.zeros((N_FAR - m, far_x.shape[1]), far_x.dtype)])
+  return far_d, far_x, ok
+
+
 # ---------------------------------------------------------------------------------------------
 # Lloyd's iterations with bounds
 
@@ -661,13 +699,15 @@ def bounded_iteration(
   algorithm: str,
   n_valid: int,
   groups: Groups | None = None,
+  far_fn: Callable | None = None,
 ):
   """One of Lloyd's iterations with group bounds (one group: Hamerly's), given bounds ``b``
   valid for ``c`` and ``groups``.
   ``step_fn(x, c, bounds, mode) -> StepOut`` runs the pass :func:`choose` picks from
   ``active_fn(bounds)`` (the number of active points); an iteration whose compacted pass empties
-  a cluster takes its statistics from ``stats_fn`` (the dense pass, which knows the farthest
-  points for re-seeding).
+  a cluster needs Lloyd's farthest points for re-seeding: from ``far_fn(x, c, labels) ->
+  (far_sqdist, far_x, ok)`` (:func:`far_points`, O(N D)) when given and ``ok``, else from
+  ``stats_fn`` (the dense pass).
 
   Returns ``(new centroids, bounds valid for them, schedule, labels w.r.t. c, fraction of the
   N x K distances computed)``: the labels and centroids of Lloyd's iteration from ``c``.
@@ -680,9 +720,17 @@ def bounded_iteration(
   out = step_fn(x_NxD, c_KxD, b, mode)
   frac = (out.n_full.astype(jnp.float32) + out.n_tight.astype(jnp.float32) / k) / n_valid
   sched = observe(sched, out.n_changed, n_valid, mode, frac)
-  stats = lax.cond(
-    jnp.any(out.stats.counts_K == 0) & ~out.exact, lambda: stats_fn(x_NxD, c_KxD), lambda: out.stats
-  )
+  dense_stats = lambda: stats_fn(x_NxD, c_KxD)
+  if far_fn is None:
+    reseed = dense_stats
+  else:
+
+    def reseed():
+      far_d, far_x, ok = far_fn(x_NxD, c_KxD, out.bounds.labels)
+      with_far = lambda: out.stats._replace(far_sqdist_M=far_d, far_x_MxD=far_x)
+      return lax.cond(ok, with_far, dense_stats)
+
+  stats = lax.cond(jnp.any(out.stats.counts_K == 0) & ~out.exact, reseed, lambda: out.stats)
   new = update_centroids(c_KxD, stats, distance=distance)
   b_new = lax.cond(
     mode == LLOYD, lambda: out.bounds, lambda: loosen(out.bounds, shifts(c_KxD, new), groups)
@@ -719,12 +767,14 @@ def bounded_fns(
   distance: Distance, chunk_size: int, n_valid: int, mesh: Mesh | None, axis_name: str
 ):
   """``step_fn(x, c, bounds, r_sq, mode, groups) -> StepOut``, ``active_fn(bounds)`` (active
-  points) and ``inertia_fn(x, c, labels)`` on one device, or sharded over ``mesh``: every device
-  compacts its own rows; the statistics and counts are reduced over the devices."""
+  points), ``inertia_fn(x, c, labels)`` and ``far_fn(x, c, labels, r_sq)`` (:func:`far_points`)
+  on one device, or sharded over ``mesh``: every device compacts its own rows; the statistics
+  and counts are reduced over the devices."""
   kw = dict(distance=distance, chunk_size=chunk_size)
   if mesh is None:
     step = lambda x, c, b, r_sq, mode, groups: assign_step(x, c, b, r_sq, mode, groups=groups, **kw)
-    return step, count_active, lambda x, c, labels: jnp.sum(label_sqdist(x, c, labels, **kw))
+    inertia = lambda x, c, labels: jnp.sum(label_sqdist(x, c, labels, **kw))
+    return step, count_active, inertia, partial(far_points, **kw)
 
   def local_step(x_l, c, b_l, r_sq, mode, groups):
     offset = lax.axis_index(axis_name) * x_l.shape[0]
@@ -740,6 +790,14 @@ def bounded_fns(
     valid = offset + jnp.arange(x_l.shape[0]) < n_valid
     return lax.psum(jnp.sum(jnp.where(valid, sqdist, 0.0)), axis_name)
 
+  def local_far(x_l, c, labels_l, r_sq):
+    offset = lax.axis_index(axis_name) * x_l.shape[0]
+    far_d, far_x, ok = far_points(x_l, c, labels_l, r_sq, n_valid=n_valid, offset=offset, **kw)
+    far_d = lax.all_gather(far_d, axis_name, tiled=True)  # device order: row order
+    far_x = lax.all_gather(far_x, axis_name, tiled=True)
+    top_d, idx = lax.top_k(far_d, N_FAR)
+    return top_d, far_x[idx], lax.pmin(ok.astype(jnp.int32), axis_name) > 0
+
   rows = P(axis_name)
   bounds = Bounds(rows, rows, rows)
   shard = partial(jax.shard_map, mesh=mesh, check_vma=False)
@@ -750,4 +808,5 @@ def bounded_fns(
   )
   active = shard(lambda b: lax.psum(count_active(b), axis_name), in_specs=(bounds,), out_specs=P())
   inertia = shard(local_inertia, in_specs=(rows, P(), rows), out_specs=P())
-  return step, active, inertia
+  far = shard(local_far, in_specs=(rows, P(), rows, P()), out_specs=(P(), P(), P()))
+  return step, active, inertia, far
