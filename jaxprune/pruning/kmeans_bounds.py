@@ -211,6 +211,9 @@ def num_groups(algorithm: str, k: int, groups: int | None = None) -> int:
 # N = 100k, K = 1000, G = 100 on the 2-core CPU): "auto" keeps group bounds while the estimated
 # work is below this fraction of Lloyd's
 GROUP_DENSE_ABOVE = 0.3
+# each rebuild of the bounds that did not pay (a dense pass, the work estimate and a loosening:
+# ~1.5 Lloyd passes with groups) multiplies the wait before the next one by this
+BACKOFF = 8
 
 
 def dense_above(k: int, n_groups: int = 1) -> float:
@@ -513,15 +516,13 @@ def choose(s: Schedule, i, frac_active, k: int, algorithm: str, n_groups: int = 
   """The pass of iteration ``i`` and the next schedule.
 
   ``"hamerly"``, ``"yinyang"``: always the compacted pass. ``"auto"``: the compacted pass while
-  the active fraction is at most :func:`dense_above` and the last compacted pass computed at most
-  that fraction of the distances (with groups, a chunk computes the union of its points' open
-  groups, which the estimate does not see); otherwise Lloyd's own pass (bounds dropped). Bounds
-  are rebuilt (the dense pass that keeps the two nearest scores, about one pass over the K x C
-  scores dearer than Lloyd's) only once the labels have calmed down -- the last iteration changed
-  at most ``1 - dense_above(k, 1)`` of them, so enough points could be skipped -- and each
-  rebuild that
-  did not pay doubles the wait before the next one: where bounds never pay, a whole run spends a
-  handful of those passes.
+  the estimated work (:func:`count_active`, which sees each chunk's union of open groups) is at
+  most :func:`dense_above` and the last compacted pass computed at most that fraction of the
+  distances; otherwise Lloyd's own pass (bounds dropped). Bounds are rebuilt (the dense pass
+  that keeps each group's least score, a little dearer than Lloyd's) only once the labels have
+  calmed down -- the last iteration changed at most ``1 - dense_above(k, 1)`` of them -- and
+  each rebuild that did not pay multiplies the wait before the next one by :data:`BACKOFF`:
+  where bounds never pay, a whole run spends a couple of those passes.
   """
   if algorithm in ("hamerly", "yinyang"):
     return jnp.int32(SPARSE), s
@@ -531,7 +532,7 @@ def choose(s: Schedule, i, frac_active, k: int, algorithm: str, n_groups: int = 
   # the first compacted pass after a rebuild is a trial (work < 0: not measured yet); only a
   # measured one that paid resets the back-off
   confirmed = pays & (s.work >= 0)
-  wait = jnp.where(confirmed, 1, jnp.where(failed, 2 * s.wait, s.wait)).astype(jnp.int32)
+  wait = jnp.where(confirmed, 1, jnp.where(failed, BACKOFF * s.wait, s.wait)).astype(jnp.int32)
   probe_at = jnp.where(failed, i + wait, s.probe_at).astype(jnp.int32)
   calm = s.changed <= 1.0 - dense_above(k)
   mode = jnp.where(pays, SPARSE, jnp.where((i >= probe_at) & calm, DENSE, LLOYD))
@@ -553,11 +554,25 @@ def is_active(b: Bounds) -> jax.Array:
   return b.upper >= jnp.min(b.lower, axis=1)
 
 
-def count_active(b: Bounds) -> jax.Array:
-  """The points the bounds do not settle, as whole-row equivalents: an active point counts the
-  fraction of its groups whose lower bound is below its upper bound (1 with one group)."""
-  groups_open = jnp.mean((b.upper[:, None] >= b.lower).astype(jnp.float32), axis=1)
-  return jnp.sum(jnp.where(is_active(b), groups_open, 0.0))
+def count_active(b: Bounds, chunk_size: int = 512) -> jax.Array:
+  """The work the bounds leave, in whole-row equivalents. One group: the active points. Groups:
+  what :func:`_group_pass` would compute (before tightening, so at least as much): the active
+  points sorted by label and cut into chunks, each chunk computing the union of its points' open
+  groups (``upper >= lower[g]``) for every one of its points."""
+  active = is_active(b)
+  n, n_groups = b.lower.shape
+  if n_groups == 1:
+    return jnp.sum(active.astype(jnp.float32))
+  c = min(chunk_size, n)
+  big = jnp.iinfo(jnp.int32).max
+  order = jnp.argsort(jnp.where(active, b.labels, big), stable=True)
+  open_NxG = (b.upper[order, None] >= b.lower[order]) & active[order, None]
+  pad = (-n) % c
+  open_NxG = jnp.concatenate([open_NxG, jnp.zeros((pad, n_groups), bool)])
+  per_chunk = open_NxG.reshape(-1, c, n_groups)
+  union = jnp.mean(jnp.any(per_chunk, axis=1).astype(jnp.float32), axis=1)
+  rows = jnp.sum(jnp.any(per_chunk, axis=2).astype(jnp.float32), axis=1)
+  return jnp.sum(union * rows)
 
 
 def assign_step(
@@ -774,7 +789,8 @@ def bounded_fns(
   if mesh is None:
     step = lambda x, c, b, r_sq, mode, groups: assign_step(x, c, b, r_sq, mode, groups=groups, **kw)
     inertia = lambda x, c, labels: jnp.sum(label_sqdist(x, c, labels, **kw))
-    return step, count_active, inertia, partial(far_points, **kw)
+    active = partial(count_active, chunk_size=chunk_size)
+    return step, active, inertia, partial(far_points, **kw)
 
   def local_step(x_l, c, b_l, r_sq, mode, groups):
     offset = lax.axis_index(axis_name) * x_l.shape[0]
@@ -806,7 +822,9 @@ def bounded_fns(
     in_specs=(rows, P(), bounds, P(), P(), Groups(P(), P())),
     out_specs=StepOut(bounds, P(), P(), P(), P(), P()),  # the mode is the same on every device
   )
-  active = shard(lambda b: lax.psum(count_active(b), axis_name), in_specs=(bounds,), out_specs=P())
+  active = shard(
+    lambda b: lax.psum(count_active(b, chunk_size), axis_name), in_specs=(bounds,), out_specs=P()
+  )
   inertia = shard(local_inertia, in_specs=(rows, P(), rows), out_specs=P())
   far = shard(local_far, in_specs=(rows, P(), rows, P()), out_specs=(P(), P(), P()))
   return step, active, inertia, far

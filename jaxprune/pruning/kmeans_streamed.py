@@ -137,7 +137,7 @@ _make_groups = jax.jit(kb.make_groups, static_argnames=("g", "distance"))
 # the bounds' memory of the streamed path: G float32 per point (plus labels and upper) within
 # this many bytes, held on the device whatever the block size (ImageNet: 52 groups)
 BOUNDS_BYTES = 256 << 20
-_count_active = jax.jit(kb.count_active)
+_count_active = jax.jit(kb.count_active, static_argnames=("chunk_size",))
 
 
 def kmeans_streamed(
@@ -213,7 +213,7 @@ def kmeans_streamed(
   for n_iter in range(1, max_iter + 1):
     i = n_iter - 1
     if bounded:
-      n_active = int(sum(_count_active(b) for b in bounds.values()))  # one host sync
+      n_active = int(sum(_count_active(b, chunk_size) for b in bounds.values()))  # one host sync
       mode, sched = kb.choose(sched, jnp.int32(i), n_active / n, k, algorithm, n_groups)
       mode = kb.LLOYD if i == 0 else int(mode)  # the first pass also finds the largest norm
     stats = empty_stats(k, d)
@@ -263,7 +263,7 @@ def kmeans_streamed(
   labels = np.empty(n, np.int32)
   sqdist = np.empty(n, np.float32)
   if bounded:  # the bounds settle most labels for the final centroids: compacted when they pay
-    n_active = int(sum(_count_active(b) for b in bounds.values()))
+    n_active = int(sum(_count_active(b, chunk_size) for b in bounds.values()))
     final = kb.SPARSE if n_active <= kb.dense_above(k, n_groups) * n else kb.LLOYD
   for start, blk in iter_blocks(x, block_size):
     if bounded:
