@@ -57,11 +57,14 @@ def test_ratios_take_the_fastest_peer():
     _row("faiss", 4.0, same=False, target=None),
   ]
   q = cb.ratios(rows)
-  assert q["best_peer"] == "faiss" and q["best_over_auto"] == 2.0
-  assert q["best_same_fixed_point"] is False  # the table says it stopped elsewhere
+  # faiss is faster but stopped elsewhere: the fixed-point ratio takes the fastest peer there
+  assert q["best_peer"] == "sklearn-lloyd" and q["best_over_auto"] == 2.5
   assert q["best_peer_target"] == "sklearn-lloyd" and q["best_over_auto_target"] == 4.0
   assert q["lloyd_over_auto"] == 1.5
   assert cb.ratios(rows[1:]) == {}
+  # no peer at the same fixed point: no fixed-point ratio, the target's still
+  q = cb.ratios([rows[0], _row("faiss", 4.0, same=False, target=3.0)])
+  assert "best_peer" not in q and q["best_over_auto_target"] == 3.0
 
 
 @pytest.mark.slow  # a whole (tiny) run: every peer in its own process

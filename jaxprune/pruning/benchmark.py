@@ -357,7 +357,9 @@ def _prune_child(cfg: BenchKMeansConfig) -> None:
 
 def bench_kmeans(cfg: BenchKMeansConfig) -> None:
   """The benchmark ``cfg`` asks for (see the module docstring)."""
-  if cfg.only == "prune":
+  if cfg.render is not None:
+    print(converge_benchmark.render(cfg.render), end="")
+  elif cfg.only == "prune":
     _prune_child(cfg)
   elif cfg.only == "prepare":
     prepare_data(cfg)

@@ -91,6 +91,9 @@ class BenchKMeansConfig:
   """(internal) where a converge child saves its final centroids"""
   evaluate: tuple[str, ...] = ()
   """(internal) the evaluate child: centroid files to score on the dataset"""
+  render: str | None = None
+  """rewrite the markdown table of a finished converge run from its JSON (this path) and print
+  it; nothing is run"""
   imagenet: bool = False
   """score 1,281,167 x 2048 embeddings (K = 1000) end to end through the prune job, streamed"""
   path: str = "bench_data/in1k_embeddings.npy"

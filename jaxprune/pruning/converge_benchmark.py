@@ -61,6 +61,10 @@ LIBRARY = {"sklearn-lloyd": "sklearn", "sklearn-elkan": "sklearn", "faiss": "fai
 # BLAS kernels
 
 
+def machine() -> str:
+  return f"{cpu_model()} ({os.cpu_count()} cores)"
+
+
 def best_kernel() -> str | None:
   """The OpenBLAS core type for this CPU's widest vector unit: ``SkylakeX`` (AVX-512),
   ``Haswell`` (AVX2), or None (leave OpenBLAS to choose)."""
@@ -386,7 +390,10 @@ def converge(cfg: BenchKMeansConfig) -> dict:
       print(line, flush=True)
   table = format_table(cfg, rows, kernels)
   print("\n" + table, end="")
-  result = {"config": to_dict(cfg), "cpu": cpu_model(), "kernels": kernels, "rows": rows}
+  result = {
+    "config": to_dict(cfg), "cpu": cpu_model(), "machine": machine(), "kernels": kernels,
+    "rows": rows,
+  }  # fmt: skip
   io.save_json(cfg.out, result)
   io.save_text(os.path.splitext(cfg.out)[0] + ".md", table)
   print(f"written {cfg.out} and {os.path.splitext(cfg.out)[0]}.md")
@@ -394,17 +401,19 @@ def converge(cfg: BenchKMeansConfig) -> dict:
 
 
 def ratios(ds_rows: list[dict]) -> dict:
-  """One dataset: the fastest BLAS peer to the fixed point and to the target, its time over
-  jaxprune-auto's; jaxprune-lloyd's over jaxprune-auto's."""
+  """One dataset: the fastest BLAS peer to the same fixed point (peers that stop elsewhere are
+  left out of it) and the fastest to the target inertia, each one's time over jaxprune-auto's;
+  jaxprune-lloyd's over jaxprune-auto's."""
   by = {r["peer"]: r for r in ds_rows}
   if "jaxprune-auto" not in by:
     return {}
   auto, q = by["jaxprune-auto"], {}
   others = [by[p] for p in BLAS_PEERS if p in by]
-  if others:
-    best = min(others, key=lambda r: r["seconds"])
+  same = [r for r in others if r.get("same_fixed_point") is not False]
+  if same:
+    best = min(same, key=lambda r: r["seconds"])
     q.update(best_peer=best["peer"], best_over_auto=best["seconds"] / auto["seconds"])
-    q["best_same_fixed_point"] = best.get("same_fixed_point")
+  if others:
     reach = [r for r in others if r.get("seconds_to_target") is not None]
     if reach and auto.get("seconds_to_target"):
       bt = min(reach, key=lambda r: r["seconds_to_target"])
@@ -420,9 +429,11 @@ def ratio_lines(ds_rows: list[dict]) -> list[str]:
   lines = []
   if "best_peer" in q:
     lines.append(
-      f"{ds:>10} fixed point: best peer {q['best_peer']} / jaxprune-auto = "
+      f"{ds:>10} same fixed point: best peer {q['best_peer']} / jaxprune-auto = "
       f"{q['best_over_auto']:.2f}x"
     )
+  elif ds_rows and "jaxprune-auto" in {r["peer"] for r in ds_rows}:
+    lines.append(f"{ds:>10} same fixed point: no other peer stopped there")
   if "best_peer_target" in q:
     lines.append(
       f"{ds:>10} to the target: best peer {q['best_peer_target']} / jaxprune-auto = "
@@ -437,12 +448,25 @@ def _fmt(v, spec=".2f", none="-"):
   return none if v is None else format(v, spec)
 
 
-def format_table(cfg: BenchKMeansConfig, rows: list[dict], kernels: dict) -> str:
+def render(path: str) -> str:
+  """Rewrite the table of a converge run from its JSON (``path``; the .md next to it)."""
+  from jaxprune.core.config import from_dict
+
+  res = io.read_json(path)
+  cfg = from_dict(BenchKMeansConfig, res["config"])
+  # runs before the cores were recorded: 2 cores (the logs say so)
+  cpu = res.get("machine") or f"{res['cpu']} (2 cores)"
+  table = format_table(cfg, res["rows"], res["kernels"], cpu=cpu)
+  io.save_text(os.path.splitext(path)[0] + ".md", table)
+  return table
+
+
+def format_table(cfg: BenchKMeansConfig, rows: list[dict], kernels: dict, cpu=None) -> str:
   """The results as markdown (for docs/benchmarks.md)."""
   lines = [
     f"N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, tol {cfg.kmeans.tol:g}, at most "
-    f"{cfg.kmeans.max_iter} iterations, seed {cfg.seed}, CPU {cpu_model()} ({os.cpu_count()} "
-    f"cores). Seconds exclude jaxprune's compilation; faiss runs jaxprune-lloyd's iterations; "
+    f"{cfg.kmeans.max_iter} iterations, seed {cfg.seed}, CPU {cpu or machine()}. "
+    "Seconds exclude jaxprune's compilation; faiss runs jaxprune-lloyd's iterations; "
     f"skipped: the distances jaxprune's bounds did not compute; target: {cfg.target_rel:g} "
     "above jaxprune-lloyd's final inertia; final inertia: one float64 evaluator for every "
     f"peer's centroids, against jaxprune-lloyd's (same fixed point: within {SAME_REL:g}).",
@@ -478,14 +502,15 @@ def format_table(cfg: BenchKMeansConfig, rows: list[dict], kernels: dict) -> str
   if any(summary.values()):
     lines += [
       "",
-      "| dataset | best peer (fixed point) | best / jaxprune-auto | best peer (target) | "
+      "| dataset | best peer (same fixed point) | best / jaxprune-auto | best peer (target) | "
       "best / jaxprune-auto | jaxprune-lloyd / jaxprune-auto |",
       "| --- | --- | --- | --- | --- | --- |",
     ]
+    x = lambda v: "-" if v is None else f"{v:.2f}x"
     for ds, q in summary.items():
       lines.append(
-        f"| {ds} | {q.get('best_peer', '-')} | {_fmt(q.get('best_over_auto'), '.2f')}x | "
-        f"{q.get('best_peer_target', '-')} | {_fmt(q.get('best_over_auto_target'), '.2f')}x | "
-        f"{_fmt(q.get('lloyd_over_auto'), '.2f')}x |"
+        f"| {ds} | {q.get('best_peer', 'none there')} | {x(q.get('best_over_auto'))} | "
+        f"{q.get('best_peer_target', '-')} | {x(q.get('best_over_auto_target'))} | "
+        f"{x(q.get('lloyd_over_auto'))} |"
       )
   return "\n".join(lines) + "\n"
