@@ -369,6 +369,8 @@ def bench_kmeans(cfg: BenchKMeansConfig) -> None:
     imagenet_scoring(cfg)
   elif cfg.mode == "iteration":
     compare_kmeans(cfg)
+  elif cfg.mode == "ab":
+    converge_benchmark.ab(cfg)
   else:
     converge_benchmark.converge(cfg)
 

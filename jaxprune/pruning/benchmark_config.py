@@ -31,9 +31,10 @@ class BenchKMeansConfig:
   """Benchmark k-means: time to convergence (default) or one Lloyd iteration, jaxprune vs
   scikit-learn vs faiss; or ImageNet-sized scoring end to end."""
 
-  mode: Literal["converge", "iteration"] = "converge"
+  mode: Literal["converge", "iteration", "ab"] = "converge"
   """converge: seconds to the Lloyd fixed point (tol 0, at most max_iter iterations);
-  iteration: the marginal cost of one Lloyd iteration against a matmul roofline"""
+  iteration: the marginal cost of one Lloyd iteration against a matmul roofline; ab: jaxprune's
+  auto against its lloyd to the fixed point, interleaved in one process (``iters`` rounds)"""
   n: int = 100_000
   """points"""
   d: int = 256

@@ -289,6 +289,45 @@ def converge_child(cfg: BenchKMeansConfig) -> dict:
   }
 
 
+def ab(cfg: BenchKMeansConfig) -> dict:
+  """jaxprune ``algorithm="auto"`` against ``"lloyd"`` to the fixed point on each dataset,
+  interleaved in this process (auto, lloyd, auto, lloyd, ...; ``cfg.iters`` rounds after one
+  untimed round), so that the machine's drift falls on both alike. Prints each round and the
+  medians, writes ``cfg.out`` (JSON)."""
+  import jax
+  import jax.numpy as jnp
+
+  from jaxprune.pruning.kmeans import kmeans
+
+  _child(cfg, "prepare", capture=False)
+  print(f"auto vs lloyd, interleaved, {cfg.iters} rounds; CPU {machine()}", flush=True)
+  out = {"config": to_dict(cfg), "machine": machine(), "rows": []}
+  for dataset in cfg.data:
+    x, c0 = _load(cfg, dataset)
+    xj, cj = jnp.asarray(x), jnp.asarray(c0)
+    kw = {**cfg.kmeans.kwargs(), "max_iter": cfg.kmeans.max_iter}
+    run = lambda a: kmeans(xj, k=cfg.kmeans.k, key=0, init=cj, **{**kw, "algorithm": a})
+    secs = {"auto": [], "lloyd": []}
+    for r in range(cfg.iters + 1):
+      for a in secs:
+        t = time.perf_counter()
+        jax.block_until_ready(run(a))
+        if r:
+          secs[a].append(time.perf_counter() - t)
+    med = {a: float(np.median(v)) for a, v in secs.items()}
+    row = {"dataset": dataset, "seconds": secs, "median": med}
+    row["auto_over_lloyd"] = med["auto"] / med["lloyd"]
+    out["rows"].append(row)
+    print(
+      f"{dataset:>10}: auto {' '.join(f'{v:.2f}' for v in secs['auto'])} (median "
+      f"{med['auto']:.2f} s), lloyd {' '.join(f'{v:.2f}' for v in secs['lloyd'])} (median "
+      f"{med['lloyd']:.2f} s): auto / lloyd = {row['auto_over_lloyd']:.3f}",
+      flush=True,
+    )
+  io.save_json(cfg.out, out)
+  return out
+
+
 def evaluate_child(cfg: BenchKMeansConfig) -> dict:
   """Every saved peer's final inertia on ``cfg.dataset`` by one evaluator: labels from a float32
   pass (jaxprune's :func:`assign`), the squared distances to those centroids in float64."""
