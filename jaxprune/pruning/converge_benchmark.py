@@ -13,7 +13,8 @@
   gives every peer's final inertia, compared with jaxprune-lloyd's to 1e-6 relative. A peer that
   stops elsewhere is marked so (scikit-learn relocates empty clusters its own way and stops when
   the labels no longer change; faiss splits big clusters into empty ones and has no convergence
-  test, so it runs as many iterations as jaxprune-lloyd needed).
+  test at tol 0, so it is given as many iterations as jaxprune-lloyd needed; faiss 1.15 still
+  ends early once its objective stops falling, ``early_stop_threshold`` 0).
 * **Time to a target inertia** (``target_rel`` above jaxprune-lloyd's fixed point): from
   scikit-learn's and faiss's per-iteration records (the inertia of each iteration's
   assignment, stamped), and for jaxprune a second timed run of as many iterations as Lloyd's
@@ -505,7 +506,8 @@ def format_table(cfg: BenchKMeansConfig, rows: list[dict], kernels: dict, cpu=No
   lines = [
     f"N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, tol {cfg.kmeans.tol:g}, at most "
     f"{cfg.kmeans.max_iter} iterations, seed {cfg.seed}, CPU {cpu or machine()}. "
-    "Seconds exclude jaxprune's compilation; faiss runs jaxprune-lloyd's iterations; "
+    "Seconds exclude jaxprune's compilation; faiss is given jaxprune-lloyd's iterations (it stops "
+    "earlier when its objective stops falling: early_stop_threshold 0); "
     f"skipped: the distances jaxprune's bounds did not compute; target: {cfg.target_rel:g} "
     "above jaxprune-lloyd's final inertia; final inertia: one float64 evaluator for every "
     f"peer's centroids, against jaxprune-lloyd's (same fixed point: within {SAME_REL:g}).",
