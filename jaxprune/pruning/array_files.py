@@ -53,3 +53,25 @@ def load_npz(path: str, keys, *, what: str = "array file") -> tuple[dict, list[s
       return {k: z[k] for k in keys if k in z.files}, list(z.files)
   except _READ_ERRORS as e:
     raise _damaged(path, what, e) from e
+
+
+def file_view(x):
+  """(path, byte offset) when ``x`` is a whole, C-contiguous memory-mapped array, else None."""
+  if isinstance(x, np.memmap) and getattr(x, "filename", None) and x.flags.c_contiguous:
+    return x.filename, int(x.offset)
+  return None
+
+
+def read_range(x, start: int, stop: int) -> np.ndarray:
+  """Rows ``start:stop`` of ``x`` as an array of its own dtype. A memory-mapped file is read with
+  ``readinto`` (its pages never map into this process, so a pass over the file does not grow
+  the resident memory); any other array is sliced."""
+  view = file_view(x)
+  if view is None:
+    return np.asarray(x[start:stop])
+  out = np.empty((stop - start,) + x.shape[1:], x.dtype)
+  row_bytes = x.dtype.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
+  with open(view[0], "rb") as f:
+    f.seek(view[1] + start * row_bytes)
+    f.readinto(memoryview(out.reshape(-1)).cast("B"))
+  return out

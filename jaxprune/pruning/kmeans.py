@@ -37,6 +37,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxprune.pruning import distances
+from jaxprune.pruning.array_files import read_range
 from jaxprune.pruning.distances import Distance
 from jaxprune.pruning.kmeans_bounds import (
   LLOYD,
@@ -191,9 +192,13 @@ def _rows(rows: list) -> str:
 
 
 def _scan(x) -> _Bad:
-  if isinstance(x, np.ndarray):  # numpy / memmap: block by block, bounded memory
+  if isinstance(x, np.ndarray):  # numpy / memmap: block by block, bounded memory (a memmap's
+    # blocks are read, not mapped: the resident memory stays a block whatever the file's size)
     step = max(1, (1 << 26) // max(1, x.shape[1]))
-    parts = [_scan_block(np, x[i : i + step], i) for i in range(0, x.shape[0], step)]
+    parts = [
+      _scan_block(np, read_range(x, i, min(i + step, x.shape[0])), i)
+      for i in range(0, x.shape[0], step)
+    ]
   else:
     parts = [_scan_block(jnp, jnp.asarray(x), 0)]
   return _Bad(

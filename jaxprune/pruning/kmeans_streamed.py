@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from jaxprune.pruning import distances
 from jaxprune.pruning import kmeans_bounds as kb
+from jaxprune.pruning.array_files import file_view
 from jaxprune.pruning.distances import Distance
 from jaxprune.pruning.kmeans import (
   check_k,
@@ -41,18 +42,11 @@ from jaxprune.pruning.kmeans_kernels import (
 )
 
 
-def _file_view(x):
-  """(path, byte offset) when ``x`` is a whole, C-contiguous memory-mapped array, else None."""
-  if isinstance(x, np.memmap) and getattr(x, "filename", None) and x.flags.c_contiguous:
-    return x.filename, int(x.offset)
-  return None
-
-
 def iter_blocks(x, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
   """Yield ``(start, block)`` with every block exactly ``block_size`` rows (the last one
   zero-padded)."""
   n, d = x.shape
-  view = _file_view(x)
+  view = file_view(x)
   f = open(view[0], "rb") if view else None
   try:
     for start in range(0, n, block_size):
@@ -71,7 +65,7 @@ def iter_blocks(x, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
 
 def read_rows(x, idx: np.ndarray) -> np.ndarray:
   """Rows ``idx`` (sorted) of ``x`` as float32, read without mapping the whole file."""
-  view = _file_view(x)
+  view = file_view(x)
   if view is None or x.dtype != np.float32:
     return np.asarray(x[idx], np.float32)
   d = x.shape[1]
