@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from jaxprune.core.config import parse, to_dict
 from jaxprune.core.machine import peak_rss_gib
 from jaxprune.pruning import converge_benchmark, keys
 from jaxprune.pruning.benchmark_config import PEERS, BenchKMeansConfig, BenchTrainConfig
+from jaxprune.pruning.converge_benchmark import converge_paths, kmeans_flags
 from jaxprune.pruning.kmeans_config import KMeansConfig
 
 WARM = 2  # Lloyd iterations of the baseline run, subtracted from the timed one
@@ -103,12 +103,6 @@ def digits_ssl_embeddings(data_dir: str) -> np.ndarray:
   emb = np.asarray(ssl_embeddings(images, cfg=ssl, seed=seed, workdir=os.path.join(data_dir, name)))
   io.save_npy(path, emb)
   return emb
-
-
-def converge_paths(cfg: BenchKMeansConfig, dataset: str) -> tuple[str, str]:
-  """The files that hold ``dataset``'s ``x_NxD`` and ``c0_KxD`` for every converge child."""
-  stem = os.path.join(cfg.data_dir, f"{dataset}-n{cfg.n}-d{cfg.d}-k{cfg.kmeans.k}-seed{cfg.seed}")
-  return stem + ".x.npy", stem + ".c0.npy"
 
 
 def prepare_data(cfg: BenchKMeansConfig) -> None:
@@ -220,15 +214,6 @@ def _child(cfg: BenchKMeansConfig, who: str, *extra: str, capture: bool = True) 
   return json.loads(r.stdout.strip().splitlines()[-1]) if capture else None
 
 
-def kmeans_flags(kmeans: KMeansConfig) -> list[str]:
-  """``["--kmeans.k", "1000", ...]``: the command-line flags that give ``kmeans``."""
-  return [
-    a
-    for f in dataclasses.fields(kmeans)
-    for a in (f"--kmeans.{f.name}", str(getattr(kmeans, f.name)))
-  ]
-
-
 def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
   """Time every peer in its own process; returns the printed report's lines (also printed as
   they come)."""
@@ -260,27 +245,6 @@ def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # time to convergence
-
-
-def _skipped_brief(skipped: list[float], ends: int = 3) -> str:
-  """``0% 12% 31% .. 97% 98% 98%``: the first and last ``ends`` iterations."""
-  pct = [f"{s:.0%}" for s in skipped]
-  return " ".join(pct if len(pct) <= 2 * ends + 1 else [*pct[:ends], "..", *pct[-ends:]])
-
-
-def format_peer(r: dict) -> str:
-  """One line of the report: a peer on a dataset."""
-  first = f" (compile+first {r['first_seconds']:.2f} s)" if "first_seconds" in r else ""
-  state = {True: "converged", False: "cap", None: "fixed"}[r["converged"]]
-  line = (
-    f"{r['dataset']:>10} {r['peer']:>14}: {r['seconds']:8.3f} s{first}  {r['n_iter']:>4} it "
-    f"({state})  peak RSS {r['peak_rss_gib']:.2f} GiB  inertia {r['inertia']:.6g}"
-  )
-  if "skipped" in r and r["peer"] != "jaxprune-lloyd":
-    line += (
-      f"  skipped per iteration {_skipped_brief(r['skipped'])}, overall {r['skipped_overall']:.1%}"
-    )
-  return line
 
 
 def _write_imagenet_embeddings(path: str, seed: int) -> None:

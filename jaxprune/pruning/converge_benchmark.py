@@ -27,6 +27,7 @@ fraction of distances the bounds skipped (per iteration), the kernel, peak memor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io as _io
 import json
 import os
@@ -41,6 +42,7 @@ from jaxprune.core.config import to_dict
 from jaxprune.core.machine import cpu_model, own_peak_rss_gib
 from jaxprune.pruning import keys
 from jaxprune.pruning.benchmark_config import PEERS, BenchKMeansConfig
+from jaxprune.pruning.kmeans_config import KMeansConfig
 
 BLAS_PEERS = ("sklearn-lloyd", "sklearn-elkan", "faiss")  # the peers jaxprune-auto is set against
 # jaxprune-lloyd first: its fixed point sets the target inertia and the iterations to reach it
@@ -56,6 +58,46 @@ RUN_ORDER = (
 SAME_REL = 1e-6  # final inertia this close to jaxprune-lloyd's: the same fixed point
 KERNEL_ITERS = 3  # Lloyd iterations timed per kernel in the kernel check
 LIBRARY = {"sklearn-lloyd": "sklearn", "sklearn-elkan": "sklearn", "faiss": "faiss"}
+
+
+# ---------------------------------------------------------------------------------------------
+# shared with benchmark.py: data files, flags, the report's lines
+
+
+def converge_paths(cfg: BenchKMeansConfig, dataset: str) -> tuple[str, str]:
+  """The files that hold ``dataset``'s ``x_NxD`` and ``c0_KxD`` for every converge child."""
+  stem = os.path.join(cfg.data_dir, f"{dataset}-n{cfg.n}-d{cfg.d}-k{cfg.kmeans.k}-seed{cfg.seed}")
+  return stem + ".x.npy", stem + ".c0.npy"
+
+
+def kmeans_flags(kmeans: KMeansConfig) -> list[str]:
+  """``["--kmeans.k", "1000", ...]``: the command-line flags that give ``kmeans``."""
+  return [
+    a
+    for f in dataclasses.fields(kmeans)
+    for a in (f"--kmeans.{f.name}", str(getattr(kmeans, f.name)))
+  ]
+
+
+def _skipped_brief(skipped: list[float], ends: int = 3) -> str:
+  """``0% 12% 31% .. 97% 98% 98%``: the first and last ``ends`` iterations."""
+  pct = [f"{s:.0%}" for s in skipped]
+  return " ".join(pct if len(pct) <= 2 * ends + 1 else [*pct[:ends], "..", *pct[-ends:]])
+
+
+def format_peer(r: dict) -> str:
+  """One line of the report: a peer on a dataset."""
+  first = f" (compile+first {r['first_seconds']:.2f} s)" if "first_seconds" in r else ""
+  state = {True: "converged", False: "cap", None: "fixed"}[r["converged"]]
+  line = (
+    f"{r['dataset']:>10} {r['peer']:>14}: {r['seconds']:8.3f} s{first}  {r['n_iter']:>4} it "
+    f"({state})  peak RSS {r['peak_rss_gib']:.2f} GiB  inertia {r['inertia']:.6g}"
+  )
+  if "skipped" in r and r["peer"] != "jaxprune-lloyd":
+    line += (
+      f"  skipped per iteration {_skipped_brief(r['skipped'])}, overall {r['skipped_overall']:.1%}"
+    )
+  return line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,8 +222,6 @@ def kernel_check(cfg: BenchKMeansConfig, child) -> dict:
 
 
 def _load(cfg: BenchKMeansConfig, dataset: str):
-  from jaxprune.pruning.benchmark import converge_paths
-
   x_path, c0_path = converge_paths(cfg, dataset)
   return np.load(x_path), np.load(c0_path)
 
@@ -355,8 +395,6 @@ def evaluate_child(cfg: BenchKMeansConfig) -> dict:
 
 
 def _child(cfg: BenchKMeansConfig, who: str, *extra: str, env=None, capture=True) -> dict:
-  from jaxprune.pruning.benchmark import kmeans_flags
-
   cmd = [sys.executable, "-m", "jaxprune.pruning.benchmark", "--only", who, *extra]
   for name in ("mode", "n", "d", "iters", "seed", "data_dir"):
     cmd += [f"--{name}", str(getattr(cfg, name))]
@@ -379,8 +417,6 @@ def time_to_target(row: dict, target: float) -> float | None:
 def converge(cfg: BenchKMeansConfig) -> dict:
   """Every peer to the fixed point on every dataset (each in its own process, the BLAS peers
   with their fastest kernel); prints the lines and the table, writes ``cfg.out`` and its .md."""
-  from jaxprune.pruning.benchmark import format_peer
-
   print(
     f"k-means to the fixed point: N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, tol "
     f"{cfg.kmeans.tol:g}, at most {cfg.kmeans.max_iter} iterations, data "
