@@ -4,13 +4,15 @@ Same data and the same initial centroids for every peer, each peer in its own pr
 its peak memory (max RSS) is its own.
 
 --mode converge (default): time to the Lloyd fixed point (--kmeans.tol 0, at most
---kmeans.max_iter iterations) of jaxprune-auto (bound-based, algorithm="auto"), jaxprune-lloyd,
-scikit-learn lloyd and elkan, and faiss (no convergence test: it runs as many iterations as
-jaxprune-lloyd needed). jaxprune's compilation is excluded (a first identical call is timed
-apart). One line per peer and dataset: seconds, iterations, peak RSS, final inertia, and for
-jaxprune-auto the fraction of distance computations its bounds skipped; then the speed-up of
-jaxprune-auto over the fastest other peer and over jaxprune-lloyd, and a markdown table (also
-written to --out and its .md). Datasets:
+--kmeans.max_iter iterations) and to a target inertia (--target_rel above jaxprune-lloyd's fixed
+point) of jaxprune-auto (group bounds where they pay), jaxprune-yinyang, jaxprune-hamerly,
+jaxprune-lloyd, scikit-learn lloyd and elkan, and faiss (given jaxprune-lloyd's iterations; it
+may stop earlier). A kernel check first times scikit-learn and faiss under OPENBLAS_CORETYPE as
+set, unset and the CPU's best, and each then runs with its fastest (--blas env: as set); the
+kernel each loaded is printed beside its figures. jaxprune's compilation is excluded. One
+evaluator scores every peer's final centroids in float64 and marks whether it stopped at Lloyd's
+fixed point. Written: --out (JSON) and its .md; --render PATH rewrites a run's table from its
+JSON. Datasets:
 
   weak        weakly clustered Gaussian (centres ~ N(0, 0.3^2), unit noise): slow to converge
   blobs       well separated blobs: K centres ~ N(0, 1) per dimension, isotropic noise of std 0.1
@@ -26,6 +28,10 @@ same run.
   python scripts/bench_kmeans.py                        # converge: N=100,000 D=256 K=1,000
   python scripts/bench_kmeans.py --n 5000 --d 32 --kmeans.k 50 --kmeans.max_iter 30  # quick
   python scripts/bench_kmeans.py --data blobs --peers jaxprune-auto sklearn-elkan
+  python scripts/bench_kmeans.py --kmeans.k 10000 --data blobs digits-ssl \
+      --peers jaxprune-auto jaxprune-lloyd sklearn-lloyd faiss     # K = 10,000
+  python scripts/bench_kmeans.py --mode ab --iters 3    # auto vs lloyd, interleaved, one process
+  python scripts/bench_kmeans.py --render docs/kmeans_bench_issue30/n100k_k1k/converge.json
   python scripts/bench_kmeans.py --mode iteration       # one Lloyd iteration, 10 timed
   python scripts/bench_kmeans.py --mode iteration --n 20000 --iters 3    # quick
   python scripts/bench_kmeans.py --imagenet true --kmeans.max_iter 50   # 1,281,167 x 2048,
