@@ -33,7 +33,7 @@ from jaxprune.core.config import parse, to_dict
 from jaxprune.core.machine import peak_rss_gib
 from jaxprune.pruning import converge_benchmark, keys
 from jaxprune.pruning.benchmark_config import PEERS, BenchKMeansConfig, BenchTrainConfig
-from jaxprune.pruning.converge_benchmark import converge_paths, kmeans_flags
+from jaxprune.pruning.converge_benchmark import converge_paths, kmeans_flags, run_child
 from jaxprune.pruning.kmeans_config import KMeansConfig
 
 WARM = 2  # Lloyd iterations of the baseline run, subtracted from the timed one
@@ -201,19 +201,6 @@ def _matmul_gflops() -> float:
   return 2 * 4096**3 / min(ts) / 1e9
 
 
-def _child(cfg: BenchKMeansConfig, who: str, *extra: str, capture: bool = True) -> dict | None:
-  """Run ``who`` in a child process (``--only who``) with cfg's sizes; its JSON line (``None``
-  when the output is not captured)."""
-  cmd = [sys.executable, "-m", __name__, "--only", who, *extra]
-  for name in ("mode", "n", "d", "iters", "seed", "data_dir"):
-    cmd += [f"--{name}", str(getattr(cfg, name))]
-  cmd += kmeans_flags(cfg.kmeans)
-  r = subprocess.run(cmd, capture_output=capture, text=True)
-  if r.returncode != 0:
-    raise RuntimeError(f"benchmark child {who!r} failed:\n{(r.stderr or '')[-3000:]}")
-  return json.loads(r.stdout.strip().splitlines()[-1]) if capture else None
-
-
 def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
   """Time every peer in its own process; returns the printed report's lines (also printed as
   they come)."""
@@ -224,11 +211,11 @@ def compare_kmeans(cfg: BenchKMeansConfig) -> list[str]:
     f"Lloyd iteration, N={cfg.n:,} D={cfg.d} K={cfg.kmeans.k:,}, marginal cost of {cfg.iters} "
     f"iterations, data {cfg.n * cfg.d * 4 / 2**20:.0f} MiB float32"
   )
-  roof = _child(cfg, "matmul")["gflops"]
+  roof = run_child(cfg, "matmul")["gflops"]
   say(f"float32 matmul 4096^3 (jax.jit): {roof:.1f} GFLOP/s  (practical roofline)")
   rows = {}
   for who in ("jaxprune", "sklearn", "faiss"):
-    r = _child(cfg, who)
+    r = run_child(cfg, who)
     r["gflops"] = flop / r["per_iter"] / 1e9
     rows[who] = r
     say(

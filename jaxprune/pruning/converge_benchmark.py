@@ -44,7 +44,6 @@ from jaxprune.pruning import keys
 from jaxprune.pruning.benchmark_config import PEERS, BenchKMeansConfig
 from jaxprune.pruning.kmeans_config import KMeansConfig
 
-BLAS_PEERS = ("sklearn-lloyd", "sklearn-elkan", "faiss")  # the peers jaxprune-auto is set against
 # jaxprune-lloyd first: its fixed point sets the target inertia and the iterations to reach it
 RUN_ORDER = (
   "jaxprune-lloyd",
@@ -58,6 +57,7 @@ RUN_ORDER = (
 SAME_REL = 1e-6  # final inertia this close to jaxprune-lloyd's: the same fixed point
 KERNEL_ITERS = 3  # Lloyd iterations timed per kernel in the kernel check
 LIBRARY = {"sklearn-lloyd": "sklearn", "sklearn-elkan": "sklearn", "faiss": "faiss"}
+BLAS_PEERS = tuple(LIBRARY)  # the peers jaxprune-auto is set against
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def ab(cfg: BenchKMeansConfig) -> dict:
 
   from jaxprune.pruning.kmeans import kmeans
 
-  _child(cfg, "prepare", capture=False)
+  run_child(cfg, "prepare", capture=False)
   print(f"auto vs lloyd, interleaved, {cfg.iters} rounds; CPU {machine()}", flush=True)
   out = {"config": to_dict(cfg), "machine": machine(), "rows": []}
   for dataset in cfg.data:
@@ -394,7 +394,10 @@ def evaluate_child(cfg: BenchKMeansConfig) -> dict:
 # the run
 
 
-def _child(cfg: BenchKMeansConfig, who: str, *extra: str, env=None, capture=True) -> dict:
+def run_child(cfg: BenchKMeansConfig, who: str, *extra: str, env=None, capture=True) -> dict:
+  """Run ``who`` in a child process (``python -m jaxprune.pruning.benchmark --only who``) with
+  cfg's sizes, datasets and k-means flags, under ``env`` (None: this one); its JSON line ({}
+  when the output is not captured)."""
   cmd = [sys.executable, "-m", "jaxprune.pruning.benchmark", "--only", who, *extra]
   for name in ("mode", "n", "d", "iters", "seed", "data_dir"):
     cmd += [f"--{name}", str(getattr(cfg, name))]
@@ -423,9 +426,11 @@ def converge(cfg: BenchKMeansConfig) -> dict:
     f"{cfg.n * cfg.d * 4 / 2**20:.0f} MiB float32; CPU: {cpu_model()} ({os.cpu_count()} cores)",
     flush=True,
   )
-  _child(cfg, "prepare", capture=False)  # the data (and the digits' encoder) in a child
+  run_child(cfg, "prepare", capture=False)  # the data (and the digits' encoder) in a child
   kernels = (
-    kernel_check(cfg, lambda who, env: _child(cfg, who, env=env)) if cfg.blas == "fastest" else {}
+    kernel_check(cfg, lambda who, env: run_child(cfg, who, env=env))
+    if cfg.blas == "fastest"
+    else {}
   )
   env_of = {
     p: kernel_env(kernels[LIBRARY[p]]["fastest"]) if LIBRARY.get(p) in kernels else None
@@ -442,13 +447,13 @@ def converge(cfg: BenchKMeansConfig) -> dict:
         extra += ["--faiss_iter", str(lloyd_iter)]
       if peer.startswith("jaxprune") and target_iter:
         extra += ["--target_iter", str(target_iter)]
-      r = {"dataset": dataset, "peer": peer, **_child(cfg, peer, *extra, env=env_of[peer])}
+      r = {"dataset": dataset, "peer": peer, **run_child(cfg, peer, *extra, env=env_of[peer])}
       r["centroids"] = path
       if peer == "jaxprune-lloyd":
         lloyd_iter, target, target_iter = r["n_iter"], r["target"], r["target_iter"]
       ds_rows.append(r)
       print(format_peer(r) + f"  [{r['kernel']}]", flush=True)
-    ev = _child(
+    ev = run_child(
       cfg, "evaluate", "--dataset", dataset, "--evaluate", *(r["centroids"] for r in ds_rows)
     )
     ref = next((r for r in ds_rows if r["peer"] == "jaxprune-lloyd"), None)

@@ -66,6 +66,7 @@ from jaxprune.pruning.kmeans_kernels import (
   N_FAR,
   LloydStats,
   add_chunk,
+  best_of,
   empty_stats,
   lloyd_pass,
   nearest,
@@ -149,11 +150,9 @@ def nearest_groups(xp_CxD, c_KxD, distance: Distance, groups: Groups):
   """``(labels_C, best_C, low_CxG)``: the nearest centroid (lowest index among ties, as
   :func:`kmeans_kernels.nearest`), its score, and per group the least score of any centroid
   other than the nearest (a tied centroid gives ``best``)."""
-  k = c_KxD.shape[0]
   score_KxC = distance.scores(xp_CxD, c_KxD)
-  best_C = jnp.min(score_KxC, axis=0)
-  k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
-  labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, k), axis=0)
+  labels_C, best_C = best_of(score_KxC)
+  k_ids = jnp.arange(c_KxD.shape[0], dtype=jnp.int32)[:, None]
   masked = jnp.where(k_ids == labels_C[None, :], jnp.inf, score_KxC)
   return labels_C, best_C, group_min(masked, groups).T
 
@@ -539,13 +538,13 @@ def choose(s: Schedule, i, frac_active, k: int, algorithm: str, n_groups: int = 
   return mode.astype(jnp.int32), Schedule(mode != LLOYD, s.changed, wait, probe_at, s.work)
 
 
-def observe(s: Schedule, n_changed, n_valid, mode=None, work=None) -> Schedule:
+def observe(s: Schedule, n_changed, n_valid, mode, work) -> Schedule:
   """The schedule after a pass: the labels it changed and, for a compacted pass (``mode``
   SPARSE), the fraction of the distances it computed (``work``)."""
-  s = s._replace(changed=n_changed.astype(jnp.float32) / n_valid)
-  if mode is None:
-    return s
-  return s._replace(work=jnp.where(mode == SPARSE, jnp.float32(work), -1.0))
+  return s._replace(
+    changed=n_changed.astype(jnp.float32) / n_valid,
+    work=jnp.where(mode == SPARSE, jnp.float32(work), -1.0),
+  )
 
 
 def is_active(b: Bounds) -> jax.Array:

@@ -55,26 +55,17 @@ class LloydStats(NamedTuple):
 # chunk kernels
 
 
-def nearest2(xp_CxD: jax.Array, c_KxD: jax.Array, distance: Distance):
-  """``(labels_C, best_C, second_C)``: the nearest centroid (lowest index among ties), its score
-  and the lowest score of any other centroid (equal to ``best`` when two centroids tie)."""
-  k = c_KxD.shape[0]
-  score_KxC = distance.scores(xp_CxD, c_KxD)
+def best_of(score_KxC: jax.Array):
+  """``(labels_C, best_C)``: each column's least score and its row, the lowest among ties."""
   best_C = jnp.min(score_KxC, axis=0)
-  k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
-  labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, k), axis=0)
-  # only the label is masked: a centroid tied with it gives second == best
-  second_C = jnp.min(jnp.where(k_ids == labels_C[None, :], jnp.inf, score_KxC), axis=0)
-  return labels_C, best_C, second_C
+  k_ids = jnp.arange(score_KxC.shape[0], dtype=jnp.int32)[:, None]
+  labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, score_KxC.shape[0]), axis=0)
+  return labels_C, best_C
 
 
 def nearest(xp_CxD: jax.Array, c_KxD: jax.Array, distance: Distance):
   """Nearest centroid of each prepared point: ``(labels_C int32, sqdist_C float32)``."""
-  k = c_KxD.shape[0]
-  score_KxC = distance.scores(xp_CxD, c_KxD)
-  best_C = jnp.min(score_KxC, axis=0)
-  k_ids = jnp.arange(k, dtype=jnp.int32)[:, None]
-  labels_C = jnp.min(jnp.where(score_KxC == best_C[None, :], k_ids, k), axis=0)
+  labels_C, best_C = best_of(distance.scores(xp_CxD, c_KxD))
   return labels_C, distance.sqdist_from_score(best_C, xp_CxD)
 
 

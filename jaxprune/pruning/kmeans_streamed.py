@@ -207,7 +207,9 @@ def kmeans_streamed(
   for n_iter in range(1, max_iter + 1):
     i = n_iter - 1
     if bounded:
-      n_active = int(sum(_count_active(b, chunk_size) for b in bounds.values()))  # one host sync
+      n_active = n  # only "auto" with valid bounds reads the estimate (one host sync)
+      if algorithm == "auto" and bool(sched.bounded):
+        n_active = float(sum(_count_active(b, chunk_size) for b in bounds.values()))
       mode, sched = kb.choose(sched, jnp.int32(i), n_active / n, k, algorithm, n_groups)
       mode = kb.LLOYD if i == 0 else int(mode)  # the first pass also finds the largest norm
     stats = empty_stats(k, d)
@@ -244,7 +246,7 @@ def kmeans_streamed(
     else:
       computed[i] = 1.0
     c_new, shift, moved = _update(c, stats, distance=distance)
-    if bounded:
+    if bounded and mode != kb.LLOYD:  # Lloyd's pass dropped the bounds: nothing to loosen
       bounds = {s: _loosen(b, moved, grp) for s, b in bounds.items()}
     c = c_new
     shift = float(shift)
