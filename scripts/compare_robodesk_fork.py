@@ -1,18 +1,27 @@
-"""Our RoboDesk against the authors' fork (SsnL/robodesk) on the same seed and actions.
+"""Our RoboDesk against the authors' fork (SsnL/robodesk at baff50d) on the same seeds and actions.
 
   git clone https://github.com/SsnL/robodesk ~/robodesk_fork && pip install opencv-python-headless
   python scripts/compare_robodesk_fork.py --fork_dir ~/robodesk_fork
 
-Both environments get the same seed and the same actions (random, then the scripted press of the
-green button); with the button, light and camera distractors on (no TV: the fork reads its videos
-through scikit-video). At every agent step it prints nothing; at the end, the largest absolute
-difference of the physics state (qpos), the button-sensor noise, the lights' brightness and
-positions, the camera walk (eye and target), the green indicator's alpha, and the push_green
-reward (0.25 pressed + 0.75 reach, the non-TV terms of tv_green_hue). The fork's pixels are not
-compared (its render crops with an array box, which current Pillow rejects; it is stubbed out),
-and its plain ``RoboDesk`` mixes the light noise at 0.7 (ours, like its ``RoboDeskWithTV``, at
-1), so ours is set to 0.7 here. The fork's desk.xml differs from the package's only by the
-indicator overlays, so ours keeps reading the pinned package's assets.
+The fork's ``RoboDeskWithTV``, the environment the Denoised MDP release trains on (three desks,
+the TV, every distractor on: ``distractors="all"``), and ours (``noisy``) get the same seed, the
+same TV videos and the same actions (20 random, then the scripted press of the green button).
+The videos are written first: ``--videos`` colour clips of our procedural source, as .mp4 files
+in a temporary directory that both read (``--tv_pattern``/``video_dir``). It reports:
+
+* the two compiled models: every numeric array of MuJoCo's ``MjModel`` (names aside) compared;
+* per observation, the largest absolute difference of the physics state (qpos, qvel), the button
+  noise, the lights (brightness, positions), the camera walk (eye, target), the green indicator's
+  alpha, the TV's start frames, its texture, the per-step reward (``tv_green_hue``, dense), and the
+  image (largest and mean absolute pixel difference);
+* at reset, for each: the share of the image the TV screen covers and the green button's centre
+  in image pixels (from a segmentation render of each one's own view).
+
+Shims, so that the fork's code runs with today's libraries (nothing else of it is changed):
+MuJoCo 3 renamed ``tex_rgb`` to ``tex_data`` and gave ``mat_texid`` one column per texture role
+(its TV is handed a view of the physics with the old names); Pillow 10+ rejects the fork's
+NumPy-array crop box (``Image.crop`` is given it as a tuple, in this process only); scikit-video
+does not import with NumPy 2, so ``skvideo.io.vread`` is imageio's ``imread`` of the same file.
 
 The fork's code runs in this process, so where it comes from is checked: ``--fork_dir`` has no
 default (a shared default such as /tmp/fork is a place anyone may fill), and the directory, its
@@ -25,9 +34,12 @@ before importing anything. The package is then imported from that exact location
 
 import importlib
 import importlib.util
+import json
 import os
 import stat
 import sys
+import tempfile
+import types
 from dataclasses import dataclass
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before dm_control loads
@@ -96,12 +108,21 @@ class ForkCompareConfig:
   fork_dir: str
   """a checkout of https://github.com/SsnL/robodesk, owned by you and writable by no one else"""
   seeds: tuple[int, ...] = (0, 1, 2)
-  steps: int = 200
+  steps: int = 100
   """agent steps per seed (the first 20 random, then the scripted press)"""
+  image_size: int = 96
+  videos: int = 3
+  """procedural clips written as the TV's video files"""
+  video_frames: int = 150
+  """frames per clip (fewer than the TV's 1000: both loop over shuffled files as the fork does)"""
+  out: str = "runs/robodesk_fork_compare.json"
+  figure: str = ""
+  """if set, a PNG of both images at reset and their difference, per seed"""
 
   def __post_init__(self):
     check_fork_dir(self.fork_dir)
     require(self.steps >= 21, f"steps must be >= 21, got {self.steps}")
+    require(self.videos >= 1 and self.video_frames >= 1, "videos and video_frames must be >= 1")
     require(
       len(set(self.seeds)) == len(self.seeds),
       f"seeds holds a duplicate: {sorted(s for s in set(self.seeds) if self.seeds.count(s) > 1)} "
@@ -109,68 +130,213 @@ class ForkCompareConfig:
     )
 
 
+def model_differences(a, b) -> list[str]:
+  """Names of the numeric ``MjModel`` arrays that differ between compiled models ``a`` and ``b``
+  (name tables and paths aside)."""
+  out = []
+  for k in dir(a):
+    if k.startswith(("name", "_")) or k.endswith("pathadr") or k in ("paths", "signature"):
+      continue
+    va, vb = getattr(a, k, None), getattr(b, k, None)
+    if isinstance(va, np.ndarray) and va.dtype != object:
+      if va.shape != vb.shape or not np.array_equal(va, vb, equal_nan=True):
+        out.append(k)
+  return out
+
+
+class _TexIds:
+  """``mat_texid[name]`` as MuJoCo 2 had it: the material's RGB texture."""
+
+  def __init__(self, named_model):
+    import mujoco
+
+    self._ids, self._role = named_model.mat_texid, int(mujoco.mjtTextureRole.mjTEXROLE_RGB)
+
+  def __getitem__(self, name):
+    return int(self._ids[name][self._role])
+
+
+class _OldNames:
+  """A view of ``physics`` with MuJoCo 2's names for what the fork's TV reads."""
+
+  def __init__(self, physics):
+    self._physics = physics
+    model = types.SimpleNamespace(
+      tex_adr=physics.named.model.tex_adr,
+      tex_width=physics.named.model.tex_width,
+      tex_height=physics.named.model.tex_height,
+      tex_rgb=physics.named.model.tex_data,
+      mat_texid=_TexIds(physics.named.model),
+    )
+    self.named = types.SimpleNamespace(model=model, data=physics.named.data)
+
+  def __getattr__(self, name):
+    return getattr(self._physics, name)
+
+
+def install_shims(fork_utils) -> None:
+  """Let the fork's code run with MuJoCo 3, Pillow 13 and NumPy 2 (see the module docstring)."""
+  import imageio.v3 as iio
+  from PIL import Image
+
+  skvideo, skvideo_io = types.ModuleType("skvideo"), types.ModuleType("skvideo.io")
+  skvideo_io.vread = lambda path: iio.imread(path)
+  skvideo.io = skvideo_io
+  sys.modules.setdefault("skvideo", skvideo)
+  sys.modules.setdefault("skvideo.io", skvideo_io)
+  crop = Image.Image.crop
+  Image.Image.crop = lambda self, box=None: crop(self, None if box is None else tuple(box))
+  tv_init = fork_utils.TVManager.__init__
+  fork_utils.TVManager.__init__ = lambda self, physics, *a, **k: tv_init(
+    self, _OldNames(physics), *a, **k
+  )
+
+
+def fork_view_geometry(f, image_size: int) -> dict:
+  """``view_geometry`` of the fork's env: a segmentation render of its own current view (its own
+  pose code), measured as ours is."""
+  import dm_control.mujoco as dm_mujoco
+
+  from jaxprune.envs import robodesk_scene as scene
+
+  plain = dm_mujoco.MovableCamera.render
+  dm_mujoco.MovableCamera.render = lambda self, **k: plain(self, segmentation=True)
+  try:
+    seg = f.render(resize=False)
+  finally:
+    dm_mujoco.MovableCamera.render = plain
+  model = f.physics.model
+  cap = int(np.flatnonzero(model.body_parentid == model.name2id("green_button", "body"))[0])
+  share, _ = scene.geom_in_image(seg, model.name2id("tv_screen", "geom"), image_size)
+  _, button = scene.geom_in_image(seg, int(model.body_geomadr[cap]), image_size)
+  return {"tv_share": share, "button_px": button}
+
+
+def write_videos(directory: str, n: int, frames: int) -> None:
+  import imageio.v2 as iio2
+
+  from jaxprune.envs import backgrounds
+
+  for i in range(n):
+    clip = backgrounds.procedural_color_video(num_frames=frames, height=96, width=128, seed=i)
+    iio2.mimwrite(os.path.join(directory, f"clip{i}.mp4"), clip, fps=25, macro_block_size=1)
+
+
 def main(argv=None):
   cfg = parse(ForkCompareConfig, argv, description=__doc__)
-  from jaxprune.envs import robodesk as ours
+  import mujoco
 
-  assets = ours.asset_dir()  # the pinned package's
+  from jaxprune.core import io
+  from jaxprune.envs import robodesk as ours
+  from jaxprune.envs import robodesk_scene as scene
+
   check_fork_dir(cfg.fork_dir)  # again, right before the import
   fork, fork_utils = import_fork(cfg.fork_dir)
+  install_shims(fork_utils)
 
-  fork_utils.CameraManager.render = lambda self, render_size, image_size=None: np.zeros(
-    (4, 4, 3), np.uint8
+  xml, assets = scene.scene_xml()
+  fork_xml = os.path.join(os.path.realpath(cfg.fork_dir), "robodesk", "assets", "desks_with_tv.xml")
+  model_diff = model_differences(
+    mujoco.MjModel.from_xml_string(xml, assets), mujoco.MjModel.from_xml_path(fork_xml)
   )
-  ours.asset_dir = lambda: assets
-  distractors = ("button", "env_light", "camera")
+  print(f"compiled models: {'equal in every numeric array' if not model_diff else model_diff}")
+
   worst: dict[str, float] = {}
+  per_seed = []
+  figures = []
+  with tempfile.TemporaryDirectory() as videos:
+    write_videos(videos, cfg.videos, cfg.video_frames)
+    for seed in cfg.seeds:
+      f = fork.RoboDeskWithTV(task="tv_green_hue", action_repeat=2, episode_length=2 * cfg.steps,
+                              image_size=cfg.image_size, distractors="all",
+                              tv_video_file_pattern=os.path.join(videos, "*.mp4"))  # fmt: skip
+      f.seed(seed)
+      o = ours.make(seed=seed, image_size=cfg.image_size, episode_length=2 * cfg.steps,
+                    video_dir=videos, shadows=True)  # fmt: skip
+      f_obs, o_obs = f.reset()["image"], o.reset()
+      view = {"fork": fork_view_geometry(f, cfg.image_size), "ours": o.view_geometry()}
+      figures.append((f_obs, o_obs))
+      rewards, pixel_means = [], []
 
-  def record(f, o):
-    fm, named_f, named_o = f.elem_managers, f.physics.named.model, o.physics.named.model
-    ee = o.physics.named.data.site_xpos["end_effector"]
-    reach = np.clip(1 - np.linalg.norm(ee - o.physics.named.data.xpos["green_button"]), 0, 1)
-    pressed = float(o.physics.named.data.qpos["green_light"][0] < -0.00453)
-    diffs = {
-      "qpos": f.physics.data.qpos - o.physics.data.qpos,
-      "button noise": fm["button"].noise - o._noise,
-      "light brightness": f.physics.model.light_diffuse - o.physics.model.light_diffuse,
-      "light position": f.physics.model.light_pos - o.physics.model.light_pos,
-      "camera eye": fm["camera"].jitter_amount["lookfrom"] - o.camera_jitter()["eye"],
-      "camera target": fm["camera"].jitter_amount["lookat"] - o.camera_jitter()["target"],
-      "indicator alpha": named_f.geom_rgba["green_light_overlay"][3]
-      - named_o.geom_rgba["green_light_overlay"][3],
-      "push_green reward": f._get_task_reward("push_green", "dense_reward")
-      - np.clip(0.25 * pressed + 0.75 * reach, 0, 1),
-    }
-    for k, v in diffs.items():
-      worst[k] = max(worst.get(k, 0.0), float(np.max(np.abs(v))))
-    return pressed
+      def record(f_img, o_img, f_r=None, o_r=None):
+        fm, named_f, named_o = f.elem_managers, f.physics.named.model, o.physics.named.model
+        tv = fm["tv"]
+        diffs = {
+          "qpos": f.physics.data.qpos - o.physics.data.qpos,
+          "qvel": f.physics.data.qvel - o.physics.data.qvel,
+          "button noise": fm["button"].noise - o._noise,
+          "light brightness": f.physics.model.light_diffuse - o.physics.model.light_diffuse,
+          "light position": f.physics.model.light_pos - o.physics.model.light_pos,
+          "camera eye": fm["camera"].jitter_amount["lookfrom"] - o.camera_jitter()["eye"],
+          "camera target": fm["camera"].jitter_amount["lookat"] - o.camera_jitter()["target"],
+          "indicator alpha": named_f.geom_rgba["green_light_overlay"][3]
+          - named_o.geom_rgba["green_light_overlay"][3],
+          "tv frames": np.array([s.frame_ii % s.num_frames for s in tv.tv_source.sources])
+          - np.array(o.tv_frames()),
+          "tv texture": tv.tv_tex.astype(int) - o._tv_texture.astype(int),
+          "image": f_img.astype(int) - o_img.astype(int),
+        }
+        if f_r is not None:
+          diffs["reward"] = np.array(f_r - o_r)
+          rewards.append((f_r, o_r))
+        pixel_means.append(float(np.abs(diffs["image"]).mean()))
+        for k, v in diffs.items():
+          worst[k] = max(worst.get(k, 0.0), float(np.max(np.abs(v))))
 
-  presses = []
-  for seed in cfg.seeds:
-    f = fork.RoboDesk(task="push_green", action_repeat=2, episode_length=2 * cfg.steps,
-                      image_size=24, distractors=set(distractors))  # fmt: skip
-    f.seed(seed)
-    f.reset()
-    o = ours.make(seed=seed, distractors=distractors, image_size=24, shadows=False,
-                  episode_length=2 * cfg.steps)  # fmt: skip
-    o._light_noise = 0.7  # the fork's plain RoboDesk's light-noise strength
-    o.reset()
-    record(f, o)
-    rng = np.random.default_rng(seed)
-    pressed = 0
-    for t in range(cfg.steps):
-      a = ours.press_green_action(o) if t >= 20 else rng.uniform(-1, 1, ours.ACTION_DIM)
-      f.step(a)
-      o.step(a)
-      pressed += record(f, o)
-    presses.append(pressed)
-    o.close()
+      record(f_obs, o_obs)
+      rng = np.random.default_rng(seed)
+      pressed = 0
+      for t in range(cfg.steps):
+        a = ours.press_green_action(o) if t >= 20 else rng.uniform(-1, 1, ours.ACTION_DIM)
+        f_out, f_r, _, _ = f.step(a)
+        o_img, o_r, _, info = o.step(a)
+        record(f_out["image"], o_img, f_r, o_r)
+        pressed += info["pressed"]
+      o.close()
+      per_seed.append({
+        "seed": seed, "pressed_steps": pressed, "view_at_reset": view,
+        "return": {"fork": sum(r for r, _ in rewards), "ours": sum(r for _, r in rewards)},
+        "mean_abs_pixel_difference": {"reset": pixel_means[0], "mean": float(np.mean(pixel_means)),
+                                      "max": float(np.max(pixel_means))},
+      })  # fmt: skip
+      print(f"seed {seed}: TV share fork {view['fork']['tv_share']:.4f} ours "
+            f"{view['ours']['tv_share']:.4f}; green button fork "
+            f"({view['fork']['button_px'][0]:.2f}, {view['fork']['button_px'][1]:.2f}) ours "
+            f"({view['ours']['button_px'][0]:.2f}, {view['ours']['button_px'][1]:.2f}) px; "
+            f"return fork {per_seed[-1]['return']['fork']:.4f} ours "
+            f"{per_seed[-1]['return']['ours']:.4f}; pressed on {pressed} of {cfg.steps} steps; "
+            f"mean |pixel difference| {np.mean(pixel_means):.3g}", flush=True)  # fmt: skip
   n = len(cfg.seeds) * (cfg.steps + 1)
-  print(f"largest |fork - ours| over {len(cfg.seeds)} seeds x {cfg.steps + 1} observations "
-        f"(button pressed on {presses} of {cfg.steps} steps):")  # fmt: skip
+  print(f"largest |fork - ours| over {len(cfg.seeds)} seeds x {cfg.steps + 1} observations:")
   for k, v in worst.items():
     print(f"  {k:18s} {v:.3g}")
+  result = {"config": cfg.__dict__, "model_differences": model_diff, "largest": worst,
+            "per_seed": per_seed, "observations": n}  # fmt: skip
+  io.save_json(cfg.out, result)
+  if cfg.figure:
+    save_figure(cfg.figure, figures, cfg.seeds)
+  print(json.dumps({"largest": worst}))
   return worst, n
+
+
+def save_figure(path: str, pairs, seeds) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from jaxprune.core import io
+
+  fig, axes = plt.subplots(len(pairs), 3, figsize=(7.5, 2.6 * len(pairs)), squeeze=False)
+  for row, ((f_img, o_img), seed) in zip(axes, zip(pairs, seeds)):
+    diff = np.abs(f_img.astype(int) - o_img.astype(int)).max(-1)
+    for ax, img, title in zip(row, (f_img, o_img, diff), ("fork (release)", "ours", "|diff|")):
+      ax.imshow(img, cmap="magma" if img.ndim == 2 else None, vmin=0, vmax=255)
+      ax.set_title(f"seed {seed}: {title}", fontsize=9)
+      ax.axis("off")
+  fig.tight_layout()
+  io.save_figure(path, fig)
+  plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -173,6 +173,16 @@ def _noise_layer(
   return (out - out.mean()) / (std if std > 0 else 1.0)
 
 
+def _luma(rng: np.random.Generator, *, num_frames: int, height: int, width: int) -> np.ndarray:
+  """The gray level of :func:`procedural_video` before rounding: float ``T x H x W``."""
+  size = dict(num_frames=num_frames, height=height, width=width)
+  blobs = _noise_layer(rng, alpha=2.2, speeds=_BLOB_SPEEDS, boil=_BOIL, **size)
+  texture = _noise_layer(rng, alpha=1.0, speeds=_TEXTURE_SPEEDS, boil=_BOIL, **size)
+  x = np.tanh(1.2 * blobs) + 0.25 * texture
+  std = x.std()
+  return (x - x.mean()) / (std if std > 0 else 1.0) * 55.0 + 128.0
+
+
 def procedural_video(*, num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
   """A looping, natural-looking grayscale clip: ``uint8`` ``num_frames x height x width``.
 
@@ -180,11 +190,27 @@ def procedural_video(*, num_frames: int, height: int, width: int, seed: int) -> 
   levels on average (motion of ~0.05-0.6 px/frame depending on the spatial scale).
   """
   _check_size(num_frames=num_frames, height=height, width=width)
+  x = _luma(np.random.default_rng(seed), num_frames=num_frames, height=height, width=width)
+  return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+_CHROMA_STD = 30.0  # std of each colour-difference layer (Cb, Cr), in 8-bit levels
+_YCBCR_TO_RGB = np.array([[0.0, -0.344136, 1.772], [1.402, -0.714136, 0.0]], np.float32)
+
+
+def procedural_color_video(*, num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
+  """A looping colour clip: ``uint8`` ``num_frames x height x width x 3`` (RGB).
+
+  The luma is :func:`procedural_video`'s (same seed, same gray level); two more drifting blob
+  layers of the same kind give the colour differences Cb and Cr (std ``_CHROMA_STD``), turned
+  into RGB with the BT.601 (JPEG) matrix. Deterministic given ``seed``.
+  """
+  _check_size(num_frames=num_frames, height=height, width=width)
   rng = np.random.default_rng(seed)
   size = dict(num_frames=num_frames, height=height, width=width)
-  blobs = _noise_layer(rng, alpha=2.2, speeds=_BLOB_SPEEDS, boil=_BOIL, **size)
-  texture = _noise_layer(rng, alpha=1.0, speeds=_TEXTURE_SPEEDS, boil=_BOIL, **size)
-  x = np.tanh(1.2 * blobs) + 0.25 * texture
-  std = x.std()
-  x = (x - x.mean()) / (std if std > 0 else 1.0) * 55.0 + 128.0
-  return np.clip(np.round(x), 0, 255).astype(np.uint8)
+  luma = _luma(rng, **size)
+  chroma = np.stack(
+    [_noise_layer(rng, alpha=2.2, speeds=_BLOB_SPEEDS, boil=_BOIL, **size) for _ in range(2)], -1
+  )
+  rgb = luma[..., None] + (_CHROMA_STD * chroma) @ _YCBCR_TO_RGB
+  return np.clip(np.round(rgb), 0, 255).astype(np.uint8)

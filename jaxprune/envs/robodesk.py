@@ -71,13 +71,11 @@ scikit-video in its own order.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before dm_control loads mujoco
 
-import xml.etree.ElementTree as ET  # noqa: E402
 from typing import Any  # noqa: E402
 
 import mujoco as mujoco_lib  # noqa: E402
@@ -85,16 +83,18 @@ import numpy as np  # noqa: E402
 from dm_control import mujoco  # noqa: E402
 from dm_control.utils import inverse_kinematics  # noqa: E402
 
-from jaxprune.envs import backgrounds  # noqa: E402
 from jaxprune.envs import jitter as jitter_lib  # noqa: E402
+from jaxprune.envs import robodesk_scene as scene  # noqa: E402
+from jaxprune.envs import robodesk_tv as tv_lib  # noqa: E402
 from jaxprune.envs.dmc import check_action, check_seed_and_schedule  # noqa: E402
 
 TASKS = ("robodesk_tv_green_hue",)
 VARIANTS = ("noisy", "noiseless")
 DISTRACTORS = ("tv", "button", "env_light", "camera")
 ACTION_DIM = 5
-TV_SIZE = 60  # the TV picture, pixels (the release's video size)
-COLORS = ("red", "green", "blue")
+TV_SHAPE = (tv_lib.FRAME, tv_lib.CLIPS * tv_lib.FRAME, 3)  # the TV picture: two 60x60 clips
+COLORS = scene.COLORS
+asset_dir = scene.asset_dir
 
 # control (RoboDesk's)
 _PHYSICS_STEPS = 10  # 2 ms physics steps per control step
@@ -117,67 +117,6 @@ _FLICKER_PERIOD = np.array([1.0, math.sqrt(8), math.sqrt(28)]) / 15
 _FLICKER_AMPLITUDE, _FLICKER_OFFSET, _FLICKER_STD = 0.3, -0.15, 0.15
 _CAMERA_JITTER = {"eye": 0.3, "target": 0.65}
 
-# the camera: RoboDesk's default pose, then our offsets to take in the TV
-_TARGET = np.array([0.0, 0.535, 1.1])
-_DISTANCE, _AZIMUTH, _ELEVATION = 1.8, 90.0, -60.0
-_TARGET_OFFSET = np.array([0.38, 0.3, 0.0])
-_DISTANCE_OFFSET, _ELEVATION_OFFSET = 0.4, 15.0
-
-
-def asset_dir() -> str:
-  """The ``assets`` directory of the installed ``robodesk`` package (not imported: see above)."""
-  spec = importlib.util.find_spec("robodesk")
-  path = None
-  if spec is not None and spec.submodule_search_locations:
-    path = os.path.join(list(spec.submodule_search_locations)[0], "assets")
-  if path is None or not os.path.isfile(os.path.join(path, "desk.xml")):
-    raise ModuleNotFoundError(
-      "RoboDesk needs the assets of the robodesk package: pip install robodesk==1.0.0 "
-      "(it is in requirements.txt)"
-    )
-  return path
-
-
-def _add(parent: ET.Element, tag: str, **attrs: Any) -> ET.Element:
-  return ET.SubElement(parent, tag, {k: str(v) for k, v in attrs.items()})
-
-
-def scene_xml() -> tuple[str, dict[str, bytes]]:
-  """RoboDesk's ``desk.xml`` with a TV, named indicator-light geoms and light overlays; returns
-  the XML and the asset files it reads (for ``Physics.from_xml_string``)."""
-  root_dir = asset_dir()
-  assets = {}
-  for root, _, files in os.walk(root_dir):
-    for f in files:
-      path = os.path.join(root, f)
-      with open(path, "rb") as fh:
-        assets[os.path.relpath(path, root_dir).replace(os.sep, "/")] = fh.read()
-  tree = ET.fromstring(assets.pop("desk.xml"))
-  asset = tree.find("asset")
-  _add(asset, "texture", name="tv_texture", type="2d", builtin="flat", width=TV_SIZE,
-       height=TV_SIZE, rgb1="0.5 0.5 0.5")  # fmt: skip
-  _add(asset, "material", name="tv_material", texture="tv_texture", texrepeat="1 1",
-       texuniform="false", emission=0.8)  # fmt: skip
-  world = tree.find("worldbody")
-  for c, rgb in zip(COLORS, ("1 0 0", "0 1 0", "0 0 1")):
-    light = world.find(f".//body[@name='{c}_light']")
-    light.find("body/geom").set("name", f"{c}_light_rise")  # the disc the button raises
-    if light.find(f"geom[@name='{c}_light_overlay']") is not None:
-      continue  # the authors' fork of the package ships these overlays already
-    common = dict(type="cylinder", size="0.06 0.0005", contype=0, conaffinity=0, group=1)
-    _add(light, "geom", name=f"{c}_light_overlay", pos="0 0 0.0125", rgba=f"{rgb} 0", **common)
-    _add(light, "geom", name=f"{c}_light_neg_overlay", pos="0 0 0.0135", rgba="0.3 0.3 0.3 0",
-         **common)  # fmt: skip
-  tv = _add(world, "body", name="tv", pos="0.85 1.05 0")
-  dark = dict(type="box", contype=0, conaffinity=0)
-  _add(tv, "geom", name="tv_stand", size="0.03 0.03 0.5", pos="0 0.03 0.5", rgba="0.2 0.2 0.2 1",
-       **dark)  # fmt: skip
-  _add(tv, "geom", name="tv_frame", size="0.27 0.02 0.2", pos="0 0 1.1", rgba="0.1 0.1 0.1 1",
-       **dark)  # fmt: skip
-  _add(tv, "geom", name="tv_screen", type="plane", size="0.25 0.18 0.01", pos="0 -0.021 1.1",
-       euler="1.5708 0 0", material="tv_material", contype=0, conaffinity=0)  # fmt: skip
-  return ET.tostring(tree, encoding="unicode"), assets
-
 
 def _check_args(task, variant, *, seed, image_size, action_repeat, episode_length, distractors,
                 num_tv_frames) -> None:  # fmt: skip
@@ -198,19 +137,6 @@ def _check_args(task, variant, *, seed, image_size, action_repeat, episode_lengt
       raise ValueError(f"distractors must be a subset of {DISTRACTORS}, got {distractors!r}")
   if num_tv_frames < 1:
     raise ValueError(f"num_tv_frames must be >= 1, got {num_tv_frames}")
-
-
-def _pose(eye: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
-  """(distance, azimuth, elevation) in degrees of a camera at ``eye`` looking at ``target``."""
-  d = target - eye
-  dist = float(np.linalg.norm(d))
-  return dist, math.degrees(math.atan2(d[1], d[0])), math.degrees(math.asin(d[2] / dist))
-
-
-def _eye(target: np.ndarray, distance: float, azimuth: float, elevation: float) -> np.ndarray:
-  az, el = math.radians(azimuth), math.radians(elevation)
-  flat = distance * math.cos(el)
-  return target - np.array([flat * math.cos(az), flat * math.sin(az), distance * math.sin(el)])
 
 
 class NoisyRoboDeskEnv:
@@ -251,7 +177,7 @@ class NoisyRoboDeskEnv:
     self.action_dim = ACTION_DIM
     self.shadows = bool(shadows)
 
-    xml, assets = scene_xml()
+    xml, assets = scene.scene_xml()
     self.physics = mujoco.Physics.from_xml_string(xml, assets=assets)
     self._ik_physics = self.physics.copy(share_model=True)
     model = self.physics.model
@@ -272,27 +198,32 @@ class NoisyRoboDeskEnv:
     self._light_diffuse0 = model.light_diffuse[:, 0].copy()
     if self._button_noise:  # the lights show the noisy reading through the overlays
       for c in COLORS:
-        self.physics.named.model.geom_rgba[f"{c}_light_rise", 3] = 0.0
+        self.physics.named.model.geom_rgba[f"{c}_light_rise_cylinder", 3] = 0.0
 
+    # the TV's cube texture: 6 faces of 120 x 120 stacked; the screen shows the front face,
+    # the picture doubled in height (nearest), the other faces black as in the release
     tex = self.physics.model.name2id("tv_texture", "texture")
-    adr, n = int(model.tex_adr[tex]), TV_SIZE * TV_SIZE * 3
-    self._tv_texture = model.tex_data[adr : adr + n].reshape(TV_SIZE, TV_SIZE, 3)
+    side = scene.TV_TEXTURE
+    adr, n = int(model.tex_adr[tex]), 6 * side * side * 3
+    cube = model.tex_data[adr : adr + n].reshape(6 * side, side, 3)
+    cube[:] = 0
+    self._tv_texture = cube[scene.TV_FRONT_FACE * side : (scene.TV_FRONT_FACE + 1) * side]
     self._tv_texid = tex
+    self._render_size = scene.render_size(self.image_size)
 
-    seqs = np.random.SeedSequence(int(seed)).spawn(5)
+    seqs = np.random.SeedSequence(int(seed)).spawn(5)  # the fork's order; the TV's is the last
     self._rng = {
-      name: np.random.default_rng(s)
-      for name, s in zip(("reset", "button", "camera", "light", "tv"), seqs)  # the fork's order
+      name: np.random.default_rng(s) for name, s in zip(("reset", "button", "camera", "light"), seqs)
     }
-    if "tv" in self.distractors:
-      tv_seed = int(self._rng["tv"].integers(2**32))
-      size = dict(num_frames=num_tv_frames, height=TV_SIZE, width=TV_SIZE, seed=tv_seed)
-      if video_dir is None:
-        self.tv_video = backgrounds.procedural_video(**size)
-      else:
-        self.tv_video = backgrounds.load_video_dir(video_dir, **size)
+    clip_rngs = tv_lib.clip_generators(seqs[4])
+    self._tv_rngs = [run for _, run in clip_rngs]
+    loaders = [load for load, _ in clip_rngs]
+    if "tv" not in self.distractors:
+      self.tv_clips = tv_lib.still_clips()  # a still mid-gray picture
+    elif video_dir is None:
+      self.tv_clips = tv_lib.procedural_clips(loaders, num_tv_frames)
     else:
-      self.tv_video = np.full((1, TV_SIZE, TV_SIZE), 128, np.uint8)  # a still mid-gray picture
+      self.tv_clips = tv_lib.video_dir_clips(video_dir, loaders, num_tv_frames)
     self._camera = None
     self._needs_reset = True
     self._t = 0
@@ -302,20 +233,25 @@ class NoisyRoboDeskEnv:
 
   def button_reading(self, noisy: bool = True) -> np.ndarray:
     """Per button (red, green, blue): how far it is pressed, 0 released .. 1 fully (+ noise)."""
-    q = np.array([self.physics.data.qpos[a] for a in self._light_qpos])
+    # in float32 as the release reads the joints (then + the float64 noise)
+    q = np.array([self.physics.data.qpos[a] for a in self._light_qpos], np.float32)
     reading = -q / _BUTTON_TRAVEL
     return reading + self._noise if noisy else reading
 
+  def tv_picture(self) -> np.ndarray:
+    """The video on the TV now, before the hue: ``uint8`` 60 x 120 x 3 (two clips, scrolled)."""
+    return tv_lib.picture(self.tv_clips, self._tv_start, self._t)
+
   def tv_image(self, noisy: bool = True) -> np.ndarray:
-    """The TV's picture now: ``uint8`` 60 x 60 x 3, green lifted by the (noisy) green reading."""
-    frame = self.tv_video[self._tv_index()].astype(np.float64)
-    w = np.clip(_HUE_GAIN * self.button_reading(noisy)[1], 0.0, 1.0)
-    img = np.repeat(frame[..., None], 3, axis=-1)
+    """The TV's picture now: ``uint8`` 60 x 120 x 3, green lifted by the (noisy) green reading."""
+    img = self.tv_picture().astype(np.float64)
+    w = np.clip(_HUE_GAIN * float(self.button_reading(noisy)[1]), 0.0, 1.0)
     img[..., 1] = img[..., 1] * (1 - w) + 255.0 * w
     return np.round(img).astype(np.uint8)
 
-  def _tv_index(self) -> int:
-    return (self._tv_start + self._t) % len(self.tv_video)
+  def tv_frames(self) -> tuple[int, ...]:
+    """The frame each clip shows now."""
+    return tuple(int((s + self._t) % self.tv_clips.shape[1]) for s in self._tv_start)
 
   def _button_step(self, first: bool = False) -> None:
     rng = self._rng["button"]
@@ -381,20 +317,33 @@ class NoisyRoboDeskEnv:
   def _observe(self) -> np.ndarray:
     self._brightness = self._apply_lights()
     self._apply_indicators()
-    self._tv_texture[:] = self.tv_image()
+    self._tv_texture[:] = np.repeat(self.tv_image(), 2, axis=0)  # 60 -> 120 rows, nearest
     if self._camera is None:
-      self._camera = mujoco.MovableCamera(self.physics, self.image_size, self.image_size)
+      size = self._render_size
+      self._camera = mujoco.MovableCamera(self.physics, size, size)
     ctx = self.physics.contexts
     with ctx.gl.make_current() as gl:  # the TV picture changed: upload it to the GL texture
       gl.call(mujoco_lib.mjr_uploadTexture, self.physics.model.ptr, ctx.mujoco.ptr, self._tv_texid)
     jit = self.camera_jitter()
-    eye = _eye(_TARGET, _DISTANCE, _AZIMUTH, _ELEVATION) + jit["eye"]
-    dist, az, el = _pose(eye, _TARGET + jit["target"])
-    self._camera.set_pose(
-      _TARGET + jit["target"] + _TARGET_OFFSET, dist + _DISTANCE_OFFSET, az, el + _ELEVATION_OFFSET
-    )
+    self._camera.set_pose(*scene.camera_pose(jit["eye"], jit["target"]))
     frame = self._camera.render(render_flag_overrides={"shadow": self.shadows})
-    return np.array(frame, dtype=np.uint8, copy=True)
+    return scene.crop_and_resize(frame, self.image_size)
+
+  def view_geometry(self) -> dict[str, Any]:
+    """Where the TV screen and the green button are in the current image (after ``reset()``):
+    ``tv_share`` (the share of the image's pixels the screen covers) and ``button_px`` (the
+    green button's top, its centre in image pixels (x, y)), from a segmentation render of the
+    current view."""
+    if self._camera is None:
+      raise RuntimeError("call reset() before view_geometry()")
+    seg = self._camera.render(segmentation=True)
+    model = self.physics.model
+    screen = model.name2id("tv_screen", "geom")
+    cap = int(np.flatnonzero(model.body_parentid == self._green_button)[0])  # the pressable top
+    button = int(model.body_geomadr[cap])
+    share, _ = scene.geom_in_image(seg, screen, self.image_size)
+    _, button_px = scene.geom_in_image(seg, button, self.image_size)
+    return {"tv_share": share, "button_px": button_px}
 
   # --- control -------------------------------------------------------------------------------
 
@@ -446,7 +395,7 @@ class NoisyRoboDeskEnv:
     phys.forward()
     self._ik_physics.data.qpos[:] = phys.data.qpos
     self._t = self._steps = 0
-    self._tv_start = int(self._rng["tv"].integers(len(self.tv_video)))
+    self._tv_start = [int(g.integers(0, self.tv_clips.shape[1])) for g in self._tv_rngs]
     self._button_step(first=True)
     self._swing = self._rng["light"].normal(size=3)
     self._flicker_phase = self._rng["light"].normal(size=3)
@@ -461,7 +410,8 @@ class NoisyRoboDeskEnv:
     ``discount`` (1), ``tv_green`` / ``tv_green_clean`` (of the last control step),
     ``button_noise`` (the green button's sensor noise, last step), ``pressed`` (green button
     down), ``light_brightness`` (3 scene lights, this frame), ``camera_jitter`` (eye and target
-    offsets, 6 floats), ``tv_index`` (video frame on the TV).
+    offsets, 6 floats), ``tv_frames`` (each clip's frame on the TV; the picture is scrolled by
+    the control steps since reset).
     """
     if self._needs_reset:
       raise RuntimeError("call reset() before step() (at the start and after done=True)")
@@ -496,7 +446,7 @@ class NoisyRoboDeskEnv:
       "pressed": bool(phys.data.qpos[self._light_qpos[1]] < _PRESSED_BELOW),
       "light_brightness": self._brightness.copy(),
       "camera_jitter": np.concatenate([jit["eye"], jit["target"]]),
-      "tv_index": self._tv_index(),
+      "tv_frames": self.tv_frames(),
     }
     return obs, float(reward), done, info
 
