@@ -53,7 +53,7 @@ def test_pressing_the_green_button_turns_the_tv_green_and_pays():
   env = _make(0, distractors=("tv",), action_repeat=4, episode_length=400)
   env.reset()
   phys = env.physics
-  frame0 = env.tv_video[env._tv_index()]
+  frame0 = env.tv_picture()
   first = None
   # a scripted reach (seed 0 presses at step ~45): above the button, then down onto it
   for _ in range(80):
@@ -62,15 +62,15 @@ def test_pressing_the_green_button_turns_the_tv_green_and_pays():
     if info["pressed"] and info["tv_green"] > 0.95:
       break
   r0, info0 = first
-  assert not info0["pressed"] and 0.3 < info0["tv_green"] < 0.7  # the video's own gray level
+  assert not info0["pressed"] and 0.3 < info0["tv_green"] < 0.7  # the video's own green level
   assert info["pressed"], "the scripted reach did not press the button"
   assert env.button_reading()[1] >= 0.9 and info["tv_green"] > 0.95
-  # the hue change is on the green channel only: red and blue are the video frame
+  # the hue change is on the green channel only: red and blue are the video's
   img = env.tv_image()
-  frame = env.tv_video[env._tv_index()]
-  np.testing.assert_array_equal(img[..., 0], frame)
-  np.testing.assert_array_equal(img[..., 2], frame)
-  assert img[..., 1].mean() > frame.mean() + 60 and frame0.shape == (60, 60)
+  frame = env.tv_picture()
+  np.testing.assert_array_equal(img[..., 0], frame[..., 0])
+  np.testing.assert_array_equal(img[..., 2], frame[..., 2])
+  assert img[..., 1].mean() > frame[..., 1].mean() + 60 and frame0.shape == (60, 120, 3)
   # pressed: +0.25 and a greener TV, per control step
   assert r > r0 + 4 * 0.3
   # the reward by hand from the state, for the last control step (action_repeat 4: 4 terms)
@@ -138,7 +138,7 @@ def test_camera_jitter_is_seeded():
 
 def test_noiseless_variant_has_no_distractors_and_a_still_tv():
   env = _make(0, variant="noiseless")
-  assert env.distractors == () and len(env.tv_video) == 1
+  assert env.distractors == () and env.tv_clips.shape[1] == 1
   _, out = _rollout(env, _actions(2))
   for r, info in out:
     assert r == info["clean_reward"] and info["tv_green"] == pytest.approx(128 / 255)

@@ -6,8 +6,10 @@
 
 Base: the RoboDesk benchmark (Kannan et al. 2021; PyPI ``robodesk==1.0.0``): a Franka Panda arm
 at a desk with a drawer, a sliding door, three buttons wired to three indicator lights, a ball
-and two blocks. Only the package's assets (``desk.xml``, the Franka MJCF, meshes, textures) are
-used, read from its install directory without importing it: its ``RoboDesk`` class cannot run
+and two blocks, laid out as the Denoised MDP release's ``RoboDeskWithTV`` has it: three desks and
+a large TV behind them (:mod:`jaxprune.envs.robodesk_scene`). Only the package's assets
+(``desk.xml``, the Franka MJCF, meshes, textures) are used, read from its install directory
+without importing it: its ``RoboDesk`` class cannot run
 here (``reset()`` calls ``PIL.Image.ANTIALIAS``, removed in Pillow 10, and it needs the
 unmaintained ``gym``). The scene is loaded with dm_control's MuJoCo bindings, and the control
 (end-effector deltas through inverse kinematics on a copy of the physics, 10 physics steps of
@@ -30,10 +32,12 @@ steps (500 agent steps), 96 x 96 images; no early termination (``info["discount"
 Variants ``VARIANTS``: ``noisy`` (all distractors, the paper's) and ``noiseless`` (none);
 ``distractors=`` picks any subset of ``DISTRACTORS`` instead:
 
-* ``tv``: the TV plays natural video, one frame per control step from a random start each episode
-  (the same sources as the DMC backgrounds: a procedural clip offline, ``video_dir`` for real
-  videos such as Kinetics-400 driving_car; grayscale here, shown on all three channels). Without
-  it the TV shows a still mid-gray picture, so the task keeps its meaning.
+* ``tv``: the TV plays natural colour video as the release does (:mod:`jaxprune.envs.robodesk_tv`):
+  two 60 x 60 clips side by side, contrast-boosted and sharpened, each one frame further per
+  control step from its own random start each episode, the 60 x 120 picture scrolling one column
+  per control step; from procedural colour clips offline, or from ``video_dir`` (real videos
+  such as Kinetics-400 driving_car). Without it the TV shows a still mid-gray picture, so the
+  task keeps its meaning.
 * ``button``: a noisy button sensor. The button reading is ``b = -q / 0.005 + n`` (0 released, 1
   fully pressed; ``q`` the light joint that mirrors the button), with a slowly diffusing noise
   per button::
@@ -50,23 +54,25 @@ Variants ``VARIANTS``: ``noisy`` (all distractors, the paper's) and ``noiseless`
 * ``camera``: the camera's eye and target follow two smooth seeded 3-D random walks (the
   release's walker, ``jitter.shift_step`` in 3-D, scaled 0.3 and 0.65), so the whole view shakes.
 
-TV hue (controllable through the button, reward-relevant): the TV image ``I`` (60 x 60 RGB) is
-blended toward 255 on the green channel only, ``I_g <- round(I_g (1 - w) + 255 w)`` with
-``w = clip(0.75 b_green, 0, 1)``: a full press turns the picture green.
+TV hue (controllable through the button, reward-relevant): the TV picture ``I`` (60 x 120 RGB)
+is blended toward 255 on the green channel only, ``I_g <- round(I_g (1 - w) + 255 w)`` with
+``w = clip(0.75 b_green, 0, 1)``: a full press turns the picture green. The screen shows it
+doubled in height (nearest) on the front face of its cube texture.
 
-Camera and rendering: one view holds the desk and the TV to its right (the release's scene has
-three desks and a TV further off; ours is one desk and a TV on a stand, our own layout). The
-image is rendered directly at ``image_size`` (the release renders 1.875x larger, crops and
-downsamples). ``shadows=False`` skips MuJoCo's shadow pass, ~5x faster with software rendering
-(0.45 -> 0.08 s per frame here) at the cost of the shadows.
+Camera and rendering (the release's, :mod:`jaxprune.envs.robodesk_scene`): RoboDesk's default
+view jittered, then moved back and up to take in the three desks and the TV; rendered square at
+1.875x ``image_size`` (180 px for 96), its top 22% cut off and the rest resized to
+``image_size`` with Pillow's Lanczos filter. At reset the TV screen covers about half the image.
+``shadows=False`` skips MuJoCo's shadow pass, ~4x faster with software rendering (0.20 -> 0.05 s
+per agent step at 96 px here) at the cost of the shadows; the release renders them.
 
-Seeding: ``SeedSequence(seed)`` spawns one generator per source, in the fork's order: the reset
-(arm and object placements), the button noise, the camera walk, the lights, the TV (clip and
-start frames). Same seed, same actions -> the same frames and rewards; successive episodes
-differ. Every source but the TV draws exactly as the fork does, so with the same seed and
-actions the physics, the sensor noise, the lights and the camera walk equal the fork's
-(checked against ``SsnL/robodesk``, docs/results.md); the fork's TV reads video files through
-scikit-video in its own order.
+Seeding: ``SeedSequence(seed)`` spawns one child per source, in the fork's order: the reset
+(arm and object placements), the button noise, the camera walk, the lights, the TV (per clip: the
+files' order or the procedural clip, and the start frames). Same seed, same actions -> the same
+frames and rewards; successive episodes differ. Every source draws exactly as the fork does:
+with the same seed, the same video files and the same actions, the physics, every noise, the TV
+picture, the rewards and the pixels equal those of the fork's ``RoboDeskWithTV``
+(``scripts/compare_robodesk_fork.py``, docs/results.md).
 """
 
 from __future__ import annotations
@@ -213,7 +219,8 @@ class NoisyRoboDeskEnv:
 
     seqs = np.random.SeedSequence(int(seed)).spawn(5)  # the fork's order; the TV's is the last
     self._rng = {
-      name: np.random.default_rng(s) for name, s in zip(("reset", "button", "camera", "light"), seqs)
+      name: np.random.default_rng(s)
+      for name, s in zip(("reset", "button", "camera", "light"), seqs)
     }
     clip_rngs = tv_lib.clip_generators(seqs[4])
     self._tv_rngs = [run for _, run in clip_rngs]

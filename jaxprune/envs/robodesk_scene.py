@@ -44,8 +44,14 @@ _DESK_COPIES = (("middle", 1.3), ("right", 2.6))
 _TV = dict(pos="1.3 1.825 1.6")
 _TV_GEOMS = (
   dict(name="tv_bezel", type="box", size="2.4 .03 1.4", pos="0 0.035 0", rgba="0.1 0.1 0.1 1"),
-  dict(name="tv_screen", material="tv_material", type="box", size="2.3 .000001 1.34", pos="0 0 0",
-       rgba="1 1 1 1"),  # fmt: skip
+  dict(
+    name="tv_screen",
+    material="tv_material",
+    type="box",
+    size="2.3 .000001 1.34",
+    pos="0 0 0",
+    rgba="1 1 1 1",
+  ),  # fmt: skip
   dict(name="tv_stand", type="box", size="2.6 0.2 0.05", pos="0 0 -1.5", rgba="0.32 0.137 0.12 1"),
 )
 _FLOOR_REFLECTANCE = "0.01"
@@ -89,9 +95,7 @@ def _add_light_overlays(lights: ET.Element) -> None:
     common = dict(pos="0 0 0.005", type="cylinder", size=".06 .0075", group="1")
     mass = {} if c == "red" else dict(mass="0.01")
     light.append(_el("geom", name=f"{c}_light_overlay", rgba=f"{rgb} 0", **common, **mass))
-    light.append(
-      _el("geom", name=f"{c}_light_neg_overlay", rgba="0.3 0.3 0.3 0", **common, **mass)
-    )
+    light.append(_el("geom", name=f"{c}_light_neg_overlay", rgba="0.3 0.3 0.3 0", **common, **mass))
 
 
 def _renamed_copy(body: ET.Element, suffix: str) -> ET.Element:
@@ -218,4 +222,7 @@ def geom_in_image(seg_RxRx2: np.ndarray, geom_id: int, image_size: int) -> tuple
     return 0.0, (float("nan"), float("nan"))
   ys, xs = np.nonzero(mask)
   sx, sy = image_size / (x1 - x0), image_size / (y1 - y0)
-  return float(mask.mean()), (float((xs.mean() + 0.5) * sx - 0.5), float((ys.mean() + 0.5) * sy - 0.5))
+  return float(mask.mean()), (
+    float((xs.mean() + 0.5) * sx - 0.5),
+    float((ys.mean() + 0.5) * sy - 0.5),
+  )

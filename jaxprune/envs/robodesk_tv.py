@@ -79,9 +79,7 @@ def process_frame(frame_HxWx3: np.ndarray) -> np.ndarray:
 
 def clip_generators(tv_seed: np.random.SeedSequence) -> list[tuple[np.random.Generator, ...]]:
   """Per clip, ``(loading, running)`` generators from the environment's TV seed sequence."""
-  return [
-    tuple(np.random.default_rng(s) for s in child.spawn(2)) for child in tv_seed.spawn(CLIPS)
-  ]
+  return [tuple(np.random.default_rng(s) for s in child.spawn(2)) for child in tv_seed.spawn(CLIPS)]
 
 
 def procedural_clips(loaders: list[np.random.Generator], num_frames: int) -> np.ndarray:
