@@ -7,6 +7,8 @@ Two sources, both deterministic given their seed:
   finer texture), each spatial scale moving with its own velocity like parallax in a moving
   camera. Every Fourier component advances by a whole number of cycles over the clip, so the
   clip loops without a seam (episodes start at a random frame and wrap around).
+  :func:`procedural_color_video` adds two more such layers as colour differences (Cb, Cr): the
+  offline source of noisy RoboDesk's colour TV.
 * :func:`load_video_dir` - the user's own videos, read with imageio (+ ffmpeg), converted to
   grayscale (BT.601 luma) and resized to ``H x W`` (no crop: the aspect ratio is not kept, as in
   the authors' release). Files are taken in a seeded random order and their frames concatenated
