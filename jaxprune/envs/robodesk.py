@@ -100,7 +100,6 @@ DISTRACTORS = ("tv", "button", "env_light", "camera")
 ACTION_DIM = 5
 TV_SHAPE = (tv_lib.FRAME, tv_lib.CLIPS * tv_lib.FRAME, 3)  # the TV picture: two 60x60 clips
 COLORS = scene.COLORS
-asset_dir = scene.asset_dir
 
 # control (RoboDesk's)
 _PHYSICS_STEPS = 10  # 2 ms physics steps per control step
