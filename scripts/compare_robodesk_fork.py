@@ -205,11 +205,7 @@ def fork_view_geometry(f, image_size: int) -> dict:
     seg = f.render(resize=False)
   finally:
     dm_mujoco.MovableCamera.render = plain
-  model = f.physics.model
-  cap = int(np.flatnonzero(model.body_parentid == model.name2id("green_button", "body"))[0])
-  share, _ = scene.geom_in_image(seg, model.name2id("tv_screen", "geom"), image_size)
-  _, button = scene.geom_in_image(seg, int(model.body_geomadr[cap]), image_size)
-  return {"tv_share": share, "button_px": button}
+  return scene.view_geometry(f.physics.model, seg, image_size)
 
 
 def write_videos(directory: str, n: int, frames: int) -> None:

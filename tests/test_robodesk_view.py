@@ -124,11 +124,16 @@ def test_frame_processing_matches_opencv():
   assert robodesk_tv.boost_contrast(np.array([[[100]]], np.uint8))[0, 0, 0] == round(
     100 * f + 127 * (1 - f)
   )
+  # a clip at once: as frame by frame
+  clip = rng.integers(0, 256, (4, 37, 53, 3), dtype=np.uint8)
+  np.testing.assert_array_equal(
+    robodesk_tv.process_frames(clip), np.stack([robodesk_tv.process_frames(f) for f in clip])
+  )
   flat = np.full((5, 5, 3), 77, np.uint8)
   np.testing.assert_array_equal(robodesk_tv.sharpen(flat), flat)
 
 
-def test_video_dir_clips_loop_over_reshuffled_files():
+def test_video_dir_clips_loop_over_reshuffled_files(monkeypatch):
   # three fake files of 3, 4 and 5 frames, each frame a solid level naming (file, frame)
   lengths = {"/v/a.mp4": 3, "/v/b.mp4": 4, "/v/c.mp4": 5}
 
@@ -136,15 +141,9 @@ def test_video_dir_clips_loop_over_reshuffled_files():
     for i in range(lengths[path]):
       yield np.full((8, 8, 3), 100 + 10 * sorted(lengths).index(path) + i, np.uint8)
 
-  import jaxprune.envs.backgrounds as bg
-
-  old = bg.list_videos
-  bg.list_videos = lambda d: sorted(lengths)
-  try:
-    loaders = [np.random.default_rng(5), np.random.default_rng(6)]
-    clips = robodesk_tv.video_dir_clips("/v", loaders, 20, read=read)
-  finally:
-    bg.list_videos = old
+  monkeypatch.setattr(backgrounds, "list_videos", lambda d: sorted(lengths))
+  loaders = [np.random.default_rng(5), np.random.default_rng(6)]
+  clips = robodesk_tv.video_dir_clips("/v", loaders, 20, read=read)
   assert clips.shape == (2, 20, 60, 60, 3)
   # by hand: shuffle the sorted files, read them all, shuffle again, until 20 frames
   for seed, clip in zip((5, 6), clips):

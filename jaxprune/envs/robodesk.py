@@ -343,13 +343,7 @@ class NoisyRoboDeskEnv:
     if self._camera is None:
       raise RuntimeError("call reset() before view_geometry()")
     seg = self._camera.render(segmentation=True)
-    model = self.physics.model
-    screen = model.name2id("tv_screen", "geom")
-    cap = int(np.flatnonzero(model.body_parentid == self._green_button)[0])  # the pressable top
-    button = int(model.body_geomadr[cap])
-    share, _ = scene.geom_in_image(seg, screen, self.image_size)
-    _, button_px = scene.geom_in_image(seg, button, self.image_size)
-    return {"tv_share": share, "button_px": button_px}
+    return scene.view_geometry(self.physics.model, seg, self.image_size)
 
   # --- control -------------------------------------------------------------------------------
 

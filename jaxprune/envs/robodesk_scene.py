@@ -226,3 +226,15 @@ def geom_in_image(seg_RxRx2: np.ndarray, geom_id: int, image_size: int) -> tuple
     float((xs.mean() + 0.5) * sx - 0.5),
     float((ys.mean() + 0.5) * sy - 0.5),
   )
+
+
+def view_geometry(model, seg_RxRx2: np.ndarray, image_size: int) -> dict[str, Any]:
+  """Where the TV screen and the green button are in the image made from a square render:
+  ``tv_share`` (the share of the image's pixels the screen covers) and ``button_px`` (the centre
+  of the green button's pressable top, image pixels (x, y)), from MuJoCo's segmentation render
+  ``seg`` of the view and the compiled ``model`` (a dm_control ``Physics.model``)."""
+  green = model.name2id("green_button", "body")
+  cap = int(np.flatnonzero(np.asarray(model.body_parentid) == green)[0])  # the pressable top
+  share, _ = geom_in_image(seg_RxRx2, model.name2id("tv_screen", "geom"), image_size)
+  _, button_px = geom_in_image(seg_RxRx2, int(model.body_geomadr[cap]), image_size)
+  return {"tv_share": share, "button_px": button_px}

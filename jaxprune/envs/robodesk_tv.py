@@ -44,13 +44,13 @@ CONTRAST_CHANGE = 20.0
 SHARPEN = 0.5
 
 
-def resize_nearest(frame_HxWxC: np.ndarray, height: int, width: int) -> np.ndarray:
-  """Nearest-neighbour resize with OpenCV's ``INTER_NEAREST`` rule: output pixel ``i`` reads
-  input ``floor(i * in / out)``."""
-  h, w = frame_HxWxC.shape[:2]
+def resize_nearest(frames_xHxWxC: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Nearest-neighbour resize of ``... x H x W x C`` frames with OpenCV's ``INTER_NEAREST``
+  rule: output pixel ``i`` reads input ``floor(i * in / out)``."""
+  h, w = frames_xHxWxC.shape[-3:-1]
   rows = np.minimum((np.arange(height) * (h / height)).astype(np.int64), h - 1)
   cols = np.minimum((np.arange(width) * (w / width)).astype(np.int64), w - 1)
-  return frame_HxWxC[rows[:, None], cols[None, :]]
+  return frames_xHxWxC[..., rows[:, None], cols[None, :], :]
 
 
 def _saturate(x: np.ndarray) -> np.ndarray:
@@ -64,17 +64,20 @@ def boost_contrast(frame: np.ndarray, change: float = CONTRAST_CHANGE) -> np.nda
   return _saturate(frame.astype(np.float32) * np.float32(f) + np.float32(127 * (1 - f)))
 
 
-def sharpen(frame_HxWxC: np.ndarray, s: float = SHARPEN) -> np.ndarray:
-  """The release's 3 x 3 sharpening of a ``uint8`` ``H x W x C`` frame (reflect-101 borders)."""
-  x = np.pad(frame_HxWxC.astype(np.float32), ((1, 1), (1, 1), (0, 0)), mode="reflect")
-  centre = x[1:-1, 1:-1]
-  cross = x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:]
+def sharpen(frames_xHxWxC: np.ndarray, s: float = SHARPEN) -> np.ndarray:
+  """The release's 3 x 3 sharpening of ``uint8`` ``... x H x W x C`` frames (reflect-101
+  borders)."""
+  pad = [(0, 0)] * (frames_xHxWxC.ndim - 3) + [(1, 1), (1, 1), (0, 0)]
+  x = np.pad(frames_xHxWxC.astype(np.float32), pad, mode="reflect")
+  centre = x[..., 1:-1, 1:-1, :]
+  cross = x[..., :-2, 1:-1, :] + x[..., 2:, 1:-1, :] + x[..., 1:-1, :-2, :] + x[..., 1:-1, 2:, :]
   return _saturate(np.float32(1 + 4 * s) * centre - np.float32(s) * cross)
 
 
-def process_frame(frame_HxWx3: np.ndarray) -> np.ndarray:
-  """Resize to 60 x 60, boost the contrast, sharpen: one frame as the TV shows it."""
-  return sharpen(boost_contrast(resize_nearest(frame_HxWx3, FRAME, FRAME)))
+def process_frames(frames_xHxWx3: np.ndarray) -> np.ndarray:
+  """Resize to 60 x 60, boost the contrast, sharpen: frames (``... x H x W x 3``) as the TV
+  shows them."""
+  return sharpen(boost_contrast(resize_nearest(frames_xHxWx3, FRAME, FRAME)))
 
 
 def clip_generators(tv_seed: np.random.SeedSequence) -> list[tuple[np.random.Generator, ...]]:
@@ -85,19 +88,11 @@ def clip_generators(tv_seed: np.random.SeedSequence) -> list[tuple[np.random.Gen
 def procedural_clips(loaders: list[np.random.Generator], num_frames: int) -> np.ndarray:
   """Processed frames of one procedural colour clip per generator: ``uint8`` ``C x T x 60 x 60 x
   3``."""
-  return np.stack(
-    [
-      np.stack(
-        [
-          process_frame(f)
-          for f in backgrounds.procedural_color_video(
-            num_frames=num_frames, height=FRAME, width=FRAME, seed=int(g.integers(2**32))
-          )
-        ]
-      )
-      for g in loaders
-    ]
-  )
+  size = dict(num_frames=num_frames, height=FRAME, width=FRAME)
+  return np.stack([
+    process_frames(backgrounds.procedural_color_video(seed=int(g.integers(2**32)), **size))
+    for g in loaders
+  ])  # fmt: skip
 
 
 def _rgb(frame: np.ndarray) -> np.ndarray:
@@ -139,7 +134,7 @@ def video_dir_clips(
           continue
         try:
           for frame in read(str(path)):
-            frames[n] = process_frame(frame)
+            frames[n] = process_frames(frame)
             n += 1
             if n == num_frames:
               break
